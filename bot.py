@@ -1,0 +1,284 @@
+"""MT5 scalping bot: the composition root.
+
+This is the only place that builds long-lived objects and starts threads. Everything else is
+given what it needs. Run ``python bot.py --help`` for the commands.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+__version__ = "0.1.0"
+
+PROJECT_DIR = Path(__file__).resolve().parent
+DEFAULT_CONFIG_DIR = PROJECT_DIR / "config"
+DEFAULT_RUNTIME_DIR = PROJECT_DIR / "runtime"
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("bot")
+
+
+# --------------------------------------------------------------------------- helpers
+def _console_safe() -> None:
+    """Never crash on a Windows console that cannot print a character."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[attr-defined]
+        except (AttributeError, ValueError):
+            pass
+
+
+def _print_problems(problems: Sequence[object]) -> None:
+    for problem in problems:
+        print(str(problem), file=sys.stderr)
+
+
+def _load_config_or_exit(config_dir: Path):
+    from config.loader import ConfigError, load_config
+    try:
+        return load_config(config_dir)
+    except ConfigError as exc:
+        print(f"config in {config_dir} is invalid ({len(exc.problems)} problem(s)):", file=sys.stderr)
+        _print_problems(exc.problems)
+        return None
+
+
+def _env_files(config_dir: Path) -> list[Path]:
+    """``.env`` next to the config files first, then in the project folder."""
+    return [Path(config_dir) / ".env", PROJECT_DIR / ".env"]
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_check_config(args: argparse.Namespace) -> int:
+    snapshot = _load_config_or_exit(args.config_dir)
+    if snapshot is None:
+        return EXIT_USAGE
+    from config.secrets import load_secrets
+    try:
+        load_secrets(_env_files(args.config_dir))
+    except ValueError as exc:
+        print(f".env: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    bot = snapshot.bot
+    print(f"config OK: mode={bot.mode} broker={bot.broker} symbols={','.join(bot.symbols)}")
+    for name in ("micro_scalp", "range_scalp", "order_flow"):
+        strategy = snapshot.strategy(name)
+        state = "on" if strategy.enabled else "off"
+        print(f"  {name}: {state}, every {strategy.interval_seconds:g} s, "
+              f"symbols {','.join(strategy.active_symbols()) or '-'}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from monitors.status_view import collect_status, render_status
+    status = collect_status(args.runtime_dir)
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True, default=str))
+    else:
+        print(render_status(status))
+    return EXIT_OK if status.get("found") else EXIT_FAILURE
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    snapshot = _load_config_or_exit(args.config_dir)
+    if snapshot is None:
+        print("refusing to start: fix the config (python bot.py check-config shows the same list)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    from config.secrets import load_secrets
+    try:
+        secrets = load_secrets(_env_files(args.config_dir))
+    except ValueError as exc:
+        print(f"refusing to start: .env: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from state.instance_lock import AlreadyRunning, InstanceLock
+    lock = InstanceLock(args.runtime_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        app = BotApp(snapshot, secrets, args.config_dir, args.runtime_dir, notify=not args.no_notify)
+        return app.run(duration=args.duration)
+    except Exception:
+        log.critical("the bot failed", exc_info=True)
+        return EXIT_FAILURE
+    finally:
+        lock.release()
+
+
+# --------------------------------------------------------------------------- the running bot
+class BotApp:
+    """Wires the threads together, supervises them and shuts them down in order."""
+
+    def __init__(self, snapshot, secrets, config_dir: Path, runtime_dir: Path, notify: bool = True) -> None:
+        from config.watcher import ConfigHolder, ConfigWatcher
+        from monitors.clock import SystemClock
+        from monitors.health import HealthReporter
+        from monitors.logsetup import set_level, setup_logging
+        from monitors.supervisor import JobSpec, Supervisor
+        from state.journal import Journal
+        from state.store import StateStore
+        from state.writer import StateWriter
+
+        self.runtime_dir = Path(runtime_dir)
+        self.config_dir = Path(config_dir)
+        self.stop_event = threading.Event()
+        self.clock = SystemClock()
+        self.started_at = self.clock.now()
+        logging_cfg = snapshot.bot.logging
+        setup_logging(self.runtime_dir / "logs", logging_cfg.level, logging_cfg.console,
+                      int(logging_cfg.file_max_mb * 1_000_000), logging_cfg.file_backups,
+                      secrets.values())
+        self.secrets = secrets
+        self.holder = ConfigHolder(snapshot)
+        self.holder.on_change(lambda old, new, changes: set_level(new.bot.logging.level))
+        self.store = StateStore(self.runtime_dir / "state")
+        self.writer = StateWriter(self.store)
+        self.journal = Journal(self.runtime_dir / "journal.jsonl", now=self.clock.now)
+        self.watcher = ConfigWatcher(self.config_dir, self.holder, self.clock,
+                                     snapshot.bot.runtime.config_settle_seconds, self.stop_event)
+        self.supervisor = Supervisor(self.clock, lambda: self.holder.current, self._on_supervisor_event)
+        self.supervisor.add(JobSpec("state-writer", service=self.writer))
+        self.supervisor.add(JobSpec("config-watcher", make_monitor=lambda: self.watcher,
+                                    health=self.watcher.health))
+        self.health = HealthReporter(self.runtime_dir, self.clock, __version__, self.started_at)
+        self.health.add("mode", lambda: {"mode": self.holder.current.bot.mode,
+                                         "broker": self.holder.current.bot.broker})
+        self.health.add("config", self.watcher.health)
+        self.health.add("threads", self.supervisor.health)
+        self.health.add("strategies", self._strategies_health)
+        self.health.add("state", lambda: {"writes": self.store.writes, "pending": self.writer.pending(),
+                                          "errors": self.writer.errors, "last_error": self.writer.last_error,
+                                          "journal_lines": self.journal.lines_written})
+        self.notify_enabled = notify
+
+    def _on_supervisor_event(self, kind: str, data: dict[str, Any]) -> None:
+        self.journal.append(kind, **data)
+
+    def _strategies_health(self) -> dict[str, Any]:
+        snapshot = self.holder.current
+        out = {}
+        for name in ("micro_scalp", "range_scalp", "order_flow"):
+            strategy = snapshot.strategy(name)
+            out[name] = {"enabled": strategy.enabled, "symbols": strategy.active_symbols(),
+                         "available": False, "note": "monitor not available yet (strategy issue pending)"}
+        return out
+
+    def _install_signals(self) -> None:
+        def handler(signum: int, frame: object) -> None:
+            log.info("signal %s received: shutting down", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        for name in ("SIGINT", "SIGTERM", "SIGBREAK"):  # SIGBREAK: CTRL_BREAK on Windows
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                try:
+                    signal.signal(sig, handler)
+                except (ValueError, OSError):  # not the main thread, or not settable here
+                    pass
+
+    def run(self, duration: float | None = None) -> int:
+        snapshot = self.holder.current
+        bot = snapshot.bot
+        log.info("MT5 scalping bot %s starting: mode=%s broker=%s symbols=%s runtime=%s", __version__,
+                 bot.mode, bot.broker, ",".join(bot.symbols), self.runtime_dir)
+        for name in ("micro_scalp", "range_scalp", "order_flow"):
+            log.warning("%s monitor: not available yet (its strategy issue has not landed); "
+                        "the infrastructure threads run without it", name)
+        self.journal.append("start", mode=bot.mode, broker=bot.broker, version=__version__,
+                            symbols=list(bot.symbols))
+        self._install_signals()
+        deadline = None if duration is None else time.monotonic() + duration
+        self.health.status = "running"
+        try:
+            while not self.stop_event.is_set():
+                self.supervisor.check()
+                self.health.write()
+                interval = self.holder.current.bot.runtime.health_interval_seconds
+                wake = time.monotonic() + interval
+                if deadline is not None:
+                    wake = min(wake, deadline)
+                # short slices: on Windows a long wait is not interrupted by Ctrl+C
+                while not self.stop_event.is_set() and time.monotonic() < wake:
+                    self.stop_event.wait(min(0.25, max(0.0, wake - time.monotonic())))
+                if deadline is not None and time.monotonic() >= deadline:
+                    log.info("run duration of %.0f s reached: shutting down", duration)
+                    break
+        finally:
+            self.shutdown()
+        return EXIT_OK
+
+    def shutdown(self) -> None:
+        timeout = self.holder.current.bot.runtime.shutdown_timeout_seconds
+        self.health.status = "stopping"
+        self.stop_event.set()
+        self.supervisor.stop_all(timeout)
+        self.writer.flush()
+        self.journal.append("stop", reason="shutdown")
+        self.journal.close()
+        self.health.status = "stopped"
+        self.health.write()
+        log.info("stopped cleanly; open positions stay with the broker and are recovered on the next start")
+
+
+# --------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bot.py", description="MT5 scalping bot")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="run the bot until Ctrl+C, SIGTERM or --duration")
+    run.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
+    run.add_argument("--runtime-dir", type=Path, default=DEFAULT_RUNTIME_DIR)
+    run.add_argument("--duration", type=_positive_float, default=None, metavar="SECONDS")
+    run.add_argument("--no-notify", action="store_true", help="send no Discord notifications")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate every config file")
+    check.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
+    check.set_defaults(func=cmd_check_config)
+
+    status = sub.add_parser("status", help="show the bot's state from its runtime files")
+    status.add_argument("--runtime-dir", type=Path, default=DEFAULT_RUNTIME_DIR)
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _console_safe()
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("--") and argv[0] not in ("--version", "-h", "--help"):
+        argv = ["run", *argv]  # `python bot.py` is `python bot.py run`
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run", *argv])
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""order_flow.json: delta/CVD scalping from the Binance tape and an MT5 tick proxy.
+
+Two sections beyond the strategy switches:
+- ``binance``: where the aggTrade tape comes from (spot or USD-M futures), how the stream
+  reconnects, how gaps are backfilled and which config symbol maps to which Binance symbol.
+- ``flow``: the delta engine's windows and bar timeframes. The engine keeps one-second buckets
+  in a ring sized for the longest window, so every window up to that length is exact.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from config.base import StrategyConfig, StrictModel, SymbolParams
+
+MARKET_ENDPOINTS: dict[str, tuple[str, str]] = {
+    # market -> (websocket base URL, REST base URL)
+    "spot": ("wss://stream.binance.com:9443", "https://api.binance.com"),
+    "usdm": ("wss://fstream.binance.com", "https://fapi.binance.com"),
+}
+BINANCE_SYMBOL = re.compile(r"^[A-Z0-9_]{2,32}$")
+MAX_WINDOW_SECONDS = 86_400  # one day of one-second buckets (about 6 MB per symbol)
+
+
+class BinanceStreamConfig(StrictModel):
+    """The aggTrade websocket and its REST backfill. URLs are config so tests can use 127.0.0.1."""
+
+    enabled: bool = True
+    market: Literal["spot", "usdm"] = "spot"
+    ws_url: str = Field("", description="websocket base URL; empty = the market's default")
+    rest_url: str = Field("", description="REST base URL; empty = the market's default")
+    symbols: dict[str, str] = Field(
+        default_factory=dict,
+        description='config symbol name -> Binance symbol streamed for it, e.g. {"BTCUSD": "BTCUSDT"}')
+    connect_timeout_seconds: float = Field(10.0, ge=1, le=60)
+    reconnect_initial_seconds: float = Field(1.0, ge=0.5, le=60,
+                                             description="first backoff; doubles per failure")
+    reconnect_max_seconds: float = Field(60.0, ge=1, le=900)
+    stable_connection_seconds: float = Field(
+        60.0, ge=1, le=3600, description="a connection that lived this long resets the backoff")
+    planned_reconnect_hours: float = Field(23.5, gt=0, lt=24,
+                                           description="reconnect before Binance's 24 h cut")
+    idle_reconnect_seconds: float = Field(120.0, ge=10, le=900,
+                                          description="reconnect when nothing (not even a ping) arrives")
+    backfill_max_pages: int = Field(20, ge=0, le=1000,
+                                    description="gaps needing more pages are not filled (0 = never)")
+    backfill_page_limit: int = Field(1000, ge=1, le=1000)
+    backfill_min_interval_seconds: float = Field(0.25, ge=0.05, le=60,
+                                                 description="at most one REST request per interval")
+    rest_timeout_seconds: float = Field(10.0, ge=1, le=60)
+    max_buffered_frames: int = Field(100_000, ge=100, le=5_000_000,
+                                     description="live trades held while a gap is backfilled")
+    state_save_seconds: float = Field(5.0, ge=1, le=3600,
+                                      description="cadence of saving the last ids")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _market_default_urls(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            market = data.get("market", "spot")
+            if market in MARKET_ENDPOINTS:
+                ws_default, rest_default = MARKET_ENDPOINTS[market]
+                data = dict(data)
+                if not data.get("ws_url"):
+                    data["ws_url"] = ws_default
+                if not data.get("rest_url"):
+                    data["rest_url"] = rest_default
+        return data
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_scheme(cls, value: str) -> str:
+        if value and not re.match(r"^wss?://[^\s/?#]+(/[^\s?#]*)?$", value):
+            raise ValueError("a websocket URL starts with ws:// or wss:// and has no query")
+        return value.rstrip("/")
+
+    @field_validator("rest_url")
+    @classmethod
+    def _rest_scheme(cls, value: str) -> str:
+        if value and not re.match(r"^https?://[^\s/?#]+(/[^\s?#]*)?$", value):
+            raise ValueError("a REST URL starts with http:// or https:// and has no query")
+        return value.rstrip("/")
+
+    @field_validator("symbols")
+    @classmethod
+    def _binance_symbols(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(v for v in value.values() if not BINANCE_SYMBOL.match(v))
+        if bad:
+            raise ValueError(f"Binance symbols are upper-case letters, digits or _: {', '.join(bad)}")
+        if len(set(value.values())) != len(value):
+            raise ValueError("two config symbols map to the same Binance symbol")
+        return value
+
+    @model_validator(mode="after")
+    def _backoff_consistent(self) -> "BinanceStreamConfig":
+        if self.reconnect_max_seconds < self.reconnect_initial_seconds:
+            raise ValueError("reconnect_max_seconds must be >= reconnect_initial_seconds")
+        return self
+
+    def binance_symbol(self, config_symbol: str) -> str | None:
+        """The Binance symbol streamed for ``config_symbol`` (None: no exchange tape, use the proxy)."""
+        return self.symbols.get(config_symbol)
+
+
+class FlowEngineConfig(StrictModel):
+    """Windows served by the delta engine and the bars it builds."""
+
+    windows_seconds: list[int] = Field(default_factory=lambda: [30, 60, 300, 900])
+    bar_seconds: list[int] = Field(default_factory=lambda: [60, 300],
+                                   description="bar timeframes built from the tape (M1, M5)")
+    bar_history: int = Field(1440, ge=10, le=100_000, description="completed bars kept per timeframe")
+
+    @field_validator("windows_seconds")
+    @classmethod
+    def _windows(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("at least one window is needed")
+        bad = [w for w in value if not 1 <= w <= MAX_WINDOW_SECONDS]
+        if bad:
+            raise ValueError(f"windows must be 1..{MAX_WINDOW_SECONDS} s, got {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError("windows must be unique")
+        return sorted(value)
+
+    @field_validator("bar_seconds")
+    @classmethod
+    def _bars(cls, value: list[int]) -> list[int]:
+        bad = [b for b in value if b < 1 or b > MAX_WINDOW_SECONDS or MAX_WINDOW_SECONDS % b]
+        if bad:
+            raise ValueError(f"bar timeframes must divide one day evenly (e.g. 60, 300), got {bad}")
+        if len(set(value)) != len(value):
+            raise ValueError("bar timeframes must be unique")
+        return sorted(value)
+
+    @property
+    def ring_seconds(self) -> int:
+        """One-second buckets kept per symbol: enough for the longest window."""
+        return max(self.windows_seconds)
+
+
+class OrderFlowParams(SymbolParams):
+    """Per-symbol order-flow parameters (the strategy issue adds its rule parameters here)."""
+
+
+class OrderFlowConfig(StrategyConfig):
+    params_model = OrderFlowParams
+    interval_seconds: float = Field(5.0, ge=0.5, le=3600)
+    defaults: OrderFlowParams = Field(default_factory=OrderFlowParams)
+    overrides: dict[str, OrderFlowParams] = Field(default_factory=dict)
+    binance: BinanceStreamConfig = Field(default_factory=BinanceStreamConfig)
+    flow: FlowEngineConfig = Field(default_factory=FlowEngineConfig)
+
+    @model_validator(mode="after")
+    def _mapped_symbols_listed(self) -> "OrderFlowConfig":
+        unknown = sorted(set(self.binance.symbols) - set(self.symbols))
+        if unknown:
+            raise ValueError(f"binance.symbols maps symbols not listed in 'symbols': {', '.join(unknown)}")
+        return self

@@ -1,0 +1,71 @@
+"""``bot.py status``: reads the runtime files (never the live objects) and shows them.
+
+It works while the bot runs and after it stopped, from another process, because everything it
+reads was written atomically.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from monitors.health import HEALTH_FILE
+from state.instance_lock import InstanceLock
+from state.store import load_json_with_fallback
+
+
+def collect_status(runtime_dir: Path) -> dict[str, Any]:
+    runtime_dir = Path(runtime_dir)
+    health_path = runtime_dir / HEALTH_FILE
+    if not health_path.exists():
+        return {"found": False, "runtime_dir": str(runtime_dir),
+                "message": f"no {HEALTH_FILE} in {runtime_dir}: the bot has not run with this runtime folder"}
+    health = load_json_with_fallback(health_path, {}).data or {}
+    running = InstanceLock(runtime_dir).is_held_elsewhere()
+    written = health.get("written_at_epoch")
+    age = None if written is None else round(time.time() - float(written), 1)
+    state_dir = runtime_dir / "state"
+    state = {}
+    if state_dir.is_dir():
+        for path in sorted(state_dir.glob("*.json")):
+            state[path.stem] = load_json_with_fallback(path, {}).data
+    return {"found": True, "runtime_dir": str(runtime_dir), "running": running,
+            "health_age_s": age, "health": health, "state": state}
+
+
+def _fmt_age(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{float(value):.1f}s"
+
+
+def render_status(status: dict[str, Any]) -> str:
+    if not status.get("found"):
+        return status.get("message", "no status")
+    health = status["health"]
+    lines = []
+    running = "RUNNING" if status["running"] else "STOPPED"
+    lines.append(f"bot {health.get('version', '?')}  {running}  (pid {health.get('pid')}, "
+                 f"health written {_fmt_age(status.get('health_age_s'))} ago, status {health.get('status')})")
+    mode = health.get("mode", {})
+    lines.append(f"mode {mode.get('mode', '?')}  broker {mode.get('broker', '?')}  "
+                 f"config version {health.get('config', {}).get('config_version', '?')}")
+    config = health.get("config", {})
+    if config.get("last_error"):
+        lines.append(f"config: last edit REJECTED: {config['last_error']}")
+    lines.append("")
+    lines.append(f"{'thread':<20}{'status':<10}{'heartbeat':>10}{'steps':>8}{'errors':>8}{'restarts':>9}  last problem")
+    for name, thread in sorted(health.get("threads", {}).items()):
+        lines.append(f"{name:<20}{thread.get('status', '?'):<10}{_fmt_age(thread.get('heartbeat_age_s')):>10}"
+                     f"{thread.get('steps', '-')!s:>8}{thread.get('errors', '-')!s:>8}"
+                     f"{thread.get('restarts', 0)!s:>9}  {thread.get('last_problem') or thread.get('last_error') or ''}")
+    strategies = health.get("strategies", {})
+    if strategies:
+        lines.append("")
+        lines.append(f"{'strategy':<14}{'enabled':<9}symbols / note")
+        for name, info in strategies.items():
+            note = ",".join(info.get("symbols", [])) or "-"
+            if not info.get("available", True):
+                note += f"  ({info.get('note')})"
+            lines.append(f"{name:<14}{'yes' if info.get('enabled') else 'no':<9}{note}")
+    return "\n".join(lines)
