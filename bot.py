@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -119,6 +119,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         lock.release()
 
 
+def _next_open_market(now: datetime) -> datetime:
+    """A new simulated market starts now, unless that is a weekend (FX and gold closed from
+    Friday 21:00 to Sunday 22:00 UTC): then at Monday 07:00 UTC, so a demo shows markets moving."""
+    weekday, hour = now.weekday(), now.hour
+    closed = (weekday == 4 and hour >= 21) or weekday == 5 or (weekday == 6 and hour < 22)
+    if not closed:
+        return now
+    monday = (now + timedelta(days=7 - weekday)).replace(hour=7, minute=0, second=0, microsecond=0)
+    return monday
+
+
 # --------------------------------------------------------------------------- the running bot
 class BotApp:
     """Wires the threads together, supervises them and shuts them down in order."""
@@ -154,6 +165,7 @@ class BotApp:
         self.supervisor.add(JobSpec("state-writer", service=self.writer))
         self.supervisor.add(JobSpec("config-watcher", make_monitor=lambda: self.watcher,
                                     health=self.watcher.health))
+        self._build_trading(snapshot)
         self.health = HealthReporter(self.runtime_dir, self.clock, __version__, self.started_at)
         self.health.add("mode", lambda: {"mode": self.holder.current.bot.mode,
                                          "broker": self.holder.current.bot.broker})
@@ -163,7 +175,88 @@ class BotApp:
         self.health.add("state", lambda: {"writes": self.store.writes, "pending": self.writer.pending(),
                                           "errors": self.writer.errors, "last_error": self.writer.last_error,
                                           "journal_lines": self.journal.lines_written})
+        self.health.add("broker", self.broker.connection_state)
+        self.health.add("account", self._account_health)
+        self.health.add("market", lambda: {"market_time": self.market_clock.now().isoformat(),
+                                           **self.bar_feed.health()})
+        self.health.add("execution", lambda: {**self.executor.health(), "risk": self.risk.health()})
+        self.health.add("positions", self._positions_health)
         self.notify_enabled = notify
+
+    # ------------------------------------------------------------------ trading stack
+    def _build_trading(self, snapshot) -> None:
+        """Broker (MT5 adapter over the real module or the simulated terminal), market clock,
+        bar feed, registry, risk and executor."""
+        from execution.executor import Executor
+        from execution.mt5 import Mt5Broker
+        from execution.risk import RiskManager
+        from feeds.bar_feed import BarFeed
+        from monitors.supervisor import JobSpec
+        from state.registry import TradeRegistry
+
+        bot = snapshot.bot
+        module, self.market_clock = self._broker_module(snapshot)
+        self.broker = Mt5Broker(module, self.secrets, bot, self.market_clock)
+        self.broker.connect()
+        self.registry = TradeRegistry(self.store)
+        self.risk = RiskManager(lambda: self.holder.current.bot.risk, self.registry, self.store)
+        self.executor = Executor(self.broker, self.registry, self.risk, self.journal, lambda: self.holder.current,
+                                 self.market_clock, events=self._on_trade_event)
+        self.bar_feed = BarFeed(self.broker, self.clock, self._wanted_bars, market_log_seconds=15)
+        self.supervisor.add(JobSpec("bar-feed", make_monitor=lambda: self.bar_feed, health=self.bar_feed.health))
+
+    def _broker_module(self, snapshot):
+        """The MetaTrader5 module (Windows, broker mt5) or the simulated terminal, and the clock
+        of market time (the wall clock live; a scaled clock replaying recorded data in sim)."""
+        bot = snapshot.bot
+        if bot.broker == "mt5":
+            try:
+                import MetaTrader5 as module  # type: ignore[import-not-found]
+            except ImportError:
+                raise SystemExit("broker 'mt5' needs the MetaTrader5 package, which exists for Windows only; "
+                                 "use broker 'sim' on this machine") from None
+            if bot.mode == "paper":
+                log.warning("paper mode with broker mt5: orders are sent to the MT5 account's terminal; "
+                            "use a DEMO account (simulated fills from MT5 quotes are not available yet)")
+            return module, self.clock
+        from execution.simterminal.factory import build_from_config, replay_start
+        from monitors.clock import ScaledClock
+        sim = bot.sim
+        wall_now = self.clock.now()
+        start = replay_start(sim, self.runtime_dir, wall_now)  # resumes the book's market time
+        if start == wall_now:
+            start = _next_open_market(wall_now)
+        market_clock = ScaledClock(start, sim.speed)
+        terminal = build_from_config(sim, market_clock, PROJECT_DIR, self.runtime_dir, list(bot.symbols))
+        log.info("simulated terminal: replaying %s at %gx from %s (market time)", sim.data_dir, sim.speed,
+                 start.strftime("%Y-%m-%d %H:%M"))
+        return terminal, market_clock
+
+    def _wanted_bars(self):
+        """(symbol, timeframe) pairs the enabled strategies read."""
+        snapshot = self.holder.current
+        wanted = []
+        for name, timeframes in (("micro_scalp", ("M1",)), ("range_scalp", ("M5", "H1")), ("order_flow", ("M1",))):
+            for symbol in snapshot.strategy(name).active_symbols():
+                wanted += [(symbol, tf) for tf in timeframes if (symbol, tf) not in wanted]
+        return wanted
+
+    def _on_trade_event(self, kind: str, data: dict[str, Any]) -> None:
+        pass  # the notifier subscribes here
+
+    def _account_health(self) -> dict[str, Any]:
+        account = self.broker.account()
+        return {"login": account.login, "currency": account.currency, "balance": account.balance,
+                "equity": account.equity, "margin": account.margin, "margin_free": account.margin_free,
+                "leverage": account.leverage, "trade_allowed": account.trade_allowed}
+
+    def _positions_health(self) -> dict[str, Any]:
+        magics = {self.holder.current.bot.execution.magic_base + i for i in (1, 2, 3)}
+        broker_positions = [
+            {"ticket": p.ticket, "symbol": p.symbol, "side": p.side, "volume": p.volume, "price_open": p.price_open,
+             "sl": p.sl, "tp": p.tp, "profit": p.profit, "magic": p.magic, "comment": p.comment}
+            for p in self.broker.positions() if p.magic in magics]
+        return {"registry": self.registry.snapshot(), "broker": broker_positions}
 
     def _on_supervisor_event(self, kind: str, data: dict[str, Any]) -> None:
         self.journal.append(kind, **data)
@@ -174,7 +267,7 @@ class BotApp:
         for name in ("micro_scalp", "range_scalp", "order_flow"):
             strategy = snapshot.strategy(name)
             out[name] = {"enabled": strategy.enabled, "symbols": strategy.active_symbols(),
-                         "available": False, "note": "monitor not available yet (strategy issue pending)"}
+                         "available": False, "note": "strategy monitor not available yet"}
         return out
 
     def _install_signals(self) -> None:
@@ -197,7 +290,7 @@ class BotApp:
                  bot.mode, bot.broker, ",".join(bot.symbols), self.runtime_dir)
         for name in ("micro_scalp", "range_scalp", "order_flow"):
             log.warning("%s monitor: not available yet (its strategy issue has not landed); "
-                        "the infrastructure threads run without it", name)
+                        "the broker, bar feed and executor run without it", name)
         self.journal.append("start", mode=bot.mode, broker=bot.broker, version=__version__,
                             symbols=list(bot.symbols))
         self._install_signals()
@@ -231,6 +324,10 @@ class BotApp:
         self.journal.close()
         self.health.status = "stopped"
         self.health.write()
+        try:
+            self.broker.shutdown()
+        except Exception as exc:
+            log.warning("broker shutdown: %s", exc)
         log.info("stopped cleanly; open positions stay with the broker and are recovered on the next start")
 
 

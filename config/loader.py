@@ -40,9 +40,12 @@ RESTART_KEYS = (
     "bot.json:symbols.*.broker_symbol",
     "bot.json:sim.*",
     "bot.json:mt5.*",
+    "bot.json:execution.magic_base",
     "bot.json:notifications.queue_size",
     "bot.json:logging.file_*",
     "bot.json:logging.console",
+    "order_flow.json:binance.*",
+    "order_flow.json:flow.*",
 )
 
 

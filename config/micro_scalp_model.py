@@ -76,7 +76,7 @@ class MicroScalpParams(SymbolParams):
     # --- regimes, hysteresis, router -----------------------------------------------------------
     regime_detection_enabled: bool = True
     vwap_reversion_threshold: float = Field(70, ge=0, le=100)
-    range_threshold: float = Field(60, ge=0, le=100)
+    range_threshold: float = Field(70, ge=0, le=100)
     balanced_threshold: float = Field(65, ge=0, le=100)
     router_min_confidence: float = Field(60, ge=0, le=100)
     regime_exit_margin: float = Field(10, ge=0, le=50, description="a held regime stays until it falls this far below its threshold")
@@ -97,11 +97,11 @@ class MicroScalpParams(SymbolParams):
     range_max_width_atr: float = Field(12.0, gt=0, le=500)
     range_edge_tolerance: float = Field(0.15, gt=0, lt=0.5, description="fraction of the range width counted as 'at the edge'")
     range_respect_tolerance: float = Field(0.1, gt=0, lt=0.5, description="fraction of width for an edge touch")
-    range_min_respects: int = Field(2, ge=1, le=50)
+    range_min_respects: int = Field(4, ge=1, le=50, description="edge touches that were rejected, both edges at least once")
     range_max_adx: float = Field(25, gt=0, le=100, description="ADX below this = no trend")
     adx_period: int = Field(14, ge=2, le=100)
     bb_squeeze_ratio: float = Field(0.9, gt=0, le=2, description="mean of last 5 BB widths / mean of last 20 below this")
-    compression_range_atr: float = Field(0.6, gt=0, le=5, description="mean range of the last 5 bars below this many ATR")
+    compression_range_atr: float = Field(0.75, gt=0, le=5, description="mean range of the last 5 bars below this many ATR")
     equilibrium_max_atr: float = Field(0.3, gt=0, le=10, description="|EMA - VWAP| within this many ATR")
     balanced_alignment_atr: float = Field(0.5, gt=0, le=10, description="|VWAP - box mid| within this many ATR")
     balanced_box_bars: int = Field(3, ge=2, le=30, description="bars before the signal bar forming the breakout box")

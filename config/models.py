@@ -40,8 +40,6 @@ class RiskConfig(StrictModel):
     max_open_per_strategy: int = Field(3, ge=1, le=100)
     max_trades_per_hour: int = Field(10, ge=1, le=1000, description="per strategy")
     max_trades_per_day: int = Field(40, ge=1, le=10000, description="per strategy")
-    max_spread_points: float | None = Field(None, gt=0, description="absolute spread cap for entries")
-    max_entry_drift_atr: float = Field(0.25, gt=0, le=5, description="entry may move this far from the idea")
 
     @model_validator(mode="after")
     def _limits_consistent(self) -> "RiskConfig":
@@ -52,6 +50,21 @@ class RiskConfig(StrictModel):
         if self.max_trades_per_hour > self.max_trades_per_day:
             raise ValueError("max_trades_per_hour cannot exceed max_trades_per_day")
         return self
+
+
+class ExecutionConfig(StrictModel):
+    """How orders are sent: magic numbers, slippage, entry validation against a fresh quote."""
+
+    magic_base: int = Field(7_310_000, ge=1, le=2_000_000_000,
+                            description="strategy magic = base + 1 (micro), 2 (range), 3 (flow)")
+    deviation_points: int = Field(20, ge=0, le=10000)
+    max_quote_age_seconds: float = Field(30.0, gt=0, le=3600, description="older quotes are stale")
+    entry_expiry_seconds: float = Field(5.0, gt=0, le=120, description="no late entries after an unclear send")
+    max_spread_points: float | None = Field(None, gt=0, description="refuse entries above this spread")
+    max_entry_drift_atr: float = Field(0.25, gt=0, le=5, description="fresh price may differ this many ATRs")
+    max_entry_drift_r: float = Field(0.3, gt=0, le=5, description="used when the idea carries no ATR")
+    close_retries: int = Field(3, ge=1, le=20)
+    close_retry_delay_seconds: float = Field(2.0, ge=0, le=60)
 
 
 class LoggingConfig(StrictModel):
@@ -92,6 +105,7 @@ class BotConfig(StrictModel):
     broker: Literal["sim", "mt5"] = "sim"
     symbols: dict[str, SymbolConfig] = Field(default_factory=dict)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     sim: SimConfig = Field(default_factory=SimConfig)
     mt5: Mt5Config = Field(default_factory=Mt5Config)
     notifications: NotifyConfig = Field(default_factory=NotifyConfig)

@@ -140,8 +140,53 @@ class FlowEngineConfig(StrictModel):
         return max(self.windows_seconds)
 
 
+SIGNAL_NAMES = ("absorption", "delta_divergence", "liquidity_sweep", "cvd_divergence", "vwap_deviation")
+
+
 class OrderFlowParams(SymbolParams):
-    """Per-symbol order-flow parameters (the strategy issue adds its rule parameters here)."""
+    """Per-symbol order-flow parameters: signal thresholds in the instrument's own units (ATR,
+    fractions of volume, standard deviations) and the classifier's weights and threshold.
+    Field names match ``engines.order_flow_signals.SignalParams``."""
+
+    pattern_weights: dict[str, float] = Field(
+        default_factory=lambda: {"absorption": 0.30, "delta_divergence": 0.25, "liquidity_sweep": 0.20,
+                                 "cvd_divergence": 0.15, "vwap_deviation": 0.10},
+        description="classifier weights (normalised to sum to 1)")
+    pattern_threshold: float = Field(0.75, gt=0, le=1, description="score needed to trade")
+    atr_period: int = Field(14, ge=2, le=200)
+    pivot_lookback_bars: int = Field(20, ge=5, le=500, description="M1 bars searched for swing pivots")
+    cvd_div_price_atr: float = Field(1.0, gt=0, le=20, description="pivot price gap (ATR) for full strength")
+    delta_div_bars: int = Field(10, ge=3, le=500)
+    delta_div_price_threshold: float = Field(0.5, gt=0, le=20, description="price trend over the bars, ATR")
+    delta_div_delta_threshold: float = Field(0.5, gt=0, le=50, description="delta trend, in mean |delta|")
+    absorption_window_seconds: int = Field(60, ge=5, le=3600)
+    absorption_volume_ratio: float = Field(2.0, gt=0, le=100, description="window volume / typical volume")
+    absorption_imbalance: float = Field(0.3, gt=0, le=1, description="|buy - sell| / (buy + sell)")
+    absorption_max_move_atr: float = Field(0.25, gt=0, le=10, description="price range in the window, ATR")
+    absorption_typical_bars: int = Field(30, ge=1, le=1440)
+    sweep_lookback_bars: int = Field(60, ge=10, le=1440)
+    sweep_recent_bars: int = Field(3, ge=1, le=60)
+    sweep_cluster_atr: float = Field(0.1, ge=0, le=5, description="equal highs/lows tolerance, ATR")
+    sweep_reclaim_atr: float = Field(0.25, gt=0, le=10, description="reclaim distance for full strength, ATR")
+    vwap_bars: int = Field(200, ge=20, le=5000)
+    vwap_min_sigma: float = Field(1.0, gt=0, le=10)
+    vwap_full_sigma: float = Field(2.0, gt=0, le=10)
+
+    @field_validator("pattern_weights")
+    @classmethod
+    def _weights(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(SIGNAL_NAMES))
+        if unknown:
+            raise ValueError(f"unknown signals {', '.join(unknown)}; known: {', '.join(SIGNAL_NAMES)}")
+        if any(v < 0 for v in value.values()) or sum(value.values()) <= 0:
+            raise ValueError("weights must be >= 0 with a positive sum")
+        return value
+
+    @model_validator(mode="after")
+    def _sigmas(self) -> "OrderFlowParams":
+        if self.vwap_full_sigma < self.vwap_min_sigma:
+            raise ValueError("vwap_full_sigma must be >= vwap_min_sigma")
+        return self
 
 
 class OrderFlowConfig(StrategyConfig):

@@ -81,6 +81,8 @@ class DetectionParams(StrictModel):
         default_factory=lambda: [0, 8, 13], description="UTC hours where the session range restarts")
     session_min_bars_m15: int = Field(4, ge=1, le=96, description="closed M15 bars a session range needs")
     day_start_hour_utc: int = Field(0, ge=0, le=23, description="previous-day levels use days starting here")
+    min_previous_day_hours: float = Field(
+        6, ge=0, le=24, description="a shorter day (a Sunday open) is skipped for the one before")
     swing_left: int = Field(3, ge=1, le=20)
     swing_right: int = Field(3, ge=1, le=20)
     dynamic_touch_hours: float = Field(48, gt=0, le=240, description="touches of a swing range counted over")
@@ -488,7 +490,8 @@ class ExecutionParams(StrictModel):
     """Read by the monitor: trade automatically, or only send the setup as a signal."""
 
     auto_execute: bool = False
-    auto_execute_min_score: float = Field(85, ge=0, le=100, description="total score needed to auto-trade")
+    auto_execute_min_score: float = Field(
+        55, ge=0, le=100, description="total score (0..100) needed to auto-trade; below it: signal only")
 
 
 class RangeScalpParams(SymbolParams):

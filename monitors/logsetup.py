@@ -18,7 +18,7 @@ from typing import Iterable
 FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)-7s [%(threadName)s] %(name)s: %(message)s"
 DATEFMT = "%Y-%m-%dT%H:%M:%S"
 # Discord webhook URLs are secrets even when they were not loaded through Secrets.
-WEBHOOK_PATTERN = re.compile(r"https?://(?:\w+\.)?discord(?:app)?\.com/api/webhooks/[^\s'\"]+")
+WEBHOOK_PATTERN = re.compile(r"(?:https?://(?:\w+\.)?discord(?:app)?\.com)?/api/webhooks/[^\s'\"]+")
 
 
 class RedactingFilter(logging.Filter):
@@ -38,7 +38,7 @@ class RedactingFilter(logging.Filter):
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, "***")
-        return WEBHOOK_PATTERN.sub("https://discord.com/api/webhooks/***", text)
+        return WEBHOOK_PATTERN.sub("/api/webhooks/***", text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

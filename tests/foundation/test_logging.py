@@ -31,7 +31,7 @@ def test_file_log_has_thread_names_and_redacts_secrets(tmp_path: Path) -> None:
     text = (tmp_path / "bot.log").read_text(encoding="utf-8")
     assert "[micro-scalp]" in text and "[MainThread]" in text
     assert "s3cr3t-pass" not in text and "abcDEF-token" not in text
-    assert "password ***" in text and "webhooks/***" in text
+    assert "password ***" in text and "/api/webhooks/***" in text
     assert "auth failed for ***" in text
 
 

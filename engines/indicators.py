@@ -1,0 +1,466 @@
+"""Technical indicators as plain numpy functions on arrays, plus incremental twins.
+
+Conventions (every function follows them, so results line up bar for bar):
+- Inputs are 1-D float arrays of equal length, oldest bar first. Outputs have the same length;
+  positions without enough history are ``NaN`` (never a made-up value).
+- ``true_range[0]`` is ``high[0] - low[0]`` (there is no previous close for the first bar).
+- Wilder smoothing ("RMA"), used by ATR, RSI and ADX: seed = simple mean of the first ``period``
+  values, then ``x[i] = x[i-1] + (v[i] - x[i-1]) / period``. So ``atr(period)`` is first defined
+  at index ``period - 1``; ``atr(..., 1)`` equals the true range itself.
+- EMA uses ``alpha = 2 / (period + 1)`` seeded with the first value (pandas ``ewm(adjust=False)``),
+  so it is defined from bar 0; after ~10 periods the seed no longer matters.
+- Bollinger bands use the population standard deviation (``ddof=0``, Bollinger's definition).
+- Session VWAP resets at a UTC hour, weights bars by tick volume and uses the typical price
+  ``(H+L+C)/3``. Data without volume (HistData FX files, volume 0) would make VWAP undefined, so
+  while a session's cumulative volume is still 0 every bar weighs 1 (a time-weighted average);
+  once volume appears, zero-volume bars carry no weight.
+
+Recursive indicators (EMA, Wilder) are computed with a short Python loop: for the few hundred bars
+an engine looks at this is faster than any vectorised trick and exactly reproducible by the
+incremental state objects below (the tests assert identical values).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = [
+    "true_range", "atr", "wilder_smooth", "ema", "sma", "rsi", "bollinger", "BollingerBands",
+    "session_ids", "session_vwap", "VwapBands", "swing_pivots", "average_range", "adx", "AdxResult",
+    "AtrState", "EmaState", "RsiState", "VwapState",
+]
+
+_NAN = float("nan")
+
+
+def _as_float(values: np.ndarray | list[float], name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array, got shape {array.shape}")
+    return array
+
+
+def _check_period(period: int, name: str = "period") -> None:
+    if not isinstance(period, (int, np.integer)) or period < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {period!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Range and volatility
+# ----------------------------------------------------------------------------------------------
+
+def true_range(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.ndarray:
+    """max(high-low, |high-prev close|, |low-prev close|); the first bar uses high-low."""
+    high, low, close = _as_float(high, "high"), _as_float(low, "low"), _as_float(close, "close")
+    tr = high - low
+    if len(tr) > 1:
+        prev_close = close[:-1]
+        tr[1:] = np.maximum(tr[1:], np.maximum(np.abs(high[1:] - prev_close), np.abs(low[1:] - prev_close)))
+    return tr
+
+
+def wilder_smooth(values: np.ndarray, period: int) -> np.ndarray:
+    """Wilder's running mean (RMA): SMA seed over the first ``period`` values, then
+    ``x += (v - x) / period``. Leading NaNs in ``values`` are skipped (the seed starts at the first
+    non-NaN value), which lets ADX smooth a DX series that itself starts late."""
+    _check_period(period)
+    values = _as_float(values, "values")
+    out = np.full(len(values), np.nan)
+    valid = np.flatnonzero(~np.isnan(values))
+    if len(valid) == 0:
+        return out
+    start = int(valid[0])
+    if len(values) - start < period:
+        return out
+    seed_end = start + period
+    current = float(np.mean(values[start:seed_end]))
+    out[seed_end - 1] = current
+    data = values.tolist()
+    result = out.tolist()
+    for i in range(seed_end, len(data)):
+        current = current + (data[i] - current) / period
+        result[i] = current
+    return np.asarray(result)
+
+
+def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
+    """Average true range, Wilder smoothing (see module doc). ``period=1`` gives the true range."""
+    _check_period(period)
+    tr = true_range(high, low, close)
+    if period == 1:
+        return tr
+    return wilder_smooth(tr, period)
+
+
+def average_range(high: np.ndarray, low: np.ndarray, period: int = 10) -> np.ndarray:
+    """Simple mean of (high - low) over the last ``period`` bars: the "average M1 range" filter."""
+    _check_period(period)
+    return sma(_as_float(high, "high") - _as_float(low, "low"), period)
+
+
+# ----------------------------------------------------------------------------------------------
+# Averages and oscillators
+# ----------------------------------------------------------------------------------------------
+
+def sma(values: np.ndarray, period: int) -> np.ndarray:
+    """Simple moving average; NaN for the first ``period - 1`` bars."""
+    _check_period(period)
+    values = _as_float(values, "values")
+    out = np.full(len(values), np.nan)
+    if len(values) >= period:
+        out[period - 1:] = sliding_window_view(values, period).mean(axis=1)
+    return out
+
+
+def ema(values: np.ndarray, period: int) -> np.ndarray:
+    """Exponential moving average, alpha = 2/(period+1), seeded with the first value."""
+    _check_period(period)
+    values = _as_float(values, "values")
+    if len(values) == 0:
+        return values.copy()
+    alpha = 2.0 / (period + 1.0)
+    data = values.tolist()
+    current = data[0]
+    result = [current]
+    for value in data[1:]:
+        current = current + alpha * (value - current)
+        result.append(current)
+    return np.asarray(result)
+
+
+def rsi(close: np.ndarray, period: int = 14) -> np.ndarray:
+    """Wilder RSI. Gains/losses are close-to-close changes (first defined at index 1); average
+    gain and loss are Wilder-smoothed, so RSI is first defined at index ``period``.
+    No losses -> 100; no gains -> 0; no movement at all -> 50."""
+    _check_period(period)
+    close = _as_float(close, "close")
+    out = np.full(len(close), np.nan)
+    if len(close) <= period:
+        return out
+    change = np.diff(close)
+    gain = np.where(change > 0, change, 0.0)
+    loss = np.where(change < 0, -change, 0.0)
+    avg_gain = wilder_smooth(gain, period)
+    avg_loss = wilder_smooth(loss, period)
+    out[1:] = _rsi_from_averages(avg_gain, avg_loss)
+    return out
+
+
+def _rsi_from_averages(avg_gain: np.ndarray, avg_loss: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+    value = np.where((avg_loss == 0) & (avg_gain > 0), 100.0, value)
+    value = np.where((avg_loss == 0) & (avg_gain == 0), 50.0, value)
+    return value
+
+
+@dataclass(frozen=True)
+class BollingerBands:
+    middle: np.ndarray
+    upper: np.ndarray
+    lower: np.ndarray
+    width: np.ndarray  # (upper - lower) / middle: a unit-free squeeze measure
+
+
+def bollinger(close: np.ndarray, period: int = 20, num_std: float = 2.0) -> BollingerBands:
+    """SMA +/- ``num_std`` population standard deviations; width relative to the middle band."""
+    _check_period(period)
+    close = _as_float(close, "close")
+    middle = np.full(len(close), np.nan)
+    std = np.full(len(close), np.nan)
+    if len(close) >= period:
+        windows = sliding_window_view(close, period)
+        middle[period - 1:] = windows.mean(axis=1)
+        std[period - 1:] = windows.std(axis=1)
+    upper = middle + num_std * std
+    lower = middle - num_std * std
+    with np.errstate(divide="ignore", invalid="ignore"):
+        width = (upper - lower) / middle
+    return BollingerBands(middle, upper, lower, width)
+
+
+@dataclass(frozen=True)
+class AdxResult:
+    adx: np.ndarray
+    plus_di: np.ndarray
+    minus_di: np.ndarray
+
+
+def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> AdxResult:
+    """Wilder's ADX. +DM/-DM and TR from bar 1 on; each is Wilder-smoothed (SMA seed, so DI is
+    first defined at index ``period``); DX = 100|+DI - -DI|/(+DI + -DI) (0 when both are 0);
+    ADX = Wilder smoothing of DX, first defined at index ``2*period - 1``."""
+    _check_period(period)
+    high, low, close = _as_float(high, "high"), _as_float(low, "low"), _as_float(close, "close")
+    n = len(high)
+    nan = np.full(n, np.nan)
+    if n < 2:
+        return AdxResult(nan, nan.copy(), nan.copy())
+    up = high[1:] - high[:-1]
+    down = low[:-1] - low[1:]
+    plus_dm = np.where((up > down) & (up > 0), up, 0.0)
+    minus_dm = np.where((down > up) & (down > 0), down, 0.0)
+    tr = true_range(high, low, close)[1:]
+    s_tr = wilder_smooth(tr, period)
+    s_plus = wilder_smooth(plus_dm, period)
+    s_minus = wilder_smooth(minus_dm, period)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plus_di = np.where(s_tr > 0, 100.0 * s_plus / s_tr, 0.0)
+        minus_di = np.where(s_tr > 0, 100.0 * s_minus / s_tr, 0.0)
+        di_sum = plus_di + minus_di
+        dx = np.where(di_sum > 0, 100.0 * np.abs(plus_di - minus_di) / di_sum, 0.0)
+    undefined = np.isnan(s_tr)
+    plus_di[undefined] = np.nan
+    minus_di[undefined] = np.nan
+    dx[undefined] = np.nan
+    adx_values = wilder_smooth(dx, period)
+    pad = np.array([np.nan])
+    return AdxResult(np.concatenate([pad, adx_values]), np.concatenate([pad, plus_di]),
+                     np.concatenate([pad, minus_di]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Session VWAP
+# ----------------------------------------------------------------------------------------------
+
+def session_ids(time_s: np.ndarray, anchor_hour_utc: int = 0) -> np.ndarray:
+    """Integer id of the VWAP session each bar belongs to: sessions start at ``anchor_hour_utc``
+    every UTC day. ``time_s`` is bar open time in epoch seconds (UTC)."""
+    if not 0 <= anchor_hour_utc <= 23:
+        raise ValueError(f"anchor_hour_utc must be 0..23, got {anchor_hour_utc}")
+    time_s = np.asarray(time_s, dtype=np.int64)
+    return (time_s - anchor_hour_utc * 3600) // 86400
+
+
+@dataclass(frozen=True)
+class VwapBands:
+    vwap: np.ndarray
+    std: np.ndarray        # volume-weighted standard deviation of typical price around the VWAP
+    upper: np.ndarray      # vwap + num_std * std
+    lower: np.ndarray
+    session_start: np.ndarray  # index of the first bar of each bar's session (within the arrays)
+
+
+def session_vwap(time_s: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                 volume: np.ndarray, anchor_hour_utc: int = 0, num_std: float = 2.0) -> VwapBands:
+    """Session-anchored VWAP of the typical price with volume-weighted std bands.
+
+    Cumulative sums restart at each session. Squares are taken relative to the session's first
+    typical price, which keeps the variance free of catastrophic cancellation at large prices.
+    A session that starts before the first bar given is anchored at the first bar (the caller
+    passes enough bars for a full session when that matters)."""
+    high, low, close = _as_float(high, "high"), _as_float(low, "low"), _as_float(close, "close")
+    volume = _as_float(volume, "volume")
+    n = len(close)
+    if not (len(high) == len(low) == len(volume) == len(time_s) == n):
+        raise ValueError("session_vwap: time, high, low, close and volume must have the same length")
+    if n == 0:
+        empty = np.empty(0)
+        return VwapBands(empty, empty, empty, empty, np.empty(0, dtype=np.int64))
+    typical = (high + low + close) / 3.0
+    sid = session_ids(time_s, anchor_hour_utc)
+    new_session = np.ones(n, dtype=bool)
+    new_session[1:] = sid[1:] != sid[:-1]
+    starts = np.flatnonzero(new_session)
+    session_start = starts[np.cumsum(new_session) - 1]
+    ref = typical[session_start]
+    dev = typical - ref
+    weight = np.where(volume > 0, volume, 0.0)
+
+    bounds = np.append(starts, n)
+
+    def session_cumsum(values: np.ndarray) -> np.ndarray:
+        # sequential cumsum per session: the same additions, in the same order, as VwapState
+        out = np.empty(n)
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            out[a:b] = np.cumsum(values[a:b])
+        return out
+
+    cum_w = session_cumsum(weight)
+    cum_n = session_cumsum(np.ones(n))
+    use_volume = cum_w > 0
+    denom = np.where(use_volume, cum_w, cum_n)
+    # A bar's weights depend only on whether its session has seen volume yet, so both
+    # cumulative families are computed and picked per bar.
+    cum_dw_vol = session_cumsum(weight * dev)
+    cum_d2w_vol = session_cumsum(weight * dev * dev)
+    cum_d_eq = session_cumsum(dev)
+    cum_d2_eq = session_cumsum(dev * dev)
+    mean_dev = np.where(use_volume, cum_dw_vol, cum_d_eq) / denom
+    second = np.where(use_volume, cum_d2w_vol, cum_d2_eq) / denom
+    variance = np.maximum(second - mean_dev * mean_dev, 0.0)
+    std = np.sqrt(variance)
+    vwap = ref + mean_dev
+    return VwapBands(vwap, std, vwap + num_std * std, vwap - num_std * std, session_start)
+
+
+# ----------------------------------------------------------------------------------------------
+# Structure
+# ----------------------------------------------------------------------------------------------
+
+def swing_pivots(high: np.ndarray, low: np.ndarray, left: int = 3, right: int = 3
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean arrays (is_pivot_high, is_pivot_low). A pivot high at ``i`` is strictly above the
+    ``left`` highs before it and at least as high as the ``right`` highs after it (so a flat top
+    yields its first bar); pivot lows mirror this. A pivot is only known ``right`` bars later:
+    the last ``right`` bars are never pivots."""
+    _check_period(left, "left")
+    _check_period(right, "right")
+    high, low = _as_float(high, "high"), _as_float(low, "low")
+    n = len(high)
+    is_high = np.zeros(n, dtype=bool)
+    is_low = np.zeros(n, dtype=bool)
+    span = left + right + 1
+    if n < span:
+        return is_high, is_low
+    hw = sliding_window_view(high, span)
+    lw = sliding_window_view(low, span)
+    centre_h = hw[:, left]
+    centre_l = lw[:, left]
+    ph = (centre_h > hw[:, :left].max(axis=1)) & (centre_h >= hw[:, left + 1:].max(axis=1))
+    pl = (centre_l < lw[:, :left].min(axis=1)) & (centre_l <= lw[:, left + 1:].min(axis=1))
+    is_high[left:n - right] = ph
+    is_low[left:n - right] = pl
+    return is_high, is_low
+
+
+# ----------------------------------------------------------------------------------------------
+# Incremental variants: same numbers as the array functions, one bar at a time
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class AtrState:
+    """Wilder ATR updated bar by bar; ``update`` returns the same value as ``atr(...)[i]``
+    (NaN until ``period`` bars have been seen)."""
+
+    period: int = 14
+    value: float = _NAN
+    prev_close: float = _NAN
+    _seed_trs: list[float] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_period(self.period)
+
+    def update(self, high: float, low: float, close: float) -> float:
+        tr = high - low
+        if not math.isnan(self.prev_close):
+            tr = max(tr, abs(high - self.prev_close), abs(low - self.prev_close))
+        self.prev_close = close
+        if self.period == 1:
+            self.value = tr
+        elif math.isnan(self.value):
+            self._seed_trs.append(tr)
+            if len(self._seed_trs) == self.period:
+                # same numpy routine as the array version, so the seed matches to the last bit
+                self.value = float(np.mean(np.asarray(self._seed_trs)))
+                self._seed_trs = []
+        else:
+            self.value = self.value + (tr - self.value) / self.period
+        return self.value
+
+
+@dataclass
+class EmaState:
+    """EMA updated bar by bar; identical to ``ema(values, period)``."""
+
+    period: int
+    value: float = _NAN
+
+    def __post_init__(self) -> None:
+        _check_period(self.period)
+
+    def update(self, value: float) -> float:
+        if math.isnan(self.value):
+            self.value = float(value)
+        else:
+            self.value = self.value + (2.0 / (self.period + 1.0)) * (value - self.value)
+        return self.value
+
+
+@dataclass
+class RsiState:
+    """Wilder RSI updated bar by bar; identical to ``rsi(close, period)``."""
+
+    period: int = 14
+    prev_close: float = _NAN
+    avg_gain: float = _NAN
+    avg_loss: float = _NAN
+    _gains: list[float] = field(default_factory=list, repr=False)
+    _losses: list[float] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_period(self.period)
+
+    def update(self, close: float) -> float:
+        if math.isnan(self.prev_close):
+            self.prev_close = close
+            return _NAN
+        change = close - self.prev_close
+        self.prev_close = close
+        gain, loss = (change, 0.0) if change > 0 else (0.0, -change if change < 0 else 0.0)
+        if math.isnan(self.avg_gain):
+            self._gains.append(gain)
+            self._losses.append(loss)
+            if len(self._gains) < self.period:
+                return _NAN
+            self.avg_gain = float(np.mean(np.asarray(self._gains)))
+            self.avg_loss = float(np.mean(np.asarray(self._losses)))
+            self._gains, self._losses = [], []
+        else:
+            self.avg_gain = self.avg_gain + (gain - self.avg_gain) / self.period
+            self.avg_loss = self.avg_loss + (loss - self.avg_loss) / self.period
+        return float(_rsi_from_averages(np.array([self.avg_gain]), np.array([self.avg_loss]))[0])
+
+    @property
+    def value(self) -> float:
+        if math.isnan(self.avg_gain):
+            return _NAN
+        return float(_rsi_from_averages(np.array([self.avg_gain]), np.array([self.avg_loss]))[0])
+
+
+@dataclass
+class VwapState:
+    """Session VWAP updated bar by bar; identical (to rounding) to ``session_vwap``.
+
+    ``update`` takes the bar's open time in epoch seconds and returns (vwap, std)."""
+
+    anchor_hour_utc: int = 0
+    session: int | None = None
+    ref: float = _NAN
+    cum_w: float = 0.0
+    cum_n: float = 0.0
+    cum_dw: float = 0.0
+    cum_d2w: float = 0.0
+    cum_d: float = 0.0
+    cum_d2: float = 0.0
+
+    def update(self, time_s: int, high: float, low: float, close: float, volume: float
+               ) -> tuple[float, float]:
+        sid = (int(time_s) - self.anchor_hour_utc * 3600) // 86400
+        typical = (high + low + close) / 3.0
+        if sid != self.session:
+            self.session = sid
+            self.ref = typical
+            self.cum_w = self.cum_n = self.cum_dw = self.cum_d2w = self.cum_d = self.cum_d2 = 0.0
+        dev = typical - self.ref
+        weight = volume if volume > 0 else 0.0
+        self.cum_w += weight
+        self.cum_n += 1.0
+        self.cum_dw += weight * dev
+        self.cum_d2w += weight * dev * dev
+        self.cum_d += dev
+        self.cum_d2 += dev * dev
+        return self.value
+
+    @property
+    def value(self) -> tuple[float, float]:
+        if self.session is None:
+            return _NAN, _NAN
+        if self.cum_w > 0:
+            mean_dev, second = self.cum_dw / self.cum_w, self.cum_d2w / self.cum_w
+        else:
+            mean_dev, second = self.cum_d / self.cum_n, self.cum_d2 / self.cum_n
+        return self.ref + mean_dev, math.sqrt(max(second - mean_dev * mean_dev, 0.0))

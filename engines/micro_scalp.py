@@ -1,0 +1,136 @@
+"""Micro-scalp engine: M1 bars + quote in, one decision with reasons out. Pure and deterministic.
+
+    decision = evaluate(bars, (bid, ask), spread_stats, flow, params, "XAUUSD", now, regime_state)
+    regime_state = decision.regime_state        # keep it per symbol, pass it back next time
+
+Order of work (each step appears in ``decision.reasons``; ``decision.failed`` is the first gate
+that failed):
+1. data: enough bars (``params.min_bars``), sane bars and quote, ATR defined;
+2. regimes: the three detectors score 0..100 and the hysteresis updates the held regime (this runs
+   even when a later layer fails, so the regime memory follows every bar);
+3. Layer 1 hard filters (ATR(1), average M1 range, spread);
+4. router: regime detection off, no regime, or a held regime whose live confidence is under
+   ``router_min_confidence`` -> the edge-based fallback; otherwise the regime's checker;
+5. the checker's Layers 2-4 and its SL/TP plan (see engines/micro_scalp_checkers.py).
+
+Bars: a DataFrame with a UTC DatetimeIndex (or ``Bars``), oldest first, CLOSED bars only: the last
+row is the signal bar, so the caller drops the bar still forming. The session VWAP anchors at the
+first bar given when the session began earlier: pass bars back to ``vwap_anchor_hour_utc`` for a
+full-session VWAP (the reasons say "vwap partial" otherwise).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from config.micro_scalp_model import MicroScalpParams
+from engines.micro_scalp_checkers import CHECKERS, EDGE, Context, Trace, layer1
+from engines.micro_scalp_features import Bars, BadBars, compute_features
+from engines.micro_scalp_regimes import NONE, RegimeState, advance_regime, detect_all
+from engines.spread import SpreadStats
+from engines.types import Decision, TradeIdea
+
+__all__ = ["evaluate", "MicroDecision", "RegimeState", "Bars", "route"]
+
+
+@dataclass(frozen=True)
+class MicroDecision(Decision):
+    """A Decision that also carries the updated regime memory and what the router chose."""
+
+    regime_state: RegimeState = field(default_factory=RegimeState)
+    regime: str = NONE
+    strategy: str | None = None
+    score: float | None = None   # 0..10 when the checker reached Layer 4
+    aplus: bool = False
+
+
+def _quote(quote: Any) -> tuple[float, float]:
+    if hasattr(quote, "bid") and hasattr(quote, "ask"):
+        return float(quote.bid), float(quote.ask)
+    bid, ask = quote
+    return float(bid), float(ask)
+
+
+def route(p: MicroScalpParams, state: RegimeState) -> tuple[str, str]:
+    """(strategy, why). The fallback is the edge-based checker."""
+    if not p.regime_detection_enabled:
+        return EDGE, "regime detection disabled"
+    if state.regime == NONE:
+        return EDGE, "no regime held"
+    if state.confidence < p.router_min_confidence:
+        return EDGE, f"{state.regime} confidence {state.confidence:.0f} < {p.router_min_confidence:.0f}"
+    return state.regime, f"{state.regime} confidence {state.confidence:.0f} >= {p.router_min_confidence:.0f}"
+
+
+def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
+             params: MicroScalpParams, symbol: str, now: datetime,
+             regime_state: RegimeState | None = None, *, stops_level: float = 0.0) -> MicroDecision:
+    """Decide whether ``symbol`` has a micro-scalp entry now.
+
+    ``quote`` is (bid, ask) or an object with ``bid``/``ask``; ``spread_stats`` may be None;
+    ``flow`` is optional order-flow metrics (object or mapping with ``divergence``/``cvd_slope``);
+    ``stops_level`` is the broker's minimum SL/TP distance in PRICE units (stops level x point),
+    0 if unknown; ``now`` is an aware UTC datetime (used for sessions only)."""
+    if not isinstance(params, MicroScalpParams):
+        raise TypeError(f"params must be MicroScalpParams, not {type(params).__name__}")
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware UTC datetime")
+    now = now.astimezone(timezone.utc)
+    state = regime_state or RegimeState()
+
+    def reject(failed: str, text: str, reasons: tuple[str, ...] = ()) -> MicroDecision:
+        return MicroDecision(symbol, None, reasons + (f"{failed}: FAIL {text}",), failed,
+                             regime_state=state, regime=state.regime)
+
+    try:
+        data = Bars.coerce(bars)
+        if len(data) < params.min_bars:
+            return reject("data.bars", f"need {params.min_bars} bars, have {len(data)}")
+        data.validate()
+    except BadBars as exc:
+        return reject("data.bars", str(exc))
+    try:
+        bid, ask = _quote(quote)
+    except (TypeError, ValueError):
+        return reject("data.quote", f"quote must be (bid, ask), got {quote!r}")
+    if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask < bid:
+        return reject("data.quote", f"bad quote bid={bid} ask={ask}")
+
+    f = compute_features(data, bid, ask, params)
+    if not math.isfinite(f.atr_now) or f.atr_now <= 0:
+        return reject("data.atr", f"ATR({params.atr_period}) is {f.atr_now}: no movement to size anything on")
+    last_bar = datetime.fromtimestamp(int(data.time_s[-1]), tz=timezone.utc)
+    reasons: list[str] = [
+        f"data: {f.n} bars to {last_bar:%Y-%m-%d %H:%M}Z, bid {bid:.6g} ask {ask:.6g}, "
+        f"ATR {f.atr_now:.6g}, VWAP {f.vwap_now:.6g} +/- {f.vwap_std_now:.6g}"
+        + (" (vwap partial: session began before the first bar)" if f.vwap_partial else "")]
+
+    scores = detect_all(f, params)
+    reasons += [score.describe() for score in scores.values()]
+    if params.regime_detection_enabled:
+        state, why = advance_regime(state, scores, int(data.time_s[-1]), params)
+        reasons.append(f"hysteresis: {why} -> {state.regime}")
+
+    trace = Trace()
+    if not layer1(f, params, spread_stats, trace):
+        return MicroDecision(symbol, None, tuple(reasons + trace.reasons), trace.failed,
+                             regime_state=state, regime=state.regime)
+
+    strategy, why = route(params, state)
+    reasons.append(f"router: {strategy} ({why})")
+    ctx = Context(f, params, now, flow, scores, max(0.0, float(stops_level)))
+    outcome = CHECKERS[strategy](ctx, trace)
+    all_reasons = tuple(reasons + list(outcome.reasons))
+    if not outcome.passed:
+        return MicroDecision(symbol, None, all_reasons, outcome.failed, regime_state=state,
+                             regime=state.regime, strategy=strategy, score=outcome.score)
+    assert outcome.side is not None and outcome.entry is not None and outcome.sl is not None \
+        and outcome.tp is not None and outcome.score is not None
+    meta = {**outcome.meta, "regime": state.regime, "regime_confidence": state.confidence,
+            "score": outcome.score, "aplus": outcome.aplus, "atr": f.atr_now, "atr1": f.atr1,
+            "vwap": f.vwap_now, "bar_time": last_bar.isoformat()}
+    idea = TradeIdea(symbol, outcome.side, outcome.entry, outcome.sl, outcome.tp, strategy, all_reasons, meta)
+    return MicroDecision(symbol, idea, all_reasons, None, regime_state=state, regime=state.regime,
+                         strategy=strategy, score=outcome.score, aplus=outcome.aplus)

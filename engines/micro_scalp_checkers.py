@@ -1,0 +1,487 @@
+"""Layer 1 (shared hard filters) and the four strategy checkers (Layers 2-4 and the trade plan).
+
+Every checker returns a ``CheckOutcome`` whose reasons name each layer with its numbers and whose
+``failed`` is the first failing gate ("L2.location", "L3.primary", "L4.score", "stops.reward_risk").
+Scores are normalised to 0..10 (raw / strategy maximum x 10) so ``min_score`` and ``aplus_score``
+mean the same for every strategy.
+
+Entry is the ask for a buy and the bid for a sell. SL/TP sizes are in ``stop_unit``: "atr"
+(multiples of ATR(``atr_period``)) or "pct" (percent of the entry price).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from config.micro_scalp_model import MicroScalpParams
+from engines.micro_scalp_features import Features
+from engines.micro_scalp_regimes import RANGE, RangeStructure, RegimeScore, count_respects, vwap_deviation, \
+    vwap_slope_atr
+from engines.micro_scalp_signals import (Side, bb_squeeze, compression_block, cvd_divergence, engulfing,
+                                         equal_highs_lows, in_sessions, increasing_volume, micro_choch,
+                                         micro_order_blocks, micro_sweep, volatility_expanding, volume_spike,
+                                         vwap_tap_rejection, wick_ratio, wick_trap)
+from engines.spread import SpreadStats
+
+EDGE = "edge_based"
+
+
+class Trace:
+    """Collects reasons and remembers the first failing gate."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+        self.failed: str | None = None
+
+    def gate(self, name: str, passed: bool, text: str) -> bool:
+        self.reasons.append(f"{name}: {'pass' if passed else 'FAIL'} {text}")
+        if not passed and self.failed is None:
+            self.failed = name
+        return passed
+
+    def note(self, text: str) -> None:
+        self.reasons.append(text)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    strategy: str
+    passed: bool
+    reasons: tuple[str, ...]
+    failed: str | None = None
+    side: Side | None = None
+    entry: float | None = None
+    sl: float | None = None
+    tp: float | None = None
+    score: float | None = None
+    aplus: bool = False
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a checker needs besides the features."""
+
+    f: Features
+    p: MicroScalpParams
+    now: datetime
+    flow: Any
+    scores: dict[str, RegimeScore]
+    min_stop_distance: float  # price units, broker stops level (+ freeze) from the caller
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer 1
+# ----------------------------------------------------------------------------------------------
+
+def layer1(f: Features, p: MicroScalpParams, spread_stats: SpreadStats | None, trace: Trace) -> bool:
+    """ATR(1), average M1 range and spread, all relative to price. Every check is reported; the
+    first failure is the decision's ``failed``."""
+    price = f.mid
+    atr1_pct = 100.0 * f.atr1 / price
+    range_pct = 100.0 * f.avg_range / price
+    spread_pct = 100.0 * f.spread / price
+    ok = trace.gate("L1.atr1", atr1_pct >= p.atr1_min_pct,
+                    f"ATR(1) {f.atr1:.6g} = {atr1_pct:.4f}% >= {p.atr1_min_pct}%")
+    ok &= trace.gate("L1.avg_range", range_pct >= p.m1_range_avg_min_pct,
+                     f"avg range({p.m1_range_avg_bars}) {f.avg_range:.6g} = {range_pct:.4f}% >= {p.m1_range_avg_min_pct}%")
+    ok &= trace.gate("L1.spread", spread_pct <= p.max_spread_pct,
+                     f"spread {f.spread:.6g} = {spread_pct:.4f}% <= {p.max_spread_pct}%")
+    if p.max_spread_median_ratio is not None and spread_stats is not None \
+            and spread_stats.samples >= p.spread_min_samples and spread_stats.median > 0:
+        ratio = f.spread / spread_stats.median
+        ok &= trace.gate("L1.spread_median", ratio <= p.max_spread_median_ratio,
+                         f"spread {ratio:.2f}x median {spread_stats.median:.6g} <= {p.max_spread_median_ratio}x")
+    return bool(ok)
+
+
+# ----------------------------------------------------------------------------------------------
+# shared helpers
+# ----------------------------------------------------------------------------------------------
+
+def entry_price(f: Features, side: Side) -> float:
+    return f.ask if side == "buy" else f.bid
+
+
+def stop_unit(ctx: Context, entry: float) -> float:
+    """Price size of one SL/TP unit: one ATR, or one percent of the entry."""
+    return ctx.f.atr_now if ctx.p.stop_unit == "atr" else entry / 100.0
+
+
+def vwap_tolerance(f: Features, p: MicroScalpParams) -> tuple[float, str]:
+    if p.vwap_tolerance_mode == "atr":
+        return p.vwap_tolerance_atr * f.atr_now, f"{p.vwap_tolerance_atr}ATR"
+    return p.vwap_tolerance_pct / 100.0 * f.vwap_now, f"{p.vwap_tolerance_pct}% of VWAP"
+
+
+def vwap_side(f: Features) -> Side | None:
+    if f.mid < f.vwap_now:
+        return "buy"
+    if f.mid > f.vwap_now:
+        return "sell"
+    return None
+
+
+def normalised(raw: float, maximum: float) -> float:
+    return round(10.0 * raw / maximum, 6)
+
+
+def score_gate(trace: Trace, p: MicroScalpParams, raw: float, maximum: float, parts: list[str]) -> tuple[bool, float, bool]:
+    score = normalised(raw, maximum)
+    aplus = score >= p.aplus_score
+    passed = trace.gate("L4.score", score >= p.min_score,
+                        f"{raw:g}/{maximum:g} = {score:.2f}/10 >= {p.min_score} (A+ {p.aplus_score}: {aplus}) "
+                        f"[{', '.join(parts)}]")
+    return passed, score, aplus
+
+
+def finalize(ctx: Context, trace: Trace, strategy: str, side: Side, entry: float, sl: float, tp: float,
+             score: float, aplus: bool, meta: dict[str, Any]) -> CheckOutcome:
+    """Sides, broker minimum distance and reward:risk; SL/TP closer than the minimum distance are
+    pushed out to minimum x ``stops_level_buffer`` (reported)."""
+    p = ctx.p
+    sign = 1.0 if side == "buy" else -1.0
+    minimum = max(ctx.min_stop_distance, p.min_stop_distance_pct / 100.0 * entry)
+    sl_dist = sign * (entry - sl)
+    tp_dist = sign * (tp - entry)
+    if not trace.gate("stops.sides", sl_dist > 0 and tp_dist > 0,
+                      f"{side} entry {entry:.6g} sl {sl:.6g} tp {tp:.6g}"):
+        return _fail(strategy, trace, side)
+    if minimum > 0:
+        pushed = []
+        if sl_dist < minimum:
+            sl_dist = minimum * p.stops_level_buffer
+            pushed.append("sl")
+        if tp_dist < minimum:
+            tp_dist = minimum * p.stops_level_buffer
+            pushed.append("tp")
+        trace.note(f"stops.min_distance: {minimum:.6g} ({'pushed ' + '+'.join(pushed) if pushed else 'ok'})")
+        sl, tp = entry - sign * sl_dist, entry + sign * tp_dist
+    rr = tp_dist / sl_dist
+    if not trace.gate("stops.reward_risk", rr >= p.min_reward_risk - 1e-12,
+                      f"{rr:.2f} >= {p.min_reward_risk} (risk {sl_dist:.6g}, reward {tp_dist:.6g})"):
+        return _fail(strategy, trace, side)
+    return CheckOutcome(strategy, True, tuple(trace.reasons), None, side, entry, sl, tp, score, aplus,
+                        {**meta, "reward_risk": round(rr, 4)})
+
+
+def _fail(strategy: str, trace: Trace, side: Side | None = None, score: float | None = None) -> CheckOutcome:
+    return CheckOutcome(strategy, False, tuple(trace.reasons), trace.failed, side, score=score)
+
+
+def _signals_text(found: dict[str, Side | None | bool]) -> str:
+    return ", ".join(f"{name}({value})" if isinstance(value, str) else name for name, value in found.items()) or "none"
+
+
+# ----------------------------------------------------------------------------------------------
+# edge-based (the fallback)
+# ----------------------------------------------------------------------------------------------
+
+def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
+    """Generic micro scalp at an edge. Direction priority: fresh CHOCH, then sweep (fade
+    convention), then the VWAP side (below -> buy). Directional candle signals count only when
+    they agree with that direction."""
+    f, p = ctx.f, ctx.p
+    atr = f.atr_now
+    tol, tol_text = vwap_tolerance(f, p)
+    vwap_dist = abs(f.mid - f.vwap_now)
+    in_band = vwap_dist <= tol
+    b = f.bars
+    box_high = float(np.max(b.high[-p.intraday_range_bars:]))
+    box_low = float(np.min(b.low[-p.intraday_range_bars:]))
+    edge_tol = p.edge_tolerance_atr * atr
+    at_box = abs(f.mid - box_high) <= edge_tol or abs(f.mid - box_low) <= edge_tol
+    blocks = micro_order_blocks(f, p)
+    in_ob = any(block.contains(f.mid) for block in blocks)
+    levels = equal_highs_lows(f, p)
+    at_cluster = any(abs(f.mid - level) <= edge_tol for level in levels.highs + levels.lows)
+    tags = [name for name, hit in (("VWAP_BAND", in_band), ("INTRADAY_RANGE", at_box), ("OB_ZONE", in_ob),
+                                   ("LIQUIDITY_CLUSTER", at_cluster)) if hit]
+    location_text = (f"tags {tags or 'none'} (vwap dist {vwap_dist:.6g} vs {tol:.6g} [{tol_text}]; "
+                     f"{p.intraday_range_bars}-bar range {box_low:.6g}-{box_high:.6g} tol {edge_tol:.6g}; "
+                     f"{len(blocks)} OB; equal highs {len(levels.highs)} lows {len(levels.lows)})")
+    if not trace.gate("L2.location", bool(tags), location_text):
+        return _fail(EDGE, trace)
+
+    choch = micro_choch(f, p)
+    sweep = micro_sweep(f, p)
+    if choch is not None:
+        side, why = choch.side, f"CHOCH {choch.side} {choch.bars_ago} bars ago"
+    elif sweep is not None:
+        side, why = sweep.trade_side, f"sweep: {sweep.describe()}"
+    else:
+        side, why = vwap_side(f), "VWAP side"
+    if not trace.gate("L3.direction", side is not None, f"{side} from {why}"):
+        return _fail(EDGE, trace)
+
+    primaries = {
+        "LONG_WICK_TRAP": wick_trap(f, p.wick_trap_ratio),
+        "MICRO_LIQUIDITY_SWEEP": sweep.trade_side if sweep else None,
+        "VWAP_TAP_REJECTION": vwap_tap_rejection(f, tol, p.vwap_rejection_wick_ratio),
+        "STRONG_ENGULFING": engulfing(f),
+    }
+    primary_hits = {k: v for k, v in primaries.items() if v == side}
+    if not trace.gate("L3.primary", bool(primary_hits),
+                      f"{_signals_text(primary_hits)} agree with {side}; seen {_signals_text({k: v for k, v in primaries.items() if v})}"):
+        return _fail(EDGE, trace, side)
+    session = in_sessions(ctx.now, p.active_sessions_utc)
+    secondaries = {
+        "OB_RETEST": any(bl.side == side and bl.contains(f.mid, p.ob_retest_tolerance_atr * atr) for bl in blocks),
+        "FRESH_MICRO_CHOCH": choch is not None and choch.side == side,
+        "SESSION_MOMENTUM": session,
+        "INCREASING_VOLUME": increasing_volume(f, p),
+        "CVD_DIVERGENCE": cvd_divergence(ctx.flow) == side,
+    }
+    secondary_hits = [k for k, v in secondaries.items() if v]
+    if not trace.gate("L3.secondary", bool(secondary_hits), f"{secondary_hits or 'none'}"):
+        return _fail(EDGE, trace, side)
+
+    ratio = wick_ratio(f)
+    wick_pts = 2 if ratio >= 2.0 else 1 if ratio >= 1.5 else 0
+    vwap_pts = (2 if vwap_dist <= tol / 2 else 1) if in_band else 0
+    edge_pts = min(len(tags), 2)
+    vol_pts = 1 if volatility_expanding(f) else 0
+    session_pts = 1 if session else 0
+    raw = wick_pts + vwap_pts + edge_pts + vol_pts + session_pts
+    passed, score, aplus = score_gate(trace, p, raw, 8, [
+        f"wick {wick_pts} ({ratio:.2f}x)", f"vwap {vwap_pts}", f"edges {edge_pts}",
+        f"volatility {vol_pts}", f"session {session_pts}"])
+    if not passed:
+        return _fail(EDGE, trace, side, score)
+    entry = entry_price(f, side)
+    unit = stop_unit(ctx, entry)
+    sign = 1.0 if side == "buy" else -1.0
+    sl, tp = entry - sign * p.edge_sl * unit, entry + sign * p.edge_tp * unit
+    trace.note(f"stops.plan: sl {p.edge_sl} x {unit:.6g}, tp {p.edge_tp} x {unit:.6g} ({p.stop_unit})")
+    return finalize(ctx, trace, EDGE, side, entry, sl, tp, score, aplus,
+                    {"location": tags, "primary": list(primary_hits), "secondary": secondary_hits})
+
+
+# ----------------------------------------------------------------------------------------------
+# VWAP reversion
+# ----------------------------------------------------------------------------------------------
+
+def check_vwap_reversion(ctx: Context, trace: Trace) -> CheckOutcome:
+    """Fade a stretched price back toward the session VWAP (below VWAP -> buy)."""
+    name = "vwap_reversion"
+    f, p = ctx.f, ctx.p
+    sigma, pct = vwap_deviation(f)
+    slope = vwap_slope_atr(f, p)
+    stretched = sigma >= p.vwap_min_sigma or pct >= p.vwap_min_deviation_pct
+    flat = slope is not None and abs(slope) < p.vwap_max_slope_atr
+    slope_text = "n/a" if slope is None else f"{slope:+.3f}"
+    if not trace.gate("L2.location", f.vwap_std_now > 0 and stretched and flat,
+                      f"sigma {sigma:.2f} (>= {p.vwap_min_sigma}) or dev {pct:.3f}% (>= {p.vwap_min_deviation_pct}%); "
+                      f"slope {slope_text}ATR (< {p.vwap_max_slope_atr}) flat={flat}"):
+        return _fail(name, trace)
+    side = vwap_side(f)
+    if not trace.gate("L3.direction", side is not None, f"{side} toward VWAP {f.vwap_now:.6g}"):
+        return _fail(name, trace)
+    choch = micro_choch(f, p)
+    sweep = micro_sweep(f, p)
+    primaries = {
+        "CHOCH_AT_EXTREME": choch is not None and choch.side == side and sigma >= p.vwap_min_sigma,
+        "MICRO_LIQUIDITY_SWEEP": sweep is not None and sweep.trade_side == side,
+        "LONG_WICK_TRAP": wick_trap(f, p.wick_trap_ratio) == side,
+    }
+    primary_hits = [k for k, v in primaries.items() if v]
+    if not trace.gate("L3.primary", bool(primary_hits), f"{primary_hits or 'none'} for {side}"):
+        return _fail(name, trace, side)
+    spike = volume_spike(f, p)
+    absorption_wick = f.lower_wick[-1] if side == "buy" else f.upper_wick[-1]
+    absorption = f.body[-1] > 0 and absorption_wick > p.absorption_wick_ratio * f.body[-1] \
+        or f.body[-1] == 0 and absorption_wick > 0
+    secondaries = {"VOLUME_CONFIRMED": spike, "ABSORPTION_WICK": bool(absorption),
+                   "CVD_DIVERGENCE": cvd_divergence(ctx.flow) == side}
+    secondary_hits = [k for k, v in secondaries.items() if v]
+    if not trace.gate("L3.secondary", bool(secondary_hits), f"{secondary_hits or 'none'}"):
+        return _fail(name, trace, side)
+    deviation_pts = 2.0 if sigma >= 2.5 else 1.5 if sigma >= 2.0 else 1.0 if sigma >= 1.5 else 0.0
+    choch_pts = 2.0 if primaries["CHOCH_AT_EXTREME"] else 1.0
+    raw = 2 * deviation_pts + 2 * choch_pts + 2 * (2.0 if spike else 0.0) + (1.0 if flat else 0.0) + \
+        (1.0 if absorption else 0.0)
+    passed, score, aplus = score_gate(trace, p, raw, 14, [
+        f"deviation {deviation_pts}x2", f"choch {choch_pts}x2", f"volume {2.0 if spike else 0.0}x2",
+        f"slope {1.0 if flat else 0.0}", f"absorption {1.0 if absorption else 0.0}"])
+    if not passed:
+        return _fail(name, trace, side, score)
+    entry = entry_price(f, side)
+    unit = stop_unit(ctx, entry)
+    sign = 1.0 if side == "buy" else -1.0
+    trace.note(f"stops.plan: sl {p.vwap_sl} x {unit:.6g}, tp {p.vwap_tp} x {unit:.6g} ({p.stop_unit})")
+    return finalize(ctx, trace, name, side, entry, entry - sign * p.vwap_sl * unit,
+                    entry + sign * p.vwap_tp * unit, score, aplus,
+                    {"sigma": round(sigma, 4), "primary": primary_hits, "secondary": secondary_hits})
+
+
+# ----------------------------------------------------------------------------------------------
+# range scalp
+# ----------------------------------------------------------------------------------------------
+
+def _edge_of(rng: RangeStructure, price: float, tolerance: float) -> str | None:
+    pos = rng.position(price)
+    if -tolerance <= pos <= tolerance:
+        return "low"
+    if 1 - tolerance <= pos <= 1 + tolerance:
+        return "high"
+    return None
+
+
+def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
+    """Fade a sweep of a range edge: near the low -> buy after the lows were swept; TP the range
+    midpoint (TP2, the opposite edge, in meta); SL beyond the last 5 bars' extreme plus a buffer."""
+    name = "range_scalp"
+    f, p = ctx.f, ctx.p
+    b = f.bars
+    tol = p.range_edge_tolerance
+    regime_range = ctx.scores[RANGE].range if RANGE in ctx.scores else None
+    rng, source, edge = None, "", None
+    if regime_range is not None and regime_range.width > 0:
+        edge = _edge_of(regime_range, f.mid, tol)
+        rng, source = regime_range, "regime swing range"
+    if edge is None:
+        k = p.intraday_range_bars
+        high, low = float(np.max(b.high[-k:])), float(np.min(b.low[-k:]))
+        if high > low:
+            box = RangeStructure(high, low, count_respects(f, high, low, p, f.n - k))
+            box_edge = _edge_of(box, f.mid, tol)
+            if box_edge is not None or rng is None:
+                rng, source, edge = box, f"{k}-bar box", box_edge
+    if rng is None:
+        trace.gate("L2.location", False, "no range")
+        return _fail(name, trace)
+    located = edge is not None and rng.respects >= p.range_min_respects
+    if not trace.gate("L2.location", located,
+                      f"{source} {rng.low:.6g}-{rng.high:.6g} position {rng.position(f.mid):.2f} edge {edge} "
+                      f"(tol {tol}); respects {rng.respects} >= {p.range_min_respects}"):
+        return _fail(name, trace)
+    side: Side = "buy" if edge == "low" else "sell"
+    sweep = micro_sweep(f, p)
+    swept = sweep is not None and sweep.trade_side == side
+    if not trace.gate("L3.primary", swept,
+                      f"MICRO_LIQUIDITY_SWEEP of the {edge}s: {sweep.describe() if sweep else 'none'}"):
+        return _fail(name, trace, side)
+    assert sweep is not None
+    choch = micro_choch(f, p)
+    sweep_bar = f.n - 1 - sweep.bars_ago
+    follow = sweep.bars_ago > 0 and ((b.close[-1] > b.close[sweep_bar]) if side == "buy"
+                                     else (b.close[-1] < b.close[sweep_bar]))
+    secondaries = {"CHOCH_REVERSAL": choch is not None and choch.side == side,
+                   "FOLLOW_THROUGH": bool(follow),
+                   "INCREASING_VOLUME": increasing_volume(f, p),
+                   "CVD_DIVERGENCE": cvd_divergence(ctx.flow) == side}
+    secondary_hits = [k for k, v in secondaries.items() if v]
+    if not trace.gate("L3.secondary", bool(secondary_hits), f"{secondary_hits or 'none'}"):
+        return _fail(name, trace, side)
+    distance = rng.position(f.mid) if edge == "low" else 1 - rng.position(f.mid)
+    proximity = 2.0 if abs(distance) <= tol / 3 else 1.0
+    quality = 2.0 if follow or (sweep.bars_ago == 0 and sweep.confidence >= 0.8) else 1.0
+    respects = 2.0 if rng.respects >= 3 else 1.5 if rng.respects == 2 else 1.0
+    squeezed, _ = bb_squeeze(f, p)
+    raw = 2 * proximity + 2 * quality + 2 * respects + (1.0 if squeezed else 0.0) + \
+        (1.0 if secondaries["CHOCH_REVERSAL"] else 0.0)
+    passed, score, aplus = score_gate(trace, p, raw, 14, [
+        f"proximity {proximity}x2", f"sweep {quality}x2", f"respects {respects}x2",
+        f"bb {1.0 if squeezed else 0.0}", f"choch {1.0 if secondaries['CHOCH_REVERSAL'] else 0.0}"])
+    if not passed:
+        return _fail(name, trace, side, score)
+    entry = entry_price(f, side)
+    unit = stop_unit(ctx, entry)
+    if side == "buy":
+        extreme = min(float(np.min(b.low[-5:])), sweep.extreme)
+        sl, tp, tp2 = extreme - p.range_sl_buffer * unit, rng.mid, rng.high
+    else:
+        extreme = max(float(np.max(b.high[-5:])), sweep.extreme)
+        sl, tp, tp2 = extreme + p.range_sl_buffer * unit, rng.mid, rng.low
+    trace.note(f"stops.plan: sl beyond 5-bar extreme {extreme:.6g} + {p.range_sl_buffer} x {unit:.6g}; "
+               f"tp range mid {rng.mid:.6g}; tp2 {tp2:.6g}")
+    return finalize(ctx, trace, name, side, entry, sl, tp, score, aplus,
+                    {"tp2": tp2, "range_high": rng.high, "range_low": rng.low,
+                     "secondary": secondary_hits})
+
+
+# ----------------------------------------------------------------------------------------------
+# balanced zone
+# ----------------------------------------------------------------------------------------------
+
+def check_balanced(ctx: Context, trace: Trace) -> CheckOutcome:
+    """A compressed zone around fair value with liquidity on its edges: fade its extremes, or take
+    the breakout when the last bar closes outside the box of the bars before it."""
+    name = "balanced_zone"
+    f, p = ctx.f, ctx.p
+    b = f.bars
+    atr = f.atr_now
+    compressed, comp_detail = compression_block(f, p, f.n - 1)
+    levels = equal_highs_lows(f, p)
+    k20 = p.intraday_range_bars
+    box20_mid = (float(np.max(b.high[-k20:])) + float(np.min(b.low[-k20:]))) / 2.0
+    alignment = abs(f.vwap_now - box20_mid) / atr
+    aligned = alignment <= p.balanced_alignment_atr
+    k = p.balanced_box_bars
+    box_high = float(np.max(b.high[-k - 1:-1]))
+    box_low = float(np.min(b.low[-k - 1:-1]))
+    close = b.close[-1]
+    entry_type = "breakout" if close > box_high or close < box_low else "fade"
+    equilibrium = abs(f.ema_now - f.vwap_now) / atr
+    located = compressed and bool(levels.highs or levels.lows) and aligned and \
+        (entry_type == "breakout" or equilibrium <= p.equilibrium_max_atr)
+    if not trace.gate("L2.location", located,
+                      f"compression {compressed} ({comp_detail}); equal highs {len(levels.highs)} lows "
+                      f"{len(levels.lows)}; vwap-box gap {alignment:.2f}ATR (<= {p.balanced_alignment_atr}); "
+                      f"{entry_type}; ema-vwap {equilibrium:.2f}ATR (fade needs <= {p.equilibrium_max_atr})"):
+        return _fail(name, trace)
+    spike = volume_spike(f, p)
+    if entry_type == "breakout":
+        side: Side = "buy" if close > box_high else "sell"
+        primary_hits = ["COMPRESSION_BREAKOUT"]
+        trace.gate("L3.primary", True, f"COMPRESSION_BREAKOUT {side}: close {close:.6g} outside {box_low:.6g}-{box_high:.6g}")
+    else:
+        high5, low5 = float(np.max(b.high[-5:])), float(np.min(b.low[-5:]))
+        side = "sell" if high5 - f.mid < f.mid - low5 else "buy"
+        choch = micro_choch(f, p)
+        fade_hits = {"FADE_EXTREME_CHOCH": choch is not None and choch.side == side,
+                     "FADE_EXTREME_WICK": wick_trap(f, p.wick_trap_ratio) == side}
+        primary_hits = [kk for kk, v in fade_hits.items() if v]
+        if not trace.gate("L3.primary", bool(primary_hits),
+                          f"{primary_hits or 'none'} fading the 5-bar {'high' if side == 'sell' else 'low'} ({side})"):
+            return _fail(name, trace, side)
+    secondaries = {"COMPRESSION_CONFIRMED": compressed,
+                   "VOLUME_ON_BREAKOUT": entry_type == "breakout" and spike,
+                   "CVD_DIVERGENCE": cvd_divergence(ctx.flow) == side}
+    secondary_hits = [kk for kk, v in secondaries.items() if v]
+    if not trace.gate("L3.secondary", bool(secondary_hits), f"{secondary_hits}"):
+        return _fail(name, trace, side)
+    eq_pts = 2.0 if levels.highs and levels.lows else 1.0
+    raw = 2 * 2.0 + 2 * eq_pts + 2 * 2.0 + (1.0 if secondaries["VOLUME_ON_BREAKOUT"] else 0.0) + \
+        (1.0 if entry_type == "fade" else 0.0)
+    passed, score, aplus = score_gate(trace, p, raw, 14, [
+        "compression 2x2", f"equal levels {eq_pts}x2", "vwap alignment 2x2",
+        f"breakout volume {1.0 if secondaries['VOLUME_ON_BREAKOUT'] else 0.0}",
+        f"fade extreme {1.0 if entry_type == 'fade' else 0.0}"])
+    if not passed:
+        return _fail(name, trace, side, score)
+    entry = entry_price(f, side)
+    sign = 1.0 if side == "buy" else -1.0
+    if entry_type == "breakout":
+        sl = box_low if side == "buy" else box_high
+        trace.note(f"stops.plan: breakout sl at the box edge {sl:.6g}, tp {p.balanced_tp_r}R")
+    else:
+        unit = stop_unit(ctx, entry)
+        sl = entry - sign * p.balanced_sl * unit
+        trace.note(f"stops.plan: fade sl {p.balanced_sl} x {unit:.6g} ({p.stop_unit}), tp {p.balanced_tp_r}R")
+    risk = sign * (entry - sl)
+    tp = entry + sign * p.balanced_tp_r * risk  # risk <= 0 puts tp on the wrong side: 'stops.sides' fails
+    return finalize(ctx, trace, name, side, entry, sl, tp, score, aplus,
+                    {"entry_type": entry_type, "primary": primary_hits, "secondary": secondary_hits})
+
+
+CHECKERS = {
+    "vwap_reversion": check_vwap_reversion,
+    "range_scalp": check_range,
+    "balanced_zone": check_balanced,
+    EDGE: check_edge,
+}
+

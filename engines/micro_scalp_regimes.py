@@ -1,0 +1,295 @@
+"""Regime detection (VWAP reversion, range, balanced zone) and the hysteresis that holds a regime.
+
+Each detector scores 0..100 from named components and reports every component with its number.
+The intended formulas are used where the original had unit or window bugs:
+- VWAP slope: VWAP change between two consecutive ``vwap_slope_bars`` windows, in ATR (price over
+  price), and undefined (not flat) when a session reset falls inside those windows;
+- ATR comparisons: ATR now vs ATR ``atr_compare_bars`` earlier, both over complete windows;
+- the range must be 2..12 ATR wide (configurable) instead of the original's "< 1.2 ATR", and
+  being at its edge is left to the range checker's location layer;
+- Bollinger compression is relative to the band's own recent width (the original's 2 % absolute
+  width is always true on M1); the M15 trend leg is replaced by ADX on M1.
+
+Hysteresis (``advance_regime``) works per closed bar, so the 5-second monitor re-evaluating the
+same bar gets the same answer:
+- a held regime stays while its confidence >= its threshold - ``regime_exit_margin``, unless a
+  challenger beats it by ``regime_switch_margin``;
+- a new regime (from none or a challenger) must lead for ``regime_confirm_bars`` bars;
+- a regime that falls below its exit level is dropped at once (to none, or to a confirmed one).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from config.micro_scalp_model import MicroScalpParams
+from engines import indicators as ind
+from engines.micro_scalp_features import Features
+from engines.micro_scalp_signals import bb_squeeze, choppy, compression_block, volume_spike
+
+VWAP_REVERSION = "vwap_reversion"
+RANGE = "range_scalp"
+BALANCED = "balanced_zone"
+NONE = "none"
+REGIMES = (VWAP_REVERSION, RANGE, BALANCED)  # also the tie-break priority
+
+
+@dataclass(frozen=True)
+class RangeStructure:
+    high: float
+    low: float
+    respects: int
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    @property
+    def mid(self) -> float:
+        return (self.high + self.low) / 2.0
+
+    def position(self, price: float) -> float:
+        """0 at the low edge, 1 at the high edge (outside the range: below 0 / above 1)."""
+        return (price - self.low) / self.width
+
+
+@dataclass(frozen=True)
+class RegimeScore:
+    name: str
+    confidence: float
+    threshold: float
+    details: tuple[str, ...]
+    range: RangeStructure | None = None
+
+    @property
+    def detected(self) -> bool:
+        return self.confidence >= self.threshold
+
+    def describe(self) -> str:
+        verdict = "detected" if self.detected else "below"
+        return f"regime {self.name}: {self.confidence:.0f}/{self.threshold:.0f} {verdict} [{'; '.join(self.details)}]"
+
+
+def thresholds(p: MicroScalpParams) -> dict[str, float]:
+    return {VWAP_REVERSION: p.vwap_reversion_threshold, RANGE: p.range_threshold,
+            BALANCED: p.balanced_threshold}
+
+
+# ----------------------------------------------------------------------------------------------
+# shared measurements
+# ----------------------------------------------------------------------------------------------
+
+def vwap_deviation(f: Features) -> tuple[float, float]:
+    """(sigma, percent): distance of mid from the session VWAP in band standard deviations and in
+    percent of VWAP. sigma is 0 when the band has no width yet."""
+    distance = abs(f.mid - f.vwap_now)
+    sigma = distance / f.vwap_std_now if f.vwap_std_now > 0 else 0.0
+    return sigma, 100.0 * distance / f.vwap_now
+
+
+def vwap_slope_atr(f: Features, p: MicroScalpParams) -> float | None:
+    """(mean VWAP of the last k bars - mean VWAP of the k before) / ATR; None when those 2k bars
+    are not all in the current VWAP session (a reset is a jump, not a slope)."""
+    k = p.vwap_slope_bars
+    if f.n - 2 * k < f.vwap_session_start or f.atr_now <= 0:
+        return None
+    recent = float(np.mean(f.vwap[-k:]))
+    before = float(np.mean(f.vwap[-2 * k:-k]))
+    return (recent - before) / f.atr_now
+
+
+def atr_ratio(f: Features, p: MicroScalpParams) -> float | None:
+    """ATR now / ATR ``atr_compare_bars`` bars ago; None unless both are complete-window values."""
+    earlier_index = f.n - 1 - p.atr_compare_bars
+    if earlier_index < 0:
+        return None
+    earlier = f.atr[earlier_index]
+    if np.isnan(earlier) or earlier <= 0 or np.isnan(f.atr_now):
+        return None
+    return f.atr_now / float(earlier)
+
+
+# ----------------------------------------------------------------------------------------------
+# detectors
+# ----------------------------------------------------------------------------------------------
+
+def detect_vwap_reversion(f: Features, p: MicroScalpParams) -> RegimeScore:
+    """Price stretched from the session VWAP in a flat, steady market: +40 sigma >= min, +20 volume
+    spike, +20 VWAP flat, +20 ATR stable. Gate: sigma >= min or deviation >= min %."""
+    threshold = p.vwap_reversion_threshold
+    sigma, pct = vwap_deviation(f)
+    details = [f"sigma {sigma:.2f} (min {p.vwap_min_sigma})", f"dev {pct:.3f}% (min {p.vwap_min_deviation_pct}%)"]
+    if sigma < p.vwap_min_sigma and pct < p.vwap_min_deviation_pct:
+        return RegimeScore(VWAP_REVERSION, 0.0, threshold, tuple(details + ["gate: not stretched"]))
+    score = 0.0
+    if sigma >= p.vwap_min_sigma:
+        score += 40
+    spike = volume_spike(f, p)
+    score += 20 if spike else 0
+    slope = vwap_slope_atr(f, p)
+    flat = slope is not None and abs(slope) < p.vwap_max_slope_atr
+    score += 20 if flat else 0
+    ratio = atr_ratio(f, p)
+    stable = ratio is not None and p.atr_stable_min <= ratio <= p.atr_stable_max
+    score += 20 if stable else 0
+    details += [f"volume_spike {spike}",
+                f"slope {'n/a' if slope is None else f'{slope:+.3f}'}ATR flat={flat}",
+                f"atr_ratio {'n/a' if ratio is None else f'{ratio:.2f}'} stable={stable}"]
+    return RegimeScore(VWAP_REVERSION, score, threshold, tuple(details))
+
+
+def find_range(f: Features, p: MicroScalpParams) -> RangeStructure | None:
+    """Highest confirmed swing-pivot high and lowest swing-pivot low (``range_pivot_left/right``)
+    inside the last ``range_lookback`` bars; None unless both exist and high > low."""
+    b = f.bars
+    start = f.n - p.range_lookback
+    ph, pl = ind.swing_pivots(b.high[start:], b.low[start:], p.range_pivot_left, p.range_pivot_right)
+    if not ph.any() or not pl.any():
+        return None
+    high = float(np.max(b.high[start:][ph]))
+    low = float(np.min(b.low[start:][pl]))
+    if high <= low:
+        return None
+    return RangeStructure(high, low, count_respects(f, high, low, p, start))
+
+
+def count_respects(f: Features, high: float, low: float, p: MicroScalpParams, start: int) -> int:
+    """Edge rejections since ``start``: a bar touching the top band (within
+    ``range_respect_tolerance`` of the width) followed by a lower low, or touching the bottom band
+    followed by a higher high. A run of touching bars is one touch. Returns 0 unless BOTH edges
+    rejected price at least once (a one-sided 'range' is a trend leg)."""
+    b = f.bars
+    tol = p.range_respect_tolerance * (high - low)
+    h, l = b.high[start:], b.low[start:]
+    top = (h[:-1] >= high - tol) & (l[1:] < l[:-1])
+    bottom = (l[:-1] <= low + tol) & (h[1:] > h[:-1])
+    top_touches = int(np.sum(top[1:] & ~top[:-1]) + top[0]) if len(top) else 0
+    bottom_touches = int(np.sum(bottom[1:] & ~bottom[:-1]) + bottom[0]) if len(bottom) else 0
+    if top_touches == 0 or bottom_touches == 0:
+        return 0
+    return top_touches + bottom_touches
+
+
+def detect_range(f: Features, p: MicroScalpParams) -> RegimeScore:
+    """A contained, respected range: gate = a swing range 2..12 ATR wide (configurable) with price
+    inside it (within ``range_edge_tolerance`` of the width beyond an edge); +30 contained,
+    +30 respects >= min, +20 Bollinger squeeze, +20 ADX below ``range_max_adx``.
+
+    Being AT an edge is the range checker's Layer 2, not part of the regime: the original gated
+    the regime on it, which made the regime flip with every bar's position."""
+    threshold = p.range_threshold
+    rng = find_range(f, p)
+    if rng is None:
+        return RegimeScore(RANGE, 0.0, threshold, ("no swing high/low pair in lookback",))
+    width_atr = rng.width / f.atr_now
+    pos = rng.position(f.mid)
+    details = [f"range {rng.low:.6g}-{rng.high:.6g} width {width_atr:.1f}ATR",
+               f"position {pos:.2f}", f"respects {rng.respects}"]
+    if not p.range_min_width_atr <= width_atr <= p.range_max_width_atr:
+        return RegimeScore(RANGE, 0.0, threshold,
+                           tuple(details + [f"gate: width outside {p.range_min_width_atr}-{p.range_max_width_atr}ATR"]), rng)
+    tol = p.range_edge_tolerance
+    if not -tol <= pos <= 1 + tol:
+        return RegimeScore(RANGE, 0.0, threshold, tuple(details + ["gate: price outside the range"]), rng)
+    score = 30.0
+    score += 30 if rng.respects >= p.range_min_respects else 0
+    squeezed, ratio = bb_squeeze(f, p)
+    score += 20 if squeezed else 0
+    no_trend = not np.isnan(f.adx_now) and f.adx_now < p.range_max_adx
+    score += 20 if no_trend else 0
+    details += [f"bb_squeeze {squeezed} ({ratio:.2f})", f"adx {f.adx_now:.1f} no_trend={no_trend}"]
+    return RegimeScore(RANGE, score, threshold, tuple(details), rng)
+
+
+def detect_balanced(f: Features, p: MicroScalpParams) -> RegimeScore:
+    """Compressed, two-sided market around fair value: +30 Bollinger squeeze, +30 compression block,
+    +20 ATR dropping, +10 choppy, +10 EMA/VWAP equilibrium."""
+    threshold = p.balanced_threshold
+    squeezed, ratio = bb_squeeze(f, p)
+    compressed, comp_detail = compression_block(f, p, f.n)
+    atr_r = atr_ratio(f, p)
+    dropping = atr_r is not None and atr_r < p.atr_drop_ratio
+    chop = choppy(f)
+    gap_atr = abs(f.ema_now - f.vwap_now) / f.atr_now
+    equilibrium = gap_atr <= p.equilibrium_max_atr
+    score = 30.0 * squeezed + 30.0 * compressed + 20.0 * dropping + 10.0 * chop + 10.0 * equilibrium
+    details = (f"bb_squeeze {squeezed} ({ratio:.2f})", f"compression {compressed} ({comp_detail})",
+               f"atr_dropping {dropping} ({'n/a' if atr_r is None else f'{atr_r:.2f}'})",
+               f"choppy {chop}", f"ema_vwap_gap {gap_atr:.2f}ATR equilibrium={equilibrium}")
+    return RegimeScore(BALANCED, score, threshold, details)
+
+
+def detect_all(f: Features, p: MicroScalpParams) -> dict[str, RegimeScore]:
+    return {VWAP_REVERSION: detect_vwap_reversion(f, p), RANGE: detect_range(f, p),
+            BALANCED: detect_balanced(f, p)}
+
+
+# ----------------------------------------------------------------------------------------------
+# hysteresis
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RegimeState:
+    """Per-symbol regime memory, returned updated in every decision and passed back next time.
+
+    ``base`` is the state before ``bar_time_s`` was processed: evaluating the same bar again
+    re-applies the transition to ``base``, so repeated calls on one bar never advance counters."""
+
+    regime: str = NONE
+    confidence: float = 0.0
+    since_s: int | None = None        # bar time the held regime was adopted
+    pending: str | None = None        # a regime waiting for confirmation
+    pending_count: int = 0
+    bar_time_s: int | None = None     # last bar this state has processed
+    base: "RegimeState | None" = field(default=None, repr=False, compare=False)
+
+
+def _best(scores: dict[str, RegimeScore]) -> str:
+    candidates = [name for name in REGIMES if scores[name].detected]
+    if not candidates:
+        return NONE
+    # highest confidence; ties keep the REGIMES order
+    return max(candidates, key=lambda name: (scores[name].confidence, -REGIMES.index(name)))
+
+
+def advance_regime(state: RegimeState, scores: dict[str, RegimeScore], bar_time_s: int,
+                   p: MicroScalpParams) -> tuple[RegimeState, str]:
+    """Apply one bar's detector scores to ``state``; returns (new state, explanation)."""
+    if state.bar_time_s is not None and bar_time_s == state.bar_time_s and state.base is not None:
+        state = state.base                       # same bar again: recompute from the prior state
+    elif state.bar_time_s is not None and bar_time_s < state.bar_time_s:
+        state = RegimeState()                    # time went backwards (new replay): start afresh
+    base = replace(state, base=None)
+    current = state.regime
+    top = _best(scores)
+
+    def held(reason: str) -> tuple[RegimeState, str]:
+        confidence = scores[current].confidence if current != NONE else 0.0
+        return (RegimeState(current, confidence, state.since_s, None, 0, bar_time_s, base), reason)
+
+    def adopt(name: str, reason: str) -> tuple[RegimeState, str]:
+        confidence = scores[name].confidence if name != NONE else 0.0
+        since = bar_time_s if name != current else state.since_s
+        return (RegimeState(name, confidence, since, None, 0, bar_time_s, base), reason)
+
+    current_ok = current != NONE and scores[current].confidence >= scores[current].threshold - p.regime_exit_margin
+    if current_ok:
+        challenger_wins = top not in (NONE, current) and \
+            scores[top].confidence >= scores[current].confidence + p.regime_switch_margin
+        if not challenger_wins:
+            return held(f"hold {current} ({scores[current].confidence:.0f} >= exit "
+                        f"{scores[current].threshold - p.regime_exit_margin:.0f})")
+    if top == NONE:
+        if current == NONE:
+            return held("no regime detected")
+        return adopt(NONE, f"drop {current} ({scores[current].confidence:.0f} below exit level)")
+    count = state.pending_count + 1 if state.pending == top else 1
+    if count >= p.regime_confirm_bars:
+        return adopt(top, f"switch {current} -> {top} ({scores[top].confidence:.0f}, confirmed {count} bars)")
+    waiting = f"{top} pending {count}/{p.regime_confirm_bars}"
+    if current_ok:
+        return (RegimeState(current, scores[current].confidence, state.since_s, top, count, bar_time_s, base),
+                f"hold {current}; {waiting}")
+    return (RegimeState(NONE, 0.0, None, top, count, bar_time_s, base),
+            (f"drop {current}; " if current != NONE else "") + waiting)

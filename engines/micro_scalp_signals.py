@@ -1,0 +1,349 @@
+"""Candle and structure patterns on M1 bars, each a small pure function of ``Features``.
+
+Sweep convention (explicit, because the original mixed two): a sweep is named after the liquidity
+it TAKES and is traded as a FADE.
+- ``side="low"``: a bar trades below the lowest low of the reference bars (sell-side liquidity,
+  the stops under the lows) and closes back above that level -> ``trade_side="buy"``.
+- ``side="high"``: a bar trades above the highest high of the reference bars and closes back
+  below it -> ``trade_side="sell"``.
+A break that closes beyond the level is a breakout, not a sweep, and is not reported.
+
+Directions are the trade side a pattern supports: "buy", "sell" or None (non-directional).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+
+from config.micro_scalp_model import MicroScalpParams
+from engines.micro_scalp_features import Features
+
+Side = Literal["buy", "sell"]
+
+
+def opposite(side: Side) -> Side:
+    return "sell" if side == "buy" else "buy"
+
+
+# ----------------------------------------------------------------------------------------------
+# Single-bar patterns
+# ----------------------------------------------------------------------------------------------
+
+def wick_trap(f: Features, ratio: float, i: int = -1) -> Side | None:
+    """Long-wick trap on bar ``i``: a wick at least ``ratio`` x the body (body > 0). A long lower
+    wick (sellers trapped) supports a buy, a long upper wick a sell; if both qualify, the longer."""
+    body = f.body[i]
+    if body <= 0:
+        return None
+    lower_ok = f.lower_wick[i] >= ratio * body
+    upper_ok = f.upper_wick[i] >= ratio * body
+    if lower_ok and (not upper_ok or f.lower_wick[i] > f.upper_wick[i]):
+        return "buy"
+    if upper_ok and (not lower_ok or f.upper_wick[i] > f.lower_wick[i]):
+        return "sell"
+    return None
+
+
+def wick_ratio(f: Features, i: int = -1) -> float:
+    """Largest wick / body of bar ``i`` (0 for a zero body: a doji is not a quality wick)."""
+    body = f.body[i]
+    return 0.0 if body <= 0 else float(max(f.upper_wick[i], f.lower_wick[i]) / body)
+
+
+def engulfing(f: Features) -> Side | None:
+    """Strong engulfing: the last body covers the previous, opposite-coloured body. The open may
+    equal the previous close (continuous M1 data rarely gaps; the original's strict gap made the
+    pattern almost impossible)."""
+    b = f.bars
+    po, pc, lo, lc = b.open[-2], b.close[-2], b.open[-1], b.close[-1]
+    if pc < po and lc > lo and lo <= pc and lc > po:
+        return "buy"
+    if pc > po and lc < lo and lo >= pc and lc < po:
+        return "sell"
+    return None
+
+
+def vwap_tap_rejection(f: Features, tolerance: float, ratio: float) -> Side | None:
+    """The last bar tapped the VWAP band and was rejected: it crossed the VWAP with a wick of at
+    least ``ratio`` x body and closed back on its side (upper wick through VWAP, close below ->
+    sell; lower wick through VWAP, close above -> buy)."""
+    b, vw = f.bars, f.vwap_now
+    h, l, c, body = b.high[-1], b.low[-1], b.close[-1], f.body[-1]
+    if body <= 0 or h < vw - tolerance or l > vw + tolerance:
+        return None
+    if c < vw < h and f.upper_wick[-1] >= ratio * body:
+        return "sell"
+    if c > vw > l and f.lower_wick[-1] >= ratio * body:
+        return "buy"
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Sweeps
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Sweep:
+    side: Literal["low", "high"]   # which liquidity was taken
+    trade_side: Side               # the fade: low -> buy, high -> sell
+    level: float                   # the reference extreme that was swept
+    extreme: float                 # the sweep bar's low (side low) or high (side high)
+    bars_ago: int                  # 0 = the last bar
+    confidence: float
+
+    def describe(self) -> str:
+        return (f"{self.side}s swept at {self.level:.6g} (extreme {self.extreme:.6g}, {self.bars_ago} bars ago, "
+                f"conf {self.confidence:.2f}) -> {self.trade_side}")
+
+
+def micro_sweep(f: Features, p: MicroScalpParams) -> Sweep | None:
+    """The most recent sweep within ``sweep_recent_bars`` whose level still holds at the last close.
+
+    Confidence: 0.5 for the close back inside, +0.3 wick on the break side >= 1.5 x body, +0.2 bar
+    volume >= 1.5 x the reference mean; halved if the break is under ``sweep_min_break_atr`` ATR.
+    An outside bar sweeping both sides keeps the higher confidence; a tie reports nothing."""
+    b = f.bars
+    look = p.sweep_lookback
+    last_close = b.close[-1]
+    for ago in range(p.sweep_recent_bars):
+        t = f.n - 1 - ago
+        if t - look < 0:
+            break
+        ref_high = float(np.max(b.high[t - look:t]))
+        ref_low = float(np.min(b.low[t - look:t]))
+        ref_vol = float(np.mean(b.volume[t - look:t]))
+        found: list[Sweep] = []
+        if b.low[t] < ref_low < b.close[t] and last_close > ref_low:
+            found.append(Sweep("low", "buy", ref_low, float(b.low[t]), ago,
+                               _sweep_confidence(f, p, t, ref_low - b.low[t], f.lower_wick[t], ref_vol)))
+        if b.high[t] > ref_high > b.close[t] and last_close < ref_high:
+            found.append(Sweep("high", "sell", ref_high, float(b.high[t]), ago,
+                               _sweep_confidence(f, p, t, b.high[t] - ref_high, f.upper_wick[t], ref_vol)))
+        if len(found) == 1:
+            return found[0]
+        if len(found) == 2:
+            if found[0].confidence == found[1].confidence:
+                return None
+            return max(found, key=lambda s: s.confidence)
+    return None
+
+
+def _sweep_confidence(f: Features, p: MicroScalpParams, t: int, break_distance: float,
+                      wick: float, ref_vol: float) -> float:
+    confidence = 0.5
+    if f.body[t] > 0 and wick >= 1.5 * f.body[t]:
+        confidence += 0.3
+    if ref_vol > 0 and f.bars.volume[t] >= 1.5 * ref_vol:
+        confidence += 0.2
+    if break_distance < p.sweep_min_break_atr * f.atr_now:
+        confidence *= 0.5
+    return min(confidence, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# Structure: order blocks, equal highs/lows, change of character
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrderBlock:
+    side: Side       # bullish block (impulse up, then a pause) supports a buy
+    low: float
+    high: float
+    strength: float  # impulse body / pause body, capped at 1 (original scale)
+
+    def contains(self, price: float, tolerance: float = 0.0) -> bool:
+        return self.low - tolerance <= price <= self.high + tolerance
+
+
+def micro_order_blocks(f: Features, p: MicroScalpParams) -> list[OrderBlock]:
+    """Impulse bar followed by a pause bar whose body is under ``ob_next_body_max_ratio`` x the
+    impulse body, among the last ``ob_lookback`` (impulse, pause) pairs. The zone spans both bars
+    and must be ``ob_zone_min_atr``..``ob_zone_max_atr`` ATR tall. Newest first."""
+    b = f.bars
+    blocks: list[OrderBlock] = []
+    for k in range(1, p.ob_lookback + 1):
+        nxt = f.n - k
+        cand = nxt - 1
+        if cand < 0:
+            break
+        body_c = f.body[cand]
+        if body_c <= 0 or f.body[nxt] >= p.ob_next_body_max_ratio * body_c:
+            continue
+        zone_low = float(min(b.low[cand], b.low[nxt]))
+        zone_high = float(max(b.high[cand], b.high[nxt]))
+        height = zone_high - zone_low
+        if not (p.ob_zone_min_atr * f.atr_now <= height <= p.ob_zone_max_atr * f.atr_now):
+            continue
+        side: Side = "buy" if b.close[cand] > b.open[cand] else "sell"
+        strength = 1.0 if f.body[nxt] == 0 else min(1.0, body_c / f.body[nxt])
+        blocks.append(OrderBlock(side, zone_low, zone_high, strength))
+    return blocks
+
+
+@dataclass(frozen=True)
+class EqualLevels:
+    highs: tuple[float, ...]  # levels where >= 2 pivot highs sit within the tolerance
+    lows: tuple[float, ...]
+
+
+def equal_highs_lows(f: Features, p: MicroScalpParams) -> EqualLevels:
+    """Liquidity clusters: two or more micro pivots within ``equal_level_tolerance_atr`` ATR of
+    each other inside the last ``equal_level_lookback`` bars."""
+    start = f.n - p.equal_level_lookback
+    tolerance = p.equal_level_tolerance_atr * f.atr_now
+    highs = f.bars.high[f.pivot_high[f.pivot_high >= start]]
+    lows = f.bars.low[f.pivot_low[f.pivot_low >= start]]
+    return EqualLevels(_clusters(highs, tolerance), _clusters(lows, tolerance))
+
+
+def _clusters(values: np.ndarray, tolerance: float) -> tuple[float, ...]:
+    if len(values) < 2:
+        return ()
+    ordered = np.sort(values)
+    levels: list[float] = []
+    group = [ordered[0]]
+    for value in ordered[1:]:
+        if value - group[0] <= tolerance:
+            group.append(value)
+        else:
+            if len(group) >= 2:
+                levels.append(float(np.mean(group)))
+            group = [value]
+    if len(group) >= 2:
+        levels.append(float(np.mean(group)))
+    return tuple(levels)
+
+
+@dataclass(frozen=True)
+class Choch:
+    side: Side      # bullish change of character supports a buy
+    level: float    # the swing that was broken
+    bars_ago: int
+
+
+def micro_choch(f: Features, p: MicroScalpParams) -> Choch | None:
+    """Fresh change of character within ``choch_recent_bars``: after a down-structure (the last
+    two confirmed pivot highs falling AND the last two pivot lows falling) the first close above
+    the latest pivot high is a bullish CHOCH; the mirror is bearish. Pivots count only once
+    confirmed (``pivot_right`` bars later) before the breaking bar. Most recent first."""
+    b = f.bars
+    right = p.pivot_right
+    for ago in range(p.choch_recent_bars):
+        t = f.n - 1 - ago
+        if t < 1:
+            break
+        known = t - 1 - right  # pivots at or before this index are confirmed by bar t-1
+        hi = f.pivot_high[: np.searchsorted(f.pivot_high, known, side="right")]
+        lo = f.pivot_low[: np.searchsorted(f.pivot_low, known, side="right")]
+        if len(hi) < 2 or len(lo) < 2:
+            continue
+        h1, h2 = b.high[hi[-2]], b.high[hi[-1]]
+        l1, l2 = b.low[lo[-2]], b.low[lo[-1]]
+        if h2 < h1 and l2 < l1 and b.close[t] > h2 >= b.close[t - 1]:
+            return Choch("buy", float(h2), ago)
+        if h2 > h1 and l2 > l1 and b.close[t] < l2 <= b.close[t - 1]:
+            return Choch("sell", float(l2), ago)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# Volume, volatility, compression
+# ----------------------------------------------------------------------------------------------
+
+def volume_spike(f: Features, p: MicroScalpParams) -> bool:
+    """Last bar volume >= ``volume_spike_ratio`` x mean of the previous ``volume_spike_lookback``.
+    Data without volume never spikes."""
+    v = f.bars.volume
+    k = p.volume_spike_lookback
+    base = float(np.mean(v[-k - 1:-1]))
+    return base > 0 and v[-1] >= p.volume_spike_ratio * base
+
+
+def increasing_volume(f: Features, p: MicroScalpParams) -> bool:
+    v = f.bars.volume
+    return v[-2] > 0 and v[-1] > p.increasing_volume_ratio * v[-2]
+
+
+def volatility_expanding(f: Features) -> bool:
+    """Mean true range of the last 5 bars above 1.1 x the mean of the 5 before."""
+    return float(np.mean(f.tr[-5:])) > 1.1 * float(np.mean(f.tr[-10:-5]))
+
+
+def bb_squeeze(f: Features, p: MicroScalpParams) -> tuple[bool, float]:
+    """Bollinger width contracting: mean of the last 5 widths / mean of the last 20 (complete
+    windows only) below ``bb_squeeze_ratio``. Returns (squeezed, ratio)."""
+    recent = f.bb_width[-5:]
+    longer = f.bb_width[-20:]
+    if np.isnan(longer).any():
+        return False, float("nan")
+    denominator = float(np.mean(longer))
+    if denominator <= 0:
+        return False, float("nan")
+    ratio = float(np.mean(recent)) / denominator
+    return ratio < p.bb_squeeze_ratio, ratio
+
+
+def compression_block(f: Features, p: MicroScalpParams, end: int) -> tuple[bool, str]:
+    """Compression in the bars before index ``end`` (exclusive): the last two of them are strict
+    inside bars, or their last 5 ranges average under ``compression_range_atr`` ATR."""
+    b = f.bars
+    h, l = b.high[:end], b.low[:end]
+    if len(h) < 6:
+        return False, "too few bars"
+    inside = all(h[i] < h[i - 1] and l[i] > l[i - 1] for i in (-1, -2))
+    mean_range = float(np.mean(h[-5:] - l[-5:]))
+    small = mean_range < p.compression_range_atr * f.atr_now
+    detail = f"inside_bars={inside} mean_range5={mean_range / f.atr_now:.2f}ATR"
+    return inside or small, detail
+
+
+def choppy(f: Features) -> bool:
+    """Of the last 5 bars, >= 3 are mostly wick (wicks > 50 % of range) and < 2 are displacement
+    bars (body > 70 % of range)."""
+    b = f.bars
+    rng = b.high[-5:] - b.low[-5:]
+    safe = np.where(rng > 0, rng, 1.0)
+    wick_share = (f.upper_wick[-5:] + f.lower_wick[-5:]) / safe
+    body_share = f.body[-5:] / safe
+    return int(np.sum((wick_share > 0.5) & (rng > 0))) >= 3 and int(np.sum((body_share > 0.7) & (rng > 0))) < 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Session and order flow
+# ----------------------------------------------------------------------------------------------
+
+def in_sessions(now: datetime, sessions: list[tuple[int, int]]) -> bool:
+    """``now`` (aware UTC) falls in one of the [start, end) UTC hour windows (start > end wraps)."""
+    hour = now.hour
+    for start, end in sessions:
+        if start < end and start <= hour < end:
+            return True
+        if start > end and (hour >= start or hour < end):
+            return True
+    return False
+
+
+def cvd_divergence(flow: Any) -> Side | None:
+    """Order-flow divergence, read from any object or mapping with ``divergence`` and
+    ``cvd_slope``. ``divergence`` may be "bullish"/"bearish" (or "buy"/"sell"), or a bool whose
+    side is the sign of ``cvd_slope`` (buyers absorbing a falling price -> positive slope -> buy)."""
+    if flow is None:
+        return None
+    get = flow.get if isinstance(flow, dict) else (lambda key, default=None: getattr(flow, key, default))
+    divergence = get("divergence", None)
+    if isinstance(divergence, str):
+        text = divergence.lower()
+        if text in ("bullish", "buy"):
+            return "buy"
+        if text in ("bearish", "sell"):
+            return "sell"
+        return None
+    if divergence:
+        slope = get("cvd_slope", None)
+        if slope is None or slope == 0 or slope != slope:
+            return None
+        return "buy" if slope > 0 else "sell"
+    return None

@@ -1,0 +1,301 @@
+"""Inputs of the range-scalp engine, normalised: bars as plain arrays, quote, order-flow metrics.
+
+The engine accepts what the rest of the bot hands it (a pandas DataFrame from the broker or a
+reader, an MT5-style numpy structured array, or a mapping of arrays) and turns it into
+``Bars``: epoch-second open times in UTC plus float arrays. Everything downstream works on
+``Bars`` only, so the rule code never cares where the data came from.
+
+Time conventions: a bar's ``time`` is its OPEN time in UTC epoch seconds; it is closed once
+``time + period_s <= now``. Naive datetimes in a DataFrame are read as UTC (the broker adapter
+converts server time at the boundary; DESIGN.md "All times inside the bot are UTC").
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+M5 = 300
+M15 = 900
+H1 = 3600
+DAY = 86400
+
+
+class BarDataError(ValueError):
+    """The bars given to the engine cannot be read (missing column, wrong shape or type)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Bars:
+    """OHLCV bars of one timeframe, oldest first. Arrays are never mutated after construction."""
+
+    time: np.ndarray  # int64 epoch seconds, bar open time, UTC
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray  # tick volume (0 when the source has none)
+    period_s: int
+
+    def __len__(self) -> int:
+        return len(self.time)
+
+    def tail(self, count: int) -> "Bars":
+        if count >= len(self):
+            return self
+        return self.slice(len(self) - count, len(self))
+
+    def slice(self, start: int, stop: int) -> "Bars":
+        return Bars(self.time[start:stop], self.open[start:stop], self.high[start:stop],
+                    self.low[start:stop], self.close[start:stop], self.volume[start:stop], self.period_s)
+
+    def since(self, time_s: int) -> "Bars":
+        """Bars that open at or after ``time_s``."""
+        return self.slice(int(np.searchsorted(self.time, time_s, side="left")), len(self))
+
+    def closed_at(self, now_s: float) -> "Bars":
+        """Drop the bars still forming at ``now_s`` (open time + period > now)."""
+        stop = int(np.searchsorted(self.time, now_s - self.period_s, side="right"))
+        return self if stop == len(self) else self.slice(0, stop)
+
+
+def _column(data: Any, names: tuple[str, ...], what: str, required: bool = True) -> np.ndarray | None:
+    for name in names:
+        try:
+            return np.asarray(data[name])
+        except (KeyError, ValueError, IndexError):
+            continue
+    if required:
+        raise BarDataError(f"{what}: no '{names[0]}' column (have {_field_names(data)})")
+    return None
+
+
+def _field_names(data: Any) -> str:
+    if isinstance(data, np.ndarray) and data.dtype.names:
+        return ", ".join(data.dtype.names)
+    if hasattr(data, "columns"):
+        return ", ".join(str(c) for c in data.columns)
+    if isinstance(data, Mapping):
+        return ", ".join(str(k) for k in data)
+    return type(data).__name__
+
+
+def _epoch_seconds(values: np.ndarray, what: str) -> np.ndarray:
+    if np.issubdtype(values.dtype, np.datetime64):
+        return values.astype("datetime64[s]").astype(np.int64)
+    if values.dtype == object and len(values) and isinstance(values[0], datetime):
+        return np.array([_aware(v).timestamp() for v in values], dtype=np.int64)
+    if np.issubdtype(values.dtype, np.number):
+        return values.astype(np.int64)
+    raise BarDataError(f"{what}: 'time' must be epoch seconds or datetimes, got dtype {values.dtype}")
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def to_bars(data: Any, period_s: int, what: str = "bars") -> Bars:
+    """Read bars from a DataFrame (``time`` column or DatetimeIndex), an MT5 structured array
+    (``time, open, high, low, close, tick_volume``), a mapping of arrays, or ``Bars``.
+    Volume comes from ``tick_volume``, else ``volume``, else zeros."""
+    if isinstance(data, Bars):
+        if data.period_s != period_s:
+            raise BarDataError(f"{what}: expected {period_s} s bars, got {data.period_s} s bars")
+        return data
+    if data is None:
+        raise BarDataError(f"{what}: no bars given")
+    time_s = _epoch_seconds(_time_values(data, what), what)
+    columns = []
+    for name in ("open", "high", "low", "close"):
+        columns.append(np.ascontiguousarray(_column(data, (name,), what), dtype=np.float64))
+    volume = _column(data, ("tick_volume", "volume"), what, required=False)
+    volume = np.zeros(len(time_s)) if volume is None else np.ascontiguousarray(volume, dtype=np.float64)
+    if np.isnan(volume).any():  # "not recorded" in the readers' frames: no volume, not bad data
+        volume = np.nan_to_num(volume, nan=0.0)
+    lengths = {len(time_s), len(volume), *(len(c) for c in columns)}
+    if len(lengths) != 1:
+        raise BarDataError(f"{what}: columns have different lengths {sorted(lengths)}")
+    return Bars(np.ascontiguousarray(time_s, dtype=np.int64), *columns, volume, period_s)
+
+
+def _time_values(data: Any, what: str) -> np.ndarray:
+    """The bar open times as a numpy array; tz-aware pandas times are converted to UTC."""
+    if hasattr(data, "columns"):  # a pandas DataFrame
+        import pandas as pd
+
+        if "time" in data.columns:
+            series = data["time"]
+        elif isinstance(data.index, pd.DatetimeIndex):
+            series = data.index.to_series()
+        else:
+            raise BarDataError(f"{what}: no 'time' column or datetime index (have {_field_names(data)})")
+        if pd.api.types.is_datetime64_any_dtype(series):
+            if series.dt.tz is not None:
+                series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+            return series.to_numpy(dtype="datetime64[ns]")
+        return series.to_numpy()
+    values = _column(data, ("time",), what)
+    assert values is not None
+    return values
+
+
+def bar_problem(bars: Bars, what: str) -> str | None:
+    """The first reason these bars must not be traded on, or None. Checks what DESIGN.md lists
+    as bad market data: NaN, non-positive prices, high below low or outside open/close, bars out
+    of order or duplicated."""
+    if len(bars) == 0:
+        return f"{what}: no bars"
+    prices = np.stack([bars.open, bars.high, bars.low, bars.close])
+    if not np.isfinite(prices).all():
+        return f"{what}: NaN or infinite price"
+    if (prices <= 0).any():
+        return f"{what}: zero or negative price"
+    if (bars.high < bars.low).any():
+        index = int(np.argmax(bars.high < bars.low))
+        return f"{what}: high below low at {iso(bars.time[index])}"
+    if (bars.high < np.maximum(bars.open, bars.close)).any() or (bars.low > np.minimum(bars.open, bars.close)).any():
+        return f"{what}: open/close outside the bar's high-low"
+    if len(bars) > 1 and (np.diff(bars.time) <= 0).any():
+        index = int(np.argmax(np.diff(bars.time) <= 0)) + 1
+        return f"{what}: bars out of order or duplicated at {iso(bars.time[index])}"
+    if not np.isfinite(bars.volume).all() or (bars.volume < 0).any():
+        return f"{what}: bad volume"
+    return None
+
+
+def aggregate(bars: Bars, period_s: int, now_s: float) -> Bars:
+    """Resample to a longer timeframe; keep only buckets that are complete at ``now_s``
+    (bucket open + period <= now). Buckets are aligned on the epoch (UTC), as MT5's are for
+    M15 and H1. Gaps (weekends, holidays) simply yield fewer bars."""
+    if period_s % bars.period_s:
+        raise ValueError(f"cannot aggregate {bars.period_s} s bars into {period_s} s bars")
+    if len(bars) == 0:
+        return Bars(*(np.empty(0, dtype=t) for t in (np.int64,) + (np.float64,) * 5), period_s)
+    bucket = bars.time - bars.time % period_s
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    keep = bucket[starts] + period_s <= now_s
+    starts_kept = starts[keep]
+    if len(starts_kept) == 0:
+        return Bars(*(np.empty(0, dtype=t) for t in (np.int64,) + (np.float64,) * 5), period_s)
+    ends = np.r_[starts[1:], len(bars)][keep]
+    last = ends - 1
+    return Bars(bucket[starts_kept].copy(), bars.open[starts_kept].copy(),
+                np.maximum.reduceat(bars.high, starts)[keep], np.minimum.reduceat(bars.low, starts)[keep],
+                bars.close[last].copy(), np.add.reduceat(bars.volume, starts)[keep], period_s)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """Best bid and ask. Buys enter at the ask, sells at the bid."""
+
+    bid: float
+    ask: float
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.bid) and math.isfinite(self.ask)) or self.bid <= 0 or self.ask < self.bid:
+            raise ValueError(f"bad quote: bid={self.bid} ask={self.ask} (need 0 < bid <= ask)")
+
+    @property
+    def mid(self) -> float:
+        return (self.bid + self.ask) / 2.0
+
+
+def to_quote(quote: Any) -> Quote:
+    """Accept ``Quote``, anything with ``bid``/``ask`` attributes (an MT5 tick), a mapping with
+    those keys, or a ``(bid, ask)`` pair."""
+    if isinstance(quote, Quote):
+        return quote
+    if isinstance(quote, Mapping):
+        return Quote(float(quote["bid"]), float(quote["ask"]))
+    if hasattr(quote, "bid") and hasattr(quote, "ask"):
+        return Quote(float(quote.bid), float(quote.ask))
+    if isinstance(quote, (tuple, list)) and len(quote) == 2:
+        return Quote(float(quote[0]), float(quote[1]))
+    raise ValueError(f"quote must have bid and ask, got {type(quote).__name__}")
+
+
+BULLISH_SIGNALS = frozenset({"BULLISH", "STRONG_BUY"})
+BEARISH_SIGNALS = frozenset({"BEARISH", "STRONG_SELL"})
+BUY_PRESSURE = frozenset({"BULLISH", "BUY"})
+SELL_PRESSURE = frozenset({"BEARISH", "SELL"})
+
+
+@dataclass(frozen=True)
+class RangeFlow:
+    """The order-flow facts the range engine uses; every field is optional-neutral.
+
+    - ``signal``: composite tape signal, BULLISH / BEARISH / STRONG_BUY / STRONG_SELL / NEUTRAL.
+    - ``pressure_side``: the dominant aggressor side of the short window (BUY/SELL or
+      BULLISH/BEARISH), or None.
+    - ``cvd_divergence_type`` ('bullish' | 'bearish' | None) and ``cvd_divergence_strength``
+      (0..1): price swings against CVD swings.
+    - ``tape_pressure_shift``: signed -1..+1, buy minus sell volume over their sum in the recent
+      window (+1 all buying). The opposite-flow exit compares it with the position's side.
+    """
+
+    signal: str = "NEUTRAL"
+    pressure_side: str | None = None
+    cvd_divergence_type: str | None = None
+    cvd_divergence_strength: float = 0.0
+    tape_pressure_shift: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cvd_divergence_type not in (None, "bullish", "bearish"):
+            raise ValueError(f"cvd_divergence_type must be 'bullish', 'bearish' or None, "
+                             f"got {self.cvd_divergence_type!r}")
+        if not 0.0 <= self.cvd_divergence_strength <= 1.0:
+            raise ValueError(f"cvd_divergence_strength must be in 0..1, got {self.cvd_divergence_strength}")
+        if not -1.0 <= self.tape_pressure_shift <= 1.0:
+            raise ValueError(f"tape_pressure_shift must be in -1..1, got {self.tape_pressure_shift}")
+
+    def confirms(self, side: str) -> bool:
+        return self.signal.upper() in (BULLISH_SIGNALS if side == "buy" else BEARISH_SIGNALS)
+
+    def is_directional(self) -> bool:
+        return self.signal.upper() in BULLISH_SIGNALS | BEARISH_SIGNALS
+
+    def pressure_with(self, side: str) -> bool:
+        return (self.pressure_side or "").upper() in (BUY_PRESSURE if side == "buy" else SELL_PRESSURE)
+
+    @classmethod
+    def from_volumes(cls, buy_volume: float, sell_volume: float, *, ratio_threshold: float = 1.2,
+                     divergence_type: str | None = None, divergence_strength: float = 0.0) -> "RangeFlow":
+        """Build from a window's aggressor volumes: BULLISH when buy/sell > ratio_threshold,
+        BEARISH when below its inverse (the order-flow spec's dominant-side rule)."""
+        total = buy_volume + sell_volume
+        if total <= 0:
+            return cls(cvd_divergence_type=divergence_type, cvd_divergence_strength=divergence_strength)
+        ratio = buy_volume / sell_volume if sell_volume > 0 else math.inf
+        signal = "BULLISH" if ratio > ratio_threshold else "BEARISH" if ratio < 1 / ratio_threshold else "NEUTRAL"
+        side = "BUY" if signal == "BULLISH" else "SELL" if signal == "BEARISH" else None
+        return cls(signal, side, divergence_type, divergence_strength, (buy_volume - sell_volume) / total)
+
+
+def to_flow(flow: Any) -> RangeFlow | None:
+    if flow is None or isinstance(flow, RangeFlow):
+        return flow
+    if isinstance(flow, Mapping):
+        known = {k: flow[k] for k in ("signal", "pressure_side", "cvd_divergence_type",
+                                       "cvd_divergence_strength", "tape_pressure_shift") if k in flow}
+        unknown = sorted(set(flow) - set(known))
+        if unknown:
+            raise ValueError(f"flow: unknown keys {', '.join(map(str, unknown))}")
+        return RangeFlow(**known)
+    raise ValueError(f"flow must be a RangeFlow or a mapping, got {type(flow).__name__}")
+
+
+def epoch_s(moment: datetime) -> float:
+    """Epoch seconds of an AWARE datetime; a naive one is refused (all bot times are UTC-aware)."""
+    if not isinstance(moment, datetime):
+        raise ValueError(f"expected an aware datetime, got {type(moment).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("naive datetime: the engine needs timezone-aware UTC times")
+    return moment.timestamp()
+
+
+def iso(time_s: float) -> str:
+    return datetime.fromtimestamp(float(time_s), tz=timezone.utc).strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,363 @@
+"""Range detection (spec A3), invalidation (A4) and false-range red flags (A5).
+
+A range is tried in the configured order of preference (session range, previous-day range,
+dynamic swing range); the first candidate with usable geometry wins. Geometry means: high above
+low, and a width neither too narrow nor too wide, both in percent of the mid and in effective
+ATRs. Touches, critical gap zones and the expansion state describe the range; whether it may be
+traded is decided later by the filters (validity, false range, confluence).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from config.range_scalp_model import RangeScalpParams
+from engines.indicators import swing_pivots
+from engines.range_data import Bars, iso
+from engines.range_market import RangeMarket, session_start_s
+
+INVALIDATION_SIGNALS = ("m15_bos_confirmed", "candles_outside_range", "vwap_momentum_high", "bb_width_expansion")
+
+
+@dataclass(frozen=True)
+class CriticalGaps:
+    """The edge zones of a range: the top and bottom ``fraction`` of its width (A3.1)."""
+
+    upper_start: float
+    upper_end: float
+    lower_start: float
+    lower_end: float
+
+    def zone_of(self, price: float) -> str | None:
+        if self.upper_start <= price <= self.upper_end:
+            return "upper"
+        if self.lower_start <= price <= self.lower_end:
+            return "lower"
+        return None
+
+
+def critical_gaps(high: float, low: float, fraction: float) -> CriticalGaps:
+    gap = fraction * (high - low)
+    return CriticalGaps(high - gap, high, low, low + gap)
+
+
+@dataclass(frozen=True)
+class RangeStructure:
+    """A detected range. ``mid`` is the session VWAP (the range's fair value) or the midpoint;
+    ``atr`` is the effective ATR when it was detected. Serialisable for the trade registry."""
+
+    range_type: str  # 'session' | 'daily' | 'dynamic'
+    high: float
+    low: float
+    mid: float
+    atr: float
+    critical_gaps: CriticalGaps
+    touches_upper: int
+    touches_lower: int
+    validated: bool
+    expansion_state: str = "stable"
+    detected_at: float = 0.0  # epoch seconds
+    invalidation_signals: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def width(self) -> float:
+        return self.high - self.low
+
+    @property
+    def width_pct(self) -> float:
+        centre = (self.high + self.low) / 2.0
+        return self.width / centre * 100.0
+
+    @property
+    def width_atr(self) -> float:
+        return self.width / self.atr if self.atr > 0 else math.inf
+
+    @property
+    def touch_total(self) -> int:
+        return self.touches_upper + self.touches_lower
+
+    def describe(self) -> str:
+        return (f"{self.range_type} range {self.low:.6g}-{self.high:.6g} (width {self.width_pct:.2f}%, "
+                f"{self.width_atr:.1f} ATRe), touches {self.touches_upper} up / {self.touches_lower} down"
+                f"{'' if self.validated else ' (not validated)'}, {self.expansion_state}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "range_type": self.range_type, "high": self.high, "low": self.low, "mid": self.mid,
+            "atr": self.atr,
+            "critical_gaps": {"upper_zone": {"start": self.critical_gaps.upper_start,
+                                             "end": self.critical_gaps.upper_end},
+                              "lower_zone": {"start": self.critical_gaps.lower_start,
+                                             "end": self.critical_gaps.lower_end}},
+            "touch_count": {"upper": self.touches_upper, "lower": self.touches_lower},
+            "validated": self.validated, "expansion_state": self.expansion_state,
+            "detected_at": self.detected_at, "invalidation_signals": list(self.invalidation_signals),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RangeStructure":
+        try:
+            gaps = data["critical_gaps"]
+            return cls(
+                range_type=str(data["range_type"]), high=float(data["high"]), low=float(data["low"]),
+                mid=float(data["mid"]), atr=float(data["atr"]),
+                critical_gaps=CriticalGaps(float(gaps["upper_zone"]["start"]), float(gaps["upper_zone"]["end"]),
+                                           float(gaps["lower_zone"]["start"]), float(gaps["lower_zone"]["end"])),
+                touches_upper=int(data["touch_count"]["upper"]), touches_lower=int(data["touch_count"]["lower"]),
+                validated=bool(data["validated"]), expansion_state=str(data.get("expansion_state", "stable")),
+                detected_at=float(data.get("detected_at", 0.0)),
+                invalidation_signals=tuple(data.get("invalidation_signals", ())),
+                notes=tuple(data.get("notes", ())))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"range record is incomplete or malformed: {exc!r}") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# Touches
+# ----------------------------------------------------------------------------------------------
+
+def count_touches(bars: Bars, high: float, low: float, tolerance_pct: float) -> tuple[int, int]:
+    """Touches of each edge (A3.5). An upper touch is a bar whose high is within
+    ``tolerance_pct`` % of the range high and whose close did not settle above high + tolerance,
+    where the previous bar was not already within the tolerance (a run of bars hugging the edge
+    is one touch). Lower touches mirror this."""
+    if len(bars) == 0:
+        return 0, 0
+    tol_h = tolerance_pct / 100.0 * high
+    tol_l = tolerance_pct / 100.0 * low
+    near_h = np.abs(bars.high - high) <= tol_h
+    near_l = np.abs(bars.low - low) <= tol_l
+    fresh_h = near_h & ~np.r_[False, near_h[:-1]]
+    fresh_l = near_l & ~np.r_[False, near_l[:-1]]
+    upper = int(np.count_nonzero(fresh_h & (bars.close <= high + tol_h)))
+    lower = int(np.count_nonzero(fresh_l & (bars.close >= low - tol_l)))
+    return upper, lower
+
+
+# ----------------------------------------------------------------------------------------------
+# Candidates
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Candidate:
+    range_type: str
+    high: float
+    low: float
+    touch_bars: Bars
+    notes: tuple[str, ...] = ()
+
+
+def session_candidate(market: RangeMarket, params: RangeScalpParams) -> Candidate | str:
+    """High and low of the closed M15 bars since the current session range started (A3.2)."""
+    start = session_start_s(market, params)
+    bars = market.m15.since(start)
+    need = params.detection.session_min_bars_m15
+    if len(bars) < need:
+        return f"session range: {len(bars)} closed M15 bars since {iso(start)} UTC, need {need}"
+    return Candidate("session", float(bars.high.max()), float(bars.low.min()), bars,
+                     (f"session since {iso(start)} UTC",))
+
+
+def _held_since(bars: Bars, level: float, above: bool) -> float:
+    """Time (epoch s) of the CLOSE of the bar that set ``level``: the extreme has held since."""
+    hits = np.flatnonzero(bars.high >= level) if above else np.flatnonzero(bars.low <= level)
+    index = int(hits[-1]) if len(hits) else len(bars) - 1
+    return float(bars.time[index] + bars.period_s)
+
+
+def adaptive_anchors(pdh: float, pdl: float, market: RangeMarket, params: RangeScalpParams
+                     ) -> tuple[float, float, tuple[str, ...]]:
+    """Move stale previous-day anchors (A3.9): after a 40 % change of the H1 ATR the anchors
+    become the session extremes; otherwise a session extreme beyond an anchor by more than
+    0.25 % replaces it. A session extreme is used only once it has held ``anchor_hold_minutes``
+    (the original planned this hold but never implemented it)."""
+    det = params.detection
+    if not det.adaptive_anchors:
+        return pdh, pdl, ()
+    bars = market.m15.since(session_start_s(market, params))
+    if len(bars) == 0:
+        return pdh, pdl, ()
+    s_high, s_low = float(bars.high.max()), float(bars.low.min())
+    hold_s = det.anchor_hold_minutes * 60.0
+    high_held = market.now_s - _held_since(bars, s_high, True) >= hold_s
+    low_held = market.now_s - _held_since(bars, s_low, False) >= hold_s
+    notes: list[str] = []
+    prev = market.atr_h1_prev
+    if math.isfinite(prev) and prev > 0 and math.isfinite(market.atr_h1):
+        change = abs(market.atr_h1 - prev) / prev * 100.0
+        if change > det.anchor_atr_change_pct:
+            high, low = (s_high if high_held else pdh), (s_low if low_held else pdl)
+            if high > low:
+                return high, low, (f"anchors: H1 ATR changed {change:.0f}%, held session levels used",)
+    if s_high > pdh * (1 + det.anchor_drift_pct / 100.0) and high_held:
+        notes.append(f"anchors: high moved {pdh:.6g} -> {s_high:.6g}")
+        pdh = s_high
+    if s_low < pdl * (1 - det.anchor_drift_pct / 100.0) and low_held:
+        notes.append(f"anchors: low moved {pdl:.6g} -> {s_low:.6g}")
+        pdl = s_low
+    return pdh, pdl, tuple(notes)
+
+
+def daily_candidate(market: RangeMarket, params: RangeScalpParams) -> Candidate | str:
+    """The previous trading day's high and low (A3.3), adapted by the anchors rule; touches are
+    counted over the M15 bars since that day began."""
+    day = market.previous_day
+    if day is None:
+        return f"daily range: {market.previous_day_note}"
+    high, low, notes = adaptive_anchors(day.high, day.low, market, params)
+    return Candidate("daily", high, low, market.m15.since(day.day_start_s), notes)
+
+
+def dynamic_candidate(market: RangeMarket, params: RangeScalpParams) -> Candidate | str:
+    """The most recent M15 swing high and swing low (A3.4); touches over the last 48 h."""
+    det = params.detection
+    m15 = market.m15
+    is_high, is_low = swing_pivots(m15.high, m15.low, det.swing_left, det.swing_right)
+    highs, lows = np.flatnonzero(is_high), np.flatnonzero(is_low)
+    if len(highs) == 0 or len(lows) == 0:
+        return "dynamic range: no M15 swing high and swing low yet"
+    high, low = float(m15.high[highs[-1]]), float(m15.low[lows[-1]])
+    if high <= low:
+        return f"dynamic range: latest swing high {high:.6g} is not above swing low {low:.6g}"
+    touch_bars = m15.since(int(market.now_s - det.dynamic_touch_hours * 3600))
+    return Candidate("dynamic", high, low, touch_bars if len(touch_bars) else m15)
+
+
+_BUILDERS = {"session": session_candidate, "daily": daily_candidate, "dynamic": dynamic_candidate}
+
+
+def width_problem(high: float, low: float, atr_eff: float, params: RangeScalpParams) -> str | None:
+    """Too narrow or too wide, in % of the centre and in effective ATRs (seed 2.4)."""
+    det = params.detection
+    if high <= low:
+        return f"high {high:.6g} is not above low {low:.6g}"
+    width = high - low
+    pct = width / ((high + low) / 2.0) * 100.0
+    if pct < det.min_width_pct:
+        return f"too narrow: {pct:.3f}% < {det.min_width_pct:g}%"
+    if pct > det.max_width_pct:
+        return f"too wide: {pct:.3f}% > {det.max_width_pct:g}% (likely not a range)"
+    if atr_eff > 0:
+        in_atr = width / atr_eff
+        if in_atr < det.min_width_atr:
+            return f"too narrow: {in_atr:.2f} ATRe < {det.min_width_atr:g}"
+        if in_atr > det.max_width_atr:
+            return f"too wide: {in_atr:.1f} ATRe > {det.max_width_atr:g}"
+    return None
+
+
+def build_range(candidate: Candidate, market: RangeMarket, params: RangeScalpParams) -> RangeStructure:
+    det = params.detection
+    upper, lower = count_touches(candidate.touch_bars, candidate.high, candidate.low, det.touch_tolerance_pct)
+    mid = market.vwap if math.isfinite(market.vwap) else (candidate.high + candidate.low) / 2.0
+    return RangeStructure(
+        range_type=candidate.range_type, high=candidate.high, low=candidate.low, mid=mid,
+        atr=market.atr_eff, critical_gaps=critical_gaps(candidate.high, candidate.low, det.critical_gap_fraction),
+        touches_upper=upper, touches_lower=lower,
+        validated=upper >= det.min_touches_per_side and lower >= det.min_touches_per_side,
+        expansion_state=market.expansion_state, detected_at=market.now_s, notes=candidate.notes)
+
+
+def detect_range(market: RangeMarket, params: RangeScalpParams) -> tuple[RangeStructure | None, tuple[str, ...]]:
+    """The first range type, in order of preference, with usable geometry; plus why each
+    earlier type was passed over."""
+    passed_over: list[str] = []
+    for range_type in params.detection.range_types:
+        candidate = _BUILDERS[range_type](market, params)
+        if isinstance(candidate, str):
+            passed_over.append(candidate)
+            continue
+        problem = width_problem(candidate.high, candidate.low, market.atr_eff, params)
+        if problem:
+            passed_over.append(f"{range_type} range {candidate.low:.6g}-{candidate.high:.6g}: {problem}")
+            continue
+        return build_range(candidate, market, params), tuple(passed_over)
+    return None, tuple(passed_over)
+
+
+# ----------------------------------------------------------------------------------------------
+# Invalidation (A4) and integrity (A3.6)
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Invalidation:
+    signals: tuple[str, ...]
+    details: tuple[str, ...]
+    invalidated: bool
+
+
+def bos_inside_range(range_: RangeStructure, market: RangeMarket) -> bool:
+    """An M15 break of structure whose broken level lies within the range: the structure that
+    defined the range has been broken (A3.6 integrity; the A4 'm15_bos_confirmed' signal)."""
+    bos = market.bos
+    return bos is not None and range_.low <= bos.level <= range_.high
+
+
+def invalidation(range_: RangeStructure, market: RangeMarket, params: RangeScalpParams) -> Invalidation:
+    """Which of the four invalidation signals fire for ``range_`` now; broken at >= 2 (config)."""
+    inv = params.invalidation
+    signals: list[str] = []
+    details: list[str] = []
+    closes = market.m5.close[-inv.candles_outside_range:]
+    if len(closes) == inv.candles_outside_range and bool(np.all((closes > range_.high) | (closes < range_.low))):
+        signals.append("candles_outside_range")
+        details.append(f"last {inv.candles_outside_range} M5 closes outside {range_.low:.6g}-{range_.high:.6g}")
+    if abs(market.vwap_momentum) > inv.vwap_momentum_atr:
+        signals.append("vwap_momentum_high")
+        details.append(f"VWAP momentum {market.vwap_momentum:+.3f} ATRe/bar beyond {inv.vwap_momentum_atr:g}")
+    if market.bb_expansion_pct is not None and market.bb_expansion_pct > inv.bb_width_expansion_pct:
+        signals.append("bb_width_expansion")
+        details.append(f"BB width {market.bb_expansion_pct:+.0f}% vs its mean (limit {inv.bb_width_expansion_pct:g}%)")
+    if inv.require_m15_bos and bos_inside_range(range_, market):
+        assert market.bos is not None
+        signals.append("m15_bos_confirmed")
+        details.append(f"M15 {market.bos.direction} BOS of {market.bos.level:.6g} (close {market.bos.close:.6g})")
+    return Invalidation(tuple(signals), tuple(details), len(signals) >= inv.signals_required)
+
+
+def with_signals(range_: RangeStructure, report: Invalidation) -> RangeStructure:
+    return replace(range_, invalidation_signals=report.signals)
+
+
+# ----------------------------------------------------------------------------------------------
+# False range (A5)
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FalseRange:
+    flags: tuple[str, ...]
+    details: tuple[str, ...]
+    is_false: bool
+
+
+def false_range(market: RangeMarket, params: RangeScalpParams) -> FalseRange:
+    """Red flags of an imbalanced consolidation: rising volume, VWAP drifting, candle bodies
+    growing, a CVD divergence (real order flow when given, else the candle-CVD fallback)."""
+    fr = params.false_range
+    flags: list[str] = []
+    details: list[str] = []
+    if market.volume_avg > 0:
+        increase = market.volume_current / market.volume_avg - 1.0
+        if increase > fr.volume_increase_fraction:
+            flags.append("volume_increasing")
+            details.append(f"volume {increase:+.0%} vs the 1 h mean")
+    if abs(market.vwap_momentum) > fr.vwap_momentum_atr:
+        flags.append("vwap_momentum_high")
+        details.append(f"VWAP momentum {market.vwap_momentum:+.3f} ATRe/bar")
+    if market.body_expansion:
+        flags.append("candle_body_expansion")
+        details.append(f"candle bodies x{market.body_expansion_ratio:.2f}")
+    if market.flow is not None:
+        strength, source = market.flow.cvd_divergence_strength, "order flow"
+    else:
+        strength = market.candle_divergence.strength if market.candle_divergence else 0.0
+        source = "candle CVD"
+    if strength > fr.cvd_divergence_strength:
+        flags.append("cvd_divergence")
+        details.append(f"{source} divergence strength {strength:.2f}")
+    return FalseRange(tuple(flags), tuple(details), len(flags) >= fr.red_flags_required)

@@ -1,0 +1,246 @@
+"""Risk filters of a range entry (spec A7): data quality, the weighted 3-confluence score,
+range validity, false range, session blocks, trade activity, the ADX gate and the side-aware
+entry-edge threshold. Each returns a ``Check`` (name, passed, one-line reason), so a decision
+can always say which gate stopped it and why.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from config.range_scalp_model import RangeScalpParams
+from engines.range_data import iso
+from engines.range_detection import (
+    FalseRange, Invalidation, RangeStructure, bos_inside_range, false_range, invalidation,
+)
+from engines.range_market import MarketInputs, RangeMarket, input_problem
+from engines.range_sessions import blocked_window_at
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    passed: bool
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.name}: {'pass' if self.passed else 'FAIL'}: {self.reason}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Data quality (A7.1)
+# ----------------------------------------------------------------------------------------------
+
+def data_quality(inputs: MarketInputs, params: RangeScalpParams) -> Check:
+    """Enough closed M5 bars, clean values, and fresh: the last closed M5 bar closed at most
+    ``max_bar_age_minutes`` before ``now``. Older than ``market_closed_minutes`` reads as
+    'market closed' unless the symbol trades around the clock."""
+    data = params.data
+    problem = input_problem(inputs)
+    if problem:
+        return Check("data_quality", False, problem)
+    count = len(inputs.m5)
+    if count < data.min_bars_m5:
+        return Check("data_quality", False, f"{count} closed M5 bars, need {data.min_bars_m5}")
+    closed_at = float(inputs.m5.time[-1] + inputs.m5.period_s)
+    age_min = max(0.0, (inputs.now_s - closed_at) / 60.0)
+    if age_min > data.max_bar_age_minutes:
+        label = ("market closed" if age_min > data.market_closed_minutes and not data.always_open
+                 else "stale data")
+        return Check("data_quality", False, f"{label}: last M5 bar closed {age_min:.1f} min ago at "
+                                            f"{iso(closed_at)} UTC (limit {data.max_bar_age_minutes:g} min)")
+    return Check("data_quality", True, f"{count} closed M5 bars, last closed {age_min:.1f} min ago")
+
+
+# ----------------------------------------------------------------------------------------------
+# Weighted 3-confluence (A7.2)
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Confluence:
+    score: float
+    structure: float
+    location: float
+    confirmation: float
+    signals: tuple[str, ...]
+    passed: bool
+
+    def check(self, params: RangeScalpParams) -> Check:
+        conf = params.confluence
+        parts = (f"structure {self.structure:g} + location {self.location:g} + confirmation "
+                 f"{self.confirmation:g}{' (' + ', '.join(self.signals) + ')' if self.signals else ''}")
+        verdict = ">=" if self.score >= conf.min_score else "<"
+        suffix = "" if conf.required else " (not required)"
+        return Check("confluence", self.passed, f"{self.score:g} {verdict} {conf.min_score:g}: {parts}{suffix}")
+
+
+def _share(weight: float, fraction: float) -> float:
+    return float(int(round(weight * fraction, 9)))
+
+
+def rejection_wick(range_: RangeStructure, market: RangeMarket, params: RangeScalpParams) -> str | None:
+    """A recent M5 candle (last 3) that tested an edge and was rejected: wick near the edge,
+    wick > 1.5 x body, close back inside. Returns 'upper' or 'lower', or None."""
+    conf = params.confluence
+    m5 = market.m5.tail(conf.rejection_lookback_bars)
+    near = conf.rejection_wick_atr * market.atr_eff
+    for o, h, l, c in zip(m5.open[::-1], m5.high[::-1], m5.low[::-1], m5.close[::-1]):
+        body = abs(c - o)
+        if body <= 0:
+            continue
+        if abs(h - range_.high) <= near and h - max(o, c) > conf.rejection_wick_body_ratio * body and c < range_.high:
+            return "upper"
+        if abs(l - range_.low) <= near and min(o, c) - l > conf.rejection_wick_body_ratio * body and c > range_.low:
+            return "lower"
+    return None
+
+
+def at_edge(range_: RangeStructure, price: float, atr: float, at_edge_atr: float) -> str | None:
+    if abs(price - range_.high) < at_edge_atr * atr:
+        return "upper"
+    if abs(price - range_.low) < at_edge_atr * atr:
+        return "lower"
+    return None
+
+
+def confluence(range_: RangeStructure, market: RangeMarket, params: RangeScalpParams) -> Confluence:
+    """Structure (touches) + location (away from the mid, in a gap zone or at an edge) +
+    confirmation (RSI extreme, rejection wick or tape pressure); pass at >= 80 of 100."""
+    conf = params.confluence
+    if range_.touch_total >= conf.min_touch_count:
+        structure = conf.structure_weight
+    elif range_.touch_total >= 2:
+        structure = _share(conf.structure_weight, conf.structure_partial_fraction)
+    else:
+        structure = 0.0
+    price, atr = market.price, market.atr_eff
+    distance = abs(price - range_.mid) / atr if atr > 0 else 0.0
+    in_zone = range_.critical_gaps.zone_of(price) is not None
+    if distance >= conf.price_edge_threshold_atr or in_zone or at_edge(range_, price, atr, conf.at_edge_atr):
+        location = conf.location_weight
+    elif distance >= conf.price_edge_threshold_atr / 2.0:
+        location = _share(conf.location_weight, conf.location_partial_fraction)
+    else:
+        location = 0.0
+    signals: list[str] = []
+    allowed = set(conf.allowed_signals)
+    if "rsi_extreme" in allowed and math.isfinite(market.rsi) and (
+            market.rsi < conf.rsi_oversold or market.rsi > conf.rsi_overbought):
+        signals.append("rsi_extreme")
+    if "rejection_wick" in allowed and rejection_wick(range_, market, params):
+        signals.append("rejection_wick")
+    if "tape_pressure" in allowed and market.flow is not None and market.flow.is_directional():
+        signals.append("tape_pressure")
+    confirmation = conf.confirmation_weight if signals else 0.0
+    score = structure + location + confirmation
+    return Confluence(score, structure, location, confirmation, tuple(signals),
+                      score >= conf.min_score or not conf.required)
+
+
+# ----------------------------------------------------------------------------------------------
+# Range validity, false range, session, ADX
+# ----------------------------------------------------------------------------------------------
+
+def range_validity(range_: RangeStructure, market: RangeMarket, params: RangeScalpParams
+                   ) -> tuple[Check, Invalidation]:
+    """Valid = not invalidated (fewer than 2 of the 4 signals), no break of structure inside the
+    range (integrity), and, if configured, validated by touches on both sides."""
+    report = invalidation(range_, market, params)
+    if report.invalidated:
+        return Check("range_validity", False, "invalidated: " + "; ".join(report.details)), report
+    if bos_inside_range(range_, market):
+        assert market.bos is not None
+        return Check("range_validity", False, f"integrity: M15 {market.bos.direction} break of "
+                                              f"{market.bos.level:.6g} inside the range"), report
+    if params.checks.require_validated_range and not range_.validated:
+        return Check("range_validity", False, f"not validated: touches {range_.touches_upper}/"
+                                              f"{range_.touches_lower}, need "
+                                              f"{params.detection.min_touches_per_side} per side"), report
+    signals = f" (signals: {', '.join(report.signals)})" if report.signals else ""
+    return Check("range_validity", True, f"intact{signals}"), report
+
+
+def false_range_check(market: RangeMarket, params: RangeScalpParams) -> tuple[Check, FalseRange]:
+    report = false_range(market, params)
+    need = params.false_range.red_flags_required
+    text = "; ".join(report.details) if report.details else "no red flags"
+    if report.is_false:
+        return Check("false_range", False, f"{len(report.flags)} red flags (>= {need}): {text}"), report
+    return Check("false_range", True, f"{len(report.flags)} red flag(s) (< {need}): {text}"), report
+
+
+def session_filter(market: RangeMarket, params: RangeScalpParams) -> Check:
+    """Blocked UTC windows (London/NY overlap, open buffers) and sessions whose R:R adjustment
+    is disabled take no range trades."""
+    window = blocked_window_at(market.now_s, params.sessions)
+    key = market.session_key
+    if window is not None:
+        return Check("session", False, f"blocked window {window.name} {window.start}-{window.end} UTC")
+    if not getattr(params.sessions.adjustments, key).enabled:
+        return Check("session", False, f"session '{key}' is disabled for range trades")
+    return Check("session", True, f"session '{key}'")
+
+
+def adx_gate(market: RangeMarket, params: RangeScalpParams) -> tuple[Check, str]:
+    """No range scalps in a trending market (H1 ADX above 25). Returns the weight regime:
+    'low_adx' below 15, else 'normal'. Unknown ADX fails closed."""
+    sc = params.scoring
+    adx = market.adx
+    if not math.isfinite(adx):
+        need = 2 * params.indicators.adx_period
+        return Check("adx", False, f"H1 ADX unavailable ({len(market.inputs.h1)} closed H1 bars, need {need})"), "normal"
+    if adx > sc.adx_trending:
+        return Check("adx", False, f"H1 ADX {adx:.1f} > {sc.adx_trending:g}: trending, no range scalps"), "normal"
+    regime = "low_adx" if adx < sc.adx_low else "normal"
+    return Check("adx", True, f"H1 ADX {adx:.1f} ({regime} weights)"), regime
+
+
+# ----------------------------------------------------------------------------------------------
+# Trade activity (A7.4)
+# ----------------------------------------------------------------------------------------------
+
+def trade_activity(market: RangeMarket, params: RangeScalpParams, last_entry_s: float | None,
+                   entries_today: int, news_blackout: str | None) -> Check:
+    """Enough volume (last bar >= 0.5 x the 1 h mean), price displaced from VWAP by >= 0.5 ATRe,
+    15 min since the last range entry, under the daily cap, and no news blackout."""
+    act = params.activity
+    if news_blackout:
+        return Check("activity", False, f"news blackout: {news_blackout}")
+    if market.volume_avg > 0:
+        ratio = market.volume_current / market.volume_avg
+        if ratio < act.min_volume_ratio:
+            return Check("activity", False, f"volume {ratio:.2f} x the 1 h mean < {act.min_volume_ratio:g}")
+    else:
+        ratio = math.nan  # no volume in the data: the volume test cannot apply
+    deviation = abs(market.price - market.vwap) / market.atr_eff if market.atr_eff > 0 else 0.0
+    if deviation < act.min_price_deviation_atr:
+        return Check("activity", False, f"price {deviation:.2f} ATRe from VWAP < {act.min_price_deviation_atr:g}")
+    if last_entry_s is not None:
+        minutes = (market.now_s - last_entry_s) / 60.0
+        if minutes < act.min_minutes_between_trades:
+            return Check("activity", False, f"last range entry {minutes:.1f} min ago "
+                                            f"(< {act.min_minutes_between_trades:g})")
+    if entries_today >= act.max_trades_per_day:
+        return Check("activity", False, f"{entries_today} range entries today (max {act.max_trades_per_day})")
+    volume_text = "no volume data" if math.isnan(ratio) else f"volume {ratio:.2f} x mean"
+    return Check("activity", True, f"{volume_text}, {deviation:.2f} ATRe from VWAP")
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry edge (side aware)
+# ----------------------------------------------------------------------------------------------
+
+def edge_check(side: str, range_: RangeStructure, market: RangeMarket, params: RangeScalpParams) -> str | None:
+    """None when price sits on the edge a ``side`` trade fades: for a buy at least
+    ``price_edge_threshold_atr`` ATRe below the mid, or in the lower gap zone, or at the range
+    low; sells mirror this. Otherwise the reason it does not."""
+    conf = params.confluence
+    price, atr = market.price, market.atr_eff
+    wanted = "lower" if side == "buy" else "upper"
+    distance = ((range_.mid - price) if side == "buy" else (price - range_.mid)) / atr if atr > 0 else 0.0
+    if distance >= conf.price_edge_threshold_atr:
+        return None
+    if range_.critical_gaps.zone_of(price) == wanted or at_edge(range_, price, atr, conf.at_edge_atr) == wanted:
+        return None
+    return (f"{side} needs price {conf.price_edge_threshold_atr:g} ATRe {'below' if side == 'buy' else 'above'} "
+            f"the mid or at the {wanted} edge; it is {distance:+.2f} ATRe")

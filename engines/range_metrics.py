@@ -1,0 +1,172 @@
+"""Derived metrics of the range rules (spec part A6, A3.6, A3.7), as small pure functions.
+
+Each returns plain numbers (or a tiny dataclass) computed from arrays; the range engine turns
+them into signals. The original's bugs are fixed here:
+- effective ATR uses the Bollinger width as a FRACTION OF PRICE times the price (A6.1);
+- VWAP momentum keeps its sign (positive = rising) instead of the inverted list order (A6.2);
+- BOS is measured with an ATR of the BOS timeframe (M15), not the M5 one (A4.4).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from engines.indicators import swing_pivots, true_range
+
+__all__ = ["effective_atr", "vwap_momentum", "bb_width_expansion_pct", "expansion_state",
+           "body_expansion", "step_divergence", "Divergence", "BreakOfStructure", "break_of_structure"]
+
+
+def effective_atr(atr: float, bb_width_fraction: float, price: float, multiplier: float,
+                  enabled: bool = True) -> float:
+    """ATRe = max(ATR, bb_width * price * multiplier), bb_width = (upper - lower) / middle.
+    With the default multiplier 0.5 the second term is half the band width in price units.
+    A NaN width (too little history) leaves the plain ATR."""
+    if not enabled or not math.isfinite(bb_width_fraction):
+        return atr
+    return max(atr, bb_width_fraction * price * multiplier)
+
+
+def vwap_momentum(vwap_values: np.ndarray, atr: float) -> float:
+    """Mean change of the VWAP per bar, in ATR units: (newest - oldest) / ATR / (n - 1).
+    0 with fewer than 2 values or a non-positive ATR. Values are oldest first."""
+    values = np.asarray(vwap_values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if len(values) < 2 or not atr > 0:
+        return 0.0
+    return float((values[-1] - values[0]) / atr / (len(values) - 1))
+
+
+def _width_pct(windows: np.ndarray) -> np.ndarray:
+    mean = windows.mean(axis=1)
+    return 4.0 * windows.std(axis=1) / mean * 100.0
+
+
+def bb_width_expansion_pct(close: np.ndarray, period: int = 20, min_bars: int = 60) -> float | None:
+    """How far the current Bollinger width (4 population sigma over the SMA, in %) is above the
+    mean width of the earlier windows, in percent (A6.4). Historical windows are the
+    ``period``-bar windows ending just before bar i, for i from max(period, N-40) to N-21.
+    None with fewer than ``min_bars`` closes or a zero historical mean."""
+    close = np.asarray(close, dtype=np.float64)
+    n = len(close)
+    if n < min_bars or n < period + 1:
+        return None
+    current = float(_width_pct(close[n - period:][None, :])[0])
+    first = max(period, n - 40)
+    last = n - 21
+    if last < first:
+        return None
+    windows = sliding_window_view(close[first - period:last], period)  # windows ending at i-1
+    historical = float(_width_pct(windows).mean())
+    if not historical > 0:
+        return None
+    return (current - historical) / historical * 100.0
+
+
+def expansion_state(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr_period: int = 14,
+                    bb_period: int = 20, ratio_high: float = 1.2, ratio_low: float = 0.8) -> str:
+    """'expanding' / 'contracting' / 'stable' / 'forming' (A3.7): current ATR and BB width
+    (sample sigma) against their own recent history; 'forming' when there is no history."""
+    high, low, close = (np.asarray(a, dtype=np.float64) for a in (high, low, close))
+    n = len(close)
+    if n < max(atr_period, bb_period) + 15:
+        return "forming"
+    tr = true_range(high, low, close)
+    current_atr = float(tr[-atr_period:].mean())
+    hist_slice = tr[-40:-20] if n >= 40 else tr[-30:-15]
+    ratios = []
+    if len(hist_slice) and hist_slice.mean() > 0:
+        ratios.append(current_atr / float(hist_slice.mean()))
+    windows = sliding_window_view(close, bb_period)
+    widths = 4.0 * windows.std(axis=1, ddof=1)
+    first, last = max(bb_period, n - 40), n - 21
+    if last >= first:
+        hist_width = float(widths[first - bb_period + 1:last - bb_period + 2].mean())  # windows ending at i
+        if hist_width > 0:
+            ratios.append(float(widths[-1]) / hist_width)
+    if not ratios:
+        return "forming"
+    if any(r >= ratio_high for r in ratios):
+        return "expanding"
+    if any(r <= ratio_low for r in ratios):
+        return "contracting"
+    return "stable"
+
+
+def body_expansion(open_: np.ndarray, close: np.ndarray, multiplier: float) -> tuple[bool, float]:
+    """Candle bodies growing (A5.3): mean |C-O| of the last 5 bars against bars [-15, -10)
+    (the first 5 bars when fewer than 15 exist). Needs 10 bars. Returns (fires, ratio)."""
+    body = np.abs(np.asarray(close, float) - np.asarray(open_, float))
+    if len(body) < 10:
+        return False, 0.0
+    recent = float(body[-5:].mean())
+    older = float(body[-15:-10].mean()) if len(body) >= 15 else float(body[:5].mean())
+    if older <= 0:
+        return False, 0.0
+    ratio = recent / older
+    return ratio > multiplier, ratio
+
+
+@dataclass(frozen=True)
+class Divergence:
+    kind: str  # 'bullish' | 'bearish'
+    strength: float  # 0..1
+
+
+def step_divergence(price: np.ndarray, cvd: np.ndarray) -> Divergence | None:
+    """The detector's fallback divergence over the last 10 closes and CVD values (A6.6).
+
+    Bearish: the last two up-steps of price are rising while the last two CVD up-steps fall.
+    Bullish: the last two price down-steps are falling while the last two CVD down-steps rise.
+    strength = min(1, (|dp| / p_prev + |dcvd| / max(|cvd_prev|, 1)) * 10)."""
+    price = np.asarray(price, dtype=np.float64)[-10:]
+    cvd = np.asarray(cvd, dtype=np.float64)[-10:]
+    if len(price) < 10 or len(cvd) < 10:
+        return None
+    dp, dc = np.diff(price), np.diff(cvd)
+    up_p, up_c = price[1:][dp > 0], cvd[1:][dc > 0]
+    down_p, down_c = price[1:][dp < 0], cvd[1:][dc < 0]
+
+    def strength(p: np.ndarray, c: np.ndarray) -> float:
+        return min(1.0, (abs(p[-1] - p[-2]) / p[-2] + abs(c[-1] - c[-2]) / max(abs(c[-2]), 1.0)) * 10.0)
+
+    if len(up_p) >= 2 and len(up_c) >= 2 and up_p[-1] > up_p[-2] and up_c[-1] < up_c[-2]:
+        return Divergence("bearish", strength(up_p, up_c))
+    if len(down_p) >= 2 and len(down_c) >= 2 and down_p[-1] < down_p[-2] and down_c[-1] > down_c[-2]:
+        return Divergence("bullish", strength(down_p, down_c))
+    return None
+
+
+@dataclass(frozen=True)
+class BreakOfStructure:
+    """A close beyond the recent swing structure: ``direction`` 'bullish' or 'bearish', the
+    ``level`` it broke (the highest recent swing high or lowest swing low) and the close."""
+
+    direction: str
+    level: float
+    close: float
+
+
+def break_of_structure(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr: float,
+                       threshold_atr: float = 0.2, swing_count: int = 5, left: int = 3,
+                       right: int = 3, min_bars: int = 10) -> BreakOfStructure | None:
+    """BOS per A3.6: over the last ``swing_count`` swing points (highs and lows in time order),
+    ref_high = highest swing high, ref_low = lowest swing low; bullish when the last close is
+    at least ``threshold_atr`` ATR above ref_high, bearish when that far below ref_low."""
+    if len(close) < min_bars or not atr > 0:
+        return None
+    is_high, is_low = swing_pivots(high, low, left, right)
+    points = np.flatnonzero(is_high | is_low)[-swing_count:]
+    if len(points) == 0:
+        return None
+    highs = [float(high[i]) for i in points if is_high[i]]
+    lows = [float(low[i]) for i in points if is_low[i]]
+    last = float(close[-1])
+    if highs and last - max(highs) >= threshold_atr * atr:
+        return BreakOfStructure("bullish", max(highs), last)
+    if lows and min(lows) - last >= threshold_atr * atr:
+        return BreakOfStructure("bearish", min(lows), last)
+    return None

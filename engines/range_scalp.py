@@ -1,0 +1,198 @@
+"""Range scalping engine: the entry and exit decisions, pure (data in, decisions out).
+
+    evaluate_entry(bars_m5, bars_h1, quote, params, symbol, now, flow=None,
+                   *, history=None, news_blackout=None) -> RangeDecision
+    evaluate_exit(trade, bars_m5, quote, params, now, flow=None,
+                  *, bars_h1=None, min_stop_distance=0.0) -> ExitAction
+
+Call ``evaluate_entry`` once per new CLOSED M5 bar (``decision.bar_time`` says which bar was
+evaluated, so a monitor can skip repeats). Bars still forming at ``now`` are ignored. M15 is
+aggregated from the M5 bars; H1 comes from ``bars_h1`` or, when that is None, from the M5 bars
+too (see engines/range_market.py). ``params`` is ``RangeScalpConfig.for_symbol(symbol)``.
+
+The entry pipeline (each gate's verdict is in ``decision.checks`` and ``decision.reasons``):
+data quality -> range detection (session, previous day, swing) -> ADX gate -> range validity
+-> false range -> 3-confluence -> session -> trade activity -> re-entry -> the five strategies
+-> entry edge and R:R -> scoring with ADX-regime weights -> buy/sell conflict -> best setup.
+An idea is proposed only when every gate passes; the scored candidates are reported anyway
+so a signal-only monitor can show what was close.
+
+For an exit pass over many trades, build the market once per symbol with ``prepare_market``
+and call ``exit_action(trade, market, params)`` for each trade.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from config.range_scalp_model import RangeScalpParams
+from engines.range_data import RangeFlow, iso
+from engines.range_detection import RangeStructure, detect_range, with_signals
+from engines.range_exits import (
+    ExitAction, ExitRecord, RangeHistory, RangeTrade, apply_exit_action, exit_action, reentry_allowed,
+)
+from engines.range_filters import (
+    Check, adx_gate, confluence, data_quality, edge_check, false_range_check, range_validity,
+    session_filter, trade_activity,
+)
+from engines.range_market import MarketInputs, RangeMarket, compute_market, read_inputs
+from engines.range_scorer import ScoredSetup, resolve_conflicts, score_setup
+from engines.range_strategies import Setup, build_setup, find_signals
+from engines.types import Decision, TradeIdea
+
+__all__ = [
+    "evaluate_entry", "evaluate_exit", "prepare_market", "exit_action", "apply_exit_action",
+    "reentry_allowed", "RangeDecision", "RangeTrade", "RangeHistory", "ExitRecord", "ExitAction",
+    "RangeStructure", "RangeFlow", "MarketUnavailable",
+]
+
+
+@dataclass(frozen=True)
+class RangeDecision(Decision):
+    """A ``Decision`` with the range engine's details: the best setup's score and strategy, the
+    range, every gate's verdict and the scored candidates (best first)."""
+
+    score: float | None = None
+    strategy: str | None = None
+    range: RangeStructure | None = None
+    checks: tuple[Check, ...] = ()
+    candidates: tuple[ScoredSetup, ...] = ()
+    bar_time: int | None = None  # open time (epoch s, UTC) of the last closed M5 bar evaluated
+
+    def summary(self) -> str:
+        if self.idea is not None:
+            return (f"{self.symbol}: {self.idea.side} {self.strategy} score {self.score:g} entry "
+                    f"{self.idea.entry:.6g} sl {self.idea.sl:.6g} tp {self.idea.tp:.6g}")
+        why = next((c.reason for c in self.checks if not c.passed), self.reasons[-1] if self.reasons else "")
+        return f"{self.symbol}: no trade ({self.failed}: {why})"
+
+
+class MarketUnavailable(ValueError):
+    """The bars cannot support a decision (too few, stale or bad values)."""
+
+
+def prepare_market(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpParams, symbol: str,
+                   now: datetime, flow: Any = None) -> RangeMarket:
+    """One symbol's market state for ``now``; raises MarketUnavailable when data quality fails."""
+    inputs = read_inputs(bars_m5, bars_h1, quote, params, symbol, now, flow)
+    check = data_quality(inputs, params)
+    if not check.passed:
+        raise MarketUnavailable(f"{symbol}: {check.reason}")
+    return compute_market(inputs, params)
+
+
+def _switch(enabled: bool, name: str, run: Any) -> Check:
+    return run() if enabled else Check(name, True, "check disabled in config")
+
+
+def _no_trade(inputs: MarketInputs, checks: list[Check], failed: str, extra: tuple[str, ...] = (),
+              range_: RangeStructure | None = None, candidates: tuple[ScoredSetup, ...] = ()) -> RangeDecision:
+    bar_time = int(inputs.m5.time[-1]) if len(inputs.m5) else None
+    return RangeDecision(symbol=inputs.symbol, idea=None, reasons=tuple(c.line() for c in checks) + extra,
+                         failed=failed, range=range_, checks=tuple(checks), candidates=candidates,
+                         bar_time=bar_time)
+
+
+def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpParams, symbol: str,
+                   now: datetime, flow: Any = None, *, history: RangeHistory | None = None,
+                   news_blackout: str | None = None) -> RangeDecision:
+    """The best range setup for ``symbol`` at ``now``, or None with the reasons (module doc).
+
+    ``history``: the symbol's last entry time, entries today and last exit (spacing, daily cap,
+    re-entry). ``news_blackout``: a reason string while the news calendar blocks the symbol.
+    Unreadable inputs (missing columns, naive datetimes, a bad quote) raise ValueError."""
+    history = history or RangeHistory()
+    inputs = read_inputs(bars_m5, bars_h1, quote, params, symbol, now, flow)
+    checks = [data_quality(inputs, params)]
+    if not checks[0].passed:
+        return _no_trade(inputs, checks, "data_quality")
+    market = compute_market(inputs, params)
+
+    range_, passed_over = detect_range(market, params)
+    if range_ is None:
+        checks.append(Check("range", False, "no range: " + "; ".join(passed_over)))
+        return _no_trade(inputs, checks, "range")
+    over = f"; passed over: {'; '.join(passed_over)}" if passed_over else ""
+    checks.append(Check("range", True, range_.describe() + over))
+
+    adx_check, regime = adx_gate(market, params)
+    validity, report = range_validity(range_, market, params)
+    range_ = with_signals(range_, report)
+    switches = params.checks
+    conf = confluence(range_, market, params)
+    last_entry_s = history.last_entry_at.timestamp() if history.last_entry_at else None
+    reentry_ok, reentry_reason = reentry_allowed(history.last_exit, range_, now, params)
+    checks += [
+        adx_check,
+        validity if switches.range_validity else Check("range_validity", True, "check disabled in config"),
+        _switch(switches.false_range, "false_range", lambda: false_range_check(market, params)[0]),
+        conf.check(params),
+        _switch(switches.session_filter, "session", lambda: session_filter(market, params)),
+        _switch(switches.trade_activity, "activity", lambda: trade_activity(
+            market, params, last_entry_s, history.entries_today, news_blackout)),
+        Check("reentry", reentry_ok, reentry_reason),
+    ]
+
+    setups: list[Setup] = []
+    skipped: list[str] = []
+    signals = find_signals(market, range_, params)
+    for signal in signals:
+        edge = edge_check(signal.side, range_, market, params) if switches.edge_filter else None
+        if edge:
+            skipped.append(f"{signal.strategy} {signal.side} skipped: {edge}")
+            continue
+        priced = build_setup(signal, market, params)
+        if isinstance(priced, str):
+            skipped.append(f"{priced} (skipped)")
+        else:
+            setups.append(priced)
+    scored = [score_setup(s, market, params, regime) for s in setups]
+    kept, conflict_note = resolve_conflicts(scored, params)
+    candidates = tuple(sorted(scored, key=lambda s: (s.weighted, s.total), reverse=True))
+    signal_lines = tuple(f"signal {s.strategy} {s.side} conf {s.confidence}: {s.reason}" for s in signals)
+    notes = signal_lines + tuple(skipped) + tuple(c.describe() for c in candidates)
+
+    failing = next((c for c in checks if not c.passed), None)
+    if failing is not None:
+        return _no_trade(inputs, checks, failing.name, notes, range_, candidates)
+    if not signals:
+        return _no_trade(inputs, checks, "strategies", (
+            f"no strategy fired (RSI {market.rsi:.1f}, stochastic {market.stoch_k:.0f}/{market.stoch_d:.0f}, "
+            f"price {market.price:.6g} vs VWAP {market.vwap:.6g})",), range_, candidates)
+    if not setups:
+        return _no_trade(inputs, checks, "setups", notes, range_, candidates)
+    if not kept:
+        return _no_trade(inputs, checks, "conflict", notes + (conflict_note,), range_, candidates)
+
+    best = kept[0]
+    setup = best.setup
+    idea = TradeIdea(
+        symbol=symbol, side=setup.side, entry=setup.entry, sl=setup.sl, tp=setup.tp,  # type: ignore[arg-type]
+        strategy=setup.strategy,
+        reasons=(setup.signal.reason, range_.describe(), conf.check(params).line(), best.describe()),
+        meta={
+            "engine": "range_scalp", "score": best.total, "weighted_score": best.weighted,
+            "confidence": setup.signal.confidence, "rr": setup.rr, "risk": setup.risk,
+            "range": range_.to_dict(), "confluence_score": conf.score, "session": market.session_key,
+            "adx": market.adx, "adx_regime": regime, "atr_eff": market.atr_eff,
+            "components": {"entry": best.entry_points, "mtf": best.mtf_points, "flow": best.flow_points,
+                           "session": best.session_points},
+            "bar_time": int(inputs.m5.time[-1]), "evaluated_at": iso(inputs.now_s),
+        })
+    return RangeDecision(
+        symbol=symbol, idea=idea, reasons=tuple(c.line() for c in checks) + notes + (conflict_note,),
+        failed=None, score=best.total, strategy=setup.strategy, range=range_, checks=tuple(checks),
+        candidates=candidates, bar_time=int(inputs.m5.time[-1]))
+
+
+def evaluate_exit(trade: RangeTrade, bars_m5: Any, quote: Any, params: RangeScalpParams, now: datetime,
+                  flow: Any = None, *, bars_h1: Any = None, min_stop_distance: float = 0.0) -> ExitAction:
+    """The exit action for one open range trade (rules in engines/range_exits.py). When the
+    bars cannot support a decision the answer is 'hold' with the reason: the position keeps
+    its broker-side stop and target (exits fail open)."""
+    try:
+        market = prepare_market(bars_m5, bars_h1, quote, params, trade.symbol, now, flow)
+    except MarketUnavailable as exc:
+        return ExitAction("none", "hold", detail=f"no exit decision: {exc}")
+    return exit_action(trade, market, params, min_stop_distance)

@@ -1,0 +1,87 @@
+"""Spread statistics: what the engine's Layer 1 reads, and the rolling tracker that produces them.
+
+The tracker is pure (no clock, no I/O): the caller feeds it one quote sample per check. A sample
+is rejected when the quote is crossed or locked (ask <= bid) or not finite. ``is_acceptable``
+applies both limits the monitor needs: an absolute cap (percent of mid) and a multiple of the
+rolling median, the median applying only once enough samples exist.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SpreadStats:
+    """A summary of recent spreads (price units)."""
+
+    current: float
+    median: float
+    mean: float
+    samples: int
+
+    @property
+    def ratio_to_median(self) -> float:
+        return self.current / self.median if self.median > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class SpreadVerdict:
+    ok: bool
+    reason: str
+
+
+@dataclass
+class SpreadTracker:
+    """Rolling window of the last ``window`` spread samples of one symbol."""
+
+    window: int = 100
+    _samples: deque[float] = field(default_factory=deque, repr=False)
+    rejected: int = 0
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ValueError(f"window must be >= 1, got {self.window}")
+        self._samples = deque(self._samples, maxlen=self.window)
+
+    def add_quote(self, bid: float, ask: float) -> bool:
+        """Record ask - bid; returns False (and counts it) for a crossed, locked or bad quote."""
+        if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask <= bid:
+            self.rejected += 1
+            return False
+        self._samples.append(ask - bid)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def stats(self) -> SpreadStats | None:
+        if not self._samples:
+            return None
+        ordered = sorted(self._samples)
+        count = len(ordered)
+        middle = count // 2
+        median = ordered[middle] if count % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
+        return SpreadStats(self._samples[-1], median, sum(ordered) / count, count)
+
+    def is_acceptable(self, bid: float, ask: float, max_spread_pct: float,
+                      max_median_ratio: float | None, min_samples: int = 20) -> SpreadVerdict:
+        """Judge a fresh quote against the absolute cap and the rolling median (the fresh quote is
+        not added: call ``add_quote`` separately so a wide quote does not vote on its own test)."""
+        if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask <= bid:
+            return SpreadVerdict(False, f"bad quote bid={bid} ask={ask}")
+        spread = ask - bid
+        pct = 100.0 * spread / ((bid + ask) / 2.0)
+        if pct > max_spread_pct:
+            return SpreadVerdict(False, f"spread {pct:.4f}% > cap {max_spread_pct}%")
+        stats = self.stats()
+        if max_median_ratio is not None and stats is not None and stats.samples >= min_samples \
+                and stats.median > 0:
+            ratio = spread / stats.median
+            if ratio > max_median_ratio:
+                return SpreadVerdict(False, f"spread {ratio:.2f}x median > {max_median_ratio}x "
+                                            f"({stats.samples} samples)")
+            return SpreadVerdict(True, f"spread {pct:.4f}% <= {max_spread_pct}%, {ratio:.2f}x median")
+        return SpreadVerdict(True, f"spread {pct:.4f}% <= {max_spread_pct}% (median check needs "
+                                   f"{min_samples} samples, have {0 if stats is None else stats.samples})")

@@ -1,0 +1,183 @@
+"""Position sizing and exposure limits, checked and reserved atomically.
+
+Two monitors may want to open at the same instant. ``check_and_reserve`` checks every limit
+and records a pending reservation under one lock hold, so the second caller already sees the
+first one's reservation: limits can never be exceeded by a race. A reservation is confirmed
+when the trade is registered (the registry then carries it) or released when the order fails.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from config.models import RiskConfig
+from execution.broker import AccountInfo, SymbolSpec
+from state.registry import Trade, TradeRegistry
+from state.store import StateStore
+
+LEDGER_DOCUMENT = "risk_ledger"
+
+
+@dataclass(frozen=True)
+class Sizing:
+    volume: float
+    risk_money: float
+    loss_per_lot: float
+    reason: str | None = None  # set when no trade is possible
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+@dataclass(frozen=True)
+class Reservation:
+    id: int
+    strategy: str
+    symbol: str
+    volume: float
+    risk_money: float
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RiskDecision:
+    approved: bool
+    reasons: tuple[str, ...]
+    reservation: Reservation | None = None
+    sizing: Sizing | None = None
+
+
+def size_position(config: RiskConfig, spec: SymbolSpec, equity: float, entry: float, sl: float) -> Sizing:
+    """Lots for a trade: ``fixed`` lots, or ``risk_percent`` of equity lost if the SL is hit.
+
+    Loss per lot = (stop distance / tick size) x tick value (the broker's money value of one
+    tick for one lot, in the account currency). The volume is rounded DOWN to the step, so the
+    trade never risks more than asked; below the minimum volume there is no trade.
+    """
+    distance = abs(entry - sl)
+    if distance <= 0 or not math.isfinite(distance):
+        return Sizing(0.0, 0.0, 0.0, f"stop distance {distance} is not positive")
+    if spec.tick_size <= 0 or spec.tick_value <= 0:
+        return Sizing(0.0, 0.0, 0.0, f"{spec.name}: tick size/value unknown ({spec.tick_size}/{spec.tick_value})")
+    loss_per_lot = distance / spec.tick_size * spec.tick_value
+    if config.sizing == "fixed":
+        raw = config.fixed_lots
+    else:
+        raw = equity * config.risk_percent / 100.0 / loss_per_lot
+    steps = math.floor(raw / spec.volume_step + 1e-9)
+    volume = round(steps * spec.volume_step, 8)
+    volume = min(volume, spec.volume_max)
+    if volume + 1e-12 < spec.volume_min:
+        return Sizing(0.0, 0.0, loss_per_lot,
+                      f"sizing gives {raw:.4f} lots, below the minimum {spec.volume_min} for {spec.name} "
+                      f"(stop distance {distance:g}, {config.sizing})")
+    return Sizing(volume, round(volume * loss_per_lot, 2), loss_per_lot)
+
+
+@dataclass
+class _Ledger:
+    """Entry times per strategy (for the hourly and daily caps), persisted across restarts."""
+
+    entries: dict[str, list[str]] = field(default_factory=dict)
+
+
+class RiskManager:
+    def __init__(self, config: Callable[[], RiskConfig], registry: TradeRegistry, store: StateStore) -> None:
+        self._config = config
+        self.registry = registry
+        self.store = store
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Reservation] = {}
+        ledger = store.load(LEDGER_DOCUMENT, {"entries": {}})
+        self._entries: dict[str, list[datetime]] = {
+            s: [datetime.fromisoformat(t) for t in times] for s, times in ledger.get("entries", {}).items()}
+        self.rejections: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ counting
+    def _open_counts(self) -> tuple[int, dict[str, int], dict[str, int]]:
+        total = 0
+        per_symbol: dict[str, int] = {}
+        per_strategy: dict[str, int] = {}
+        items = [(t.symbol, t.strategy) for t in self.registry.open_trades()]
+        items += [(r.symbol, r.strategy) for r in self._pending.values()]
+        for symbol, strategy in items:
+            total += 1
+            per_symbol[symbol] = per_symbol.get(symbol, 0) + 1
+            per_strategy[strategy] = per_strategy.get(strategy, 0) + 1
+        return total, per_symbol, per_strategy
+
+    def _entries_since(self, strategy: str, since: datetime) -> int:
+        recorded = sum(1 for t in self._entries.get(strategy, []) if t >= since)
+        pending = sum(1 for r in self._pending.values() if r.strategy == strategy)
+        return recorded + pending
+
+    # ------------------------------------------------------------------ the check
+    def check_and_reserve(self, strategy: str, symbol: str, spec: SymbolSpec, account: AccountInfo,
+                          entry: float, sl: float, now: datetime) -> RiskDecision:
+        config = self._config()
+        sizing = size_position(config, spec, account.equity, entry, sl)
+        if not sizing.ok:
+            return self._reject(sizing.reason or "sizing failed", sizing)
+        with self._lock:
+            total, per_symbol, per_strategy = self._open_counts()
+            reasons = []
+            if total >= config.max_open_total:
+                reasons.append(f"open positions {total} at the limit of {config.max_open_total}")
+            if per_symbol.get(symbol, 0) >= config.max_open_per_symbol:
+                reasons.append(f"{symbol} has {per_symbol[symbol]} open, limit {config.max_open_per_symbol}")
+            if per_strategy.get(strategy, 0) >= config.max_open_per_strategy:
+                reasons.append(f"{strategy} has {per_strategy[strategy]} open, limit {config.max_open_per_strategy}")
+            last_hour = self._entries_since(strategy, now - timedelta(hours=1))
+            if last_hour >= config.max_trades_per_hour:
+                reasons.append(f"{strategy} made {last_hour} trades in the last hour, limit {config.max_trades_per_hour}")
+            day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            today = self._entries_since(strategy, day_start)
+            if today >= config.max_trades_per_day:
+                reasons.append(f"{strategy} made {today} trades today (UTC), limit {config.max_trades_per_day}")
+            margin_free = account.margin_free
+            if margin_free <= 0:
+                reasons.append(f"no free margin ({margin_free:.2f})")
+            if reasons:
+                return self._reject("; ".join(reasons), sizing)
+            reservation = Reservation(next(self._ids), strategy, symbol, sizing.volume, sizing.risk_money, now)
+            self._pending[reservation.id] = reservation
+        return RiskDecision(True, (f"size {sizing.volume} lots risking {sizing.risk_money:.2f}",),
+                            reservation, sizing)
+
+    def _reject(self, reason: str, sizing: Sizing | None) -> RiskDecision:
+        key = reason.split(" ")[0]
+        self.rejections[key] = self.rejections.get(key, 0) + 1
+        return RiskDecision(False, (reason,), None, sizing)
+
+    def confirm(self, reservation: Reservation, filled_at: datetime, trade: Trade | None = None) -> None:
+        """The order filled: register ``trade`` and drop the reservation in one step under the
+        lock, so no other check ever sees the slot counted twice or not at all."""
+        with self._lock:
+            if trade is not None:
+                self.registry.add(trade)
+            self._pending.pop(reservation.id, None)
+            times = self._entries.setdefault(reservation.strategy, [])
+            times.append(filled_at)
+            cutoff = filled_at - timedelta(days=2)
+            self._entries[reservation.strategy] = [t for t in times if t >= cutoff]
+            ledger = {"entries": {s: [t.isoformat() for t in ts] for s, ts in self._entries.items()}}
+        self.store.save(LEDGER_DOCUMENT, ledger)
+
+    def release(self, reservation: Reservation) -> None:
+        with self._lock:
+            self._pending.pop(reservation.id, None)
+
+    def pending(self) -> list[Reservation]:
+        with self._lock:
+            return list(self._pending.values())
+
+    def health(self) -> dict[str, Any]:
+        total, per_symbol, per_strategy = self._open_counts()
+        return {"open_total": total, "open_per_symbol": per_symbol, "open_per_strategy": per_strategy,
+                "pending_reservations": len(self._pending), "rejections": dict(self.rejections)}

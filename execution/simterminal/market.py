@@ -1,0 +1,543 @@
+"""Market replay: recorded bars or ticks turned into an endless, deterministic market for one symbol.
+
+How a recording becomes "the market now"
+----------------------------------------
+- **Whole-week shifting.** A recording of span S is treated as one period of P = round(S / week)
+  whole weeks (at least one); data beyond P is dropped, a shortfall is a closed market. The
+  period repeats forever, so time never goes backwards and the series never ends. Shifting by
+  whole weeks keeps the weekday and the hour of day of every bar, which sessions rely on.
+- **Anchor.** The terminal's anchor (the first clock time its book ever saw) decides the phase:
+  the recording's first week plays in the anchor's week (the first recorded instant is shifted
+  by ``A = floor((anchor - first) / week)`` weeks). A restarted terminal reuses the anchor from
+  its book, so the same market time always shows the same prices.
+- **Phase window.** One period is stored in "phase time": UTC milliseconds within
+  ``[W, W + P)`` where W is the server-time Sunday 00:00 at or before the first recorded
+  instant (the end of the recording wraps to the front). Every timeframe bucket up to W1 then
+  lies wholly inside the window, so aggregated bars are computed once per period.
+- **Ticks.** A symbol fed by a tick file replays its real ticks. A symbol fed by bars gets
+  GENERATED ticks that walk a deterministic path through each bar: open, the nearer extreme,
+  the other extreme, close, at 0, 1/4, 1/2 and 3/4 of the bar, with midpoints at the odd
+  eighths, rounded to the tick size; unchanged quotes are dropped, flags are BID|ASK. The
+  bar's open, high, low and close are therefore all real (rounded to the symbol's tick size,
+  the broker's quoting precision), and SL/TP trigger reproducibly.
+  ``tick_volume`` of such bars is the number of generated ticks unless the file records it.
+- **Spread.** ask = bid + the bar's spread column (points) when the file has one, else the
+  symbol's configured ``spread_points``.
+- **Market closed.** Inside a gap between recorded bars longer than ``market_gap_seconds``
+  (weekends, gold's daily break, the end of a recording) the market is closed.
+- **Continuity for stops.** Inside a bar the generated path is continuous (a stop is filled at
+  its level); from one bar to the next, or across a gap, the price jumps (a stop is filled at
+  the first price beyond it). Real ticks are continuous unless more than 60 s apart.
+
+All times in this module are UTC milliseconds; the terminal converts to broker server time.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from execution.simterminal import constants as c
+from execution.simterminal.symbols import SymbolSpec
+from execution.simterminal.types import RATES_DTYPE, TICKS_DTYPE
+from feeds.readers import read_bars, read_ticks
+
+SECOND_MS = 1000
+MINUTE_MS = 60_000
+DAY_MS = 86_400_000
+WEEK_MS = 7 * DAY_MS
+SUNDAY_ORIGIN_MS = 3 * DAY_MS  # 1970-01-04 was a Sunday; MT5 weeks (W1 bars) start Sunday 00:00
+TICK_CONTINUITY_MS = 60_000
+PATH_FRACTIONS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
+TICK_FLAGS_BID_ASK = c.TICK_FLAG_BID | c.TICK_FLAG_ASK
+
+# timeframe constant -> bucket length (ms); MN1 is calendar months, handled separately
+TIMEFRAME_MS: dict[int, int] = {
+    c.TIMEFRAME_M1: MINUTE_MS, c.TIMEFRAME_M2: 2 * MINUTE_MS, c.TIMEFRAME_M3: 3 * MINUTE_MS,
+    c.TIMEFRAME_M4: 4 * MINUTE_MS, c.TIMEFRAME_M5: 5 * MINUTE_MS, c.TIMEFRAME_M6: 6 * MINUTE_MS,
+    c.TIMEFRAME_M10: 10 * MINUTE_MS, c.TIMEFRAME_M12: 12 * MINUTE_MS,
+    c.TIMEFRAME_M15: 15 * MINUTE_MS, c.TIMEFRAME_M20: 20 * MINUTE_MS,
+    c.TIMEFRAME_M30: 30 * MINUTE_MS, c.TIMEFRAME_H1: 60 * MINUTE_MS,
+    c.TIMEFRAME_H2: 120 * MINUTE_MS, c.TIMEFRAME_H3: 180 * MINUTE_MS,
+    c.TIMEFRAME_H4: 240 * MINUTE_MS, c.TIMEFRAME_H6: 360 * MINUTE_MS,
+    c.TIMEFRAME_H8: 480 * MINUTE_MS, c.TIMEFRAME_H12: 720 * MINUTE_MS,
+    c.TIMEFRAME_D1: DAY_MS, c.TIMEFRAME_W1: WEEK_MS,
+}
+ALL_TIMEFRAMES = frozenset(TIMEFRAME_MS) | {c.TIMEFRAME_MN1}
+
+
+class FeedError(ValueError):
+    """A feed file cannot drive the replay (bad bar size, misaligned bars...)."""
+
+
+class UnsupportedTimeframe(ValueError):
+    """The timeframe is finer than (or not a multiple of) the symbol's recorded bars."""
+
+
+@dataclass
+class Aggregate:
+    """One period of bars of one timeframe, in phase time, with the source bars each one spans."""
+
+    time: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    tick_volume: np.ndarray
+    spread: np.ndarray
+    real_volume: np.ndarray
+    first_bar: np.ndarray
+    end_bar: np.ndarray
+
+
+@dataclass
+class PhaseSeries:
+    """One period of a symbol's market in phase time (see the module docstring). Immutable
+    except for the per-timeframe aggregate cache."""
+
+    period_ms: int
+    window_ms: int
+    first_ms: int
+    bar_ms: int
+    server_offset_ms: int
+    bar_time: np.ndarray
+    bar_open: np.ndarray
+    bar_high: np.ndarray
+    bar_low: np.ndarray
+    bar_close: np.ndarray
+    bar_tick_volume: np.ndarray
+    bar_spread: np.ndarray
+    bar_real_volume: np.ndarray
+    bar_first_tick: np.ndarray
+    recorded_tick_volume: bool
+    tick_time: np.ndarray
+    tick_bid: np.ndarray
+    tick_ask: np.ndarray
+    tick_flags: np.ndarray
+    tick_jump: np.ndarray
+    generated_ticks: bool
+    _aggregates: dict[int, Aggregate] = field(default_factory=dict)
+    _agg_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def bars(self) -> int:
+        return len(self.bar_time)
+
+    @property
+    def ticks(self) -> int:
+        return len(self.tick_time)
+
+    def aggregate(self, timeframe: int) -> Aggregate:
+        """Bars of ``timeframe`` over one period (cached). W1 buckets start Sunday server time."""
+        with self._agg_lock:
+            cached = self._aggregates.get(timeframe)
+        if cached is not None:
+            return cached
+        tf_ms = TIMEFRAME_MS[timeframe]
+        if tf_ms < self.bar_ms or tf_ms % self.bar_ms:
+            raise UnsupportedTimeframe(
+                f"the recording has {self.bar_ms // 1000}-second bars; timeframe of {tf_ms // 1000} s "
+                "cannot be built from them")
+        if tf_ms == self.bar_ms:
+            n = self.bars
+            agg = Aggregate(self.bar_time, self.bar_open, self.bar_high, self.bar_low, self.bar_close,
+                            self.bar_tick_volume, self.bar_spread, self.bar_real_volume,
+                            np.arange(n, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64))
+        else:
+            origin = SUNDAY_ORIGIN_MS if timeframe == c.TIMEFRAME_W1 else 0
+            keys = (self.bar_time + self.server_offset_ms - origin) // tf_ms
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            ends = np.r_[starts[1:], self.bars]
+            agg = Aggregate(
+                time=keys[starts] * tf_ms + origin - self.server_offset_ms,
+                open=self.bar_open[starts],
+                high=np.maximum.reduceat(self.bar_high, starts),
+                low=np.minimum.reduceat(self.bar_low, starts),
+                close=self.bar_close[ends - 1],
+                tick_volume=np.add.reduceat(self.bar_tick_volume, starts),
+                spread=np.minimum.reduceat(self.bar_spread, starts),
+                real_volume=np.add.reduceat(self.bar_real_volume, starts),
+                first_bar=starts.astype(np.int64), end_bar=ends.astype(np.int64))
+        with self._agg_lock:
+            self._aggregates[timeframe] = agg
+        return agg
+
+
+# ------------------------------------------------------------------------------------------
+# building a PhaseSeries from a file (cached per process: backtests build terminals repeatedly)
+
+_SERIES_CACHE: dict[tuple, PhaseSeries] = {}
+_SERIES_LOCK = threading.Lock()
+
+
+def load_series(spec: SymbolSpec, data_dir: Path, server_offset_ms: int) -> PhaseSeries:
+    """The phase series of ``spec``'s feed, built once per process per file and parameters."""
+    path = (Path(data_dir) / spec.feed.file).resolve()
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise FeedError(f"feed file {path} not found (symbol spec feed.file {spec.feed.file!r})") from None
+    key = (str(path), stat.st_size, stat.st_mtime_ns, spec.feed.kind, spec.feed.format,
+           spec.feed.utc_offset_hours, spec.digits, spec.trade_tick_size, spec.spread_points,
+           server_offset_ms)
+    with _SERIES_LOCK:
+        cached = _SERIES_CACHE.get(key)
+    if cached is not None:
+        return cached
+    if spec.feed.kind == "bars":
+        frame = read_bars(path, spec.feed.utc_offset_hours, format=spec.feed.format)
+        series = series_from_bars(frame, spec, server_offset_ms, source=str(path))
+    else:
+        frame = read_ticks(path, spec.feed.utc_offset_hours, format=spec.feed.format)
+        series = series_from_ticks(frame, spec, server_offset_ms, source=str(path))
+    with _SERIES_LOCK:
+        _SERIES_CACHE[key] = series
+    return series
+
+
+def _window_start(first_ms: int, server_offset_ms: int) -> int:
+    """UTC ms of the server-time Sunday 00:00 at or before ``first_ms``."""
+    server = first_ms + server_offset_ms
+    return (server - SUNDAY_ORIGIN_MS) // WEEK_MS * WEEK_MS + SUNDAY_ORIGIN_MS - server_offset_ms
+
+
+def _period(first_ms: int, end_ms: int) -> int:
+    weeks = max(1, int(round((end_ms - first_ms) / WEEK_MS)))
+    return weeks * WEEK_MS
+
+
+def _round_to_tick(values: np.ndarray, tick_size: float, digits: int) -> np.ndarray:
+    return np.round(np.round(values / tick_size) * tick_size, digits)
+
+
+def _rotate(times: np.ndarray, window_ms: int, period_ms: int) -> np.ndarray:
+    """Order that moves the part of the period beyond the window to its front (minus P)."""
+    tail = times >= window_ms + period_ms
+    return np.r_[np.flatnonzero(tail), np.flatnonzero(~tail)]
+
+
+def series_from_bars(frame: pd.DataFrame, spec: SymbolSpec, server_offset_ms: int,
+                     source: str = "bars") -> PhaseSeries:
+    """Phase series of a bar recording, with generated ticks along the in-bar path."""
+    if len(frame) < 2:
+        raise FeedError(f"{source}: at least two bars are needed")
+    times = frame.index.as_unit("ms").asi8.astype(np.int64)
+    steps, counts = np.unique(np.diff(times), return_counts=True)
+    bar_ms = int(steps[np.argmax(counts)])
+    if bar_ms not in TIMEFRAME_MS.values() or bar_ms > DAY_MS:
+        raise FeedError(f"{source}: bars are {bar_ms / 1000:g} s apart, not an MT5 intraday timeframe")
+    if np.any((times + server_offset_ms) % bar_ms):
+        raise FeedError(f"{source}: bar times are not aligned to {bar_ms // 1000} s in server time")
+    first = int(times[0])
+    period = _period(first, int(times[-1]) + bar_ms)
+    keep = times + bar_ms <= first + period
+    window = _window_start(first, server_offset_ms)
+    order = _rotate(times[keep], window, period)
+    kept = np.flatnonzero(keep)[order]
+    bar_time = times[kept]
+    bar_time = np.where(bar_time >= window + period, bar_time - period, bar_time)
+
+    # quotes carry the broker's precision: recorded prices are rounded to the tick size
+    o, h, l, cl = (_round_to_tick(frame[k].to_numpy(dtype=np.float64)[kept], spec.trade_tick_size, spec.digits)
+                   for k in ("open", "high", "low", "close"))
+    spread_col = frame["spread"].to_numpy(dtype=np.float64)[kept]
+    spread = np.where(np.isnan(spread_col), spec.spread_points, np.round(spread_col)).astype(np.int32)
+
+    # the in-bar path: open, nearer extreme, other extreme, close (+ midpoints)
+    high_first = (h - o) <= (o - l)
+    e1 = np.where(high_first, h, l)
+    e2 = np.where(high_first, l, h)
+    grid = np.stack([o, (o + e1) / 2, e1, (e1 + e2) / 2, e2, (e2 + cl) / 2, cl], axis=1)
+    grid = _round_to_tick(grid, spec.trade_tick_size, spec.digits)
+    offsets = np.round(np.asarray(PATH_FRACTIONS) * bar_ms).astype(np.int64)
+    t_grid = bar_time[:, None] + offsets[None, :]
+    ask_grid = np.round(grid + (spread.astype(np.float64) * spec.point)[:, None], spec.digits)
+    jump_grid = np.zeros(grid.shape, dtype=bool)
+    jump_grid[:, 0] = True  # from one bar to the next the price jumps (prev close -> open)
+
+    bid = grid.ravel()
+    ask = ask_grid.ravel()
+    t = t_grid.ravel()
+    jump = jump_grid.ravel()
+    changed = np.r_[True, (bid[1:] != bid[:-1]) | (ask[1:] != ask[:-1])]
+    # a dropped first-of-bar tick means a zero jump: the next kept tick is continuous
+    bid, ask, t, jump = bid[changed], ask[changed], t[changed], jump[changed]
+    bar_first_tick = np.searchsorted(t, bar_time, side="left").astype(np.int64)
+
+    tick_counts = np.diff(np.r_[bar_first_tick, len(t)])
+    tv_col = frame["tick_volume"].to_numpy(dtype=np.float64)[kept]
+    recorded = not np.isnan(tv_col).any()
+    tick_volume = (np.round(tv_col) if recorded else tick_counts).astype(np.uint64)
+    return PhaseSeries(
+        period_ms=period, window_ms=window, first_ms=first, bar_ms=bar_ms,
+        server_offset_ms=server_offset_ms, bar_time=bar_time, bar_open=o, bar_high=h, bar_low=l,
+        bar_close=cl, bar_tick_volume=tick_volume, bar_spread=spread,
+        bar_real_volume=np.zeros(len(bar_time), dtype=np.uint64), bar_first_tick=bar_first_tick,
+        recorded_tick_volume=recorded, tick_time=t, tick_bid=bid, tick_ask=ask,
+        tick_flags=np.full(len(t), TICK_FLAGS_BID_ASK, dtype=np.uint32), tick_jump=jump,
+        generated_ticks=True)
+
+
+def series_from_ticks(frame: pd.DataFrame, spec: SymbolSpec, server_offset_ms: int,
+                      source: str = "ticks") -> PhaseSeries:
+    """Phase series of a real tick recording; M1 bars are built from the bids."""
+    if len(frame) < 2:
+        raise FeedError(f"{source}: at least two ticks are needed")
+    times = frame.index.as_unit("ms").asi8.astype(np.int64)
+    bid_all = _round_to_tick(frame["bid"].to_numpy(dtype=np.float64), spec.trade_tick_size, spec.digits)
+    ask_all = _round_to_tick(frame["ask"].to_numpy(dtype=np.float64), spec.trade_tick_size, spec.digits)
+    first = int(times[0])
+    period = _period(first, int(times[-1]) + 1)
+    keep = times < first + period
+    window = _window_start(first, server_offset_ms)
+    kept = np.flatnonzero(keep)[_rotate(times[keep], window, period)]
+    t = np.where(times[kept] >= window + period, times[kept] - period, times[kept])
+    bid, ask = bid_all[kept], ask_all[kept]
+    changed = np.r_[True, (bid[1:] != bid[:-1]) | (ask[1:] != ask[:-1])]
+    t, bid, ask = t[changed], bid[changed], ask[changed]
+    flags = np.zeros(len(t), dtype=np.uint32)
+    flags[np.r_[True, bid[1:] != bid[:-1]]] |= c.TICK_FLAG_BID
+    flags[np.r_[True, ask[1:] != ask[:-1]]] |= c.TICK_FLAG_ASK
+    gaps = np.diff(np.r_[t[-1] - period, t])
+    jump = gaps > TICK_CONTINUITY_MS
+
+    minute = t // MINUTE_MS
+    starts = np.flatnonzero(np.r_[True, minute[1:] != minute[:-1]])
+    ends = np.r_[starts[1:], len(t)]
+    spread_points = np.round((ask - bid) / spec.point)
+    return PhaseSeries(
+        period_ms=period, window_ms=window, first_ms=first, bar_ms=MINUTE_MS,
+        server_offset_ms=server_offset_ms, bar_time=minute[starts] * MINUTE_MS,
+        bar_open=bid[starts], bar_high=np.maximum.reduceat(bid, starts),
+        bar_low=np.minimum.reduceat(bid, starts), bar_close=bid[ends - 1],
+        bar_tick_volume=(ends - starts).astype(np.uint64),
+        bar_spread=np.minimum.reduceat(spread_points, starts).astype(np.int32),
+        bar_real_volume=np.zeros(len(starts), dtype=np.uint64),
+        bar_first_tick=starts.astype(np.int64), recorded_tick_volume=True,
+        tick_time=t, tick_bid=bid, tick_ask=ask, tick_flags=flags, tick_jump=jump,
+        generated_ticks=False)
+
+
+# ------------------------------------------------------------------------------------------
+# the endless market of one symbol for one terminal
+
+@dataclass(frozen=True)
+class Quote:
+    time_ms: int  # virtual UTC ms of the tick
+    bid: float
+    ask: float
+    flags: int
+
+
+@dataclass(frozen=True)
+class TickSlice:
+    """Ticks in virtual time, oldest first."""
+
+    time_ms: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    jump: np.ndarray
+
+
+class SymbolMarket:
+    """One symbol's replay placed on the terminal's timeline (phase series + week shift).
+
+    Every argument and result time is virtual UTC ms; ``server_offset_ms`` is applied only
+    when building MT5 structures (``rates``/``ticks``).
+    """
+
+    def __init__(self, name: str, spec: SymbolSpec, series: PhaseSeries, anchor_ms: int) -> None:
+        self.name = name
+        self.spec = spec
+        self.series = series
+        self.shift_ms = (anchor_ms - series.first_ms) // WEEK_MS * WEEK_MS
+        self.window_virtual_ms = series.window_ms + self.shift_ms
+        self.gap_ms = int(spec.market_gap_seconds * 1000)
+
+    # --- phase mapping -----------------------------------------------------------------
+    def _locate(self, v_ms: int) -> tuple[int, int]:
+        """(cycle, phase ms) of virtual time ``v_ms``."""
+        rel = v_ms - self.window_virtual_ms
+        cycle = rel // self.series.period_ms
+        return cycle, self.series.window_ms + rel - cycle * self.series.period_ms
+
+    def _virtual(self, phase_ms: np.ndarray | int, cycle: np.ndarray | int):
+        return phase_ms + self.shift_ms + cycle * self.series.period_ms
+
+    # --- ticks ---------------------------------------------------------------------------
+    def tick_index(self, v_ms: int) -> int:
+        """Global index of the last tick at or before ``v_ms``."""
+        cycle, phase = self._locate(v_ms)
+        i = int(np.searchsorted(self.series.tick_time, phase, side="right")) - 1
+        return cycle * self.series.ticks + i
+
+    def first_tick_index(self, v_ms: int) -> int:
+        """Global index of the first tick at or after ``v_ms``."""
+        cycle, phase = self._locate(v_ms)
+        i = int(np.searchsorted(self.series.tick_time, phase, side="left"))
+        return cycle * self.series.ticks + i
+
+    def quote_at_index(self, g: int) -> Quote:
+        s = self.series
+        cycle, i = divmod(g, s.ticks)
+        return Quote(int(self._virtual(int(s.tick_time[i]), cycle)), float(s.tick_bid[i]),
+                     float(s.tick_ask[i]), int(s.tick_flags[i]))
+
+    def quote(self, v_ms: int) -> Quote:
+        """The last tick at or before ``v_ms`` (stale during closed markets, as in MT5)."""
+        return self.quote_at_index(self.tick_index(v_ms))
+
+    def tick_slice(self, g0: int, g1: int) -> TickSlice:
+        """Ticks with global index in [g0, g1)."""
+        s = self.series
+        if g1 <= g0:
+            empty = np.empty(0)
+            return TickSlice(empty.astype(np.int64), empty, empty, empty.astype(bool))
+        idx = np.arange(g0, g1, dtype=np.int64)
+        cycle = idx // s.ticks
+        i = idx - cycle * s.ticks
+        return TickSlice(self._virtual(s.tick_time[i], cycle), s.tick_bid[i], s.tick_ask[i], s.tick_jump[i])
+
+    def ticks_between(self, after_ms: int, upto_ms: int) -> TickSlice:
+        """Ticks with virtual time in (after_ms, upto_ms]."""
+        return self.tick_slice(self.tick_index(after_ms) + 1, self.tick_index(upto_ms) + 1)
+
+    def mt5_ticks(self, g0: int, g1: int) -> np.ndarray:
+        """Ticks [g0, g1) as the MT5 structured array (times in server time)."""
+        s = self.series
+        n = max(0, g1 - g0)
+        out = np.zeros(n, dtype=TICKS_DTYPE)
+        if n:
+            idx = np.arange(g0, g1, dtype=np.int64)
+            cycle = idx // s.ticks
+            i = idx - cycle * s.ticks
+            msc = self._virtual(s.tick_time[i], cycle) + s.server_offset_ms
+            out["time"] = msc // 1000
+            out["time_msc"] = msc
+            out["bid"] = s.tick_bid[i]
+            out["ask"] = s.tick_ask[i]
+            out["flags"] = s.tick_flags[i]
+        return out
+
+    # --- sessions --------------------------------------------------------------------------
+    def is_open(self, v_ms: int) -> bool:
+        """False inside a recorded gap longer than ``market_gap_seconds`` (weekend, break)."""
+        s = self.series
+        cycle, phase = self._locate(v_ms)
+        b = int(np.searchsorted(s.bar_time, phase, side="right")) - 1
+        if b < 0:  # before the first bar of the window: the previous period's last bar
+            b, phase = s.bars - 1, phase + s.period_ms
+        end = int(s.bar_time[b]) + s.bar_ms
+        if phase < end:
+            return True
+        next_start = int(s.bar_time[b + 1]) if b + 1 < s.bars else int(s.bar_time[0]) + s.period_ms
+        return next_start - end <= self.gap_ms
+
+    # --- bars ------------------------------------------------------------------------------
+    def aggregate(self, timeframe: int) -> Aggregate:
+        return self.series.aggregate(timeframe)
+
+    def last_bar_index(self, agg: Aggregate, v_ms: int) -> int:
+        """Global index of the last bar that has begun (has data) at ``v_ms``."""
+        s = self.series
+        k_count = len(agg.time)
+        cycle, phase = self._locate(v_ms)
+        k = int(np.searchsorted(agg.time, phase, side="right")) - 1
+        if k >= 0 and phase < int(s.bar_time[int(agg.first_bar[k])]):
+            k -= 1  # the bucket has begun on the clock but no recorded bar of it yet
+        return cycle * k_count + k
+
+    def first_bar_index(self, agg: Aggregate, v_ms: int) -> int:
+        """Global index of the first bar whose open time is at or after ``v_ms``."""
+        cycle, phase = self._locate(v_ms)
+        k = int(np.searchsorted(agg.time, phase, side="left"))
+        return cycle * len(agg.time) + k
+
+    def bar_open_time(self, agg: Aggregate, g: int) -> int:
+        cycle, k = divmod(g, len(agg.time))
+        return int(self._virtual(int(agg.time[k]), cycle))
+
+    def rates(self, timeframe: int, g0: int, g1: int, now_ms: int) -> np.ndarray:
+        """Bars [g0, g1) as the MT5 structured array; a bar still forming at ``now_ms`` is partial."""
+        agg = self.aggregate(timeframe)
+        s = self.series
+        n = max(0, g1 - g0)
+        out = np.empty(n, dtype=RATES_DTYPE)
+        if not n:
+            return out
+        k_count = len(agg.time)
+        idx = np.arange(g0, g1, dtype=np.int64)
+        cycle = idx // k_count
+        k = idx - cycle * k_count
+        starts = self._virtual(agg.time[k], cycle)
+        out["time"] = (starts + s.server_offset_ms) // 1000
+        out["open"] = agg.open[k]
+        out["high"] = agg.high[k]
+        out["low"] = agg.low[k]
+        out["close"] = agg.close[k]
+        out["tick_volume"] = agg.tick_volume[k]
+        out["spread"] = agg.spread[k]
+        out["real_volume"] = agg.real_volume[k]
+        tf_ms = TIMEFRAME_MS[timeframe]
+        if int(starts[-1]) + tf_ms > now_ms:
+            self._fill_partial(out, n - 1, agg, int(k[-1]), now_ms - self.shift_ms - int(cycle[-1]) * s.period_ms)
+        return out
+
+    def _fill_partial(self, out: np.ndarray, row: int, agg: Aggregate, k: int, phase: int) -> None:
+        """Overwrite ``out[row]`` with bucket ``k`` as it stands at ``phase`` (forming bar)."""
+        s = self.series
+        b0, b1 = int(agg.first_bar[k]), int(agg.end_bar[k])
+        started = min(int(np.searchsorted(s.bar_time, phase, side="right")), b1)
+        if started <= b0:
+            return
+        last = started - 1
+        partial = phase < int(s.bar_time[last]) + s.bar_ms
+        complete_end = last if partial else started
+        high = float(s.bar_high[b0:complete_end].max()) if complete_end > b0 else -np.inf
+        low = float(s.bar_low[b0:complete_end].min()) if complete_end > b0 else np.inf
+        volume = int(s.bar_tick_volume[b0:complete_end].sum())
+        if partial:
+            t0 = int(s.bar_first_tick[last])
+            tn = int(np.searchsorted(s.tick_time, phase, side="right"))
+            prices = s.tick_bid[t0:max(t0, tn)]
+            open_price = float(s.bar_open[last])
+            high = max(high, open_price, float(prices.max()) if len(prices) else open_price)
+            low = min(low, open_price, float(prices.min()) if len(prices) else open_price)
+            close = float(prices[-1]) if len(prices) else open_price
+            if s.recorded_tick_volume and s.generated_ticks:  # a file's tick volume, pro rata
+                elapsed = (phase - int(s.bar_time[last])) / s.bar_ms
+                volume += int(int(s.bar_tick_volume[last]) * elapsed)
+            else:  # the ticks seen so far (a bar exists from its first tick on)
+                volume += max(1, len(prices))
+        else:
+            close = float(s.bar_close[complete_end - 1])
+        out["open"][row] = s.bar_open[b0]
+        out["high"][row] = high
+        out["low"][row] = low
+        out["close"][row] = close
+        out["tick_volume"][row] = volume
+        out["spread"][row] = int(s.bar_spread[b0:started].min())
+        out["real_volume"][row] = int(s.bar_real_volume[b0:started].sum())
+
+
+def months_from_days(daily: np.ndarray) -> np.ndarray:
+    """MN1 bars (calendar months in server time) from D1 rates already in server time."""
+    if not len(daily):
+        return np.empty(0, dtype=RATES_DTYPE)
+    months = daily["time"].astype("datetime64[s]").astype("datetime64[M]")
+    keys = months.astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(daily)]
+    out = np.empty(len(starts), dtype=RATES_DTYPE)
+    out["time"] = months[starts].astype("datetime64[s]").astype(np.int64)
+    out["open"] = daily["open"][starts]
+    out["high"] = np.maximum.reduceat(daily["high"], starts)
+    out["low"] = np.minimum.reduceat(daily["low"], starts)
+    out["close"] = daily["close"][ends - 1]
+    out["tick_volume"] = np.add.reduceat(daily["tick_volume"], starts)
+    out["spread"] = np.minimum.reduceat(daily["spread"], starts)
+    out["real_volume"] = np.add.reduceat(daily["real_volume"], starts)
+    return out

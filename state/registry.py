@@ -1,0 +1,173 @@
+"""The trade registry: every trade the bot opened, while it is open and after it closed.
+
+One document per strategy (``trades_<strategy>.json``) holds its open trades by ticket and its
+recent closed trades. Every change is written synchronously before the call returns: the
+registry is what a restart recovers from, so it must never lag the broker by more than the
+one trade being changed. Tickets are integers in memory and strings in JSON.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+from typing import Any, Callable, Iterable
+
+from state.store import StateStore
+
+STRATEGIES = ("micro_scalp", "range_scalp", "order_flow")
+CLOSED_KEPT = 500
+
+
+@dataclass(frozen=True)
+class Trade:
+    ticket: int
+    client_id: str
+    strategy: str
+    symbol: str
+    side: str
+    volume: float
+    entry: float
+    sl: float
+    tp: float
+    initial_sl: float
+    magic: int
+    opened_at: str  # ISO UTC
+    reasons: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+    status: str = "open"
+    exit_price: float | None = None
+    closed_at: str | None = None
+    pnl: float | None = None
+    r: float | None = None
+    close_reason: str | None = None
+    partial_closes: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def risk_distance(self) -> float:
+        return abs(self.entry - self.initial_sl)
+
+    def r_multiple(self, exit_price: float) -> float | None:
+        """Price-based R: the move in the trade's favour in units of its initial stop distance."""
+        if self.risk_distance <= 0:
+            return None
+        move = exit_price - self.entry if self.side == "buy" else self.entry - exit_price
+        return round(move / self.risk_distance, 4)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["reasons"] = list(self.reasons)
+        data["partial_closes"] = list(self.partial_closes)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Trade":
+        data = dict(data)
+        data["ticket"] = int(data["ticket"])
+        data["reasons"] = tuple(data.get("reasons", ()))
+        data["partial_closes"] = tuple(data.get("partial_closes", ()))
+        known = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class TradeRegistry:
+    def __init__(self, store: StateStore, on_change: Callable[[str, Trade], None] | None = None) -> None:
+        self.store = store
+        self._lock = threading.RLock()
+        self._open: dict[str, dict[int, Trade]] = {s: {} for s in STRATEGIES}
+        self._closed: dict[str, list[Trade]] = {s: [] for s in STRATEGIES}
+        self._on_change = on_change or (lambda event, trade: None)
+        self.load()
+
+    @staticmethod
+    def document(strategy: str) -> str:
+        return f"trades_{strategy}"
+
+    def load(self) -> None:
+        with self._lock:
+            for strategy in STRATEGIES:
+                data = self.store.load(self.document(strategy), {"open": {}, "closed": []})
+                self._open[strategy] = {int(t): Trade.from_json(v) for t, v in data.get("open", {}).items()}
+                self._closed[strategy] = [Trade.from_json(v) for v in data.get("closed", [])]
+
+    def _save(self, strategy: str) -> None:
+        doc = {"open": {str(t): trade.to_json() for t, trade in self._open[strategy].items()},
+               "closed": [t.to_json() for t in self._closed[strategy][-CLOSED_KEPT:]]}
+        self.store.save(self.document(strategy), doc)
+
+    def _check_strategy(self, strategy: str) -> None:
+        if strategy not in self._open:
+            raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+
+    # ------------------------------------------------------------------ changes
+    def add(self, trade: Trade) -> None:
+        self._check_strategy(trade.strategy)
+        with self._lock:
+            for trades in self._open.values():
+                if trade.ticket in trades:
+                    raise ValueError(f"ticket {trade.ticket} is already registered")
+            self._open[trade.strategy][trade.ticket] = trade
+            self._save(trade.strategy)
+        self._on_change("opened", trade)
+
+    def update(self, ticket: int, **changes: Any) -> Trade:
+        with self._lock:
+            trade = self.get(ticket)
+            if trade is None:
+                raise KeyError(f"ticket {ticket} is not an open trade")
+            if "meta" in changes:
+                changes["meta"] = {**trade.meta, **changes["meta"]}
+            updated = replace(trade, **changes)
+            self._open[trade.strategy][ticket] = updated
+            self._save(trade.strategy)
+        self._on_change("updated", updated)
+        return updated
+
+    def close(self, ticket: int, exit_price: float, closed_at: datetime, pnl: float | None,
+              reason: str) -> Trade:
+        with self._lock:
+            trade = self.get(ticket)
+            if trade is None:
+                raise KeyError(f"ticket {ticket} is not an open trade")
+            closed = replace(trade, status="closed", exit_price=exit_price, closed_at=closed_at.isoformat(),
+                             pnl=None if pnl is None else round(pnl, 2), r=trade.r_multiple(exit_price),
+                             close_reason=reason)
+            del self._open[trade.strategy][ticket]
+            self._closed[trade.strategy].append(closed)
+            self._closed[trade.strategy] = self._closed[trade.strategy][-CLOSED_KEPT:]
+            self._save(trade.strategy)
+        self._on_change("closed", closed)
+        return closed
+
+    # ------------------------------------------------------------------ queries
+    def get(self, ticket: int) -> Trade | None:
+        with self._lock:
+            for trades in self._open.values():
+                if ticket in trades:
+                    return trades[ticket]
+        return None
+
+    def open_trades(self, strategy: str | None = None, symbol: str | None = None) -> list[Trade]:
+        with self._lock:
+            pools: Iterable[dict[int, Trade]] = (
+                [self._open[strategy]] if strategy else self._open.values())
+            return [t for pool in pools for t in pool.values() if symbol is None or t.symbol == symbol]
+
+    def closed_trades(self, strategy: str | None = None) -> list[Trade]:
+        with self._lock:
+            if strategy:
+                return list(self._closed[strategy])
+            return sorted((t for pool in self._closed.values() for t in pool), key=lambda t: t.closed_at or "")
+
+    def by_client_id(self, client_id: str) -> Trade | None:
+        with self._lock:
+            for pool in self._open.values():
+                for trade in pool.values():
+                    if trade.client_id == client_id:
+                        return trade
+        return None
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-ready copy for health.json and status."""
+        with self._lock:
+            return {s: [t.to_json() for t in pool.values()] for s, pool in copy.copy(self._open).items()}

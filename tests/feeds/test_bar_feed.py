@@ -1,0 +1,113 @@
+"""The bar feed over the simulated terminal: cache, fallback, validation, health."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from feeds.bar_feed import BadBars, BarFeed, validate_bars
+from monitors.clock import FakeClock
+from tests.execution.harness import build_stack
+
+
+def frame(rows: list[tuple], start: str = "2026-01-05 10:00") -> pd.DataFrame:
+    index = pd.date_range(start, periods=len(rows), freq="1min", tz="UTC")
+    return pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=index).assign(tick_volume=1)
+
+
+GOOD = [(10, 11, 9, 10.5), (10.5, 12, 10, 11), (11, 11.5, 10.5, 11.2)]
+
+
+def test_valid_bars_pass() -> None:
+    validate_bars(frame(GOOD), "X", "M1")
+    validate_bars(frame([]), "X", "M1")  # market closed: nothing to check
+
+
+@pytest.mark.parametrize("rows,index_change,message", [
+    ([(10, 11, 9, np.nan)], None, "non-finite price"),
+    ([(10, 11, 0, 10.5)], None, "non-positive price"),
+    ([(10, 9, 11, 10)], None, "high/low do not contain"),
+    ([(10, 10.2, 9, 10.5)], None, "high/low do not contain"),
+    (GOOD, "duplicate", "duplicate bar time"),
+    (GOOD, "reverse", "out of order"),
+])
+def test_bad_bars_are_rejected_with_the_reason(rows, index_change, message) -> None:
+    data = frame(rows)
+    if index_change == "duplicate":
+        data.index = data.index[[0, 1, 1]]
+    elif index_change == "reverse":
+        data.index = data.index[::-1]
+    with pytest.raises(BadBars, match=message):
+        validate_bars(data, "XAUUSD", "M1")
+
+
+@pytest.fixture
+def feed_stack(tmp_path: Path):
+    stack = build_stack(tmp_path)
+    feed = BarFeed(stack.broker, stack.clock, lambda: [("XAUUSD", "M1"), ("EURUSD", "M5")], depth=200,
+                   max_age_seconds=5)
+    return stack, feed
+
+
+def test_readers_are_served_from_the_cache_while_it_is_fresh(feed_stack) -> None:
+    stack, feed = feed_stack
+    feed.step(stack.clock.now())
+    bars = feed.get("XAUUSD", "M1", 100)
+    assert len(bars) == 100 and feed.stats.cache_hits == 1 and feed.stats.direct_fetches == 0
+    assert bars.index.tz is not None and str(bars.index.tz) == "UTC"
+    forming = feed.get("XAUUSD", "M1", 5, include_forming=True)
+    assert forming.index[-1] > bars.index[-1]  # the last closed bar comes before the forming one
+    assert bars.index[-1] <= stack.clock.now()
+
+
+def test_a_stale_cache_falls_back_to_a_direct_fetch_and_says_so(feed_stack, caplog) -> None:
+    stack, feed = feed_stack
+    feed.step(stack.clock.now())
+    stack.clock.advance(120)  # two new M1 bars, the cache is 120 s old
+    with caplog.at_level(logging.DEBUG, logger="feeds.bar_feed"):
+        bars = feed.get("XAUUSD", "M1", 50)
+    assert feed.stats.direct_fetches == 1
+    assert "served by a direct fetch (cache 120.0 s old)" in caplog.text
+    assert (stack.clock.now() - bars.index[-1].to_pydatetime()).total_seconds() < 120
+
+
+def test_a_broker_outage_keeps_the_last_good_bars_and_counts_the_error(feed_stack) -> None:
+    stack, feed = feed_stack
+    feed.step(stack.clock.now())
+    before = feed.get("XAUUSD", "M1", 10)
+    stack.terminal.faults.schedule("ipc_error", count=50, function="copy_rates_from_pos")
+    feed.step(stack.clock.now())
+    assert feed.stats.errors >= 1
+    stack.terminal.faults.clear()
+    assert feed.get("XAUUSD", "M1", 10).equals(before)
+
+
+def test_bad_bars_from_the_broker_never_replace_good_data(feed_stack, monkeypatch) -> None:
+    stack, feed = feed_stack
+    feed.step(stack.clock.now())
+    good = feed.get("XAUUSD", "M1", 10)
+    real_bars = stack.broker.bars
+
+    def corrupted(symbol, timeframe, count, include_forming=False):
+        data = real_bars(symbol, timeframe, count, include_forming).copy()
+        data.iloc[-3, data.columns.get_loc("low")] = -1.0
+        return data
+
+    monkeypatch.setattr(stack.broker, "bars", corrupted)
+    feed.step(stack.clock.now())
+    assert feed.stats.rejected == {"XAUUSD:M1": 1, "EURUSD:M5": 1}
+    assert feed.get("XAUUSD", "M1", 10).equals(good)
+
+
+def test_health_reports_data_age_per_feed(feed_stack) -> None:
+    stack, feed = feed_stack
+    feed.step(stack.clock.now())
+    stack.clock.advance(3)
+    health = feed.health()
+    assert set(health["feeds"]) == {"XAUUSD:M1", "EURUSD:M5"}
+    entry = health["feeds"]["XAUUSD:M1"]
+    assert entry["cache_age_s"] == pytest.approx(3.0)
+    assert 0 <= entry["data_age_s"] < 120

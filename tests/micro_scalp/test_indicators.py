@@ -1,0 +1,224 @@
+"""Indicators against independent pandas references (1e-9 relative) and incremental twins."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from engines import indicators as ind
+
+RTOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def bars(xau_bars: pd.DataFrame) -> pd.DataFrame:
+    # two days of real XAUUSD M1 bars, crossing a 22:00 UTC session boundary
+    return xau_bars.iloc[:2600]
+
+
+def assert_close(actual: np.ndarray, expected: np.ndarray) -> None:
+    actual = np.asarray(actual, dtype=float)
+    expected = np.asarray(expected, dtype=float)
+    assert actual.shape == expected.shape
+    assert np.array_equal(np.isnan(actual), np.isnan(expected)), "NaN positions differ"
+    ok = ~np.isnan(expected)
+    np.testing.assert_allclose(actual[ok], expected[ok], rtol=RTOL, atol=0)
+
+
+def ref_true_range(df: pd.DataFrame) -> pd.Series:
+    prev = df["close"].shift(1)
+    tr = pd.concat([df["high"] - df["low"], (df["high"] - prev).abs(), (df["low"] - prev).abs()],
+                   axis=1).max(axis=1)
+    return tr
+
+
+def ref_wilder(series: pd.Series, period: int) -> pd.Series:
+    """Wilder RMA via pandas ewm: SMA seed placed at the period-th valid value."""
+    s = series.copy().astype(float)
+    first = s.first_valid_index()
+    pos = s.index.get_loc(first)
+    seeded = pd.Series(np.nan, index=s.index)
+    seeded.iloc[pos + period - 1] = s.iloc[pos:pos + period].mean()
+    seeded.iloc[pos + period:] = s.iloc[pos + period:]
+    return seeded.ewm(alpha=1.0 / period, adjust=False, ignore_na=True).mean().where(
+        np.arange(len(s)) >= pos + period - 1)
+
+
+def test_true_range_matches_pandas(bars):
+    assert_close(ind.true_range(bars.high, bars.low, bars.close), ref_true_range(bars))
+
+
+@pytest.mark.parametrize("period", [1, 14])
+def test_atr_wilder_matches_pandas_ewm(bars, period):
+    expected = ref_true_range(bars) if period == 1 else ref_wilder(ref_true_range(bars), period)
+    assert_close(ind.atr(bars.high, bars.low, bars.close, period), expected)
+    assert np.isnan(ind.atr(bars.high, bars.low, bars.close, period)[: period - 1]).all()
+
+
+def test_ema_matches_pandas(bars):
+    assert_close(ind.ema(bars.close, 20), bars.close.ewm(span=20, adjust=False).mean())
+
+
+def test_sma_and_average_range_match_rolling(bars):
+    assert_close(ind.sma(bars.close, 7), bars.close.rolling(7).mean())
+    assert_close(ind.average_range(bars.high, bars.low, 10), (bars.high - bars.low).rolling(10).mean())
+
+
+def test_rsi_matches_pandas_wilder(bars):
+    change = bars.close.diff()
+    gain = change.clip(lower=0)
+    loss = (-change).clip(lower=0)
+    avg_gain = ref_wilder(gain.iloc[1:], 14)
+    avg_loss = ref_wilder(loss.iloc[1:], 14)
+    expected = pd.concat([pd.Series([np.nan]), 100 - 100 / (1 + avg_gain / avg_loss)]).to_numpy()
+    assert_close(ind.rsi(bars.close, 14), expected)
+
+
+def test_rsi_edge_cases():
+    assert ind.rsi(np.arange(1.0, 20.0), 14)[-1] == 100.0
+    assert ind.rsi(np.arange(20.0, 1.0, -1), 14)[-1] == 0.0
+    assert ind.rsi(np.full(20, 5.0), 14)[-1] == 50.0
+
+
+def test_bollinger_matches_pandas(bars):
+    bb = ind.bollinger(bars.close, 20, 2.0)
+    mid = bars.close.rolling(20).mean()
+    # textbook two-pass population std per window (pandas' online rolling std carries ~1e-13
+    # absolute error, too coarse for a 1e-9 relative check of a small width)
+    std = bars.close.rolling(20).apply(lambda w: np.sqrt(np.mean((w - w.mean()) ** 2)), raw=True)
+    assert_close(bb.middle, mid)
+    assert_close(bb.upper, mid + 2 * std)
+    assert_close(bb.lower, mid - 2 * std)
+    assert_close(bb.width, 4 * std / mid)
+
+
+def test_session_vwap_matches_groupby_reference(bars):
+    anchor = 22
+    time_s = bars.index.as_unit("s").asi8
+    got = ind.session_vwap(time_s, bars.high, bars.low, bars.close, bars.volume, anchor, 2.0)
+    typical = (bars.high + bars.low + bars.close) / 3
+    session = (bars.index - pd.Timedelta(hours=anchor)).floor("D")
+    grouped_w = bars.volume.groupby(session)
+    cw = grouped_w.cumsum()
+    vwap = (typical * bars.volume).groupby(session).cumsum() / cw
+    # variance computed the textbook way: weighted mean of squared deviations from the vwap
+    var = pd.Series(np.nan, index=bars.index)
+    for _, idx in bars.groupby(session).groups.items():
+        t = typical.loc[idx].to_numpy()
+        w = bars.volume.loc[idx].to_numpy()
+        for k in range(len(t)):
+            m = np.sum(w[: k + 1] * t[: k + 1]) / np.sum(w[: k + 1])
+            var.loc[idx[k]] = np.sum(w[: k + 1] * (t[: k + 1] - m) ** 2) / np.sum(w[: k + 1])
+    assert len(set(session)) >= 2, "the sample must cross a session boundary"
+    assert_close(got.vwap, vwap)
+    # std of a near-constant session start is tiny: compare where it is meaningful
+    meaningful = var.to_numpy() > 1e-6
+    np.testing.assert_allclose(got.std[meaningful], np.sqrt(var.to_numpy()[meaningful]), rtol=1e-7)
+    assert_close(got.upper, got.vwap + 2 * got.std)
+    first_of_day = np.flatnonzero(np.r_[True, session[1:] != session[:-1]])
+    assert (got.session_start[first_of_day] == first_of_day).all()
+    assert np.allclose(got.vwap[first_of_day], typical.to_numpy()[first_of_day])
+
+
+def test_session_vwap_without_volume_is_time_weighted():
+    time_s = np.arange(5) * 60
+    high = np.array([2.0, 3.0, 4.0, 5.0, 6.0])
+    low = high - 1
+    close = high - 0.5
+    got = ind.session_vwap(time_s, high, low, close, np.zeros(5), 0)
+    typical = (high + low + close) / 3
+    assert_close(got.vwap, np.cumsum(typical) / np.arange(1, 6))
+
+
+def test_session_vwap_on_real_bars_without_volume(eur_bars):
+    """HistData EURUSD has volume 0 everywhere: the VWAP is the running mean of typical price."""
+    bars = eur_bars.iloc[:3000]
+    volume = bars["tick_volume"] if "tick_volume" in bars and bars["tick_volume"].notna().any() else bars["volume"]
+    assert (volume.fillna(0) == 0).all()
+    time_s = bars.index.as_unit("s").asi8
+    got = ind.session_vwap(time_s, bars.high, bars.low, bars.close, volume.fillna(0), 22)
+    typical = (bars.high + bars.low + bars.close) / 3
+    session = (bars.index - pd.Timedelta(hours=22)).floor("D")
+    expected = typical.groupby(session).cumsum() / typical.groupby(session).cumcount().add(1)
+    assert len(set(session)) >= 2
+    assert_close(got.vwap, expected)
+
+
+def test_adx_matches_pandas_wilder(bars):
+    high, low, close = bars.high, bars.low, bars.close
+    up = high.diff()
+    down = -low.diff()
+    plus_dm = pd.Series(np.where((up > down) & (up > 0), up, 0.0), index=bars.index).iloc[1:]
+    minus_dm = pd.Series(np.where((down > up) & (down > 0), down, 0.0), index=bars.index).iloc[1:]
+    tr = ref_true_range(bars).iloc[1:]
+    s_tr = ref_wilder(tr, 14)
+    plus_di = 100 * ref_wilder(plus_dm, 14) / s_tr
+    minus_di = 100 * ref_wilder(minus_dm, 14) / s_tr
+    dx = 100 * (plus_di - minus_di).abs() / (plus_di + minus_di)
+    expected_adx = ref_wilder(dx, 14)
+    got = ind.adx(high, low, close, 14)
+    assert_close(got.plus_di[1:], plus_di)
+    assert_close(got.minus_di[1:], minus_di)
+    assert_close(got.adx[1:], expected_adx)
+    assert np.isnan(got.adx[:27]).all() and not np.isnan(got.adx[27])
+
+
+def test_swing_pivots_match_rolling_reference(bars):
+    left, right = 3, 2
+    high, low = bars.high, bars.low
+    prev_max = high.shift(1).rolling(left).max()
+    next_max = high[::-1].shift(1).rolling(right).max()[::-1]
+    prev_min = low.shift(1).rolling(left).min()
+    next_min = low[::-1].shift(1).rolling(right).min()[::-1]
+    exp_high = ((high > prev_max) & (high >= next_max)).to_numpy()
+    exp_low = ((low < prev_min) & (low <= next_min)).to_numpy()
+    got_high, got_low = ind.swing_pivots(high, low, left, right)
+    assert exp_high.sum() > 50 and exp_low.sum() > 50
+    assert np.array_equal(got_high, exp_high)
+    assert np.array_equal(got_low, exp_low)
+
+
+def test_swing_pivot_on_constructed_bars():
+    high = np.array([1, 2, 3, 5, 4, 5, 2, 1, 1.0])
+    low = high - 0.5
+    ph, pl = ind.swing_pivots(high, low, 2, 2)
+    # index 3 (5) is above the 2 before and >= the 2 after (a tie with index 5 keeps the first)
+    assert ph.tolist() == [False, False, False, True, False, False, False, False, False]
+    assert not pl.any()
+
+
+def test_incremental_states_equal_array_versions(bars):
+    time_s = bars.index.as_unit("s").asi8
+    h, l, c, v = (bars[k].to_numpy() for k in ("high", "low", "close", "volume"))
+    atr_state, atr1_state = ind.AtrState(14), ind.AtrState(1)
+    ema_state, rsi_state = ind.EmaState(20), ind.RsiState(14)
+    vwap_state = ind.VwapState(anchor_hour_utc=22)
+    got = {k: [] for k in ("atr", "atr1", "ema", "rsi", "vwap", "std")}
+    for i in range(len(c)):
+        got["atr"].append(atr_state.update(h[i], l[i], c[i]))
+        got["atr1"].append(atr1_state.update(h[i], l[i], c[i]))
+        got["ema"].append(ema_state.update(c[i]))
+        got["rsi"].append(rsi_state.update(c[i]))
+        vw, sd = vwap_state.update(int(time_s[i]), h[i], l[i], c[i], v[i])
+        got["vwap"].append(vw)
+        got["std"].append(sd)
+    bands = ind.session_vwap(time_s, h, l, c, v, 22)
+    # identical arithmetic in the same order: exact equality, not just closeness
+    np.testing.assert_array_equal(got["atr"], ind.atr(h, l, c, 14))
+    np.testing.assert_array_equal(got["atr1"], ind.atr(h, l, c, 1))
+    np.testing.assert_array_equal(got["ema"], ind.ema(c, 20))
+    np.testing.assert_array_equal(got["rsi"], ind.rsi(c, 14))
+    np.testing.assert_array_equal(got["vwap"], bands.vwap)
+    np.testing.assert_array_equal(got["std"], bands.std)
+    assert math.isclose(rsi_state.value, got["rsi"][-1])
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="period must be an integer >= 1"):
+        ind.atr([1.0], [0.5], [0.8], 0)
+    with pytest.raises(ValueError, match="anchor_hour_utc must be 0..23"):
+        ind.session_ids(np.array([0]), 24)
+    with pytest.raises(ValueError, match="same length"):
+        ind.session_vwap(np.array([0, 60]), [1.0], [1.0], [1.0], [1.0])
