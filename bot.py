@@ -80,6 +80,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_notify_test(args: argparse.Namespace) -> int:
+    from config.secrets import load_secrets
+    from notify.webhook_check import all_ok, format_results, send_test_messages
+    try:
+        secrets = load_secrets(_env_files(args.config_dir))
+    except ValueError as exc:
+        print(f".env: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    results = send_test_messages(secrets, version=__version__)
+    print(format_results(results))
+    return EXIT_OK if all_ok(results) else EXIT_FAILURE
+
+
+def cmd_flow_bars(args: argparse.Namespace) -> int:
+    from backtest.flow_bars import main as flow_bars_main
+    argv = ["--trades", str(args.trades), "--timeframe", args.timeframe]
+    if args.out:
+        argv += ["--out", str(args.out)]
+    return flow_bars_main(argv)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from monitors.status_view import collect_status, render_status
     status = collect_status(args.runtime_dir)
@@ -166,6 +187,7 @@ class BotApp:
         self.supervisor.add(JobSpec("config-watcher", make_monitor=lambda: self.watcher,
                                     health=self.watcher.health))
         self._build_trading(snapshot)
+        self._build_notifier(snapshot, notify)
         self.health = HealthReporter(self.runtime_dir, self.clock, __version__, self.started_at)
         self.health.add("mode", lambda: {"mode": self.holder.current.bot.mode,
                                          "broker": self.holder.current.bot.broker})
@@ -181,7 +203,7 @@ class BotApp:
                                            **self.bar_feed.health()})
         self.health.add("execution", lambda: {**self.executor.health(), "risk": self.risk.health()})
         self.health.add("positions", self._positions_health)
-        self.notify_enabled = notify
+        self.health.add("notifier", self.notifier.stats)
 
     # ------------------------------------------------------------------ trading stack
     def _build_trading(self, snapshot) -> None:
@@ -242,7 +264,28 @@ class BotApp:
         return wanted
 
     def _on_trade_event(self, kind: str, data: dict[str, Any]) -> None:
-        pass  # the notifier subscribes here
+        bridge = getattr(self, "bridge", None)
+        if bridge is not None:
+            bridge.on_trade_event(kind, data)
+
+    def _build_notifier(self, snapshot, enabled: bool) -> None:
+        """Discord: on a real-time clock even in a sim replay (Discord's limits are real seconds)."""
+        from monitors.clock import SystemClock
+        from monitors.supervisor import JobSpec
+        from notify.bridge import NotifyBridge
+        from notify.daily import DailySummarySchedule
+        from notify.notifier import Notifier
+
+        config = snapshot.bot.notifications
+        self.notifier = Notifier(self.secrets, config, SystemClock(), enabled=enabled and config.enabled)
+        schedule = DailySummarySchedule(config.daily_summary_utc, self.store)
+        self.bridge = NotifyBridge(
+            self.notifier, lambda: self.holder.current, self.market_clock.now, schedule,
+            closed_trades=lambda: [t.to_json() for t in self.registry.closed_trades() if t.pnl is not None],
+            currency=lambda: self.holder.current.bot.sim.currency)
+        self.holder.on_change(self.bridge.on_config_change)
+        self.holder.on_reject(self.bridge.on_config_reject)
+        self.supervisor.add(JobSpec("notifier", service=self.notifier))
 
     def _account_health(self) -> dict[str, Any]:
         account = self.broker.account()
@@ -260,6 +303,9 @@ class BotApp:
 
     def _on_supervisor_event(self, kind: str, data: dict[str, Any]) -> None:
         self.journal.append(kind, **data)
+        bridge = getattr(self, "bridge", None)
+        if bridge is not None:
+            bridge.on_supervisor_event(kind, data)
 
     def _strategies_health(self) -> dict[str, Any]:
         snapshot = self.holder.current
@@ -294,11 +340,15 @@ class BotApp:
         self.journal.append("start", mode=bot.mode, broker=bot.broker, version=__version__,
                             symbols=list(bot.symbols))
         self._install_signals()
+        self.supervisor.check()  # start the threads (the notifier among them) before announcing
+        self.bridge.started(snapshot, __version__, recovered=len(self.registry.open_trades()))
         deadline = None if duration is None else time.monotonic() + duration
         self.health.status = "running"
         try:
             while not self.stop_event.is_set():
                 self.supervisor.check()
+                self.bridge.watch_broker(self.broker.connection_state(), bot.broker)
+                self.bridge.daily_summary_if_due()
                 self.health.write()
                 interval = self.holder.current.bot.runtime.health_interval_seconds
                 wake = time.monotonic() + interval
@@ -318,7 +368,9 @@ class BotApp:
         timeout = self.holder.current.bot.runtime.shutdown_timeout_seconds
         self.health.status = "stopping"
         self.stop_event.set()
-        self.supervisor.stop_all(timeout)
+        self.bridge.stopped(self.holder.current, __version__, "shutdown", len(self.registry.open_trades()))
+        self.notifier.stop(min(3.0, timeout / 2))
+        self.supervisor.stop_all(timeout / 2)
         self.writer.flush()
         self.journal.append("stop", reason="shutdown")
         self.journal.close()
@@ -347,6 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate every config file")
     check.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
     check.set_defaults(func=cmd_check_config)
+
+    notify_test = sub.add_parser("notify-test", help="send one test message to each configured Discord webhook")
+    notify_test.add_argument("--config-dir", type=Path, default=DEFAULT_CONFIG_DIR)
+    notify_test.set_defaults(func=cmd_notify_test)
+
+    flow = sub.add_parser("flow-bars", help="replay a recorded trades file into order-flow bars (CSV)")
+    flow.add_argument("--trades", type=Path, required=True, help="Binance aggTrades or trades file")
+    flow.add_argument("--timeframe", default="1m", help="bar length, e.g. 1m, 5m (default 1m)")
+    flow.add_argument("--out", type=Path, default=None, help="CSV file to write (default: standard output)")
+    flow.set_defaults(func=cmd_flow_bars)
 
     status = sub.add_parser("status", help="show the bot's state from its runtime files")
     status.add_argument("--runtime-dir", type=Path, default=DEFAULT_RUNTIME_DIR)

@@ -167,10 +167,12 @@ def bar_problem(bars: Bars, what: str) -> str | None:
     return None
 
 
-def aggregate(bars: Bars, period_s: int, now_s: float) -> Bars:
+def aggregate(bars: Bars, period_s: int, now_s: float, drop_partial_first: bool = True) -> Bars:
     """Resample to a longer timeframe; keep only buckets that are complete at ``now_s``
     (bucket open + period <= now). Buckets are aligned on the epoch (UTC), as MT5's are for
-    M15 and H1. Gaps (weekends, holidays) simply yield fewer bars."""
+    M15 and H1. Gaps (weekends, holidays) simply yield fewer bars. A first bucket that the
+    given bars enter midway (a lookback window cut mid-hour) is dropped unless
+    ``drop_partial_first`` is False: its open, high and low would be partial."""
     if period_s % bars.period_s:
         raise ValueError(f"cannot aggregate {bars.period_s} s bars into {period_s} s bars")
     if len(bars) == 0:
@@ -178,6 +180,8 @@ def aggregate(bars: Bars, period_s: int, now_s: float) -> Bars:
     bucket = bars.time - bars.time % period_s
     starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
     keep = bucket[starts] + period_s <= now_s
+    if drop_partial_first and bars.time[0] != bucket[0]:
+        keep[0] = False
     starts_kept = starts[keep]
     if len(starts_kept) == 0:
         return Bars(*(np.empty(0, dtype=t) for t in (np.int64,) + (np.float64,) * 5), period_s)

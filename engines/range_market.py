@@ -29,6 +29,7 @@ from engines.range_sessions import session_key_at, session_range_start, trading_
 from engines.indicators import adx as adx_indicator
 
 _MTF_TAIL = 200  # bars fed to the direction EMA: ~10 periods, so the seed no longer matters
+_WILDER_TAIL_PERIODS = 20  # Wilder RSI over 20 periods of bars: the seed's weight is < 1e-8 by then
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def compute_market(inputs: MarketInputs, params: RangeScalpParams) -> RangeMarke
     return RangeMarket(
         inputs=inputs, price=price, atr=atr, atr_eff=atr_eff, atr_m15=atr_m15,
         atr_h1=_last(atr_h1_line), atr_h1_prev=atr_h1_prev,
-        rsi=_last(rsi(m5.close, ind.rsi_period)), stoch_k=_last(k), stoch_d=_last(d),
+        rsi=_last(rsi(m5.close[-_WILDER_TAIL_PERIODS * ind.rsi_period:], ind.rsi_period)), stoch_k=_last(k), stoch_d=_last(d),
         bb_upper=_last(bands.upper), bb_middle=_last(bands.middle), bb_lower=_last(bands.lower),
         bb_width=bb_width, vwap=_last(vwap_line), vwap_momentum=momentum,
         bb_expansion_pct=bb_width_expansion_pct(m5.close[-max(inv.bb_expansion_min_bars, 61):],

@@ -177,7 +177,7 @@ class Notifier:
     def start(self) -> None:
         """Start the sender thread. Without webhooks or with --no-notify there is none; with
         ``notifications.enabled`` false it idles, so a reload can switch notifications on."""
-        if self._thread is not None or self._stopped:
+        if (self._thread is not None and self._thread.is_alive()) or self._stopped:
             return
         if not self._accepting:
             log.info("Discord notifications are off (%s)", self._off_reason())
@@ -185,6 +185,15 @@ class Notifier:
             return
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
+
+    name = THREAD_NAME
+
+    def is_alive(self) -> bool:
+        """For the supervisor: True while the sender runs, or when no sender is needed (no
+        webhook, --no-notify) or it was stopped on purpose; False only when it died."""
+        if self._stopped or not (self._switch_on and self._url_category):
+            return True
+        return self._thread is not None and self._thread.is_alive()
 
     def _off_reason(self) -> str:
         if not self._switch_on:
