@@ -203,6 +203,8 @@ class BotApp:
                                            **self.bar_feed.health()})
         self.health.add("execution", lambda: {**self.executor.health(), "risk": self.risk.health()})
         self.health.add("positions", self._positions_health)
+        self.health.add("trading", self._trading_health)
+        self.health.add("results_today", self._results_today)
         self.health.add("notifier", self.notifier.stats)
 
     # ------------------------------------------------------------------ trading stack
@@ -292,6 +294,30 @@ class BotApp:
         return {"login": account.login, "currency": account.currency, "balance": account.balance,
                 "equity": account.equity, "margin": account.margin, "margin_free": account.margin_free,
                 "leverage": account.leverage, "trade_allowed": account.trade_allowed}
+
+    def _trading_health(self) -> dict[str, Any]:
+        blocked = self.broker.entries_blocked()
+        return {"state": "ENTRIES BLOCKED" if blocked else "ACTIVE", "reason": blocked or "",
+                "reconciliation": None}
+
+    def _results_today(self) -> dict[str, Any]:
+        """Per strategy, trades closed since 00:00 UTC (market time): count, wins, P&L, average R."""
+        day = self.market_clock.now().date().isoformat()
+        out: dict[str, Any] = {}
+        for trade in self.registry.closed_trades():
+            if not (trade.closed_at or "").startswith(day):
+                continue
+            row = out.setdefault(trade.strategy, {"trades": 0, "wins": 0, "pnl": 0.0, "r_sum": 0.0, "r_count": 0})
+            row["trades"] += 1
+            row["wins"] += 1 if (trade.pnl or 0) > 0 else 0
+            row["pnl"] = round(row["pnl"] + (trade.pnl or 0.0), 2)
+            if trade.r is not None:
+                row["r_sum"] += trade.r
+                row["r_count"] += 1
+        for row in out.values():
+            row["avg_r"] = round(row.pop("r_sum") / row["r_count"], 2) if row["r_count"] else None
+            row.pop("r_count")
+        return out
 
     def _positions_health(self) -> dict[str, Any]:
         magics = {self.holder.current.bot.execution.magic_base + i for i in (1, 2, 3)}

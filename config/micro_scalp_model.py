@@ -4,6 +4,11 @@ Every rule of engines/micro_scalp*.py reads its numbers from ``MicroScalpParams`
 scale with the instrument are in ATR multiples (ATR = Wilder ATR(``atr_period``) of M1), percent
 of price (``*_pct``: 0.05 means 0.05 %) or fractions of a measured width, never in dollars.
 Stop-loss / take-profit sizes are in the unit chosen by ``stop_unit`` ("atr" or "pct").
+
+The monitor (monitors/micro_scalp.py) reads the "monitor" keys: per symbol the entry gates
+(trading sessions in UTC, cooldowns, hourly/daily caps, position limit, data freshness) and the
+exits (trailing stop, time exit); strategy-wide the circuit breaker, the summary period and the
+spread window. The engine ignores them.
 """
 from __future__ import annotations
 
@@ -119,6 +124,28 @@ class MicroScalpParams(SymbolParams):
     min_stop_distance_pct: float = Field(0.0, ge=0, le=5, description="floor for SL/TP distance, % of price (broker stops level is added by the caller)")
     stops_level_buffer: float = Field(1.05, ge=1, le=3, description="a stop closer than the minimum is pushed to min x this")
 
+    # --- monitor: entry gates and exits (read by monitors/micro_scalp.py, not by the engine) ----
+    trading_sessions_utc: list[tuple[Hour, Hour]] = Field(
+        default_factory=lambda: [(0, 24)],
+        description="[start, end) UTC hours in which NEW entries are allowed (exits run always); "
+                    "start > end wraps midnight; end may be 24")
+    cooldown_after_trade_seconds: float = Field(120, ge=0, le=86400, description="no new entry this long after an entry")
+    cooldown_after_failure_seconds: float = Field(60, ge=0, le=86400,
+                                                  description="no new entry this long after an order that did not open")
+    max_trades_per_hour: int = Field(6, ge=1, le=1000, description="entries on this symbol in a rolling hour")
+    max_trades_per_day: int = Field(30, ge=1, le=10000, description="entries on this symbol since 00:00 UTC")
+    max_positions_per_symbol: int = Field(1, ge=1, le=50, description="open micro-scalp positions on this symbol")
+    max_bar_age_seconds: float = Field(150, ge=5, le=86400,
+                                       description="the last CLOSED M1 bar must have closed at most this long ago")
+    max_quote_age_seconds: float = Field(30, ge=1, le=3600, description="the quote must be at most this old")
+    max_bars: int = Field(1500, ge=40, le=5000,
+                          description="bars passed to the engine: back to the VWAP anchor hour, at most this many")
+    trail_enabled: bool = True
+    trail_start_r: float = Field(0.5, ge=0, le=20, description="the trailing stop starts once the trade is this many R up")
+    trail_atr: float = Field(0.3, gt=0, le=20, description="the trailing stop follows price at this many ATR")
+    trail_min_step_atr: float = Field(0.05, ge=0, le=5, description="move the stop only by at least this many ATR")
+    time_exit_minutes: float | None = Field(None, gt=0, le=10080, description="close a trade held this long; null = off")
+
     @model_validator(mode="after")
     def _cross_field_rules(self) -> "MicroScalpParams":
         problems = []
@@ -152,9 +179,12 @@ class MicroScalpParams(SymbolParams):
         for label, bars in needs.items():
             if bars > self.min_bars:
                 problems.append(f"min_bars ({self.min_bars}) is smaller than {label} ({bars})")
-        for start, end in self.active_sessions_utc:
-            if not (0 <= start <= 23 and 1 <= end <= 24 and start != end):
-                problems.append(f"active_sessions_utc entry [{start}, {end}] must be 0<=start<=23, 1<=end<=24, start!=end")
+        for key in ("active_sessions_utc", "trading_sessions_utc"):
+            for start, end in getattr(self, key):
+                if not (0 <= start <= 23 and 1 <= end <= 24 and start != end):
+                    problems.append(f"{key} entry [{start}, {end}] must be 0<=start<=23, 1<=end<=24, start!=end")
+        if self.max_bars < self.min_bars:
+            problems.append(f"max_bars ({self.max_bars}) must be >= min_bars ({self.min_bars})")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -163,5 +193,10 @@ class MicroScalpParams(SymbolParams):
 class MicroScalpConfig(StrategyConfig):
     params_model = MicroScalpParams
     interval_seconds: float = Field(5.0, ge=0.5, le=3600)
+    # strategy-wide monitor settings (per-symbol ones live in MicroScalpParams)
+    breaker_failures: int = Field(3, ge=1, le=100, description="consecutive engine errors that pause a symbol")
+    breaker_pause_seconds: float = Field(300, ge=1, le=86400, description="how long a tripped symbol is paused")
+    summary_minutes: float = Field(15, gt=0, le=1440, description="INFO summary of why no trade was taken, every N min")
+    spread_window: int = Field(100, ge=5, le=10000, description="quote samples in the rolling spread median")
     defaults: MicroScalpParams = Field(default_factory=MicroScalpParams)
     overrides: dict[str, MicroScalpParams] = Field(default_factory=dict)

@@ -1,10 +1,15 @@
 """order_flow.json: delta/CVD scalping from the Binance tape and an MT5 tick proxy.
 
-Two sections beyond the strategy switches:
+Sections beyond the strategy switches:
 - ``binance``: where the aggTrade tape comes from (spot or USD-M futures), how the stream
   reconnects, how gaps are backfilled and which config symbol maps to which Binance symbol.
 - ``flow``: the delta engine's windows and bar timeframes. The engine keeps one-second buckets
   in a ring sized for the longest window, so every window up to that length is exact.
+- ``proxy``: order flow from MT5 ticks for symbols with no Binance mapping (gold, FX); a proxy
+  (tick-rule pressure, no real aggressor side): give those symbols conservative ``overrides``.
+- ``flip_exit``: close a position when the windowed delta turns against it (-0.8 x entry delta).
+Per-symbol ``defaults``/``overrides`` hold the signal thresholds, the entry gates (session,
+cooldown, open trades, flow freshness) and the stop/target rules.
 """
 from __future__ import annotations
 
@@ -140,6 +145,27 @@ class FlowEngineConfig(StrictModel):
         return max(self.windows_seconds)
 
 
+class TickProxyConfig(StrictModel):
+    """Proxy order flow from MT5 ticks (see engines/tick_proxy.py for the rules and limits)."""
+
+    enabled: bool = True
+    warmup_seconds: int = Field(1800, ge=60, le=86_400,
+                                description="history fetched on the first poll and after an outage")
+    flow: FlowEngineConfig = Field(default_factory=FlowEngineConfig)
+
+
+class FlipExitConfig(StrictModel):
+    """Order-flow flip exit: a buy entered on positive delta closes when the delta over
+    ``window_seconds`` falls to -threshold x the entry delta (a sell mirrors it). No data means
+    no exit (the broker-side stop loss still protects the position)."""
+
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0, le=10, description="fraction of the entry delta, opposite sign")
+    window_seconds: int = Field(30, ge=1, le=MAX_WINDOW_SECONDS, description="window of the current delta")
+    min_hold_seconds: float = Field(0.0, ge=0, le=86_400, description="no flip exit before this age")
+    apply_to_proxy: bool = Field(True, description="also flip-exit trades whose flow is the tick proxy")
+
+
 SIGNAL_NAMES = ("absorption", "delta_divergence", "liquidity_sweep", "cvd_divergence", "vwap_deviation")
 
 
@@ -172,6 +198,31 @@ class OrderFlowParams(SymbolParams):
     vwap_min_sigma: float = Field(1.0, gt=0, le=10)
     vwap_full_sigma: float = Field(2.0, gt=0, le=10)
 
+    # --- entry gates (the monitor) -----------------------------------------------------------
+    sessions_utc: list[tuple[int, int]] = Field(
+        default_factory=list,
+        description="[start, end) UTC hours when entries are allowed; start > end wraps midnight; "
+                    "end may be 24; empty = always")
+    cooldown_seconds: float = Field(300.0, ge=0, le=86_400,
+                                    description="after an entry attempt, an open or a close on the symbol")
+    max_open_trades: int = Field(1, ge=1, le=20, description="open order-flow trades per symbol")
+    max_flow_age_seconds: float = Field(
+        10.0, gt=0, le=3600, description="newest trade (or proxy tick) older than this: flow is stale")
+    entry_delta_window_seconds: int = Field(30, ge=1, le=MAX_WINDOW_SECONDS,
+                                            description="window of the entry delta stored with the trade")
+    require_entry_delta_agreement: bool = Field(
+        False, description="enter only when the entry delta has the trade's sign (the flip exit is then armed)")
+
+    # --- stops and targets ------------------------------------------------------------------
+    stop_mode: Literal["atr", "absorption"] = Field(
+        "absorption", description="absorption: stop beyond an agreeing absorption zone, else ATR")
+    sl_atr: float = Field(1.0, gt=0, le=20, description="ATR-mode stop distance, in M1 ATR")
+    tp_atr: float = Field(1.5, gt=0, le=50, description="ATR-mode target distance, in M1 ATR")
+    zone_buffer_atr: float = Field(0.1, ge=0, le=5, description="stop this far beyond the zone, in ATR")
+    zone_tp_r: float = Field(1.5, gt=0, le=20, description="zone-mode target, in multiples of the stop")
+    min_sl_atr: float = Field(0.3, gt=0, le=20, description="stops are never closer than this")
+    max_sl_atr: float = Field(3.0, gt=0, le=50, description="stops are never farther than this")
+
     @field_validator("pattern_weights")
     @classmethod
     def _weights(cls, value: dict[str, float]) -> dict[str, float]:
@@ -182,11 +233,36 @@ class OrderFlowParams(SymbolParams):
             raise ValueError("weights must be >= 0 with a positive sum")
         return value
 
+    @field_validator("sessions_utc")
+    @classmethod
+    def _sessions(cls, value: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        for start, end in value:
+            if not (0 <= start <= 23 and 1 <= end <= 24 and start != end):
+                raise ValueError(f"session [{start}, {end}] must be 0<=start<=23, 1<=end<=24, start!=end")
+        return value
+
     @model_validator(mode="after")
     def _sigmas(self) -> "OrderFlowParams":
         if self.vwap_full_sigma < self.vwap_min_sigma:
             raise ValueError("vwap_full_sigma must be >= vwap_min_sigma")
+        if self.max_sl_atr < self.min_sl_atr:
+            raise ValueError("max_sl_atr must be >= min_sl_atr")
         return self
+
+    def in_session(self, hour_utc: int) -> bool:
+        """True when entries are allowed at this UTC hour (no sessions configured: always)."""
+        if not self.sessions_utc:
+            return True
+        for start, end in self.sessions_utc:
+            if (start < end and start <= hour_utc < end) or (start > end and (hour_utc >= start or hour_utc < end)):
+                return True
+        return False
+
+    @property
+    def bars_needed(self) -> int:
+        """Closed M1 bars every detector and the ATR need."""
+        return max(self.atr_period + 1, self.pivot_lookback_bars, self.delta_div_bars,
+                   self.sweep_lookback_bars + self.sweep_recent_bars, self.vwap_bars)
 
 
 class OrderFlowConfig(StrategyConfig):
@@ -196,6 +272,8 @@ class OrderFlowConfig(StrategyConfig):
     overrides: dict[str, OrderFlowParams] = Field(default_factory=dict)
     binance: BinanceStreamConfig = Field(default_factory=BinanceStreamConfig)
     flow: FlowEngineConfig = Field(default_factory=FlowEngineConfig)
+    proxy: TickProxyConfig = Field(default_factory=TickProxyConfig)
+    flip_exit: FlipExitConfig = Field(default_factory=FlipExitConfig)
 
     @model_validator(mode="after")
     def _mapped_symbols_listed(self) -> "OrderFlowConfig":
@@ -203,3 +281,33 @@ class OrderFlowConfig(StrategyConfig):
         if unknown:
             raise ValueError(f"binance.symbols maps symbols not listed in 'symbols': {', '.join(unknown)}")
         return self
+
+    @model_validator(mode="after")
+    def _windows_fit_the_rings(self) -> "OrderFlowConfig":
+        """Every window the monitor asks for must fit the ring of the engine that serves it."""
+        for symbol in [None, *self.symbols]:
+            params = self.defaults if symbol is None else self.for_symbol(symbol)
+            uses_tape = symbol is not None and self.uses_binance(symbol)
+            ring, where = ((self.flow.ring_seconds, "flow") if uses_tape
+                           else (self.proxy.flow.ring_seconds, "proxy.flow"))
+            rings = [(ring, where)] if symbol is not None else [
+                (self.flow.ring_seconds, "flow"), (self.proxy.flow.ring_seconds, "proxy.flow")]
+            for ring, where in rings:
+                for name in ("absorption_window_seconds", "entry_delta_window_seconds"):
+                    if getattr(params, name) > ring:
+                        raise ValueError(f"{name} {getattr(params, name)} of {symbol or 'defaults'} is longer "
+                                         f"than the longest {where}.windows_seconds ({ring})")
+                if self.flip_exit.window_seconds > ring:
+                    raise ValueError(f"flip_exit.window_seconds {self.flip_exit.window_seconds} is longer than "
+                                     f"the longest {where}.windows_seconds ({ring})")
+        return self
+
+    def uses_binance(self, symbol: str) -> bool:
+        """The symbol's flow comes from the Binance tape (mapped and the stream enabled)."""
+        return self.binance.enabled and symbol in self.binance.symbols
+
+    def flow_source(self, symbol: str) -> str | None:
+        """'binance', 'tick_proxy' or None (no flow: entries on the symbol fail closed)."""
+        if self.uses_binance(symbol):
+            return "binance"
+        return "tick_proxy" if self.proxy.enabled else None

@@ -361,3 +361,42 @@ def false_range(market: RangeMarket, params: RangeScalpParams) -> FalseRange:
         flags.append("cvd_divergence")
         details.append(f"{source} divergence strength {strength:.2f}")
     return FalseRange(tuple(flags), tuple(details), len(flags) >= fr.red_flags_required)
+
+
+# ----------------------------------------------------------------------------------------------
+# Nested ranges (A3.8 / A7.5): informational only, as in the original's intent
+# ----------------------------------------------------------------------------------------------
+
+def swing_range(bars: Bars, left: int, right: int) -> tuple[float, float] | None:
+    """(high, low) of the latest swing high and swing low, or None."""
+    if len(bars) < left + right + 1:
+        return None
+    is_high, is_low = swing_pivots(bars.high, bars.low, left, right)
+    highs, lows = np.flatnonzero(is_high), np.flatnonzero(is_low)
+    if len(highs) == 0 or len(lows) == 0:
+        return None
+    high, low = float(bars.high[highs[-1]]), float(bars.low[lows[-1]])
+    return (high, low) if high > low else None
+
+
+def nested_alignment(market: RangeMarket, params: RangeScalpParams, side: str | None = None) -> tuple[str, ...]:
+    """Warnings when the swing ranges are not nested (M5 inside M15 inside H1), and for a
+    ``side`` when the M5 range sits in the wrong third of the M15 range (a buy high up, a sell
+    low down). Informational: it never blocks a trade."""
+    det = params.detection
+    frames = {"M5": swing_range(market.m5.tail(288), det.swing_left, det.swing_right),
+              "M15": swing_range(market.m15, det.swing_left, det.swing_right),
+              "H1": swing_range(market.inputs.h1, det.swing_left, det.swing_right)}
+    warnings = []
+    for inner, outer in (("M5", "M15"), ("M15", "H1")):
+        a, b = frames[inner], frames[outer]
+        if a and b and not (b[1] <= a[1] and a[0] <= b[0]):
+            warnings.append(f"nested: {inner} range {a[1]:.6g}-{a[0]:.6g} not inside {outer} {b[1]:.6g}-{b[0]:.6g}")
+    m5, m15 = frames["M5"], frames["M15"]
+    if side and m5 and m15:
+        mid, third = (m5[0] + m5[1]) / 2.0, (m15[0] - m15[1]) / 3.0
+        if side == "buy" and mid > m15[0] - third:
+            warnings.append("nested: buy with the M5 range in the upper third of the M15 range")
+        if side == "sell" and mid < m15[1] + third:
+            warnings.append("nested: sell with the M5 range in the lower third of the M15 range")
+    return tuple(warnings)

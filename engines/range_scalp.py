@@ -28,17 +28,17 @@ from typing import Any
 
 from config.range_scalp_model import RangeScalpParams
 from engines.range_data import RangeFlow, iso
-from engines.range_detection import RangeStructure, detect_range, with_signals
+from engines.range_detection import RangeStructure, detect_range, nested_alignment, with_signals
 from engines.range_exits import (
     ExitAction, ExitRecord, RangeHistory, RangeTrade, apply_exit_action, exit_action, reentry_allowed,
 )
 from engines.range_filters import (
-    Check, adx_gate, confluence, data_quality, edge_check, false_range_check, range_validity,
+    Check, Confluence, adx_gate, confluence, data_quality, edge_check, false_range_check, range_validity,
     session_filter, trade_activity,
 )
 from engines.range_market import MarketInputs, RangeMarket, compute_market, read_inputs
 from engines.range_scorer import ScoredSetup, resolve_conflicts, score_setup
-from engines.range_strategies import Setup, build_setup, find_signals
+from engines.range_strategies import Setup, Signal, build_setup, find_signals
 from engines.types import Decision, TradeIdea
 
 __all__ = [
@@ -94,6 +94,76 @@ def _no_trade(inputs: MarketInputs, checks: list[Check], failed: str, extra: tup
                          bar_time=bar_time)
 
 
+@dataclass(frozen=True)
+class _Gates:
+    checks: list[Check]
+    range: RangeStructure  # with its current invalidation signals
+    confluence: Confluence
+    regime: str  # 'low_adx' | 'normal'
+
+
+def _run_gates(market: RangeMarket, range_: RangeStructure, params: RangeScalpParams, history: RangeHistory,
+               news_blackout: str | None, now: datetime) -> _Gates:
+    """Every gate after range detection, in the documented order; disabled ones say so."""
+    switches = params.checks
+    adx_check, regime = adx_gate(market, params)
+    validity, report = range_validity(range_, market, params)
+    range_ = with_signals(range_, report)
+    conf = confluence(range_, market, params)
+    last_entry_s = history.last_entry_at.timestamp() if history.last_entry_at else None
+    reentry_ok, reentry_reason = reentry_allowed(history.last_exit, range_, now, params)
+    checks = [
+        adx_check,
+        validity if switches.range_validity else Check("range_validity", True, "check disabled in config"),
+        _switch(switches.false_range, "false_range", lambda: false_range_check(market, params)[0]),
+        conf.check(params),
+        _switch(switches.session_filter, "session", lambda: session_filter(market, params)),
+        _switch(switches.trade_activity, "activity", lambda: trade_activity(
+            market, params, last_entry_s, history.entries_today, news_blackout)),
+        Check("reentry", reentry_ok, reentry_reason),
+    ]
+    return _Gates(checks, range_, conf, regime)
+
+
+def _price_signals(signals: list[Signal], market: RangeMarket, range_: RangeStructure, params: RangeScalpParams
+                   ) -> tuple[list[Setup], list[str]]:
+    """Setups for the signals that sit on their edge and meet their strategy's minimum R:R,
+    and a line for every signal skipped."""
+    setups: list[Setup] = []
+    skipped: list[str] = []
+    for signal in signals:
+        edge = edge_check(signal.side, range_, market, params) if params.checks.edge_filter else None
+        if edge:
+            skipped.append(f"{signal.strategy} {signal.side} skipped: {edge}")
+            continue
+        priced = build_setup(signal, market, params)
+        if isinstance(priced, str):
+            skipped.append(f"{priced} (skipped)")
+        else:
+            setups.append(priced)
+    return setups, skipped
+
+
+def _idea(symbol: str, best: ScoredSetup, gates: _Gates, market: RangeMarket, params: RangeScalpParams,
+          nested: tuple[str, ...]) -> TradeIdea:
+    setup, range_ = best.setup, gates.range
+    return TradeIdea(
+        symbol=symbol, side=setup.side, entry=setup.entry, sl=setup.sl, tp=setup.tp,  # type: ignore[arg-type]
+        strategy=setup.strategy,
+        reasons=(setup.signal.reason, range_.describe(), gates.confluence.check(params).line(),
+                 best.describe()) + nested,
+        meta={
+            "engine": "range_scalp", "score": best.total, "weighted_score": best.weighted,
+            "confidence": setup.signal.confidence, "rr": setup.rr, "risk": setup.risk,
+            "range": range_.to_dict(), "confluence_score": gates.confluence.score,
+            "session": market.session_key, "adx": market.adx, "adx_regime": gates.regime,
+            "atr_eff": market.atr_eff,
+            "components": {"entry": best.entry_points, "mtf": best.mtf_points, "flow": best.flow_points,
+                           "session": best.session_points},
+            "bar_time": int(market.m5.time[-1]), "evaluated_at": iso(market.now_s),
+        })
+
+
 def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpParams, symbol: str,
                    now: datetime, flow: Any = None, *, history: RangeHistory | None = None,
                    news_blackout: str | None = None) -> RangeDecision:
@@ -109,45 +179,19 @@ def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpPar
         return _no_trade(inputs, checks, "data_quality")
     market = compute_market(inputs, params)
 
-    range_, passed_over = detect_range(market, params)
-    if range_ is None:
+    detected, passed_over = detect_range(market, params)
+    if detected is None:
         checks.append(Check("range", False, "no range: " + "; ".join(passed_over)))
         return _no_trade(inputs, checks, "range")
     over = f"; passed over: {'; '.join(passed_over)}" if passed_over else ""
-    checks.append(Check("range", True, range_.describe() + over))
+    checks.append(Check("range", True, detected.describe() + over))
 
-    adx_check, regime = adx_gate(market, params)
-    validity, report = range_validity(range_, market, params)
-    range_ = with_signals(range_, report)
-    switches = params.checks
-    conf = confluence(range_, market, params)
-    last_entry_s = history.last_entry_at.timestamp() if history.last_entry_at else None
-    reentry_ok, reentry_reason = reentry_allowed(history.last_exit, range_, now, params)
-    checks += [
-        adx_check,
-        validity if switches.range_validity else Check("range_validity", True, "check disabled in config"),
-        _switch(switches.false_range, "false_range", lambda: false_range_check(market, params)[0]),
-        conf.check(params),
-        _switch(switches.session_filter, "session", lambda: session_filter(market, params)),
-        _switch(switches.trade_activity, "activity", lambda: trade_activity(
-            market, params, last_entry_s, history.entries_today, news_blackout)),
-        Check("reentry", reentry_ok, reentry_reason),
-    ]
-
-    setups: list[Setup] = []
-    skipped: list[str] = []
+    gates = _run_gates(market, detected, params, history, news_blackout, now)
+    checks += gates.checks
+    range_ = gates.range
     signals = find_signals(market, range_, params)
-    for signal in signals:
-        edge = edge_check(signal.side, range_, market, params) if switches.edge_filter else None
-        if edge:
-            skipped.append(f"{signal.strategy} {signal.side} skipped: {edge}")
-            continue
-        priced = build_setup(signal, market, params)
-        if isinstance(priced, str):
-            skipped.append(f"{priced} (skipped)")
-        else:
-            setups.append(priced)
-    scored = [score_setup(s, market, params, regime) for s in setups]
+    setups, skipped = _price_signals(signals, market, range_, params)
+    scored = [score_setup(s, market, params, gates.regime) for s in setups]
     kept, conflict_note = resolve_conflicts(scored, params)
     candidates = tuple(sorted(scored, key=lambda s: (s.weighted, s.total), reverse=True))
     signal_lines = tuple(f"signal {s.strategy} {s.side} conf {s.confidence}: {s.reason}" for s in signals)
@@ -166,23 +210,11 @@ def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpPar
         return _no_trade(inputs, checks, "conflict", notes + (conflict_note,), range_, candidates)
 
     best = kept[0]
-    setup = best.setup
-    idea = TradeIdea(
-        symbol=symbol, side=setup.side, entry=setup.entry, sl=setup.sl, tp=setup.tp,  # type: ignore[arg-type]
-        strategy=setup.strategy,
-        reasons=(setup.signal.reason, range_.describe(), conf.check(params).line(), best.describe()),
-        meta={
-            "engine": "range_scalp", "score": best.total, "weighted_score": best.weighted,
-            "confidence": setup.signal.confidence, "rr": setup.rr, "risk": setup.risk,
-            "range": range_.to_dict(), "confluence_score": conf.score, "session": market.session_key,
-            "adx": market.adx, "adx_regime": regime, "atr_eff": market.atr_eff,
-            "components": {"entry": best.entry_points, "mtf": best.mtf_points, "flow": best.flow_points,
-                           "session": best.session_points},
-            "bar_time": int(inputs.m5.time[-1]), "evaluated_at": iso(inputs.now_s),
-        })
+    nested = nested_alignment(market, params, best.side)
     return RangeDecision(
-        symbol=symbol, idea=idea, reasons=tuple(c.line() for c in checks) + notes + (conflict_note,),
-        failed=None, score=best.total, strategy=setup.strategy, range=range_, checks=tuple(checks),
+        symbol=symbol, idea=_idea(symbol, best, gates, market, params, nested),
+        reasons=tuple(c.line() for c in checks) + notes + (conflict_note,) + nested,
+        failed=None, score=best.total, strategy=best.strategy, range=range_, checks=tuple(checks),
         candidates=candidates, bar_time=int(inputs.m5.time[-1]))
 
 

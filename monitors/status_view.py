@@ -59,6 +59,42 @@ def render_status(status: dict[str, Any]) -> str:
         lines.append(f"{name:<20}{thread.get('status', '?'):<10}{_fmt_age(thread.get('heartbeat_age_s')):>10}"
                      f"{thread.get('steps', '-')!s:>8}{thread.get('errors', '-')!s:>8}"
                      f"{thread.get('restarts', 0)!s:>9}  {thread.get('last_problem') or thread.get('last_error') or ''}")
+    broker = health.get("broker", {})
+    if broker:
+        link = "connected" if broker.get("connected") else "DISCONNECTED"
+        last = broker.get("last_error") or {}
+        lines.insert(2, f"broker: {link} (login {broker.get('login')} on {broker.get('server')}, "
+                        f"reconnects {broker.get('reconnects', 0)}"
+                        + (f", last error {last.get('code')} {last.get('message')}" if last else "") + ")")
+    trading = health.get("trading", {})
+    if trading:
+        state = trading.get("state", "?")
+        reason = f" - {trading['reason']}" if trading.get("reason") else ""
+        recon = trading.get("reconciliation") or "not run yet"
+        lines.insert(3, f"trading: {state}{reason}   last reconciliation: {recon}")
+    account = health.get("account", {})
+    if account and "balance" in account:
+        lines.insert(4, f"account {account.get('login')}: balance {account['balance']:.2f} equity "
+                        f"{account['equity']:.2f} {account.get('currency', '')}, free margin "
+                        f"{account.get('margin_free', 0):.2f}")
+    positions = (health.get("positions") or {}).get("broker") or []
+    lines.append("")
+    if positions:
+        lines.append(f"{'open position':<14}{'ticket':>10} {'side':<5}{'volume':>8}{'entry':>12}{'sl':>12}{'tp':>12}{'P&L':>10}")
+        for p in positions:
+            lines.append(f"{p['symbol']:<14}{p['ticket']:>10} {p['side']:<5}{p['volume']:>8g}{p['price_open']:>12g}"
+                         f"{p['sl']:>12g}{p['tp']:>12g}{p['profit']:>10.2f}")
+    else:
+        lines.append("no open positions")
+    today = health.get("results_today") or {}
+    lines.append("")
+    if today:
+        lines.append(f"{'today (UTC)':<14}{'trades':>7}{'wins':>6}{'P&L':>10}{'avg R':>7}")
+        for name, row in sorted(today.items()):
+            avg = "-" if row.get("avg_r") is None else f"{row['avg_r']:.2f}"
+            lines.append(f"{name:<14}{row['trades']:>7}{row['wins']:>6}{row['pnl']:>10.2f}{avg:>7}")
+    else:
+        lines.append("no trades closed today (UTC)")
     strategies = health.get("strategies", {})
     if strategies:
         lines.append("")

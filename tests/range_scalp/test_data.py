@@ -73,6 +73,10 @@ def test_aggregate_keeps_complete_buckets_only_with_correct_ohlcv() -> None:
     assert m15.close.tolist() == [12.2, 15.2]
     assert m15.volume.tolist() == [1 + 2 + 3, 4 + 5 + 6]
     assert len(aggregate(bars, H1, T0 + 35 * 60)) == 0
+    # a window entering a bucket midway: that first bucket is partial and dropped
+    late = bars.slice(1, len(bars))  # starts 00:05
+    assert aggregate(late, M15, T0 + 35 * 60).time.tolist() == [T0 + 900]
+    assert aggregate(late, M15, T0 + 35 * 60, drop_partial_first=False).time.tolist() == [T0, T0 + 900]
     with pytest.raises(ValueError, match="cannot aggregate"):
         aggregate(bars, 7 * 60, T0 + 3600)
 

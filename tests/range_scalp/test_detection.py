@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from engines.indicators import swing_pivots
-from engines.range_data import M15, RangeFlow, aggregate
+from engines.range_data import M15, Bars, RangeFlow, aggregate
 from engines.range_detection import (
     RangeStructure, adaptive_anchors, count_touches, critical_gaps, daily_candidate, detect_range,
-    dynamic_candidate, false_range, invalidation, session_candidate, width_problem,
+    dynamic_candidate, false_range, invalidation, nested_alignment, session_candidate, swing_range,
+    width_problem,
 )
 from engines.range_market import DayLevels, previous_day_levels
 from engines.range_metrics import BreakOfStructure, Divergence
@@ -262,3 +263,28 @@ def test_two_red_flags_make_a_false_range() -> None:
     report = false_range(m, params())
     assert report.flags == ("volume_increasing", "vwap_momentum_high") and report.is_false
     assert not false_range(m, params(false_range={"red_flags_required": 3})).is_false
+
+
+# ----------------------------------------------------------------------------------------------
+# Nested ranges (informational)
+# ----------------------------------------------------------------------------------------------
+
+ZIGZAG = [100, 100.5, 101, 100.5, 100, 99.5, 99, 99.5, 100, 100.5, 101, 100.5, 100, 99.5, 99, 99.5, 100, 100.2]
+
+
+def zigzag_bars(scale: float, period_s: int) -> Bars:
+    rows = [(100 + (p - 100) * scale,) * 4 for p in ZIGZAG]
+    return bars_from_rows(MONDAY, [(o, h + 0.01, l - 0.01, c) for o, h, l, c in rows], period_s)
+
+
+def test_swing_range_is_the_latest_swing_high_and_low() -> None:
+    assert swing_range(zigzag_bars(1.0, M15), 3, 3) == (pytest.approx(101.01), pytest.approx(98.99))
+    assert swing_range(bars_from_rows(MONDAY, [(100.0, 100.1, 99.9, 100.0)] * 20), 3, 3) is None
+
+
+def test_nested_alignment_warns_but_never_blocks() -> None:
+    m = market(sine_bars(MONDAY, TUESDAY_12))
+    assert nested_alignment(m, params()) == ()  # a regular sine: every swing range is the same box
+    narrow_h1 = replace(m, inputs=replace(m.inputs, h1=zigzag_bars(0.1, 3600)))
+    warnings = nested_alignment(narrow_h1, params())
+    assert len(warnings) == 1 and warnings[0].startswith("nested: M15 range 99.68-100.32 not inside H1")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engines.range_data import H1, Bars, aggregate
+from engines.range_data import H1, Bars, RangeFlow, aggregate
 from engines.range_exits import ExitRecord, RangeHistory
 from engines.range_scalp import evaluate_entry
 from tests.range_scalp.helpers import MONDAY, close_time, drop_at_end, params, sine_bars
@@ -158,3 +158,15 @@ def test_unreadable_inputs_raise() -> None:
     with pytest.raises(ValueError, match="bid <= ask"):
         evaluate_entry(bars, None, (100.0, 99.0), params(), "TEST", close_time(bars))
     assert close_time(bars).tzinfo is timezone.utc
+
+
+def test_order_flow_raises_the_score_and_the_engine_is_deterministic() -> None:
+    bars = scenario()
+    plain = evaluate(bars)
+    again = evaluate(bars)
+    assert plain.idea == again.idea and plain.reasons == again.reasons  # pure: same input, same output
+    confirmed = evaluate(bars, flow=RangeFlow(signal="BULLISH", pressure_side="BUY"))
+    assert plain.idea is not None and confirmed.idea is not None
+    assert plain.idea.meta["components"]["flow"] == 6  # no flow given: neutral
+    assert confirmed.idea.meta["components"]["flow"] == 20
+    assert confirmed.score == plain.score + 14

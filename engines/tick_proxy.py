@@ -1,0 +1,251 @@
+"""Proxy order flow from MT5 ticks, for symbols without an exchange tape (gold, FX, CFDs).
+
+What it is. Each tick is turned into a pseudo-trade and fed to the same ``OrderFlowEngine`` the
+Binance tape feeds, so the proxy serves the SAME ``FlowMetrics`` (delta, CVD and its slope,
+aggressor ratio, imbalance, windows, M1/M5 flow bars) and the same signal detectors and
+classifier run on it, with their own (per-symbol) thresholds.
+
+How a tick is signed, in this order:
+1. Broker aggressor flags: a tick flagged TICK_FLAG_BUY (32) and not SELL is a buy, SELL (64)
+   and not BUY a sell. Exchange-traded instruments on some brokers carry them; FX and CFD quote
+   ticks never do.
+2. Tick rule on the tick's price, which is ``last`` when the broker fills it (a trade print),
+   else the bid/ask mid: a higher price than the previous tick is a buy, lower a sell, and an
+   unchanged price repeats the direction of the last change (the classic zero-tick rule).
+   Ticks before the first price change have no direction and are left out (counted).
+Size: ``volume_real`` when positive, else ``volume`` when positive, else 1 (one unit per tick).
+On an instrument that prints trades (``last`` > 0), ticks that only update bid/ask (flags set,
+none of LAST/VOLUME/BUY/SELL) are quote updates, not trades: they are skipped.
+
+LIMITS (why it is a proxy). FX and CFD ticks carry no aggressor side and no traded volume: a
+rising mid is not proof that buyers hit the offer, and one tick is one quote update of one
+liquidity provider, not a size. The "delta" is therefore net up-ticks minus down-ticks
+(tick-count pressure), CVD is the running sum of that, absorption means "many one-directional
+ticks without range", and the numbers are broker-specific (another feed has other tick counts).
+Use conservative thresholds for proxy symbols and treat the proxy as a fallback, not the
+primary signal. Quote-only feeds also make the zero-tick rule matter more: a stale side repeats.
+
+Pure: arrays in, state and engine updates out; no clock, no I/O, no locks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from engines.order_flow import BatchResult, FlowBar, FlowMetrics, OrderFlowEngine, SecondSeries
+
+TICK_FLAG_BID = 2
+TICK_FLAG_ASK = 4
+TICK_FLAG_LAST = 8
+TICK_FLAG_VOLUME = 16
+TICK_FLAG_BUY = 32
+TICK_FLAG_SELL = 64
+TRADE_FLAGS = TICK_FLAG_LAST | TICK_FLAG_VOLUME | TICK_FLAG_BUY | TICK_FLAG_SELL
+
+
+@dataclass
+class TickRuleState:
+    """What the tick rule carries from one batch to the next (per symbol)."""
+
+    last_price: float | None = None
+    last_direction: int = 0  # +1 up, -1 down, 0 no price change seen yet
+
+
+@dataclass(frozen=True)
+class ClassifiedTicks:
+    """Pseudo-trades, in tick order, ready for ``OrderFlowEngine.add_trades``."""
+
+    time_ms: np.ndarray  # int64, UTC epoch ms
+    price: np.ndarray  # float64
+    qty: np.ndarray  # float64
+    is_sell: np.ndarray  # bool (the engine's is_buyer_maker: True = sell volume)
+    by_flag: int = 0  # signed by the broker's BUY/SELL flags
+    by_tick_rule: int = 0  # signed by the tick rule
+    unclassified: int = 0  # no direction yet (before the first price change)
+    quote_updates: int = 0  # bid/ask-only ticks of an instrument that prints trades
+    invalid: int = 0  # non-finite or non-positive price
+
+    def __len__(self) -> int:
+        return int(self.time_ms.shape[0])
+
+
+def _column(values: Any, n: int, dtype: Any, name: str) -> np.ndarray:
+    if values is None:
+        return np.zeros(n, dtype=dtype)
+    array = np.asarray(values, dtype=dtype)
+    if array.shape != (n,):
+        raise ValueError(f"tick column {name!r} has shape {array.shape}; expected ({n},) like time_ms")
+    return array
+
+
+def classify_ticks(time_ms: Any, bid: Any, ask: Any, last: Any = None, volume: Any = None,
+                   flags: Any = None, volume_real: Any = None,
+                   state: TickRuleState | None = None) -> tuple[ClassifiedTicks, TickRuleState]:
+    """Sign a batch of ticks (oldest first). Returns the pseudo-trades and the state to carry.
+
+    ``last``, ``volume``, ``flags`` and ``volume_real`` may be None (a quote-only recording such
+    as HistData ticks): then every tick is a quote tick priced at the mid, size 1.
+    """
+    state = state or TickRuleState()
+    time_ms = np.asarray(time_ms, dtype=np.int64)
+    n = time_ms.shape[0]
+    bid = _column(bid, n, np.float64, "bid")
+    ask = _column(ask, n, np.float64, "ask")
+    last = _column(last, n, np.float64, "last")
+    volume = _column(volume, n, np.float64, "volume")
+    volume_real = _column(volume_real, n, np.float64, "volume_real")
+    flags = _column(flags, n, np.int64, "flags")
+
+    with np.errstate(invalid="ignore"):
+        prints_trades = last > 0
+    is_print = prints_trades & ((flags == 0) | ((flags & TRADE_FLAGS) != 0))
+    quote_updates = int(np.count_nonzero(prints_trades & ~is_print))
+    price = np.where(prints_trades, last, (bid + ask) / 2.0)
+    with np.errstate(invalid="ignore"):
+        valid_price = np.isfinite(price) & (price > 0)
+        valid_quote = prints_trades | (np.isfinite(bid) & np.isfinite(ask) & (bid > 0) & (ask >= bid))
+    valid = valid_price & valid_quote
+    used = (is_print | ~prints_trades) & valid
+    invalid = int(np.count_nonzero((is_print | ~prints_trades) & ~valid))
+
+    t, p, fl = time_ms[used], price[used], flags[used]
+    size = np.where(volume_real[used] > 0, volume_real[used], np.where(volume[used] > 0, volume[used], 1.0))
+    m = t.shape[0]
+    if m == 0:
+        empty = ClassifiedTicks(np.empty(0, np.int64), np.empty(0), np.empty(0), np.empty(0, bool),
+                                quote_updates=quote_updates, invalid=invalid)
+        return empty, TickRuleState(state.last_price, state.last_direction)
+
+    buy_flag = (fl & TICK_FLAG_BUY) != 0
+    sell_flag = (fl & TICK_FLAG_SELL) != 0
+    flag_side = np.where(buy_flag & ~sell_flag, 1, np.where(sell_flag & ~buy_flag, -1, 0))
+
+    previous = np.empty(m)
+    previous[0] = np.nan if state.last_price is None else state.last_price
+    previous[1:] = p[:-1]
+    with np.errstate(invalid="ignore"):
+        change = np.sign(p - previous)
+    change = np.where(np.isfinite(change), change, 0.0).astype(np.int64)
+    # zero-tick rule: an unchanged price repeats the direction of the last change
+    last_change_at = np.maximum.accumulate(np.where(change != 0, np.arange(m), -1))
+    carried = np.where(last_change_at >= 0, change[np.maximum(last_change_at, 0)], state.last_direction)
+
+    side = np.where(flag_side != 0, flag_side, carried)
+    signed = side != 0
+    result = ClassifiedTicks(
+        time_ms=t[signed], price=p[signed], qty=size[signed], is_sell=side[signed] < 0,
+        by_flag=int(np.count_nonzero(flag_side != 0)),
+        by_tick_rule=int(np.count_nonzero((flag_side == 0) & signed)),
+        unclassified=int(np.count_nonzero(~signed)), quote_updates=quote_updates, invalid=invalid)
+    return result, TickRuleState(float(p[-1]), int(carried[-1]))
+
+
+def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray | None]:
+    """The tick columns of a broker/reader DataFrame (UTC DatetimeIndex); absent ones are None."""
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        raise ValueError("ticks need a DatetimeIndex (UTC)")
+    index = frame.index
+    if index.tz is None:
+        raise ValueError("tick times must be timezone-aware UTC")
+    out: dict[str, np.ndarray | None] = {"time_ms": index.as_unit("ms").asi8.astype(np.int64)}
+    for name in ("bid", "ask", "last", "volume", "flags", "volume_real"):
+        out[name] = frame[name].to_numpy() if name in frame.columns else None
+    if out["bid"] is None or out["ask"] is None:
+        raise ValueError("ticks need bid and ask columns")
+    return out
+
+
+@dataclass
+class ProxyCounters:
+    ticks: int = 0
+    trades: int = 0
+    by_flag: int = 0
+    by_tick_rule: int = 0
+    unclassified: int = 0
+    quote_updates: int = 0
+    invalid: int = 0
+    rejected_by_engine: int = 0
+
+    def add(self, classified: ClassifiedTicks, ticks: int, result: BatchResult) -> None:
+        self.ticks += ticks
+        self.trades += result.accepted
+        self.by_flag += classified.by_flag
+        self.by_tick_rule += classified.by_tick_rule
+        self.unclassified += classified.unclassified
+        self.quote_updates += classified.quote_updates
+        self.invalid += classified.invalid
+        self.rejected_by_engine += result.duplicates + result.out_of_order + result.invalid
+
+
+@dataclass
+class _ProxySymbol:
+    state: TickRuleState = field(default_factory=TickRuleState)
+    next_id: int = 1
+    counters: ProxyCounters = field(default_factory=ProxyCounters)
+
+
+class TickFlowProxy:
+    """Per-symbol proxy books: ticks in, the delta engine's metrics and bars out (not locked)."""
+
+    source = "tick_proxy"
+
+    def __init__(self, engine: OrderFlowEngine | None = None) -> None:
+        self.engine = engine or OrderFlowEngine()
+        self._symbols: dict[str, _ProxySymbol] = {}
+
+    @classmethod
+    def from_config(cls, flow_config: Any) -> "TickFlowProxy":
+        """From a ``FlowEngineConfig`` (windows, bar timeframes, history)."""
+        return cls(OrderFlowEngine.from_config(flow_config))
+
+    def _book(self, symbol: str) -> _ProxySymbol:
+        book = self._symbols.get(symbol)
+        if book is None:
+            book = self._symbols[symbol] = _ProxySymbol()
+        return book
+
+    def add_ticks(self, symbol: str, time_ms: Any, bid: Any, ask: Any, last: Any = None, volume: Any = None,
+                  flags: Any = None, volume_real: Any = None) -> ClassifiedTicks:
+        """Classify a batch (oldest first, continuing the previous one) and feed the engine."""
+        book = self._book(symbol)
+        classified, book.state = classify_ticks(time_ms, bid, ask, last, volume, flags, volume_real, book.state)
+        n = len(classified)
+        if n:
+            ids = np.arange(book.next_id, book.next_id + n, dtype=np.int64)
+            book.next_id += n
+            result = self.engine.add_trades(symbol, ids, classified.price, classified.qty, classified.time_ms,
+                                            classified.is_sell)
+        else:
+            result = BatchResult()
+        book.counters.add(classified, int(np.asarray(time_ms).shape[0]), result)
+        return classified
+
+    def add_frame(self, symbol: str, frame: pd.DataFrame) -> ClassifiedTicks:
+        """Same as ``add_ticks`` from a DataFrame (``Broker.ticks`` or ``feeds.readers.read_ticks``)."""
+        return self.add_ticks(symbol, **frame_columns(frame))
+
+    def mark_discontinuity(self, symbol: str) -> None:
+        """Ticks were lost (a long outage): windows containing this point say ``discontinuous``,
+        and the tick rule restarts (the previous price is too old to compare with)."""
+        book = self._book(symbol)
+        book.state = TickRuleState()
+        self.engine.mark_discontinuity(symbol)
+
+    def get_metrics(self, symbol: str, window_seconds: int, now_ms: int) -> FlowMetrics | None:
+        return self.engine.get_metrics(symbol, window_seconds, now_ms)
+
+    def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
+        return self.engine.bars(symbol, seconds, include_forming)
+
+    def seconds(self, symbol: str, window_seconds: int, now_ms: int) -> SecondSeries | None:
+        return self.engine.seconds(symbol, window_seconds, now_ms)
+
+    def counters(self, symbol: str) -> ProxyCounters:
+        return self._book(symbol).counters if symbol in self._symbols else ProxyCounters()
+
+    @property
+    def symbols(self) -> list[str]:
+        return sorted(self._symbols)

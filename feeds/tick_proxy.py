@@ -1,0 +1,163 @@
+"""The tick proxy's feed: polls new MT5 ticks for proxy symbols and keeps their proxy flow.
+
+Each ``poll(symbol)`` asks the broker only for ticks since the last one already taken: the
+request starts AT the last tick's time (millisecond precision, inclusive, because several ticks
+can share a millisecond and more may arrive in it later) and the ticks already taken at that
+exact millisecond are dropped by count. The first poll (and any poll after an outage longer than
+``warmup_seconds``) starts ``warmup_seconds`` back, so windows and M1 flow bars are filled at
+once; an outage is marked as a discontinuity so windows spanning it say so.
+
+Bad batches (tick times going backwards) are rejected whole and counted; the position is not
+advanced, so the symbol's flow goes stale and entries on it fail closed.
+
+The order-flow monitor calls ``poll`` for the symbols it needs at the start of each step (no
+extra thread). Reads (``get_metrics``, ``bars``) may come from any thread: one lock guards the
+proxy books; a second lock serialises polls so two callers never take the same ticks twice.
+See ``engines/tick_proxy.py`` for how ticks are signed and the proxy's limits.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from engines.order_flow import FlowBar, FlowMetrics, OrderFlowEngine
+from engines.tick_proxy import TickFlowProxy, frame_columns
+from execution.errors import BrokerError
+from monitors.clock import Clock
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PollState:
+    last_ms: int | None = None  # time of the newest tick taken (UTC epoch ms)
+    taken_at_last_ms: int = 0  # how many ticks at exactly last_ms were taken
+    polls: int = 0
+    errors: int = 0
+    rejected_batches: int = 0
+    outages: int = 0
+    last_error: str | None = None
+    last_ok_ms: int | None = None  # market time of the last successful poll
+
+
+@dataclass(frozen=True)
+class PollResult:
+    symbol: str
+    fetched: int
+    new_ticks: int
+    trades: int
+    error: str | None = None
+
+
+class TickProxyFeed:
+    def __init__(self, broker: Any, clock: Clock, proxy: TickFlowProxy | None = None,
+                 warmup_seconds: float = 1800.0) -> None:
+        if warmup_seconds <= 0:
+            raise ValueError("warmup_seconds must be positive")
+        self.broker = broker
+        self.clock = clock
+        self.proxy = proxy or TickFlowProxy()
+        self.warmup_seconds = float(warmup_seconds)
+        self._lock = threading.Lock()
+        self._poll_lock = threading.Lock()
+        self._state: dict[str, PollState] = {}
+
+    @classmethod
+    def from_config(cls, proxy_config: Any, broker: Any, clock: Clock) -> "TickProxyFeed":
+        """From ``config.order_flow_model.TickProxyConfig``. Engine sizes are fixed at construction."""
+        return cls(broker, clock, TickFlowProxy(OrderFlowEngine.from_config(proxy_config.flow)),
+                   proxy_config.warmup_seconds)
+
+    # ------------------------------------------------------------------ polling
+    def poll(self, symbol: str, now: datetime | None = None) -> PollResult:
+        """Fetch and ingest the ticks of ``symbol`` that arrived since the last poll."""
+        with self._poll_lock:
+            return self._poll(symbol, now or self.clock.now())
+
+    def _poll(self, symbol: str, now: datetime) -> PollResult:
+        state = self._state.setdefault(symbol, PollState())
+        state.polls += 1
+        now_ms = int(now.timestamp() * 1000)
+        warmup_ms = int(self.warmup_seconds * 1000)
+        start_ms, skip_at_start = (state.last_ms, state.taken_at_last_ms) if state.last_ms is not None else (None, 0)
+        outage = start_ms is not None and now_ms - start_ms > warmup_ms
+        if start_ms is None or outage:
+            start_ms, skip_at_start = now_ms - warmup_ms, 0
+        try:
+            frame = self.broker.ticks(symbol, _utc(start_ms), now)
+            columns = frame_columns(frame)
+        except (BrokerError, ValueError, KeyError) as exc:
+            state.errors += 1
+            state.last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("tick proxy %s: fetching ticks failed: %s", symbol, state.last_error)
+            return PollResult(symbol, 0, 0, 0, state.last_error)
+        times = columns["time_ms"]
+        fetched = int(times.shape[0])
+        if fetched > 1 and bool(np.any(times[1:] < times[:-1])):
+            state.rejected_batches += 1
+            state.last_error = "tick times go backwards in the fetched batch"
+            log.warning("tick proxy %s: %s; batch of %d rejected", symbol, state.last_error, fetched)
+            return PollResult(symbol, fetched, 0, 0, state.last_error)
+        keep = times >= start_ms
+        if skip_at_start:
+            at_start = np.flatnonzero(times == start_ms)[:skip_at_start]
+            keep[at_start] = False
+        fresh = {name: (None if values is None else np.asarray(values)[keep]) for name, values in columns.items()}
+        new_times = fresh["time_ms"]
+        count = int(new_times.shape[0])
+        with self._lock:
+            if outage:
+                state.outages += 1
+                self.proxy.mark_discontinuity(symbol)
+                log.warning("tick proxy %s: no poll for %.0f s (> warmup %.0f s); flow marked discontinuous",
+                            symbol, (now_ms - (state.last_ms or now_ms)) / 1000, self.warmup_seconds)
+            classified = self.proxy.add_ticks(symbol, **fresh) if count else None
+        if count:
+            newest = int(new_times[-1])
+            at_newest = int(np.count_nonzero(new_times == newest))
+            if newest == state.last_ms and not outage:
+                state.taken_at_last_ms += at_newest
+            else:
+                state.last_ms, state.taken_at_last_ms = newest, at_newest
+        state.last_ok_ms = now_ms
+        state.last_error = None
+        return PollResult(symbol, fetched, count, len(classified) if classified is not None else 0)
+
+    def poll_all(self, symbols: list[str], now: datetime | None = None) -> list[PollResult]:
+        now = now or self.clock.now()
+        return [self.poll(symbol, now) for symbol in symbols]
+
+    # ------------------------------------------------------------------ reading
+    def get_metrics(self, symbol: str, window_seconds: int, now_ms: int) -> FlowMetrics | None:
+        with self._lock:
+            return self.proxy.get_metrics(symbol, window_seconds, now_ms)
+
+    def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
+        with self._lock:
+            return self.proxy.bars(symbol, seconds, include_forming)
+
+    def last_poll_ms(self, symbol: str) -> int | None:
+        state = self._state.get(symbol)
+        return None if state is None else state.last_ok_ms
+
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            out = {}
+            for symbol, state in sorted(self._state.items()):
+                c = self.proxy.counters(symbol)
+                out[symbol] = {
+                    "polls": state.polls, "errors": state.errors, "rejected_batches": state.rejected_batches,
+                    "outages": state.outages, "last_error": state.last_error, "last_tick_ms": state.last_ms,
+                    "ticks": c.ticks, "trades": c.trades, "by_flag": c.by_flag, "by_tick_rule": c.by_tick_rule,
+                    "unclassified": c.unclassified, "quote_updates": c.quote_updates, "invalid": c.invalid,
+                }
+            return out
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)

@@ -1,0 +1,150 @@
+"""Per-symbol memory of the micro-scalp monitor that must outlive one monitor instance.
+
+The supervisor stops the monitor when the strategy is switched off and builds a NEW instance
+when it is switched on again (and after a fault). Cooldowns, the circuit breaker, the regime
+hysteresis, the rolling spread sample and the why-no-trade counts must not reset on such a
+restart, so they live here and the composition root keeps one ``MicroScalpState`` for the life of
+the process and hands it to every instance. Entry times (for the cooldown and the caps) are
+seeded from the trade registry, so they also survive a process restart.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Iterable
+
+from engines.micro_scalp import RegimeState
+from engines.spread import SpreadTracker
+from execution.broker import SymbolSpec
+from monitors.why_not import WhyNoTrade
+
+STRATEGY = "micro_scalp"
+SPEC_REFRESH = timedelta(minutes=5)
+
+
+@dataclass
+class Breaker:
+    """Consecutive engine exceptions; ``paused_until`` is set when they reach the threshold."""
+
+    failures: int = 0
+    paused_until: datetime | None = None
+    paused_at: datetime | None = None
+    last_error: str | None = None
+    opens: int = 0
+
+    def is_open(self, now: datetime) -> bool:
+        return self.paused_until is not None and now < self.paused_until
+
+    def record_failure(self, error: str, now: datetime, threshold: int, pause_seconds: float) -> bool:
+        """Count one failure; True when this failure opened the breaker."""
+        self.failures += 1
+        self.last_error = error
+        if self.failures >= threshold and not self.is_open(now):
+            self.paused_until = now + timedelta(seconds=pause_seconds)
+            self.paused_at = now
+            self.opens += 1
+            return True
+        return False
+
+    def record_success(self) -> None:
+        self.failures = 0
+
+    def expire(self, now: datetime) -> bool:
+        """Close an elapsed pause (failures start again from 0); True when it just closed."""
+        if self.paused_until is not None and now >= self.paused_until:
+            self.paused_until = None
+            self.failures = 0
+            return True
+        return False
+
+
+@dataclass
+class SymbolState:
+    spread: SpreadTracker
+    regime: RegimeState | None = None
+    breaker: Breaker = field(default_factory=Breaker)
+    entries: deque[datetime] | None = None        # entry times, newest last; None = not seeded yet
+    failure_until: datetime | None = None         # cooldown after an order that did not open
+    failure_reason: str | None = None
+    last_traded_bar: str | None = None            # signal bar of the last entry (one entry per bar)
+    last_spread_quote_time: datetime | None = None
+    last_gate: str | None = None                  # last decision: failing gate, or "TRADE"
+    last_detail: str = ""
+    last_check_at: datetime | None = None
+    spec: SymbolSpec | None = None
+    spec_at: datetime | None = None
+
+    def last_entry(self) -> datetime | None:
+        return self.entries[-1] if self.entries else None
+
+    def add_entry(self, when: datetime) -> None:
+        if self.entries is None:
+            self.entries = deque()
+        self.entries.append(when)
+
+    def prune_entries(self, now: datetime) -> None:
+        """Keep what the caps and the cooldown can still need (the last day and a bit)."""
+        if self.entries is None:
+            return
+        horizon = min(now - timedelta(hours=1), now.replace(hour=0, minute=0, second=0, microsecond=0))
+        while self.entries and self.entries[0] < horizon:
+            self.entries.popleft()
+
+    def count_entries_since(self, since: datetime) -> int:
+        return sum(1 for t in self.entries or () if t >= since)
+
+
+class MicroScalpState:
+    """Everything the monitor keeps between steps and across instances."""
+
+    def __init__(self, summary_minutes: float = 15.0) -> None:
+        self.lock = threading.RLock()
+        self.symbols: dict[str, SymbolState] = {}
+        self.why = WhyNoTrade(STRATEGY, summary_minutes)
+        self.stats: Any = None  # MicroScalpStats, loaded lazily by the first monitor instance
+        self.counters: dict[str, int] = {}
+
+    def symbol(self, name: str, spread_window: int) -> SymbolState:
+        with self.lock:
+            state = self.symbols.get(name)
+            if state is None:
+                state = SymbolState(spread=SpreadTracker(window=spread_window))
+                self.symbols[name] = state
+            elif state.spread.window != spread_window:  # the window was edited: start a new sample
+                state.spread = SpreadTracker(window=spread_window)
+            return state
+
+    def count(self, key: str, amount: int = 1) -> None:
+        with self.lock:
+            self.counters[key] = self.counters.get(key, 0) + amount
+
+    def seed_entries(self, state: SymbolState, opened_at: Iterable[str]) -> None:
+        """Entry times from the registry (ISO strings), once per symbol and state object."""
+        if state.entries is not None:
+            return
+        times = sorted(datetime.fromisoformat(t) for t in opened_at)
+        state.entries = deque(times)
+
+    def health(self, now: datetime) -> dict[str, Any]:
+        with self.lock:
+            out: dict[str, Any] = {}
+            for name, s in sorted(self.symbols.items()):
+                stats = s.spread.stats()
+                out[name] = {
+                    "last_gate": s.last_gate,
+                    "last_detail": s.last_detail,
+                    "last_check_at": s.last_check_at.isoformat() if s.last_check_at else None,
+                    "regime": s.regime.regime if s.regime else None,
+                    "breaker": {"failures": s.breaker.failures, "opens": s.breaker.opens,
+                                "paused_until": s.breaker.paused_until.isoformat() if s.breaker.is_open(now) else None,
+                                "last_error": s.breaker.last_error},
+                    "cooldown_failure_until": (s.failure_until.isoformat()
+                                               if s.failure_until and s.failure_until > now else None),
+                    "last_entry_at": s.last_entry().isoformat() if s.last_entry() else None,
+                    "entries_last_hour": s.count_entries_since(now - timedelta(hours=1)),
+                    "spread_median": None if stats is None else stats.median,
+                    "spread_samples": 0 if stats is None else stats.samples,
+                }
+            return out

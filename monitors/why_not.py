@@ -1,0 +1,64 @@
+"""Why no trade was taken: per-symbol counts of the first failing gate or layer.
+
+A monitor records every decision (``record(symbol, failed)`` with ``failed=None`` for a trade)
+and logs one DEBUG line per decision; every ``summary_minutes`` it logs one INFO line per
+symbol, e.g. ``micro_scalp XAUUSD: 60 checks, 0 trades; waiting for: L3.primary 41, spread 12,
+session 7``, so an operator sees what the bot is waiting for without reading DEBUG logs.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+
+class WhyNoTrade:
+    def __init__(self, strategy: str, summary_minutes: float = 15.0,
+                 logger: logging.Logger | None = None) -> None:
+        self.strategy = strategy
+        self.summary_minutes = summary_minutes
+        self.log = logger or logging.getLogger(f"monitors.{strategy}")
+        self._lock = threading.Lock()
+        self._failed: dict[str, Counter[str]] = {}
+        self._checks: Counter[str] = Counter()
+        self._trades: Counter[str] = Counter()
+        self._since: datetime | None = None
+        self.last_summary: dict[str, Any] = {}
+
+    def record(self, symbol: str, failed: str | None, detail: str = "") -> None:
+        """One decision: ``failed`` is the first failing gate/layer, None when a trade was taken."""
+        with self._lock:
+            self._checks[symbol] += 1
+            if failed is None:
+                self._trades[symbol] += 1
+            else:
+                self._failed.setdefault(symbol, Counter())[failed] += 1
+        if self.log.isEnabledFor(logging.DEBUG):
+            self.log.debug("%s %s: %s%s", self.strategy, symbol, "TRADE" if failed is None else f"no trade ({failed})",
+                           f" - {detail}" if detail else "")
+
+    def maybe_summarize(self, now: datetime) -> bool:
+        """Log and reset the counts when ``summary_minutes`` have passed; True if it did."""
+        with self._lock:
+            if self._since is None:
+                self._since = now
+                return False
+            if now - self._since < timedelta(minutes=self.summary_minutes):
+                return False
+            summary = {}
+            for symbol in sorted(self._checks):
+                top = self._failed.get(symbol, Counter()).most_common()
+                summary[symbol] = {"checks": self._checks[symbol], "trades": self._trades[symbol],
+                                   "waiting_for": dict(top)}
+            self._failed.clear()
+            self._checks.clear()
+            self._trades.clear()
+            self._since = now
+            self.last_summary = summary
+        for symbol, info in summary.items():
+            waiting = ", ".join(f"{gate} {count}" for gate, count in info["waiting_for"].items()) or "-"
+            self.log.info("%s %s: %d checks, %d trades in the last %g min; waiting for: %s", self.strategy,
+                          symbol, info["checks"], info["trades"], self.summary_minutes, waiting)
+        return True
