@@ -222,6 +222,8 @@ class OrderFlowParams(SymbolParams):
     zone_tp_r: float = Field(1.5, gt=0, le=20, description="zone-mode target, in multiples of the stop")
     min_sl_atr: float = Field(0.3, gt=0, le=20, description="stops are never closer than this")
     max_sl_atr: float = Field(3.0, gt=0, le=50, description="stops are never farther than this")
+    min_sl_spreads: float = Field(2.0, ge=0, le=50,
+                                  description="stops are never closer than this many current spreads")
 
     @field_validator("pattern_weights")
     @classmethod

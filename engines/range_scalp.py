@@ -30,7 +30,8 @@ from config.range_scalp_model import RangeScalpParams
 from engines.range_data import RangeFlow, iso
 from engines.range_detection import RangeStructure, detect_range, nested_alignment, with_signals
 from engines.range_exits import (
-    ExitAction, ExitRecord, RangeHistory, RangeTrade, apply_exit_action, exit_action, reentry_allowed,
+    INVALIDATION_EXIT_REASONS, ExitAction, ExitRecord, RangeHistory, RangeTrade, apply_exit_action, exit_action,
+    reentry_allowed,
 )
 from engines.range_filters import (
     Check, Confluence, adx_gate, confluence, data_quality, edge_check, false_range_check, range_validity,
@@ -44,7 +45,7 @@ from engines.types import Decision, TradeIdea
 __all__ = [
     "evaluate_entry", "evaluate_exit", "prepare_market", "exit_action", "apply_exit_action",
     "reentry_allowed", "RangeDecision", "RangeTrade", "RangeHistory", "ExitRecord", "ExitAction",
-    "RangeStructure", "RangeFlow", "MarketUnavailable",
+    "RangeStructure", "RangeFlow", "MarketUnavailable", "INVALIDATION_EXIT_REASONS",
 ]
 
 

@@ -17,11 +17,10 @@ from typing import Any, Iterable
 
 from engines.micro_scalp import RegimeState
 from engines.spread import SpreadTracker
-from execution.broker import SymbolSpec
+from monitors.micro_scalp_exits import ExitCounters
 from monitors.why_not import WhyNoTrade
 
 STRATEGY = "micro_scalp"
-SPEC_REFRESH = timedelta(minutes=5)
 
 
 @dataclass
@@ -73,8 +72,6 @@ class SymbolState:
     last_gate: str | None = None                  # last decision: failing gate, or "TRADE"
     last_detail: str = ""
     last_check_at: datetime | None = None
-    spec: SymbolSpec | None = None
-    spec_at: datetime | None = None
 
     def last_entry(self) -> datetime | None:
         return self.entries[-1] if self.entries else None
@@ -105,6 +102,8 @@ class MicroScalpState:
         self.why = WhyNoTrade(STRATEGY, summary_minutes)
         self.stats: Any = None  # MicroScalpStats, loaded lazily by the first monitor instance
         self.counters: dict[str, int] = {}
+        self.exit_counters = ExitCounters()
+        self.last_step_at: datetime | None = None
 
     def symbol(self, name: str, spread_window: int) -> SymbolState:
         with self.lock:

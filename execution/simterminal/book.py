@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from execution.simterminal import constants as c
 from state.store import atomic_write_bytes, load_json_with_fallback
 
 BOOK_SCHEMA_VERSION = 1
@@ -108,6 +109,9 @@ class Book:
     positions: dict[int, Position] = field(default_factory=dict)
     deals: list[Deal] = field(default_factory=list)
     orders: list[Order] = field(default_factory=list)
+    # state a terminal built on this book keeps beside it (execution.paper_terminal stores its
+    # per-position tick marks here); written only when not empty, so plain sim books are unchanged
+    extra: dict[str, Any] = field(default_factory=dict)
     # deals and orders never change once recorded: their JSON is encoded once and reused, so
     # saving after each trade stays cheap however long the history grows
     _deal_text: list[str] = field(default_factory=list, repr=False, compare=False)
@@ -147,6 +151,8 @@ class Book:
             "next_deal": self.next_deal,
             "positions": [vars(p) for p in sorted(self.positions.values(), key=lambda p: p.ticket)],
         }
+        if self.extra:
+            head["extra"] = self.extra
         text = (json.dumps(head, separators=(",", ":"))[:-1]
                 + ',"deals":[' + ",".join(self._deal_text) + "]"
                 + ',"orders":[' + ",".join(self._order_text) + "]}\n")
@@ -161,6 +167,9 @@ class Book:
             raise BookError(f"{path}: schema_version {version!r} is not {BOOK_SCHEMA_VERSION}")
         try:
             positions = [_from_dict(Position, p) for p in raw["positions"]]
+            extra = raw.get("extra", {})
+            if not isinstance(extra, dict):
+                raise TypeError("'extra' is not an object")
             return cls(
                 login=int(raw["login"]), currency=str(raw["currency"]),
                 anchor_ms=int(raw["anchor_ms"]), last_eval_ms=int(raw["last_eval_ms"]),
@@ -168,9 +177,22 @@ class Book:
                 next_deal=int(raw["next_deal"]),
                 positions={p.ticket: p for p in positions},
                 deals=[_from_dict(Deal, d) for d in raw["deals"]],
-                orders=[_from_dict(Order, o) for o in raw["orders"]])
+                orders=[_from_dict(Order, o) for o in raw["orders"]],
+                extra=extra)
         except (KeyError, TypeError, ValueError) as exc:
             raise BookError(f"{path}: damaged book ({exc})") from None
+
+
+def new_book(login: int, currency: str, now_ms: int, starting_balance: float) -> Book:
+    """A fresh book whose history starts with the initial deposit, as a new MT5 account's does."""
+    book = Book(login=int(login), currency=currency, anchor_ms=now_ms, last_eval_ms=now_ms,
+                balance=float(starting_balance))
+    book.deals.append(Deal(
+        ticket=book.new_deal_ticket(), order=0, time_ms=now_ms, type=c.DEAL_TYPE_BALANCE,
+        entry=c.DEAL_ENTRY_IN, magic=0, position_id=0, reason=c.DEAL_REASON_CLIENT,
+        volume=0.0, price=0.0, commission=0.0, swap=0.0, profit=float(starting_balance),
+        fee=0.0, symbol="", comment="Initial deposit"))
+    return book
 
 
 def load_book(path: Path | None) -> Book | None:

@@ -51,7 +51,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from execution.simterminal import constants as c
-from execution.simterminal.book import Book, BookError, Deal, Order, Position, load_book, save_book
+from execution.simterminal.book import BookError, Deal, Order, Position, load_book, new_book, save_book
 from execution.simterminal.constants import PACKAGE_VERSION, Mt5Constants
 from execution.simterminal.faults import FaultInjector
 from execution.simterminal.market import (ALL_TIMEFRAMES, SymbolMarket,
@@ -189,31 +189,11 @@ class SimTerminal(Mt5Constants):
             raise ValueError("server_utc_offset_hours must be a whole number of minutes")
         if starting_balance <= 0 or leverage < 1 or maxbars < 1 or slippage_points < 0:
             raise ValueError("starting_balance and leverage must be positive, maxbars >= 1, slippage >= 0")
-        self._clock = clock
-        self._lock = threading.RLock()
-        self._book_path = Path(book_path) if book_path is not None else None
-        self._data_dir = Path(data_dir)
-        self._offset_ms = offset_ms
+        self._init_runtime(clock, book_path, data_dir=data_dir, offset_ms=offset_ms, leverage=leverage,
+                           currency=currency, login=login, password=password, server=server,
+                           terminal_path=terminal_path, slippage_points=slippage_points, maxbars=maxbars,
+                           time_save_seconds=time_save_seconds, account_name=account_name, company=company)
         self.server_utc_offset_hours = server_utc_offset_hours
-        self._leverage = int(leverage)
-        self._currency = currency
-        self._login = int(login)
-        self._password = password
-        self._server = server
-        self._terminal_path = Path(terminal_path) if terminal_path is not None else None
-        self._slippage_points = int(slippage_points)
-        self._maxbars = int(maxbars)
-        self._account_name = account_name
-        self._company = company
-        self._initialized = False
-        self._server_connected = True
-        self._last_error: tuple[int, str] = OK
-        self._request_id = 0
-        self._clock_behind_warned = False
-        self._call_now = clock.now()
-        self._last_save = time.monotonic()
-        self._time_save_seconds = float(time_save_seconds)
-        self.faults = FaultInjector(clock, _VALID_RETCODES)
 
         specs = load_symbol_specs(symbols_spec_path)
         book = load_book(self._book_path)
@@ -240,13 +220,7 @@ class SimTerminal(Mt5Constants):
 
         now_ms = self._ms(clock.now())
         if book is None:
-            book = Book(login=self._login, currency=currency, anchor_ms=now_ms, last_eval_ms=now_ms,
-                        balance=float(starting_balance))
-            book.deals.append(Deal(
-                ticket=book.new_deal_ticket(), order=0, time_ms=now_ms, type=c.DEAL_TYPE_BALANCE,
-                entry=c.DEAL_ENTRY_IN, magic=0, position_id=0, reason=c.DEAL_REASON_CLIENT,
-                volume=0.0, price=0.0, commission=0.0, swap=0.0, profit=float(starting_balance),
-                fee=0.0, symbol="", comment="Initial deposit"))
+            book = new_book(self._login, currency, now_ms, starting_balance)
             save_book(self._book_path, book)
         self._book = book
         self._specs: dict[str, SymbolSpec] = {}
@@ -259,6 +233,42 @@ class SimTerminal(Mt5Constants):
                 broker_name, spec, load_series(spec, self._data_dir, offset_ms), book.anchor_ms)
         self._selected: set[str] = set(self._markets) if preselect else set()
         self._static_info = {name: self._static_symbol_info(name) for name in self._markets}
+
+    def _init_runtime(self, clock: Clock, book_path: Path | None, *, data_dir: Path, offset_ms: int,
+                      leverage: int, currency: str, login: int, password: str | None, server: str,
+                      terminal_path: Path | str | None, slippage_points: int, maxbars: int,
+                      time_save_seconds: float, account_name: str, company: str) -> None:
+        """The terminal's own state apart from the book, the symbol specs and the markets.
+
+        A seam for terminals that bring another market source but keep this trade server
+        (``execution.paper_terminal`` fills from a real terminal's quotes): they call this
+        instead of ``__init__`` and then set ``_book``, ``_specs``, ``_markets``, ``_selected``
+        and ``_static_info`` themselves."""
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._book_path = Path(book_path) if book_path is not None else None
+        self._data_dir = Path(data_dir)
+        self._offset_ms = offset_ms
+        self.server_utc_offset_hours = offset_ms / 3_600_000
+        self._leverage = int(leverage)
+        self._currency = currency
+        self._login = int(login)
+        self._password = password
+        self._server = server
+        self._terminal_path = Path(terminal_path) if terminal_path is not None else None
+        self._slippage_points = int(slippage_points)
+        self._maxbars = int(maxbars)
+        self._account_name = account_name
+        self._company = company
+        self._initialized = False
+        self._server_connected = True
+        self._last_error: tuple[int, str] = OK
+        self._request_id = 0
+        self._clock_behind_warned = False
+        self._call_now = clock.now()
+        self._last_save = time.monotonic()
+        self._time_save_seconds = float(time_save_seconds)
+        self.faults = FaultInjector(clock, _VALID_RETCODES)
 
     # ======================================================================================
     # helpers that tests and the wiring may use (not part of the MetaTrader5 API)
@@ -775,19 +785,23 @@ class SimTerminal(Mt5Constants):
                     events.append((hit[0], position.ticket, hit[1], hit[2]))
             pending, start = still_open, end
         for time_ms, ticket, is_sl, price in sorted(events):
-            position = self._book.positions[ticket]
-            spec = self._specs[position.symbol]
-            slip = self._slippage_points * spec.point if is_sl else 0.0
-            price = price - slip if position.type == c.POSITION_TYPE_BUY else price + slip
-            price = round(price, spec.digits)
-            tag = "sl" if is_sl else "tp"
-            level = position.sl if is_sl else position.tp
-            self._close(position, position.volume, price, time_ms,
-                        reason=c.DEAL_REASON_SL if is_sl else c.DEAL_REASON_TP,
-                        order_reason=c.ORDER_REASON_SL if is_sl else c.ORDER_REASON_TP,
-                        comment=f"[{tag} {level:.{spec.digits}f}]", magic=position.magic,
-                        type_filling=_server_filling(spec))
+            self._fill_stop(self._book.positions[ticket], time_ms, is_sl, price)
         return bool(events)
+
+    def _fill_stop(self, position: Position, time_ms: int, is_sl: bool, price: float) -> None:
+        """Close all of ``position`` by the server at ``time_ms``: its stop loss (``price`` less
+        the adverse slippage) or its take profit, with the SL/TP reason and MT5's comment."""
+        spec = self._specs[position.symbol]
+        slip = self._slippage_points * spec.point if is_sl else 0.0
+        price = price - slip if position.type == c.POSITION_TYPE_BUY else price + slip
+        price = round(price, spec.digits)
+        tag = "sl" if is_sl else "tp"
+        level = position.sl if is_sl else position.tp
+        self._close(position, position.volume, price, time_ms,
+                    reason=c.DEAL_REASON_SL if is_sl else c.DEAL_REASON_TP,
+                    order_reason=c.ORDER_REASON_SL if is_sl else c.ORDER_REASON_TP,
+                    comment=f"[{tag} {level:.{spec.digits}f}]", magic=position.magic,
+                    type_filling=_server_filling(spec))
 
     def _stop_out(self, now_ms: int) -> bool:
         changed = False

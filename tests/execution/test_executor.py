@@ -225,3 +225,42 @@ def test_an_outcome_still_unknown_at_expiry_keeps_the_slot_and_says_so(stack: St
     assert stack.journal_events()[-1]["event"] == "unknown"
     assert len(stack.risk.pending()) == 1  # the slot stays taken until reconciliation settles it
     assert stack.events[-1][0] == "order_unknown"
+
+
+def test_a_thousand_concurrent_executor_opens_never_exceed_the_limits(tmp_path: Path) -> None:
+    import threading
+    stack = build_stack(tmp_path, bot_changes={"risk": {"max_open_total": 5, "max_open_per_symbol": 2,
+                                                        "max_open_per_strategy": 3, "max_trades_per_hour": 1000,
+                                                        "max_trades_per_day": 10000}})
+    ideas = {
+        ("XAUUSD", "micro_scalp"): market_idea(stack, "XAUUSD", strategy="micro_scalp", sl_distance=20, tp_distance=20),
+        ("EURUSD", "range_scalp"): market_idea(stack, "EURUSD", strategy="range_scalp", sl_distance=0.002, tp_distance=0.002),
+        ("BTCUSD", "order_flow"): market_idea(stack, "BTCUSD", strategy="order_flow", sl_distance=300, tp_distance=300),
+        ("XAUUSD", "order_flow"): market_idea(stack, "XAUUSD", strategy="order_flow", sl_distance=20, tp_distance=20),
+    }
+    keys = list(ideas)
+    barrier = threading.Barrier(8)
+    outcomes = []
+
+    def worker(n: int) -> None:
+        barrier.wait()
+        for i in range(125):
+            outcomes.append(stack.executor.open(ideas[keys[(n + i) % len(keys)]]))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(outcomes) == 1000
+    positions = stack.terminal.positions_get()
+    assert sum(o.opened for o in outcomes) == len(positions) == len(stack.registry.open_trades()) == 5
+    by_symbol: dict = {}
+    for p in positions:
+        by_symbol[p.symbol] = by_symbol.get(p.symbol, 0) + 1
+    assert max(by_symbol.values()) <= 2
+    by_strategy: dict = {}
+    for t in stack.registry.open_trades():
+        by_strategy[t.strategy] = by_strategy.get(t.strategy, 0) + 1
+    assert max(by_strategy.values()) <= 3
+    assert stack.risk.pending() == []

@@ -11,13 +11,13 @@ range, per range type, and how many setups and ideas were found.
 from __future__ import annotations
 
 import collections
+import json
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from config.loader import load_config
-from config.range_scalp_model import RangeScalpParams
+from config.range_scalp_model import RangeScalpConfig, RangeScalpParams
 from engines.range_data import M5, Bars, to_bars
 from engines.range_exits import RangeTrade
 from engines.range_scalp import RangeDecision, evaluate_entry, evaluate_exit
@@ -29,7 +29,8 @@ FILES = {"XAUUSD": XAU_M5, "EURUSD": EUR_M5}
 
 
 def shipped_params(symbol: str) -> RangeScalpParams:
-    return load_config(REPO / "config").range_scalp.for_symbol(symbol)
+    text = (REPO / "config" / "range_scalp.json").read_text(encoding="utf-8")
+    return RangeScalpConfig.model_validate(json.loads(text)).for_symbol(symbol)
 
 
 def run_symbol(symbol: str) -> tuple[list[RangeDecision], Bars, float]:

@@ -1,0 +1,397 @@
+"""The micro-scalp monitor: every 5 s, every configured symbol, gates -> engine -> executor.
+
+One step (``step(now)``, run by monitors/base.MonitorLoop):
+1. the news calendar file is re-read if it changed (monitors/news_file.py);
+2. exits of open micro-scalp trades: broker-side SL/TP closes are recorded, the trailing stop
+   and the time exit are applied (monitors/micro_scalp_exits.py);
+3. for every symbol of micro_scalp.json, the gates in this order; the first that fails is
+   recorded in WhyNoTrade under its name (one DEBUG line per symbol per step) and ends the
+   symbol's check:
+     enabled     the strategy and the symbol are switched on
+     session     the hour (UTC) is inside ``trading_sessions_utc``
+     cooldown    ``cooldown_after_trade_seconds`` since the last entry, and
+                 ``cooldown_after_failure_seconds`` since an order that did not open
+     caps        entries in the rolling hour / since 00:00 UTC below ``max_trades_per_hour/day``
+     news        no news blackout for the symbol (config/news.json)
+     positions   open micro-scalp positions on the symbol below ``max_positions_per_symbol``
+     freshness   the bars the engine needs (back to the VWAP anchor hour, at least
+                 ``min_bars``), the last closed bar at most ``max_bar_age_seconds`` old, the quote
+                 at most ``max_quote_age_seconds`` old
+     breaker     the symbol is not paused (``breaker_failures`` consecutive engine exceptions
+                 pause it for ``breaker_pause_seconds``, with a notification each way)
+     spread      the spread under ``max_spread_pct`` of mid and ``max_spread_median_ratio`` x
+                 the rolling median of this symbol's recent spreads
+     <engine>    the engine's first failing layer (e.g. ``L2.location``), or ``engine.error``
+     executor.*  the executor's outcome when the idea did not open (``executor.rejected``...)
+4. newly closed trades are scored (monitors/micro_scalp_stats.py);
+5. every ``summary_minutes`` an INFO summary of why no trade was taken.
+
+Per-symbol memory that must survive a new instance (the supervisor builds one after a config
+switch-off/on) lives in ``MicroScalpState``: the composition root keeps one and passes it in.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+import pandas as pd
+
+from config.micro_scalp_model import MicroScalpConfig, MicroScalpParams
+from config.watcher import ConfigHolder
+from engines.micro_scalp import evaluate
+from execution.errors import BrokerError
+from feeds.bar_feed import BadBars
+from monitors.micro_scalp_exits import ExitManager
+from monitors.micro_scalp_state import STRATEGY, MicroScalpState, SymbolState
+from monitors.micro_scalp_stats import MicroScalpStats
+from monitors.news_file import NewsFile
+from state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+Notify = Callable[[str, dict[str, Any]], None]
+BAR_SECONDS = 60
+
+
+def in_sessions(hour: int, sessions: list[tuple[int, int]]) -> bool:
+    """Is ``hour`` (0-23, UTC) inside one of the [start, end) windows? start > end wraps midnight."""
+    for start, end in sessions:
+        if (start < end and start <= hour < end) or (start > end and (hour >= start or hour < end)):
+            return True
+    return False
+
+
+def bars_needed(params: MicroScalpParams, now: datetime) -> int:
+    """Closed M1 bars reaching back before the session VWAP's anchor hour (so the VWAP is the
+    full session's), at least ``min_bars`` and at most ``max_bars``."""
+    anchor = now.replace(hour=params.vwap_anchor_hour_utc, minute=0, second=0, microsecond=0)
+    if anchor > now:
+        anchor -= timedelta(days=1)
+    minutes = int((now - anchor).total_seconds() // BAR_SECONDS)
+    return min(params.max_bars, max(params.min_bars, minutes + 1))
+
+
+@dataclass
+class _Check:
+    """What one symbol's check has gathered so far (passed from gate to gate)."""
+
+    symbol: str
+    config: MicroScalpConfig
+    params: MicroScalpParams
+    state: SymbolState
+    now: datetime
+    bars: pd.DataFrame | None = None
+    quote: Any = None
+
+
+class MicroScalpMonitor:
+    """``name``, ``interval_seconds`` and ``step(now)`` for MonitorLoop; ``health()`` for status."""
+
+    name = "micro-scalp"
+
+    def __init__(self, holder: ConfigHolder, bar_feed: Any, broker: Any, executor: Any, registry: Any, *,
+                 news: NewsFile | None = None, notify: Notify | None = None,
+                 state: MicroScalpState | None = None, store: StateStore | None = None,
+                 save: Callable[[str, dict[str, Any]], None] | None = None,
+                 flow: Callable[[str], Any] | None = None,
+                 perf: Callable[[], float] = time.perf_counter) -> None:
+        """Cheap: no broker call, no file read beyond the statistics document the first time.
+
+        ``news``: the calendar file (None = no news gate); ``notify(kind, data)``: kinds
+        ``symbol_paused``/``symbol_resumed``; ``state``: keep one for the process and pass it to
+        every instance; ``store``: where ``stats_micro_scalp`` lives (default: the registry's);
+        ``save``: how to write it (default ``store.save``; pass ``StateWriter.submit`` to
+        coalesce); ``flow(symbol)``: optional order-flow metrics for the engine."""
+        self.holder = holder
+        self.bar_feed = bar_feed
+        self.broker = broker
+        self.executor = executor
+        self.registry = registry
+        self.news = news
+        self._notify = notify or (lambda kind, data: None)
+        self.state = state or MicroScalpState(holder.current.micro_scalp.summary_minutes)
+        self._flow = flow
+        self._perf = perf
+        if self.state.stats is None:
+            self.state.stats = MicroScalpStats(store or registry.store, registry, save)
+        self.stats: MicroScalpStats = self.state.stats
+        self.exits = ExitManager(executor, registry, broker, self.state.exit_counters)
+        self._params_of: Any = None
+        self._params: dict[str, MicroScalpParams] = {}
+        self._gates: tuple[tuple[str, Callable[[_Check], str | None]], ...] = (
+            ("enabled", self._gate_enabled),
+            ("session", self._gate_session),
+            ("cooldown", self._gate_cooldown),
+            ("caps", self._gate_caps),
+            ("news", self._gate_news),
+            ("positions", self._gate_positions),
+            ("freshness", self._gate_freshness),
+            ("breaker", self._gate_breaker),
+            ("spread", self._gate_spread),
+        )
+
+    @property
+    def interval_seconds(self) -> float:
+        return self.holder.current.micro_scalp.interval_seconds
+
+    # ------------------------------------------------------------------ config
+    def params(self, config: MicroScalpConfig, symbol: str) -> MicroScalpParams:
+        """Merged parameters, cached per config snapshot (merging validates, which costs)."""
+        if self._params_of is not config:
+            self._params_of, self._params = config, {}
+        params = self._params.get(symbol)
+        if params is None:
+            params = config.for_symbol(symbol)  # a symbol no longer listed gets the defaults
+            self._params[symbol] = params
+        return params
+
+    def _min_stop_distance(self, symbol: str) -> float:
+        spec = self.broker.symbol_spec(symbol)
+        return spec.stops_level_points * spec.point
+
+    # ------------------------------------------------------------------ the step
+    def step(self, now: datetime) -> None:
+        config = self.holder.current.micro_scalp  # one snapshot for the whole step
+        self.state.last_step_at = now
+        self.state.why.summary_minutes = config.summary_minutes
+        if self.news is not None:
+            self.news.refresh()
+        try:
+            self.exits.run(now, lambda symbol: self.params(config, symbol), self._min_stop_distance)
+        except Exception:  # an exit problem must not stop entries on the other symbols
+            self.state.count("exit_errors")
+            log.exception("micro_scalp exit management failed this step")
+        for symbol in config.symbols:
+            self._check_symbol(symbol, config, now)
+        self.stats.score_new()
+        self.state.why.maybe_summarize(now)
+
+    def _check_symbol(self, symbol: str, config: MicroScalpConfig, now: datetime) -> None:
+        state = self.state.symbol(symbol, config.spread_window)
+        self._expire_breaker(symbol, state, now)
+        check = _Check(symbol, config, self.params(config, symbol), state, now)
+        try:
+            failed, detail = self._run_gates(check)
+        except Exception as exc:  # never let one symbol's surprise stop the others
+            self.state.count("errors")
+            log.exception("micro_scalp %s: unexpected error in the check", symbol)
+            failed, detail = "error", f"{type(exc).__name__}: {exc}"
+        state.last_gate, state.last_detail, state.last_check_at = failed or "TRADE", detail, now
+        self.state.why.record(symbol, failed, detail)
+
+    def _run_gates(self, check: _Check) -> tuple[str | None, str]:
+        for name, gate in self._gates:
+            problem = gate(check)
+            if problem is not None:
+                return name, problem
+        return self._decide_and_execute(check)
+
+    # ------------------------------------------------------------------ gates (None = pass)
+    def _gate_enabled(self, c: _Check) -> str | None:
+        if not c.config.enabled:
+            return "micro_scalp.json enabled is false"
+        if c.symbol not in c.config.symbols or not c.params.enabled:
+            return f"{c.symbol} is switched off in micro_scalp.json"
+        return None
+
+    def _gate_session(self, c: _Check) -> str | None:
+        if in_sessions(c.now.hour, c.params.trading_sessions_utc):
+            return None
+        windows = ", ".join(f"{a:02d}-{b:02d}" for a, b in c.params.trading_sessions_utc)
+        return f"{c.now:%H:%M}Z is outside the trading sessions {windows} UTC"
+
+    def _seed_entries(self, c: _Check) -> None:
+        if c.state.entries is None:
+            trades = self.registry.open_trades(STRATEGY, c.symbol) + [
+                t for t in self.registry.closed_trades(STRATEGY) if t.symbol == c.symbol]
+            self.state.seed_entries(c.state, (t.opened_at for t in trades))
+        c.state.prune_entries(c.now)
+
+    def _gate_cooldown(self, c: _Check) -> str | None:
+        self._seed_entries(c)
+        last = c.state.last_entry()
+        if last is not None:
+            left = c.params.cooldown_after_trade_seconds - (c.now - last).total_seconds()
+            if left > 0:
+                return f"cooldown after the entry at {last:%H:%M:%S}Z: {left:.0f} s left"
+        if c.state.failure_until is not None and c.now < c.state.failure_until:
+            left = (c.state.failure_until - c.now).total_seconds()
+            return f"cooldown after a failed order ({c.state.failure_reason}): {left:.0f} s left"
+        return None
+
+    def _gate_caps(self, c: _Check) -> str | None:
+        hour = c.state.count_entries_since(c.now - timedelta(hours=1))
+        if hour >= c.params.max_trades_per_hour:
+            return f"{hour} entries in the last hour, cap {c.params.max_trades_per_hour}"
+        day = c.state.count_entries_since(c.now.replace(hour=0, minute=0, second=0, microsecond=0))
+        if day >= c.params.max_trades_per_day:
+            return f"{day} entries today (UTC), cap {c.params.max_trades_per_day}"
+        return None
+
+    def _gate_news(self, c: _Check) -> str | None:
+        if self.news is None:
+            return None
+        verdict = self.news.blackout(c.symbol, c.now)
+        return verdict.reason if verdict.blocked else None
+
+    def _gate_positions(self, c: _Check) -> str | None:
+        open_count = len(self.registry.open_trades(STRATEGY, c.symbol))
+        if open_count >= c.params.max_positions_per_symbol:
+            return f"{open_count} open micro-scalp position(s), limit {c.params.max_positions_per_symbol}"
+        return None
+
+    def _gate_freshness(self, c: _Check) -> str | None:
+        p = c.params
+        count = bars_needed(p, c.now)
+        try:
+            bars = self.bar_feed.get(c.symbol, "M1", count)
+            quote = self.broker.quote(c.symbol)
+        except (BrokerError, BadBars) as exc:
+            return f"no usable data: {exc}"
+        if len(bars) < p.min_bars:
+            return f"{len(bars)} closed M1 bars, the engine needs {p.min_bars}"
+        last_close = bars.index[-1].to_pydatetime() + timedelta(seconds=BAR_SECONDS)
+        bar_age = (c.now - last_close).total_seconds()
+        if bar_age > p.max_bar_age_seconds:
+            return f"last closed bar {bars.index[-1]:%Y-%m-%d %H:%M}Z closed {bar_age:.0f} s ago " \
+                   f"(limit {p.max_bar_age_seconds:g} s)"
+        quote_age = (c.now - quote.time).total_seconds()
+        if quote_age > p.max_quote_age_seconds:
+            return f"quote is {quote_age:.0f} s old (limit {p.max_quote_age_seconds:g} s)"
+        c.bars, c.quote = bars, quote
+        return None
+
+    def _gate_breaker(self, c: _Check) -> str | None:
+        breaker = c.state.breaker
+        if breaker.is_open(c.now):
+            assert breaker.paused_until is not None
+            return f"paused until {breaker.paused_until:%H:%M:%S}Z after {breaker.failures} engine errors " \
+                   f"(last: {breaker.last_error})"
+        return None
+
+    def _gate_spread(self, c: _Check) -> str | None:
+        bid, ask = float(c.quote.bid), float(c.quote.ask)
+        tracker = c.state.spread
+        verdict = tracker.is_acceptable(bid, ask, c.params.max_spread_pct, c.params.max_spread_median_ratio,
+                                        c.params.spread_min_samples)
+        if c.quote.time != c.state.last_spread_quote_time:  # each quote votes once in the median
+            tracker.add_quote(bid, ask)
+            c.state.last_spread_quote_time = c.quote.time
+        return None if verdict.ok else verdict.reason
+
+    # ------------------------------------------------------------------ breaker
+    def _expire_breaker(self, symbol: str, state: SymbolState, now: datetime) -> None:
+        paused_at = state.breaker.paused_at
+        if state.breaker.expire(now):
+            log.warning("micro_scalp %s resumed: the engine pause is over", symbol)
+            self._send("symbol_resumed", {"strategy": STRATEGY, "symbol": symbol,
+                                          "paused_at": paused_at.isoformat() if paused_at else None,
+                                          "resumed_at": now.isoformat()})
+
+    def _engine_failed(self, c: _Check, exc: Exception) -> tuple[str, str]:
+        config = c.config
+        error = f"{type(exc).__name__}: {exc}"
+        breaker = c.state.breaker
+        opened = breaker.record_failure(error, c.now, config.breaker_failures, config.breaker_pause_seconds)
+        self.state.count("engine_errors")
+        log.error("micro_scalp %s: engine error %d/%d: %s", c.symbol, breaker.failures, config.breaker_failures,
+                  error, exc_info=exc)
+        if opened:
+            assert breaker.paused_until is not None
+            log.warning("micro_scalp %s paused for %g s after %d consecutive engine errors (last: %s)", c.symbol,
+                        config.breaker_pause_seconds, breaker.failures, error)
+            self._send("symbol_paused", {"strategy": STRATEGY, "symbol": c.symbol, "failures": breaker.failures,
+                                         "pause_seconds": config.breaker_pause_seconds,
+                                         "until": breaker.paused_until.isoformat(), "error": error})
+        return "engine.error", error
+
+    def _send(self, kind: str, data: dict[str, Any]) -> None:
+        try:
+            self._notify(kind, data)
+        except Exception:  # a notifier problem must never break the trading loop
+            log.exception("micro_scalp: notification %s failed", kind)
+
+    # ------------------------------------------------------------------ engine and executor
+    def _decide_and_execute(self, c: _Check) -> tuple[str | None, str]:
+        flow = None
+        if self._flow is not None:
+            try:
+                flow = self._flow(c.symbol)
+            except Exception as exc:  # order-flow data is optional: decide without it
+                log.debug("micro_scalp %s: no order-flow metrics (%s)", c.symbol, exc)
+        try:
+            decision = evaluate(c.bars, c.quote, c.state.spread.stats(), flow, c.params, c.symbol, c.now,
+                                c.state.regime, stops_level=self._min_stop_distance(c.symbol))
+        except Exception as exc:
+            return self._engine_failed(c, exc)
+        c.state.breaker.record_success()
+        c.state.regime = decision.regime_state
+        self.state.count("engine_checks")
+        idea = decision.idea
+        if idea is None:
+            return decision.failed or "engine", decision.reasons[-1] if decision.reasons else ""
+        self.state.count("ideas")
+        # The engine names the checker that fired (edge_based, vwap_reversion, range_scalp...);
+        # the executor, the registry and the magic number know the strategy: micro_scalp.
+        idea = replace(idea, strategy=STRATEGY, meta={**idea.meta, "checker": idea.strategy})
+        bar = str(idea.meta.get("bar_time", ""))
+        if bar and bar == c.state.last_traded_bar:
+            return "cooldown", f"already entered on the signal bar {bar}"
+        return self._execute(c, idea, bar)
+
+    def _execute(self, c: _Check, idea: Any, bar: str) -> tuple[str | None, str]:
+        latencies = self.executor.latencies_ms
+        sent_before = len(latencies)
+        started = self._perf()
+        try:
+            outcome = self.executor.open(idea)
+        except Exception as exc:
+            self._order_failed(c, f"{type(exc).__name__}: {exc}")
+            log.exception("micro_scalp %s: executor.open raised", c.symbol)
+            return "executor.error", f"{type(exc).__name__}: {exc}"
+        round_trip_ms = (self._perf() - started) * 1000.0
+        sent = len(latencies) - sent_before
+        if sent > 0:  # the order reached the broker: an execution-latency sample
+            pipeline = latencies[sent_before] if sent == 1 else None  # ambiguous if another thread sent too
+            self.stats.record_latency(round_trip_ms, pipeline)
+        if outcome.opened:
+            c.state.add_entry(c.now)
+            c.state.last_traded_bar = bar or None
+            c.state.failure_until = None
+            self.state.count("opened")
+            trade = outcome.trade
+            return None, (f"{idea.side} ticket {trade.ticket} @ {trade.entry:g} sl {trade.sl:g} tp {trade.tp:g} "
+                          f"({idea.meta.get('checker')}, score {idea.meta.get('score')})")
+        self._order_failed(c, f"{outcome.status}: {outcome.reason}")
+        return f"executor.{outcome.status}", outcome.reason
+
+    def _order_failed(self, c: _Check, reason: str) -> None:
+        self.state.count("order_failures")
+        c.state.failure_until = c.now + timedelta(seconds=c.params.cooldown_after_failure_seconds)
+        c.state.failure_reason = reason
+
+    # ------------------------------------------------------------------ status
+    def health(self) -> dict[str, Any]:
+        """For health.json and ``status``: performance, per-symbol gates and breaker, counters."""
+        now = self.state.last_step_at
+        with self.state.lock:
+            counters = dict(self.state.counters)
+        exits = self.state.exit_counters
+        return {
+            "strategy": STRATEGY,
+            "last_step_at": now.isoformat() if now else None,
+            "performance": self.stats.health(),
+            "symbols": self.state.health(now) if now else {},
+            "counters": {**counters, "trail_moves": exits.trail_moves, "trail_failures": exits.trail_failures,
+                         "time_exits": exits.time_exits, "time_exit_failures": exits.time_exit_failures,
+                         "broker_closes": exits.broker_closes},
+            "open_trades": len(self.registry.open_trades(STRATEGY)),
+            "why_no_trade": self.state.why.last_summary,
+            "news": self.news.health() if self.news is not None else None,
+        }
+
+
+__all__ = ["MicroScalpMonitor", "MicroScalpState", "in_sessions", "bars_needed"]

@@ -1,0 +1,328 @@
+"""The order-flow monitor: flip exits first, then entries from the order-flow classifier.
+
+Each step (default every 5 s, ``order_flow.interval_seconds``):
+1. ``executor.sync_closed("order_flow")`` records positions the broker closed (SL, TP, manual).
+2. The tick proxy polls new MT5 ticks for the symbols whose flow it serves.
+3. FLIP EXIT, before any other exit: for each open order-flow trade, the delta over
+   ``flip_exit.window_seconds`` is compared with the entry delta stored in ``trade.meta``. A buy
+   entered on positive delta closes when the delta falls to -0.8 x the entry delta; a sell
+   mirrors it. It FAILS OPEN: missing, stale, gapped or incomplete flow leaves the position to
+   its broker-side stop loss, and the reason is logged (INFO when it changes).
+4. ENTRIES, per configured symbol, gate by gate (each decision goes to ``WhyNoTrade``): strategy
+   and symbol enabled, session, open trades, cooldown, flow source, fresh flow (FAILS CLOSED),
+   bars, quote, signals and the weighted classifier, optional entry-delta agreement, stops; then
+   ``executor.open``. The 30 s entry delta and its context go into ``idea.meta`` (persisted with
+   the trade by the executor), so the flip exit still works after a restart.
+
+Flow per symbol (from the config in force): a symbol mapped in ``binance.symbols`` (BTCUSD ->
+BTCUSDT) reads the Binance tape through ``SharedOrderFlow``; any other symbol reads the tick
+proxy (``feeds.tick_proxy.TickProxyFeed``). Binance trade times are real (wall-clock) time, so
+their freshness is judged on ``flow_clock``; the proxy's ticks are market time (``clock``). Live,
+both are the system clock; with the simulated terminal the market clock is the replay's.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from config.order_flow_model import OrderFlowConfig
+from engines.order_flow import FlowMetrics
+from engines.order_flow_signals import Signal, SignalParams, classify
+from engines.types import TradeIdea
+from execution.errors import BrokerError
+from feeds.bar_feed import BadBars
+from monitors.clock import Clock
+from monitors.order_flow_rules import (SignalInputs, check_flip, default_signals, flow_problem, plan_stops,
+                                       signal_inputs)
+from monitors.why_not import WhyNoTrade
+from state.registry import Trade
+
+log = logging.getLogger(__name__)
+
+STRATEGY = "order_flow"
+SignalFn = Callable[[SignalInputs, SignalParams], list[Signal]]
+EventSink = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class _Route:
+    source: str  # "binance" | "tick_proxy"
+    key: str  # the symbol inside that source (BTCUSDT, or the config symbol for the proxy)
+    feed: Any  # SharedOrderFlow or TickProxyFeed: get_metrics(key, window, now_ms), bars(key, 60, False)
+    now_ms: int
+
+
+class _Skip(Exception):
+    """One entry gate failed: ``gate`` goes to WhyNoTrade, ``detail`` to the debug log."""
+
+    def __init__(self, gate: str, detail: str = "") -> None:
+        super().__init__(gate)
+        self.gate = gate
+        self.detail = detail
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+class OrderFlowMonitor:
+    name = "order-flow"
+
+    def __init__(self, holder: Any, bar_feed: Any, broker: Any, executor: Any, registry: Any, clock: Clock, *,
+                 flow: Any = None, proxy: Any = None, flow_clock: Clock | None = None,
+                 why_not: WhyNoTrade | None = None, notify: EventSink | None = None,
+                 signals: SignalFn | None = None) -> None:
+        """``flow``: SharedOrderFlow (Binance tape) or None; ``proxy``: TickProxyFeed or None.
+        ``clock`` is market time (broker, bars, sessions, cooldowns); ``flow_clock`` (default
+        ``clock``) is the time the Binance tape is judged against. ``signals`` replaces the five
+        detectors (tests); the classifier and every gate stay the real ones."""
+        self.holder = holder
+        self.bar_feed = bar_feed
+        self.broker = broker
+        self.executor = executor
+        self.registry = registry
+        self.clock = clock
+        self.flow = flow
+        self.proxy = proxy
+        self.flow_clock = flow_clock or clock
+        self.why_not = why_not or WhyNoTrade(STRATEGY)
+        self._notify = notify or (lambda kind, data: None)
+        self._signals: SignalFn = signals or default_signals
+        self._last_attempt: dict[str, datetime] = {}
+        self._flip_hold: dict[int, str] = {}  # ticket -> why the flip exit is not acting (for log dedup)
+        self.counters: dict[str, int] = {}
+        self.last_decisions: dict[str, dict[str, Any]] = {}
+
+    @property
+    def interval_seconds(self) -> float:
+        return float(self.holder.current.order_flow.interval_seconds)
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    # ================================================================== the step
+    def step(self, now: datetime) -> None:
+        """One cycle. ``now`` is the loop's clock; market decisions use ``self.clock``."""
+        cfg: OrderFlowConfig = self.holder.current.order_flow
+        market_now = self.clock.now()
+        self._sync_closed()
+        self._poll_proxy(cfg, market_now)
+        self._flip_exits(cfg, market_now)
+        for symbol in cfg.symbols:
+            try:
+                self._entry(cfg, symbol, market_now)
+            except _Skip as skip:
+                self._record(symbol, skip.gate, skip.detail)
+            except Exception as exc:  # one symbol's failure must not stop the others
+                log.exception("order-flow %s: entry check failed", symbol)
+                self._record(symbol, "error", f"{type(exc).__name__}: {exc}")
+        self.why_not.maybe_summarize(market_now)
+
+    def _record(self, symbol: str, gate: str | None, detail: str = "") -> None:
+        self.why_not.record(symbol, gate, detail)
+        self.last_decisions[symbol] = {"failed": gate, "detail": detail, "at": self.clock.now().isoformat()}
+
+    def _sync_closed(self) -> None:
+        try:
+            for trade in self.executor.sync_closed(STRATEGY):
+                self._flip_hold.pop(trade.ticket, None)
+        except Exception:
+            log.exception("order-flow: recording broker-side closes failed")
+
+    # ================================================================== flow routing
+    def _route(self, cfg: OrderFlowConfig, symbol: str, market_now: datetime) -> _Route | None:
+        source = cfg.flow_source(symbol)
+        if source == "binance" and self.flow is not None:
+            return _Route("binance", cfg.binance.symbols[symbol], self.flow, _ms(self.flow_clock.now()))
+        if source == "tick_proxy" and self.proxy is not None:
+            return _Route("tick_proxy", symbol, self.proxy, _ms(market_now))
+        return None
+
+    def _poll_proxy(self, cfg: OrderFlowConfig, market_now: datetime) -> None:
+        if self.proxy is None or not cfg.proxy.enabled:
+            return
+        wanted = [s for s in cfg.active_symbols() if cfg.flow_source(s) == "tick_proxy"]
+        for trade in self.registry.open_trades(STRATEGY):
+            if trade.symbol not in wanted and cfg.flow_source(trade.symbol) == "tick_proxy":
+                wanted.append(trade.symbol)
+        for symbol in wanted:
+            try:
+                self.proxy.poll(symbol, market_now)
+            except Exception:
+                log.exception("order-flow: tick proxy poll of %s failed", symbol)
+
+    # ================================================================== flip exit
+    def _flip_exits(self, cfg: OrderFlowConfig, market_now: datetime) -> None:
+        if not cfg.flip_exit.enabled:
+            return
+        for trade in self.registry.open_trades(STRATEGY):
+            try:
+                self._flip_one(cfg, trade, market_now)
+            except Exception:
+                log.exception("order-flow: flip check of ticket %d failed (position left to its stop)", trade.ticket)
+
+    def _hold(self, trade: Trade, reason: str) -> None:
+        """The flip exit does nothing for this trade now: log why, loudly only when it changes."""
+        self._count(f"flip_hold_{reason.split(':')[0]}")
+        level = logging.INFO if self._flip_hold.get(trade.ticket) != reason.split(":")[0] else logging.DEBUG
+        self._flip_hold[trade.ticket] = reason.split(":")[0]
+        log.log(level, "order-flow flip exit inactive for %s %s ticket %d: %s", trade.symbol, trade.side,
+                trade.ticket, reason)
+
+    def _flip_one(self, cfg: OrderFlowConfig, trade: Trade, market_now: datetime) -> None:
+        flip = cfg.flip_exit
+        entry_delta = trade.meta.get("entry_delta")
+        if not isinstance(entry_delta, (int, float)) or isinstance(entry_delta, bool) or not math.isfinite(entry_delta):
+            self._hold(trade, "no_entry_delta: the trade carries no entry delta")
+            return
+        route = self._route(cfg, trade.symbol, market_now)
+        if route is None:
+            self._hold(trade, "flow_missing: no flow source for this symbol")
+            return
+        if route.source == "tick_proxy" and not flip.apply_to_proxy:
+            self._hold(trade, "proxy_excluded: flip_exit.apply_to_proxy is false")
+            return
+        entry_source = trade.meta.get("flow_source")
+        if entry_source is not None and entry_source != route.source:
+            self._hold(trade, f"source_changed: entry delta from {entry_source}, flow now from {route.source}")
+            return
+        opened = datetime.fromisoformat(trade.opened_at)
+        if (market_now - opened).total_seconds() < flip.min_hold_seconds:
+            self._hold(trade, f"min_hold: younger than {flip.min_hold_seconds:g} s")
+            return
+        params = cfg.for_symbol(trade.symbol)
+        metrics = route.feed.get_metrics(route.key, flip.window_seconds, route.now_ms)
+        problem = flow_problem(metrics, params.max_flow_age_seconds)
+        if problem is not None:
+            self._hold(trade, f"{problem[0]}: {problem[1]}")
+            return
+        assert metrics is not None
+        verdict = check_flip(trade.side, float(entry_delta), metrics.delta, flip.threshold)
+        if not verdict.armed:
+            self._hold(trade, f"not_armed: entry delta {entry_delta:+.6g} does not have the {trade.side}'s sign")
+            return
+        self._flip_hold.pop(trade.ticket, None)
+        if not verdict.flipped:
+            return
+        reason = (f"order_flow_flip: {flip.window_seconds} s delta {metrics.delta:+.6g} crossed "
+                  f"{verdict.trigger:+.6g} (-{flip.threshold:g} x entry delta {entry_delta:+.6g}, "
+                  f"{verdict.flip_pct:.0f} %)")
+        log.info("order-flow %s %s ticket %d: %s", trade.symbol, trade.side, trade.ticket, reason)
+        outcome = self.executor.close(trade, reason)
+        self._count(f"flip_{outcome.status}")
+        self._notify("order_flow_flip", {"ticket": trade.ticket, "symbol": trade.symbol, "side": trade.side,
+                                         "entry_delta": entry_delta, "current_delta": metrics.delta,
+                                         "trigger": verdict.trigger, "flip_pct": verdict.flip_pct,
+                                         "status": outcome.status})
+
+    # ================================================================== entries
+    def _entry(self, cfg: OrderFlowConfig, symbol: str, market_now: datetime) -> None:
+        params = cfg.for_symbol(symbol)
+        if not cfg.enabled:
+            raise _Skip("disabled", "order_flow.enabled is false")
+        if not params.enabled:
+            raise _Skip("disabled", f"{symbol} is disabled in order_flow.json")
+        if not params.in_session(market_now.hour):
+            raise _Skip("session", f"{market_now:%H:%M} UTC is outside {params.sessions_utc}")
+        open_here = self.registry.open_trades(STRATEGY, symbol)
+        if len(open_here) >= params.max_open_trades:
+            raise _Skip("position_open", f"{len(open_here)} open (limit {params.max_open_trades})")
+        self._check_cooldown(symbol, params.cooldown_seconds, market_now)
+
+        route = self._route(cfg, symbol, market_now)
+        if route is None:
+            raise _Skip("flow_missing", f"no flow source (binance mapped: {cfg.uses_binance(symbol)}, "
+                                        f"proxy enabled: {cfg.proxy.enabled})")
+        entry_window = self._fresh(route, params.entry_delta_window_seconds, params.max_flow_age_seconds)
+        signal_window = self._fresh(route, params.absorption_window_seconds, params.max_flow_age_seconds)
+
+        try:
+            bars = self.bar_feed.get(symbol, "M1", params.bars_needed)
+        except (BrokerError, BadBars) as exc:
+            raise _Skip("bars", str(exc)) from None
+        if len(bars) < params.atr_period + 1:
+            raise _Skip("bars", f"{len(bars)} closed M1 bars, need at least {params.atr_period + 1}")
+        try:
+            quote = self.broker.quote(symbol)
+        except BrokerError as exc:
+            raise _Skip("quote", str(exc)) from None
+
+        signal_params = SignalParams.from_params(params)
+        flow_bars = route.feed.bars(route.key, 60, False)
+        inputs = signal_inputs(bars, flow_bars, signal_window, quote.mid, signal_params)
+        signals = self._signals(inputs, signal_params)
+        verdict = classify(signals, signal_params.weights, signal_params.threshold)
+        summary = ", ".join(f"{s.name} {s.side} {s.strength:.2f}" for s in signals) or "none"
+        if verdict.side is None or not verdict.meets_threshold:
+            raise _Skip("classifier", f"{verdict.side or 'no side'} {verdict.probability:.2f} < "
+                                      f"{verdict.threshold:.2f}; signals: {summary}")
+        side = verdict.side
+        entry_delta = entry_window.delta
+        flip_armed = entry_delta > 0 if side == "buy" else entry_delta < 0
+        if params.require_entry_delta_agreement and not flip_armed:
+            raise _Skip("delta_disagrees", f"{side} with {params.entry_delta_window_seconds} s delta "
+                                           f"{entry_delta:+.6g}")
+        entry = quote.ask if side == "buy" else quote.bid
+        stops = plan_stops(side, entry, inputs.atr, params, signals, signal_window.last_price,
+                           quote.ask - quote.bid)
+        if stops is None:
+            raise _Skip("stops", "no ATR from the M1 bars")
+        sl, tp = self.broker.normalize_price(symbol, stops.sl), self.broker.normalize_price(symbol, stops.tp)
+
+        idea = TradeIdea(
+            symbol=symbol, side=side, entry=entry, sl=sl, tp=tp, strategy=STRATEGY,
+            reasons=(f"classifier {verdict.probability:.2f} >= {verdict.threshold:.2f} ({verdict.pattern_type})",
+                     f"signals: {summary}",
+                     f"{route.source} {params.entry_delta_window_seconds} s delta {entry_delta:+.6g}",
+                     f"stop: {stops.basis}"),
+            meta={"entry_delta": entry_delta, "entry_delta_window_seconds": params.entry_delta_window_seconds,
+                  "entry_delta_at_ms": entry_window.now_ms, "flow_source": route.source, "flow_symbol": route.key,
+                  "flip_armed": flip_armed, "probability": round(verdict.probability, 4),
+                  "pattern_type": verdict.pattern_type,
+                  "contributions": {k: round(v, 4) for k, v in verdict.contributions.items()},
+                  "atr": inputs.atr})
+        self._last_attempt[symbol] = market_now
+        outcome = self.executor.open(idea)
+        if outcome.opened:
+            self._count("opened")
+            self._record(symbol, None, f"{side} ticket {outcome.trade.ticket if outcome.trade else '?'}: "
+                                       f"{'; '.join(idea.reasons)}")
+        else:
+            self._count(f"executor_{outcome.status}")
+            raise _Skip(f"executor_{outcome.status}", outcome.reason)
+
+    def _fresh(self, route: _Route, window_seconds: int, max_age_seconds: float) -> FlowMetrics:
+        metrics = route.feed.get_metrics(route.key, window_seconds, route.now_ms)
+        problem = flow_problem(metrics, max_age_seconds)
+        if problem is not None:
+            raise _Skip(problem[0], f"{route.source} {route.key}: {problem[1]}")
+        assert metrics is not None
+        return metrics
+
+    def _check_cooldown(self, symbol: str, cooldown_seconds: float, market_now: datetime) -> None:
+        """Since the last entry attempt (this process) or the last open/close (the registry)."""
+        if cooldown_seconds <= 0:
+            return
+        times = [self._last_attempt.get(symbol)]
+        for trade in self.registry.open_trades(STRATEGY, symbol):
+            times.append(datetime.fromisoformat(trade.opened_at))
+        for trade in self.registry.closed_trades(STRATEGY):
+            if trade.symbol == symbol:
+                times.append(datetime.fromisoformat(trade.opened_at))
+                if trade.closed_at:
+                    times.append(datetime.fromisoformat(trade.closed_at))
+        latest = max((t for t in times if t is not None), default=None)
+        if latest is not None and market_now - latest < timedelta(seconds=cooldown_seconds):
+            left = cooldown_seconds - (market_now - latest).total_seconds()
+            raise _Skip("cooldown", f"{left:.0f} s left of {cooldown_seconds:g} s")
+
+    # ================================================================== health
+    def health(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"counters": dict(self.counters), "last_decisions": dict(self.last_decisions),
+                               "flip_inactive": {str(t): r for t, r in self._flip_hold.items()}}
+        if self.proxy is not None:
+            out["tick_proxy"] = self.proxy.health()
+        return out
