@@ -221,6 +221,8 @@ class BotApp:
         bot = snapshot.bot
         module, self.market_clock = self._broker_module(snapshot)
         self.broker = Mt5Broker(module, self.secrets, bot, self.market_clock)
+        if hasattr(module, "follow_server_offset"):  # the paper book shows the adapter's server time
+            module.follow_server_offset(self.broker.server_utc_offset)
         self.broker.connect()
         self.registry = TradeRegistry(self.store)
         self.risk = RiskManager(lambda: self.holder.current.bot.risk, self.registry, self.store)
@@ -240,8 +242,14 @@ class BotApp:
                 raise SystemExit("broker 'mt5' needs the MetaTrader5 package, which exists for Windows only; "
                                  "use broker 'sim' on this machine") from None
             if bot.mode == "paper":
-                log.warning("paper mode with broker mt5: orders are sent to the MT5 account's terminal; "
-                            "use a DEMO account (simulated fills from MT5 quotes are not available yet)")
+                from execution.paper_terminal import PaperTerminal
+                paper = PaperTerminal(module, self.clock, self.runtime_dir / "paper_book.json",
+                                      starting_balance=bot.sim.starting_balance,
+                                      slippage_points=bot.sim.slippage_points)
+                log.warning("paper mode with broker mt5: real MT5 quotes, simulated fills in %s; "
+                            "no order reaches the account", paper.book_path)
+                return paper, self.clock
+            log.warning("LIVE TRADING on the MT5 account: real orders, real money")
             return module, self.clock
         from execution.simterminal.factory import build_from_config, replay_start
         from monitors.clock import ScaledClock

@@ -10,6 +10,11 @@
   (target < 1 ms).
 - ``flow_ring_24h_5sym_mb``: memory traced (tracemalloc) for 5 symbols whose rings hold 24 h of
   one-second buckets, filled, with their M1/M5 bars (target < 50 MB).
+- ``tick_proxy_ticks_per_s``: the real EURUSD ticks in data/ticks through the tick proxy
+  (``TickFlowProxy.add_frame``: tick rule + delta engine) in batches of 50, as 5 s polls deliver them.
+- ``decision_ms``: one entry decision's computation: 200 real M1 bars aligned with the real tape's
+  flow bars, the five detectors and the classifier (``signal_inputs`` + ``default_signals`` +
+  ``classify``), i.e. the monitor's per-symbol CPU cost apart from broker calls.
 """
 from __future__ import annotations
 
@@ -108,11 +113,65 @@ def bench_ring_memory(symbols: int = 5, seconds: int = 86_400) -> float:
     return current / 1e6
 
 
+def _data_file(kind: str, name: str) -> Path:
+    for folder in (ROOT / "data" / kind, ROOT.parent / "shared" / "data" / kind):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"{name} not found under data/{kind}")
+
+
+def bench_tick_proxy(batch: int = 50, rounds: int = 5) -> float:
+    from engines.tick_proxy import TickFlowProxy, frame_columns
+    from feeds.readers import read_ticks
+    ticks = read_ticks(_data_file("ticks", "EURUSD_ticks_2020-01-01_EST_histdata.csv"))
+    cols = frame_columns(ticks)
+    span = int(cols["time_ms"][-1] - cols["time_ms"][0]) + 1000
+    best = 0.0
+    for r in range(rounds):
+        proxy = TickFlowProxy()
+        n = len(ticks)
+        start = time.perf_counter()
+        for i in range(0, n, batch):
+            proxy.add_ticks("EURUSD", cols["time_ms"][i:i + batch] + r * span, cols["bid"][i:i + batch],
+                            cols["ask"][i:i + batch])
+        elapsed = time.perf_counter() - start
+        assert proxy.counters("EURUSD").ticks == n
+        best = max(best, n / elapsed)
+    return best
+
+
+def bench_decision(calls: int = 200) -> float:
+    import pandas as pd
+    from engines.order_flow_signals import SignalParams, classify
+    from feeds.readers import read_bars
+    from monitors.order_flow_rules import default_signals, signal_inputs
+    tape = read_trades(_trades_path())
+    bars = read_bars(_data_file("bars", "BTCPERP_M1_2022-01-16_2022-01-29.csv")).iloc[:200]
+    # put the tape's ~11 minutes on the last bars so alignment and every detector do real work
+    offset = int(bars.index[-12].value // 1_000_000) - int(tape.time_ms[0]) // 60_000 * 60_000
+    engine = OrderFlowEngine()
+    engine.add_trades("BTCUSDT", tape.ids, tape.price, tape.qty, tape.time_ms + offset, tape.is_buyer_maker)
+    now_ms = int(tape.time_ms[-1]) + offset
+    params = SignalParams()
+    flow_bars = engine.bars("BTCUSDT", 60, include_forming=False)
+    window = engine.get_metrics("BTCUSDT", params.absorption_window_seconds, now_ms)
+    price = float(bars["close"].iloc[-1])
+    start = time.perf_counter()
+    for _ in range(calls):
+        inputs = signal_inputs(bars, flow_bars, window, price, params)
+        verdict = classify(default_signals(inputs, params), params.weights, params.threshold)
+    elapsed = time.perf_counter() - start
+    assert isinstance(bars.index, pd.DatetimeIndex) and 0.0 <= verdict.probability <= 1.0
+    return elapsed / calls * 1000.0
+
+
 def run() -> dict[str, float]:
     return {
         "aggtrade_frames_per_s": round(bench_frames(), 0),
         "flow_metrics_ms": round(bench_metrics(), 4),
         "flow_ring_24h_5sym_mb": round(bench_ring_memory(), 2),
+        "tick_proxy_ticks_per_s": round(bench_tick_proxy(), 0),
+        "decision_ms": round(bench_decision(), 3),
     }
 
 

@@ -137,7 +137,8 @@ class MicroScalpParams(SymbolParams):
     max_positions_per_symbol: int = Field(1, ge=1, le=50, description="open micro-scalp positions on this symbol")
     max_bar_age_seconds: float = Field(150, ge=5, le=86400,
                                        description="the last CLOSED M1 bar must have closed at most this long ago")
-    max_quote_age_seconds: float = Field(30, ge=1, le=3600, description="the quote must be at most this old")
+    max_quote_age_seconds: float = Field(
+        60, ge=1, le=3600, description="the last quote change must be at most this old (a quiet market may not tick for a while)")
     max_bars: int = Field(1500, ge=40, le=5000,
                           description="bars passed to the engine: back to the VWAP anchor hour, at most this many")
     trail_enabled: bool = True

@@ -549,6 +549,13 @@ class RangeScalpConfig(StrategyConfig):
     exit_retry_interval_seconds: float = Field(2.0, ge=0, le=60)
     exit_max_slippage_pct: float = Field(0.15, gt=0, le=5)
     entry_max_slippage_pct: float = Field(0.1, gt=0, le=5)
+    summary_minutes: float = Field(15, gt=0, le=1440, description="INFO summary of why no trade was taken, every N min")
+    max_open_trades_per_symbol: int = Field(
+        1, ge=1, le=10, description="open range trades per symbol; no new entry while this many are open")
+    engine_failures_critical: int = Field(
+        3, ge=1, le=100, description="engine exceptions in a row on one symbol that count as one critical error")
+    reenable_entries: int = Field(
+        0, ge=0, description="bump to re-enable entries after an auto-disable (any other edit of this file does too)")
     defaults: RangeScalpParams = Field(default_factory=RangeScalpParams)
     overrides: dict[str, RangeScalpParams] = Field(default_factory=dict)
 

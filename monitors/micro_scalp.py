@@ -112,7 +112,7 @@ class MicroScalpMonitor:
         self.registry = registry
         self.news = news
         self._notify = notify or (lambda kind, data: None)
-        self.state = state or MicroScalpState(holder.current.micro_scalp.summary_minutes)
+        self.state = state if state is not None else MicroScalpState(holder.current.micro_scalp.summary_minutes)
         self._flow = flow
         self._perf = perf
         if self.state.stats is None:
@@ -275,11 +275,12 @@ class MicroScalpMonitor:
     def _gate_spread(self, c: _Check) -> str | None:
         bid, ask = float(c.quote.bid), float(c.quote.ask)
         tracker = c.state.spread
-        verdict = tracker.is_acceptable(bid, ask, c.params.max_spread_pct, c.params.max_spread_median_ratio,
-                                        c.params.spread_min_samples)
-        if c.quote.time != c.state.last_spread_quote_time:  # each quote votes once in the median
-            tracker.add_quote(bid, ask)
-            c.state.last_spread_quote_time = c.quote.time
+        with self.state.lock:  # health() reads the sample from another thread
+            verdict = tracker.is_acceptable(bid, ask, c.params.max_spread_pct, c.params.max_spread_median_ratio,
+                                            c.params.spread_min_samples)
+            if c.quote.time != c.state.last_spread_quote_time:  # each quote votes once in the median
+                tracker.add_quote(bid, ask)
+                c.state.last_spread_quote_time = c.quote.time
         return None if verdict.ok else verdict.reason
 
     # ------------------------------------------------------------------ breaker
@@ -322,9 +323,12 @@ class MicroScalpMonitor:
                 flow = self._flow(c.symbol)
             except Exception as exc:  # order-flow data is optional: decide without it
                 log.debug("micro_scalp %s: no order-flow metrics (%s)", c.symbol, exc)
+        stops_level = self._min_stop_distance(c.symbol)  # a broker problem here is not an engine error
+        with self.state.lock:
+            spread_stats = c.state.spread.stats()
         try:
-            decision = evaluate(c.bars, c.quote, c.state.spread.stats(), flow, c.params, c.symbol, c.now,
-                                c.state.regime, stops_level=self._min_stop_distance(c.symbol))
+            decision = evaluate(c.bars, c.quote, spread_stats, flow, c.params, c.symbol, c.now, c.state.regime,
+                                stops_level=stops_level)
         except Exception as exc:
             return self._engine_failed(c, exc)
         c.state.breaker.record_success()
@@ -332,7 +336,10 @@ class MicroScalpMonitor:
         self.state.count("engine_checks")
         idea = decision.idea
         if idea is None:
-            return decision.failed or "engine", decision.reasons[-1] if decision.reasons else ""
+            failed = decision.failed or "engine"
+            why = next((r for r in reversed(decision.reasons) if r.startswith(f"{failed}:")),
+                       decision.reasons[-1] if decision.reasons else "")
+            return failed, why
         self.state.count("ideas")
         # The engine names the checker that fired (edge_based, vwap_reversion, range_scalp...);
         # the executor, the registry and the magic number know the strategy: micro_scalp.

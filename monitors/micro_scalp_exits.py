@@ -79,6 +79,8 @@ class ExitManager:
             except BrokerError as exc:
                 log.warning("micro_scalp exits for ticket %d (%s) skipped this step: %s", trade.ticket,
                             trade.symbol, exc)
+            except Exception:  # one trade's surprise must not leave the others unmanaged
+                log.exception("micro_scalp exits for ticket %d (%s) failed", trade.ticket, trade.symbol)
         return closed
 
     def _time_exit(self, trade: Trade, now: datetime, params: MicroScalpParams) -> bool:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -43,6 +44,7 @@ from state.registry import Trade
 log = logging.getLogger(__name__)
 
 STRATEGY = "order_flow"
+LATENCY_WARN_SECONDS = 1.0  # the planning document's budget for one 5 s pass
 SignalFn = Callable[[SignalInputs, SignalParams], list[Signal]]
 EventSink = Callable[[str, dict[str, Any]], None]
 
@@ -95,6 +97,7 @@ class OrderFlowMonitor:
         self._flip_hold: dict[int, str] = {}  # ticket -> why the flip exit is not acting (for log dedup)
         self.counters: dict[str, int] = {}
         self.last_decisions: dict[str, dict[str, Any]] = {}
+        self.last_step_ms: float | None = None
 
     @property
     def interval_seconds(self) -> float:
@@ -106,6 +109,7 @@ class OrderFlowMonitor:
     # ================================================================== the step
     def step(self, now: datetime) -> None:
         """One cycle. ``now`` is the loop's clock; market decisions use ``self.clock``."""
+        started = time.perf_counter()
         cfg: OrderFlowConfig = self.holder.current.order_flow
         market_now = self.clock.now()
         self._sync_closed()
@@ -120,6 +124,10 @@ class OrderFlowMonitor:
                 log.exception("order-flow %s: entry check failed", symbol)
                 self._record(symbol, "error", f"{type(exc).__name__}: {exc}")
         self.why_not.maybe_summarize(market_now)
+        self.last_step_ms = (time.perf_counter() - started) * 1000.0
+        if self.last_step_ms > LATENCY_WARN_SECONDS * 1000:
+            log.warning("order-flow step took %.0f ms (budget %.0f ms)", self.last_step_ms,
+                        LATENCY_WARN_SECONDS * 1000)
 
     def _record(self, symbol: str, gate: str | None, detail: str = "") -> None:
         self.why_not.record(symbol, gate, detail)
@@ -156,9 +164,13 @@ class OrderFlowMonitor:
 
     # ================================================================== flip exit
     def _flip_exits(self, cfg: OrderFlowConfig, market_now: datetime) -> None:
+        trades = self.registry.open_trades(STRATEGY)
+        open_tickets = {t.ticket for t in trades}
+        for ticket in [t for t in self._flip_hold if t not in open_tickets]:
+            del self._flip_hold[ticket]
         if not cfg.flip_exit.enabled:
             return
-        for trade in self.registry.open_trades(STRATEGY):
+        for trade in trades:
             try:
                 self._flip_one(cfg, trade, market_now)
             except Exception:
@@ -322,7 +334,8 @@ class OrderFlowMonitor:
     # ================================================================== health
     def health(self) -> dict[str, Any]:
         out: dict[str, Any] = {"counters": dict(self.counters), "last_decisions": dict(self.last_decisions),
-                               "flip_inactive": {str(t): r for t, r in self._flip_hold.items()}}
+                               "flip_inactive": {str(t): r for t, r in self._flip_hold.items()},
+                               "last_step_ms": None if self.last_step_ms is None else round(self.last_step_ms, 1)}
         if self.proxy is not None:
             out["tick_proxy"] = self.proxy.health()
         return out

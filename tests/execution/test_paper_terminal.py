@@ -198,21 +198,27 @@ def test_a_stop_touched_between_two_calls_fills_at_that_tick_not_at_the_next_cal
     assert datetime.fromisoformat(closed.closed_at) == expected_utc  # adapter and paper agree on the offset
 
 
-def test_new_stops_answer_only_to_ticks_after_the_modification(stack: Stack, real: SimTerminal) -> None:
-    trade = stack.executor.open(idea(stack, "buy", sl_distance=3.0, tp_distance=3.0)).trade
-    opened_msc = stack.terminal.history_deals_get(position=trade.ticket)[0].time_msc
-    stack.clock.advance(5 * 60)  # the recorded bid dips about 1.0 below where it ends
-    now_msc = int(stack.clock.now().timestamp() * 1000) + OFFSET_HOURS * 3_600_000
-    ticks = real.copy_ticks_range("XAUUSD", opened_msc // 1000, now_msc / 1000, real.COPY_TICKS_INFO)
-    low, bid = float(ticks["bid"][ticks["time_msc"] > opened_msc].min()), real.symbol_info_tick("XAUUSD").bid
-    assert low < bid - 0.8, "the data must have dipped since the open for this test"
-    new_sl = round(bid - 0.5, 2)  # a level the market went through before the modification
-    assert stack.broker.modify_sltp(trade.ticket, new_sl, trade.tp).retcode == real.TRADE_RETCODE_DONE
-    modified_msc = real.symbol_info_tick("XAUUSD").time_msc
-    stack.clock.advance(1)
-    later = real.copy_ticks_range("XAUUSD", modified_msc // 1000, now_msc / 1000 + 1, real.COPY_TICKS_INFO)
-    assert not (later["bid"][later["time_msc"] > modified_msc] <= new_sl).any()
-    (position,) = stack.terminal.positions_get()
+def test_stops_set_later_answer_only_to_ticks_after_they_were_set(tmp_path: Path, real: SimTerminal,
+                                                                  clock: FakeClock) -> None:
+    real.initialize()
+    paper = PaperTerminal(real, clock, tmp_path / "paper_book.json", server_utc_offset_hours=OFFSET_HOURS)
+    assert paper.initialize()
+    opened = paper.order_send({"action": real.TRADE_ACTION_DEAL, "symbol": "XAUUSD", "volume": 0.1,
+                               "type": real.ORDER_TYPE_BUY, "type_filling": real.ORDER_FILLING_IOC})
+    assert opened.retcode == real.TRADE_RETCODE_DONE  # no SL/TP yet: nothing to scan for
+    opened_msc = paper.history_deals_get(position=opened.order)[0].time_msc
+    clock.advance(5 * 60)  # the recorded bid dips about 1.0 below where it ends
+    tick = real.symbol_info_tick("XAUUSD")
+    ticks = real.copy_ticks_range("XAUUSD", opened_msc // 1000, tick.time_msc / 1000, real.COPY_TICKS_INFO)
+    assert float(ticks["bid"][ticks["time_msc"] > opened_msc].min()) < tick.bid - 0.8
+    new_sl = round(tick.bid - 0.5, 2)  # a level the market went through BEFORE it was set
+    result = paper.order_send({"action": real.TRADE_ACTION_SLTP, "symbol": "XAUUSD", "position": opened.order,
+                               "sl": new_sl, "tp": 0.0})
+    assert result.retcode == real.TRADE_RETCODE_DONE
+    clock.advance(1)
+    later = real.copy_ticks_range("XAUUSD", tick.time_msc // 1000, tick.time_msc / 1000 + 2, real.COPY_TICKS_INFO)
+    assert not (later["bid"][later["time_msc"] > tick.time_msc] <= new_sl).any()
+    (position,) = paper.positions_get()
     assert position.sl == new_sl  # not stopped by the earlier dip
 
 
@@ -362,14 +368,14 @@ def test_orders_are_refused_while_the_real_quotes_are_stale(tmp_path: Path, real
 def test_a_quote_that_stops_changing_closes_the_market_even_with_a_wrong_offset(
         tmp_path: Path, real: SimTerminal, clock: FakeClock) -> None:
     real.initialize()
-    clock.set(datetime(2026, 1, 10, 12, 0, tzinfo=timezone.utc))  # Saturday; Friday's last tick is 15 h old
-    # an offset 15 h off makes that tick look 15 s old
-    paper = PaperTerminal(real, clock, tmp_path / "paper_book.json", server_utc_offset_hours=-13)
+    clock.set(datetime(2026, 1, 9, 21, 30, tzinfo=timezone.utc))  # Friday, gold closed half an hour ago
+    # offset 0 for a UTC+2 server (follow_server_offset forgotten): the last tick looks 1.5 h in the future
+    paper = PaperTerminal(real, clock, tmp_path / "paper_book.json", server_utc_offset_hours=0)
     assert paper.initialize()
     tick = real.symbol_info_tick("XAUUSD")
     request = {"action": real.TRADE_ACTION_DEAL, "symbol": "XAUUSD", "volume": 0.01, "type": real.ORDER_TYPE_BUY,
                "price": tick.ask, "type_filling": real.ORDER_FILLING_IOC}
-    assert paper.order_check(request).retcode == 0  # first sight: only the time stamp can tell
+    assert paper.order_check(request).retcode == 0  # first sight: only the (misread) time stamp can tell
     clock.advance(121)
     assert real.symbol_info_tick("XAUUSD") == tick
     assert paper.order_check(request).retcode == real.TRADE_RETCODE_MARKET_CLOSED
