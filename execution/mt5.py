@@ -173,6 +173,7 @@ class Mt5Broker:
         self._specs: dict[str, SymbolSpec] = {}
         self._filling: dict[str, int] = {}
         self._offset_s = 0.0
+        self._pending_offset: dict[str, float] = {}
         self._offset_source = "default"
         # connection bookkeeping (guarded by _state_lock)
         self._connected = False
@@ -452,9 +453,16 @@ class Mt5Broker:
             if offset is None:
                 return
             if offset != self._offset_s:
-                log.warning("MT5 server time offset corrected from %+.1f h to %+.1f h (live tick of %s)",
+                # One new tick can be stale (the PC slept into a weekend and reads Friday's last
+                # tick for the first time): correct only when two advancing ticks agree.
+                # With no measurement yet ("default"), the first live tick is the best there is.
+                if self._offset_source != "default" and self._pending_offset.get(name) != offset:
+                    self._pending_offset[name] = offset
+                    return
+                log.warning("MT5 server time offset corrected from %+.1f h to %+.1f h (live ticks of %s)",
                             self._offset_s / 3600, offset / 3600, name)
                 self._offset_s = offset
+            self._pending_offset.pop(name, None)
             self._offset_source = "live"
 
     def remeasure_server_offset(self) -> timedelta:
