@@ -290,7 +290,8 @@ class MicroScalpMonitor:
             log.warning("micro_scalp %s resumed: the engine pause is over", symbol)
             self._send("symbol_resumed", {"strategy": STRATEGY, "symbol": symbol,
                                           "paused_at": paused_at.isoformat() if paused_at else None,
-                                          "resumed_at": now.isoformat()})
+                                          "resumed_at": now.isoformat(),
+                                          "paused_seconds": (now - paused_at).total_seconds() if paused_at else None})
 
     def _engine_failed(self, c: _Check, exc: Exception) -> tuple[str, str]:
         config = c.config

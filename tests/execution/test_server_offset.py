@@ -4,11 +4,14 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from execution.simterminal import make_test_terminal
+from monitors.clock import FakeClock
 from tests.execution.harness import build_stack
 
 
 def test_a_stale_friday_tick_after_sleeping_into_the_weekend_does_not_change_the_offset(tmp_path: Path) -> None:
-    stack = build_stack(tmp_path)  # Monday 12:00 UTC; the sim's server clock is UTC+2
+    clock = FakeClock()  # Monday 12:00 UTC
+    stack = build_stack(tmp_path, clock, terminal=make_test_terminal(tmp_path, clock, server_utc_offset_hours=2))
     assert stack.broker.server_utc_offset() == timedelta(hours=2)
     stack.broker.quote("XAUUSD")
     stack.clock.advance(60)

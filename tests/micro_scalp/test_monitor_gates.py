@@ -222,6 +222,7 @@ def test_breaker_pauses_a_symbol_after_three_engine_errors_and_resumes(
     monkeypatch.setattr(micro_module, "evaluate", real)
     ms.step(10)
     assert [kind for kind, _ in ms.notes] == ["symbol_paused", "symbol_resumed"]
+    assert ms.notes[1][1]["symbol"] == "XAUUSD" and ms.notes[1][1]["paused_seconds"] >= 300
     assert passed_gates(ms.gate("XAUUSD")) and ms.gate("XAUUSD") != "engine.error"
     assert ms.sym("XAUUSD").breaker.failures == 0
 
