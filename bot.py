@@ -167,6 +167,7 @@ class BotApp:
 
         self.runtime_dir = Path(runtime_dir)
         self.config_dir = Path(config_dir)
+        self.available_monitors: set[str] = set()
         self.stop_event = threading.Event()
         self.clock = SystemClock()
         self.started_at = self.clock.now()
@@ -180,9 +181,12 @@ class BotApp:
         self.store = StateStore(self.runtime_dir / "state")
         self.writer = StateWriter(self.store)
         self.journal = Journal(self.runtime_dir / "journal.jsonl", now=self.clock.now)
+        self.journal.append("start", mode=snapshot.bot.mode, broker=snapshot.bot.broker, version=__version__,
+                            symbols=list(snapshot.bot.symbols))
         self.watcher = ConfigWatcher(self.config_dir, self.holder, self.clock,
                                      snapshot.bot.runtime.config_settle_seconds, self.stop_event)
         self.supervisor = Supervisor(self.clock, lambda: self.holder.current, self._on_supervisor_event)
+        # (the market clock is set on the supervisor once the broker is built: see _build_trading)
         self.supervisor.add(JobSpec("state-writer", service=self.writer))
         self.supervisor.add(JobSpec("config-watcher", make_monitor=lambda: self.watcher,
                                     health=self.watcher.health))
@@ -228,8 +232,72 @@ class BotApp:
         self.risk = RiskManager(lambda: self.holder.current.bot.risk, self.registry, self.store)
         self.executor = Executor(self.broker, self.registry, self.risk, self.journal, lambda: self.holder.current,
                                  self.market_clock, events=self._on_trade_event)
-        self.bar_feed = BarFeed(self.broker, self.clock, self._wanted_bars, market_log_seconds=15)
+        self.supervisor.loop_clock = self.market_clock
+        # 1500 M1 bars: a full session for the micro-scalp VWAP; 720+ M5 bars for range detection
+        self.bar_feed = BarFeed(self.broker, self.clock, self._wanted_bars, depth=1500, market_log_seconds=15)
         self.supervisor.add(JobSpec("bar-feed", make_monitor=lambda: self.bar_feed, health=self.bar_feed.health))
+        self._build_order_flow(snapshot)
+        self._build_micro_scalp(snapshot)
+        self._build_range_scalp(snapshot)
+
+    def _build_micro_scalp(self, snapshot) -> None:
+        from monitors.micro_scalp import MicroScalpMonitor
+        from monitors.micro_scalp_state import MicroScalpState
+        from monitors.news_file import NewsFile
+        from monitors.supervisor import JobSpec
+
+        # Cooldowns, breaker, regimes and statistics outlive a monitor instance (restarts, off/on).
+        self.micro_state = MicroScalpState(snapshot.micro_scalp.summary_minutes)
+        self.news_file = NewsFile(self.config_dir / "news.json")
+        self.micro_monitor = None
+
+        def make_micro():
+            self.micro_monitor = MicroScalpMonitor(
+                self.holder, self.bar_feed, self.broker, self.executor, self.registry, news=self.news_file,
+                notify=self._on_trade_event, state=self.micro_state, store=self.store, save=self.writer.submit)
+            return self.micro_monitor
+
+        self.available_monitors.add("micro_scalp")
+        # Always supervised: with the strategy off it opens nothing but still trails and time-exits.
+        self.supervisor.add(JobSpec("micro-scalp", make_monitor=make_micro, market_time=True,
+                                    health=lambda: self.micro_monitor.health() if self.micro_monitor else {}))
+
+    def _build_range_scalp(self, snapshot) -> None:
+        from monitors.range_scalp import RangeScalpMonitor
+        from monitors.supervisor import JobSpec
+
+        self.range_monitor = RangeScalpMonitor(
+            self.holder, self.bar_feed, self.broker, self.executor, self.registry, self.market_clock,
+            journal=self.journal, store=self.store, notify=self._on_trade_event, news=self.news_file)
+        self.range_monitor.recover(self.market_clock.now())  # before any monitor may open a trade
+        self.available_monitors.add("range_scalp")
+        self.supervisor.add(JobSpec("range-scalp", make_monitor=lambda: self.range_monitor,
+                                    health=self.range_monitor.health, market_time=True))
+
+    def _build_order_flow(self, snapshot) -> None:
+        """The Binance tape (only with a live broker: the simulated terminal replays no exchange
+        tape, and tests never reach the internet), the MT5 tick proxy and the order-flow monitor."""
+        from feeds.binance_flow import build_order_flow_feed
+        from feeds.tick_proxy import TickProxyFeed
+        from monitors.order_flow import OrderFlowMonitor
+        from monitors.supervisor import JobSpec
+
+        of = snapshot.order_flow
+        self.binance_stream = None
+        flow = None
+        if snapshot.bot.broker == "mt5":
+            flow, self.binance_stream = build_order_flow_feed(of, store=self.store, clock=self.clock)
+        proxy = TickProxyFeed.from_config(of.proxy, self.broker, self.market_clock) if of.proxy.enabled else None
+        self.order_flow_monitor = OrderFlowMonitor(
+            self.holder, self.bar_feed, self.broker, self.executor, self.registry, self.market_clock,
+            flow=flow, proxy=proxy, flow_clock=self.clock, notify=self._on_trade_event)
+        self.available_monitors.add("order_flow")
+        # Always supervised: with the strategy off it opens nothing but still manages its exits.
+        self.supervisor.add(JobSpec("order-flow", make_monitor=lambda: self.order_flow_monitor,
+                                    health=self.order_flow_monitor.health, market_time=True))
+        if self.binance_stream is not None:
+            self.supervisor.add(JobSpec("binance-stream", service=self.binance_stream,
+                                        health=self.binance_stream.health))
 
     def _broker_module(self, snapshot):
         """The MetaTrader5 module (Windows, broker mt5) or the simulated terminal, and the clock
@@ -346,8 +414,9 @@ class BotApp:
         out = {}
         for name in ("micro_scalp", "range_scalp", "order_flow"):
             strategy = snapshot.strategy(name)
-            out[name] = {"enabled": strategy.enabled, "symbols": strategy.active_symbols(),
-                         "available": False, "note": "strategy monitor not available yet"}
+            available = name in self.available_monitors
+            out[name] = {"enabled": strategy.enabled, "symbols": strategy.active_symbols(), "available": available,
+                         "note": "" if available else "strategy monitor not available yet"}
         return out
 
     def _install_signals(self) -> None:
@@ -369,10 +438,9 @@ class BotApp:
         log.info("MT5 scalping bot %s starting: mode=%s broker=%s symbols=%s runtime=%s", __version__,
                  bot.mode, bot.broker, ",".join(bot.symbols), self.runtime_dir)
         for name in ("micro_scalp", "range_scalp", "order_flow"):
-            log.warning("%s monitor: not available yet (its strategy issue has not landed); "
-                        "the broker, bar feed and executor run without it", name)
-        self.journal.append("start", mode=bot.mode, broker=bot.broker, version=__version__,
-                            symbols=list(bot.symbols))
+            if name not in self.available_monitors:
+                log.warning("%s monitor: not available yet (its strategy issue has not landed); "
+                            "the broker, bar feed and executor run without it", name)
         self._install_signals()
         self.supervisor.check()  # start the threads (the notifier among them) before announcing
         self.bridge.started(snapshot, __version__, recovered=len(self.registry.open_trades()))

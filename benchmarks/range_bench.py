@@ -12,6 +12,13 @@
 - ``range_exit_pass_50_ms`` (p50) / ``range_exit_pass_50_ms_p99``: one exit-manager pass over 50
   open trades, 25 per symbol (target < 50 ms, broker time excluded): the market state built once
   per symbol with ``prepare_market``, then ``exit_action`` for every trade.
+- ``range_monitor_idle_step_ms`` (p50): one ``RangeScalpMonitor.step`` between bars (no new closed
+  M5 bar, no exit pass due) over the simulated terminal: what the 5 s loop costs most of the time.
+- ``range_monitor_bar_step_ms`` (p50): one step when a new M5 bar closed, for XAUUSD and EURUSD
+  (bars from a warm bar-feed cache, the quote, both engine evaluations, the state save).
+- ``range_monitor_exit_plan_50_ms`` (p50): the monitor's exit-pass planning over 50 open range
+  trades (25 per symbol): cached bars, one quote and symbol spec per symbol, ``prepare_market``
+  and the rules; broker orders excluded (nothing to close or move in this set).
 """
 from __future__ import annotations
 
@@ -122,9 +129,71 @@ def bench_exits(passes: int = 200, trades_per_symbol: int = 25) -> dict[str, flo
     }
 
 
+def bench_monitor(bars: int = 60, plans: int = 100) -> dict[str, float]:
+    """The monitor over the simulated terminal on a fake clock (see the module doc)."""
+    import tempfile
+
+    from engines.range_detection import RangeStructure, critical_gaps
+    from feeds.bar_feed import BarFeed
+    from monitors.clock import FakeClock
+    from monitors.range_scalp import RangeScalpMonitor
+    from monitors.range_scalp_exits import PassReport
+    from tests.execution.harness import build_stack
+
+    symbols = ("XAUUSD", "EURUSD")
+    with tempfile.TemporaryDirectory() as folder:
+        clock = FakeClock(datetime(2026, 1, 6, 3, 0, 1, tzinfo=timezone.utc))
+        stack = build_stack(Path(folder), clock=clock)
+        feed = BarFeed(stack.broker, clock, lambda: [(s, tf) for s in symbols for tf in ("M5", "H1")], depth=800)
+        monitor = RangeScalpMonitor(stack.holder, feed, stack.broker, stack.executor, stack.registry, clock,
+                                    journal=stack.journal)
+        monitor.recover(clock.now())
+        monitor.step(clock.now())  # the first exit pass and the first bars
+        idle: list[float] = []
+        bar: list[float] = []
+        for _ in range(bars):
+            for _ in range(59):  # 5 s ticks inside the bar
+                clock.advance(5)
+                t0 = time.perf_counter()
+                monitor.step(clock.now())
+                idle.append(time.perf_counter() - t0)
+            clock.advance(5)  # the bar closes
+            feed.step(clock.now())  # the bar feed thread refreshes its cache
+            monitor._last_exit_pass = clock.now()  # time the entries alone
+            t0 = time.perf_counter()
+            monitor.step(clock.now())
+            bar.append(time.perf_counter() - t0)
+        now = clock.now()
+        for symbol in symbols:  # 25 range trades per symbol in the book (no broker positions needed)
+            price = stack.broker.quote(symbol).bid
+            width = price * 0.004
+            range_ = RangeStructure("session", price + width, price - width, price, width / 8,
+                                    critical_gaps(price + width, price - width, 0.15), 2, 2, True)
+            for i in range(25):
+                side = "buy" if i % 2 else "sell"
+                sign = 1 if side == "buy" else -1
+                risk = width / 4
+                monitor.book.register(RangeTrade(symbol, side, price, price - sign * risk, price + sign * risk,
+                                                 now - timedelta(minutes=5 * (i + 1)), range_, "bb_fade",
+                                                 ticket=len(monitor.book.tickets()) + 1), None, now)
+        config = stack.holder.current.range_scalp
+        timings: list[float] = []
+        for _ in range(plans):
+            t0 = time.perf_counter()
+            monitor.exits.plan(lambda s: monitor.params(config, s), now, PassReport(at=""))
+            timings.append(time.perf_counter() - t0)
+        stack.journal.close()
+    return {
+        "range_monitor_idle_step_ms": round(float(np.percentile(idle, 50)) * 1000, 3),
+        "range_monitor_bar_step_ms": round(float(np.percentile(bar, 50)) * 1000, 3),
+        "range_monitor_exit_plan_50_ms": round(float(np.percentile(timings, 50)) * 1000, 3),
+    }
+
+
 def run() -> dict[str, float]:
     figures = bench_entry()
     figures.update(bench_exits())
+    figures.update(bench_monitor())
     return figures
 
 

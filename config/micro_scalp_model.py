@@ -184,6 +184,8 @@ class MicroScalpParams(SymbolParams):
             for start, end in getattr(self, key):
                 if not (0 <= start <= 23 and 1 <= end <= 24 and start != end):
                     problems.append(f"{key} entry [{start}, {end}] must be 0<=start<=23, 1<=end<=24, start!=end")
+        if not self.trading_sessions_utc:
+            problems.append("trading_sessions_utc must list at least one [start, end] window ([[0, 24]] = all day)")
         if self.max_bars < self.min_bars:
             problems.append(f"max_bars ({self.max_bars}) must be >= min_bars ({self.min_bars})")
         if problems:

@@ -10,7 +10,8 @@ One step (``step(now)``, run by monitors/base.MonitorLoop):
      enabled     the strategy and the symbol are switched on
      session     the hour (UTC) is inside ``trading_sessions_utc``
      cooldown    ``cooldown_after_trade_seconds`` since the last entry, and
-                 ``cooldown_after_failure_seconds`` since an order that did not open
+                 ``cooldown_after_failure_seconds`` since an order that did not open (also
+                 recorded when an idea comes from the signal bar already traded: one entry per bar)
      caps        entries in the rolling hour / since 00:00 UTC below ``max_trades_per_hour/day``
      news        no news blackout for the symbol (config/news.json)
      positions   open micro-scalp positions on the symbol below ``max_positions_per_symbol``
@@ -42,6 +43,7 @@ import pandas as pd
 from config.micro_scalp_model import MicroScalpConfig, MicroScalpParams
 from config.watcher import ConfigHolder
 from engines.micro_scalp import evaluate
+from engines.types import TradeIdea
 from execution.errors import BrokerError
 from feeds.bar_feed import BadBars
 from monitors.micro_scalp_exits import ExitManager
@@ -350,7 +352,7 @@ class MicroScalpMonitor:
             return "cooldown", f"already entered on the signal bar {bar}"
         return self._execute(c, idea, bar)
 
-    def _execute(self, c: _Check, idea: Any, bar: str) -> tuple[str | None, str]:
+    def _execute(self, c: _Check, idea: TradeIdea, bar: str) -> tuple[str | None, str]:
         latencies = self.executor.latencies_ms
         sent_before = len(latencies)
         started = self._perf()
@@ -371,6 +373,7 @@ class MicroScalpMonitor:
             c.state.failure_until = None
             self.state.count("opened")
             trade = outcome.trade
+            assert trade is not None
             return None, (f"{idea.side} ticket {trade.ticket} @ {trade.entry:g} sl {trade.sl:g} tp {trade.tp:g} "
                           f"({idea.meta.get('checker')}, score {idea.meta.get('score')})")
         self._order_failed(c, f"{outcome.status}: {outcome.reason}")

@@ -145,16 +145,21 @@ class OrderFlowMonitor:
         source = cfg.flow_source(symbol)
         if source == "binance" and self.flow is not None:
             return _Route("binance", cfg.binance.symbols[symbol], self.flow, _ms(self.flow_clock.now()))
-        if source == "tick_proxy" and self.proxy is not None:
+        if self.proxy is not None and (source == "tick_proxy" or (source == "binance" and self.flow is None)):
+            # No Binance stream in this run (the simulated terminal replays no exchange tape):
+            # the broker's ticks are the only flow there is for every symbol.
             return _Route("tick_proxy", symbol, self.proxy, _ms(market_now))
         return None
 
     def _poll_proxy(self, cfg: OrderFlowConfig, market_now: datetime) -> None:
         if self.proxy is None or not cfg.proxy.enabled:
             return
-        wanted = [s for s in cfg.active_symbols() if cfg.flow_source(s) == "tick_proxy"]
+        def proxied(symbol: str) -> bool:
+            return cfg.flow_source(symbol) == "tick_proxy" or self.flow is None
+
+        wanted = [s for s in cfg.active_symbols() if proxied(s)]
         for trade in self.registry.open_trades(STRATEGY):
-            if trade.symbol not in wanted and cfg.flow_source(trade.symbol) == "tick_proxy":
+            if trade.symbol not in wanted and proxied(trade.symbol):
                 wanted.append(trade.symbol)
         for symbol in wanted:
             try:

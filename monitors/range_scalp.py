@@ -74,6 +74,7 @@ Notify = Callable[[str, dict[str, Any]], None]
 Evaluate = Callable[..., RangeDecision]
 # HIGH errors that already have their own notification
 _OWN_NOTIFICATION = frozenset({"exit_order_fails", "orphaned_trades"})
+ERROR_NOTE_SPACING = timedelta(minutes=15)  # one range_error notification per error type per 15 min
 
 
 def config_fingerprint(config: RangeScalpConfig) -> str:
@@ -134,6 +135,7 @@ class RangeScalpMonitor:
         self._fingerprint: tuple[RangeScalpConfig | None, str] = (None, "")
         self._engine_streak: dict[str, int] = {}
         self._signals_sent: dict[tuple[str, str, str], datetime] = {}
+        self._error_notes: dict[str, datetime] = {}
         self.counters: dict[str, int] = {}
         self.last_decisions: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()  # recover (main thread) vs step (monitor thread)
@@ -419,7 +421,9 @@ class RangeScalpMonitor:
             log.log(level, "range_scalp %s error %s: %s", event.severity.value.upper(), error_type, message)
             self.journal.append("range_error", strategy=STRATEGY, reason=message, error_type=error_type,
                                 severity=event.severity.value, context=event.context or None)
-            if error_type not in _OWN_NOTIFICATION:
+            last = self._error_notes.get(error_type)
+            if error_type not in _OWN_NOTIFICATION and (last is None or now - last >= ERROR_NOTE_SPACING):
+                self._error_notes[error_type] = now  # a disk that stays full must not flood Discord
                 self._send("range_error", {"strategy": STRATEGY, **event.to_json()})
         if tripped and self.book.entries_disabled is None:
             self._disable_entries(config, now, event.error_type, message)
@@ -479,7 +483,7 @@ class RangeScalpMonitor:
                                                     "engine_ms": last.engine_ms},
             "counters": dict(self.counters),
             "exit_counters": dict(self.exits.counters),
-            "errors": {"counts": dict(self.errors.counts), "critical_last_hour": self.errors.critical_in_window(now),
+            "errors": {"counts": dict(self.errors.counts), "critical_last_hour": self.errors.count_in_window(now),
                        "recent": self.errors.recent(5)},
             "state": {"saves": self.book.saves, "save_errors": self.book.save_errors,
                       "last_save_error": self.book.last_save_error},

@@ -106,6 +106,10 @@ class ErrorLedger:
             self._critical.popleft()
         return len(self._critical)
 
+    def count_in_window(self, now: datetime) -> int:
+        """Like ``critical_in_window`` without pruning: safe to call from another thread (status)."""
+        return sum(1 for at in list(self._critical) if now - at <= self.window)
+
     def clear_window(self) -> None:
         """Forget the CRITICAL events counted so far (after the operator re-enabled entries)."""
         self._critical.clear()

@@ -278,23 +278,26 @@ class RangeBook:
         """Write the current state unless a newer copy was already written; False on failure."""
         with self._lock:
             seq, document = self._seq, self.document()
+        failure: Exception | None = None
         with self._save_lock:
             if seq <= self._saved_seq and self.saves:
                 return True
             try:
                 self._save_fn(DOCUMENT, document)
+                self._saved_seq = seq
+                self.saves += 1
             except Exception as exc:  # disk full, permissions: report, keep running, retry next change
+                failure = exc
                 self.save_errors += 1
                 self.last_save_error = f"{type(exc).__name__}: {exc}"
-                log.error("range_scalp state could not be saved: %s", self.last_save_error)
-                try:
-                    self.on_save_error(exc)
-                except Exception:
-                    log.exception("range_scalp save-error handler failed")
-                return False
-            self._saved_seq = seq
-            self.saves += 1
+        if failure is None:
             return True
+        log.error("range_scalp state could not be saved: %s", self.last_save_error)
+        try:  # outside the save lock: the handler may change (and so save) the book again
+            self.on_save_error(failure)
+        except Exception:
+            log.exception("range_scalp save-error handler failed")
+        return False
 
 
 __all__ = ["RangeBook", "SymbolMemory", "DisabledEntries", "LoadReport", "DOCUMENT", "FORMAT_VERSION"]

@@ -39,6 +39,7 @@ class JobSpec:
     service: Service | None = None
     enabled: Callable[[ConfigSnapshot], bool] = lambda snapshot: True
     health: Callable[[], dict[str, Any]] | None = None
+    market_time: bool = False  # strategy monitors step on market time; infrastructure on wall time
 
 
 @dataclass
@@ -59,8 +60,9 @@ class Supervisor:
     def __init__(self, clock: Clock, config: Callable[[], ConfigSnapshot],
                  on_event: Callable[[str, dict[str, Any]], None] | None = None,
                  loop_clock: Clock | None = None) -> None:
-        """``clock`` times the backoff (wall time); ``loop_clock`` drives the monitors'
-        cadence (market time: the same as ``clock`` live, scaled in a sim replay)."""
+        """``clock`` times the backoff and the infrastructure loops (wall time); ``loop_clock``
+        drives the strategy monitors' cadence (market time: the same as ``clock`` live, scaled
+        in a sim replay), for jobs whose spec says ``market_time``."""
         self.clock = clock
         self.loop_clock = loop_clock or clock
         self._config = config
@@ -84,7 +86,8 @@ class Supervisor:
         spec = job.spec
         runtime = self._config().bot.runtime
         if spec.make_monitor is not None:
-            job.loop = MonitorLoop(spec.make_monitor(), self.loop_clock, runtime.monitor_error_budget)
+            clock = self.loop_clock if spec.market_time else self.clock
+            job.loop = MonitorLoop(spec.make_monitor(), clock, runtime.monitor_error_budget)
             job.loop.start()
         else:
             assert spec.service is not None
@@ -185,7 +188,7 @@ class Supervisor:
                 entry["alive"] = job.spec.service.is_alive()
             if job.spec.health is not None:
                 try:
-                    entry.update(job.spec.health())
+                    entry["detail"] = job.spec.health()  # the job's own figures, apart from the loop's
                 except Exception as exc:
                     entry["health_error"] = str(exc)
             out[name] = entry

@@ -71,12 +71,27 @@ class NotifyBridge:
         elif kind == "trading_blocked":
             self._send(lambda: events.trading_state_changed(
                 now, old="ACTIVE", new="ENTRIES BLOCKED", reason=data.get("instruction", "")))
+        elif kind == "close_failed" and data.get("strategy") == "range_scalp" and "attempts" not in data:
+            return  # the range exit manager retries and escalates once itself
         elif kind in ("order_unknown", "close_failed"):
             reason = (f"outcome of {data.get('client_id')} unknown: not resent, settled by client id"
                       if kind == "order_unknown" else f"could not close ticket {data.get('ticket')}: {data.get('error')}")
             self._send(lambda: events.order_rejected(
                 now, symbol=symbol or "?", side=data.get("side", "?"), strategy=data.get("strategy", "?"),
                 reason=reason))
+        elif kind == "symbol_paused":
+            self._send(lambda: events.circuit_breaker_opened(
+                now, name=f"{data.get('strategy', 'micro_scalp')} {symbol}", reason=str(data.get("error", "")),
+                failures=data.get("failures"), retry_in_seconds=data.get("pause_seconds")))
+        elif kind == "symbol_resumed":
+            self._send(lambda: events.circuit_breaker_closed(
+                now, name=f"{data.get('strategy', 'micro_scalp')} {symbol}", open_seconds=data.get("paused_seconds")))
+        elif kind in ("range_entries_disabled", "range_entries_enabled"):
+            disabled = kind == "range_entries_disabled"
+            self._send(lambda: events.trading_state_changed(
+                now, old="ACTIVE" if disabled else "ENTRIES DISABLED", new="ENTRIES DISABLED" if disabled else "ACTIVE",
+                reason="range_scalp: " + str(data.get("reason", "edit range_scalp.json to re-enable" if disabled
+                                                       else "re-enabled by a config edit"))))
         elif kind == "range_signal":
             self._send(lambda: events.range_signal(
                 now, symbol=symbol, side=data["side"], entry=data["entry"], sl=data["sl"], tp=data["tp"],

@@ -138,7 +138,7 @@ def test_supervisor_restarts_a_faulted_monitor_with_exponential_backoff(holder: 
 
     sup = Supervisor(clock, lambda: holder.current, lambda kind, data: events.append((kind, data)),
                      loop_clock=SystemClock())
-    sup.add(JobSpec("worker", make_monitor=make))
+    sup.add(JobSpec("worker", make_monitor=make, market_time=True))
     sup.check()
     job = sup.jobs["worker"]
     wait_until(lambda: not job.loop.is_alive())
@@ -202,7 +202,7 @@ def test_a_monitor_switched_off_by_config_stops_and_starts_again_when_switched_o
         return monitors[-1]
 
     sup = Supervisor(FakeClock(), lambda: holder.current, loop_clock=SystemClock())
-    sup.add(JobSpec("micro", make_monitor=make, enabled=lambda s: s.micro_scalp.enabled))
+    sup.add(JobSpec("micro", make_monitor=make, enabled=lambda s: s.micro_scalp.enabled, market_time=True))
     sup.check()
     job = sup.jobs["micro"]
     wait_until(lambda: monitors[0].steps > 2)

@@ -27,6 +27,7 @@ def test_shipped_monitor_keys() -> None:
 @pytest.mark.parametrize("values, message", [
     ({"trading_sessions_utc": [[9, 9]]}, r"trading_sessions_utc entry \[9, 9\]"),
     ({"trading_sessions_utc": [[8, 25]]}, "trading_sessions_utc entry"),
+    ({"trading_sessions_utc": []}, "trading_sessions_utc must list at least one"),
     ({"min_bars": 200, "max_bars": 100}, r"max_bars \(100\) must be >= min_bars \(200\)"),
     ({"cooldown_after_trade_seconds": -1}, "cooldown_after_trade_seconds"),
     ({"max_trades_per_hour": 0}, "max_trades_per_hour"),

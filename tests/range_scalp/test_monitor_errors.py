@@ -121,6 +121,7 @@ def test_a_state_file_that_cannot_be_written_is_critical(tmp_path) -> None:
     assert rig.monitor.book.save_errors >= 2
     assert [e["error_type"] for e in rig.events("range_error")][:2] == ["state_save_failed"] * 2
     assert rig.notes_of("range_entries_disabled")
+    assert len(rig.notes_of("range_error")) == 1  # one notification per error type per 15 min
     assert "No space left on device" in rig.monitor.health()["state"]["last_save_error"]
 
 
