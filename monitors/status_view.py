@@ -95,6 +95,16 @@ def render_status(status: dict[str, Any]) -> str:
             lines.append(f"{name:<14}{row['trades']:>7}{row['wins']:>6}{row['pnl']:>10.2f}{avg:>7}")
     else:
         lines.append("no trades closed today (UTC)")
+    perf = ((health.get("threads", {}).get("micro-scalp") or {}).get("detail") or {}).get("performance")
+    if perf and perf.get("trades"):
+        pf = perf.get("profit_factor")
+        win = perf.get("win_rate")
+        lat = (perf.get("latency_ms") or {}).get("pipeline") or {}
+        lines.append("")
+        lines.append(f"micro_scalp all-time: {perf['trades']} trades, win rate "
+                     f"{'-' if win is None else f'{win * 100:.0f}%'}, profit factor {'-' if pf is None else f'{pf:.2f}'}, "
+                     f"avg R {perf.get('avg_r', 0):.2f}, streak {perf.get('current_streak', 0)}, "
+                     f"order latency mean {lat.get('mean_ms', '-')} ms p95 {lat.get('p95_ms', '-')} ms")
     strategies = health.get("strategies", {})
     if strategies:
         lines.append("")

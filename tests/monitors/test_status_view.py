@@ -17,7 +17,11 @@ def test_status_shows_connection_trading_state_positions_and_todays_results(tmp_
         "trading": {"state": "ENTRIES BLOCKED", "reason": "press the Algo Trading button", "reconciliation": None},
         "account": {"login": 5000001, "balance": 10012.5, "equity": 10020.0, "currency": "USD", "margin_free": 9800.0},
         "threads": {"micro-scalp": {"status": "running", "heartbeat_age_s": 1.2, "steps": 40, "errors": 1,
-                                    "restarts": 0, "last_error": None}},
+                                    "restarts": 0, "last_error": None,
+                                    "detail": {"performance": {"trades": 9, "win_rate": 0.5556, "profit_factor": 1.8,
+                                                               "avg_r": 0.31, "current_streak": -1,
+                                                               "latency_ms": {"pipeline": {"mean_ms": 1.2,
+                                                                                           "p95_ms": 2.5}}}}}},
         "positions": {"broker": [{"ticket": 17, "symbol": "XAUUSD", "side": "buy", "volume": 0.1,
                                   "price_open": 2350.1, "sl": 2345.0, "tp": 2360.0, "profit": 7.5}]},
         "results_today": {"micro_scalp": {"trades": 4, "wins": 3, "pnl": 12.5, "avg_r": 0.61}},
@@ -32,3 +36,5 @@ def test_status_shows_connection_trading_state_positions_and_todays_results(tmp_
     assert "micro-scalp" in text and "1.2s" in text
     assert "XAUUSD" in text and "2350.1" in text and "7.50" in text
     assert "micro_scalp" in text and "0.61" in text and "12.50" in text
+    assert ("micro_scalp all-time: 9 trades, win rate 56%, profit factor 1.80, avg R 0.31, streak -1, "
+            "order latency mean 1.2 ms p95 2.5 ms") in text
