@@ -130,9 +130,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except AlreadyRunning as exc:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from execution.errors import BrokerError
     try:
         app = BotApp(snapshot, secrets, args.config_dir, args.runtime_dir, notify=not args.no_notify)
         return app.run(duration=args.duration)
+    except BrokerError as exc:
+        log.critical("cannot start: broker: %s", exc)
+        print(f"cannot start: broker: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except Exception:
         log.critical("the bot failed", exc_info=True)
         return EXIT_FAILURE
@@ -190,8 +195,8 @@ class BotApp:
         self.supervisor.add(JobSpec("state-writer", service=self.writer))
         self.supervisor.add(JobSpec("config-watcher", make_monitor=lambda: self.watcher,
                                     health=self.watcher.health))
+        self._build_notifier(snapshot, notify)  # first, so start-up recovery events are announced
         self._build_trading(snapshot)
-        self._build_notifier(snapshot, notify)
         self.health = HealthReporter(self.runtime_dir, self.clock, __version__, self.started_at)
         self.health.add("mode", lambda: {"mode": self.holder.current.bot.mode,
                                          "broker": self.holder.current.bot.broker})
@@ -358,7 +363,7 @@ class BotApp:
         self.notifier = Notifier(self.secrets, config, SystemClock(), enabled=enabled and config.enabled)
         schedule = DailySummarySchedule(config.daily_summary_utc, self.store)
         self.bridge = NotifyBridge(
-            self.notifier, lambda: self.holder.current, self.market_clock.now, schedule,
+            self.notifier, lambda: self.holder.current, lambda: self.market_clock.now(), schedule,
             closed_trades=lambda: [t.to_json() for t in self.registry.closed_trades() if t.pnl is not None],
             currency=lambda: self.holder.current.bot.sim.currency)
         self.holder.on_change(self.bridge.on_config_change)
