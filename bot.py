@@ -212,6 +212,7 @@ class BotApp:
                                            **self.bar_feed.health()})
         self.health.add("execution", lambda: {**self.executor.health(), "risk": self.risk.health()})
         self.health.add("positions", self._positions_health)
+        self.health.add("reconciler", self.reconciler.health)
         self.health.add("trading", self._trading_health)
         self.health.add("results_today", self._results_today)
         self.health.add("notifier", self.notifier.stats)
@@ -220,7 +221,6 @@ class BotApp:
     def _build_trading(self, snapshot) -> None:
         """Broker (MT5 adapter over the real module or the simulated terminal), market clock,
         bar feed, registry, risk and executor."""
-        from execution.executor import Executor
         from execution.mt5 import Mt5Broker
         from execution.risk import RiskManager
         from feeds.bar_feed import BarFeed
@@ -235,15 +235,45 @@ class BotApp:
         self.broker.connect()
         self.registry = TradeRegistry(self.store)
         self.risk = RiskManager(lambda: self.holder.current.bot.risk, self.registry, self.store)
-        self.executor = Executor(self.broker, self.registry, self.risk, self.journal, lambda: self.holder.current,
-                                 self.market_clock, events=self._on_trade_event)
         self.supervisor.loop_clock = self.market_clock
         # 1500 M1 bars: a full session for the micro-scalp VWAP; 720+ M5 bars for range detection
         self.bar_feed = BarFeed(self.broker, self.clock, self._wanted_bars, depth=1500, market_log_seconds=15)
         self.supervisor.add(JobSpec("bar-feed", make_monitor=lambda: self.bar_feed, health=self.bar_feed.health))
+        self._build_reliability()
         self._build_order_flow(snapshot)
         self._build_micro_scalp(snapshot)
         self._build_range_scalp(snapshot)
+
+    def _build_reliability(self) -> None:
+        """Circuit breaker around the executor's broker, trading state, executor, reconciler; the
+        start-up reconciliation runs here, before any monitor exists (nothing can open a trade)."""
+        from execution.breaker import BreakerBroker, CircuitBreaker
+        from execution.executor import Executor
+        from execution.reconciler import Reconciler
+        from execution.trading_state import TradingGuard
+        from monitors.supervisor import JobSpec
+
+        reliability = lambda: self.holder.current.bot.reliability  # noqa: E731
+        self.breaker = CircuitBreaker("broker", self.market_clock, reliability, events=self._on_trade_event,
+                                      journal=self.journal)
+        self.trade_broker = BreakerBroker(self.broker, self.breaker)
+        self.guard = TradingGuard(self.store, reliability, self.market_clock, journal=self.journal,
+                                  events=self._on_trade_event, account=self.trade_broker.account,
+                                  closed_trades=self.registry.closed_trades, feeds=self.bar_feed.health,
+                                  breaker=self.breaker)
+        self.executor = Executor(self.trade_broker, self.registry, self.risk, self.journal,
+                                 lambda: self.holder.current, self.market_clock, events=self._on_trade_event,
+                                 trading_state=self.guard)
+        self.reconciler = Reconciler(self.trade_broker, self.registry, self.journal, lambda: self.holder.current,
+                                     self.market_clock, executor=self.executor, events=self._on_trade_event,
+                                     trading_state=self.guard)
+        self.breaker.subscribe(self.reconciler.on_breaker_change)
+        self.executor.on_fill = self.reconciler.request
+        report = self.reconciler.run("startup")
+        log.info("start-up reconciliation: %s", report.summary())
+        self.guard.step()
+        self.supervisor.add(JobSpec("reconciler", make_monitor=lambda: self.reconciler, health=self.reconciler.health))
+        self.supervisor.add(JobSpec("trading-guard", make_monitor=lambda: self.guard, health=self.guard.health))
 
     def _build_micro_scalp(self, snapshot) -> None:
         from monitors.micro_scalp import MicroScalpMonitor
@@ -377,9 +407,11 @@ class BotApp:
                 "leverage": account.leverage, "trade_allowed": account.trade_allowed}
 
     def _trading_health(self) -> dict[str, Any]:
+        guard = self.guard.health()
         blocked = self.broker.entries_blocked()
-        return {"state": "ENTRIES BLOCKED" if blocked else "ACTIVE", "reason": blocked or "",
-                "reconciliation": None}
+        if blocked and guard["state"] == "ACTIVE":
+            guard.update(state="ENTRIES BLOCKED", reason=blocked)
+        return {**guard, "reconciliation": self.reconciler.summary(), "breaker": self.breaker.health()}
 
     def _results_today(self) -> dict[str, Any]:
         """Per strategy, trades closed since 00:00 UTC (market time): count, wins, P&L, average R."""

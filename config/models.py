@@ -8,6 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from config.base import StrictModel
 from config.notify_model import NotifyConfig
+from config.reliability_model import ReliabilityConfig
 from config.sim_model import SimConfig
 
 Category = Literal["crypto", "gold", "forex", "index", "other"]
@@ -111,6 +112,7 @@ class BotConfig(StrictModel):
     notifications: NotifyConfig = Field(default_factory=NotifyConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    reliability: ReliabilityConfig = Field(default_factory=ReliabilityConfig)
 
     @field_validator("symbols")
     @classmethod

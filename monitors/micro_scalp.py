@@ -357,7 +357,7 @@ class MicroScalpMonitor:
         sent_before = len(latencies)
         started = self._perf()
         try:
-            outcome = self.executor.open(idea)
+            outcome = self.executor.open(idea, created_at=c.now)
         except Exception as exc:
             self._order_failed(c, f"{type(exc).__name__}: {exc}")
             log.exception("micro_scalp %s: executor.open raised", c.symbol)
@@ -376,6 +376,8 @@ class MicroScalpMonitor:
             assert trade is not None
             return None, (f"{idea.side} ticket {trade.ticket} @ {trade.entry:g} sl {trade.sl:g} tp {trade.tp:g} "
                           f"({idea.meta.get('checker')}, score {idea.meta.get('score')})")
+        if outcome.status == "halted":  # the trading state refuses entries: not an order failure
+            return "trading_state", outcome.reason
         self._order_failed(c, f"{outcome.status}: {outcome.reason}")
         return f"executor.{outcome.status}", outcome.reason
 

@@ -302,7 +302,7 @@ class OrderFlowMonitor:
                   "contributions": {k: round(v, 4) for k, v in verdict.contributions.items()},
                   "atr": inputs.atr})
         self._last_attempt[symbol] = market_now
-        outcome = self.executor.open(idea)
+        outcome = self.executor.open(idea, created_at=market_now)
         if outcome.opened:
             self._count("opened")
             self._record(symbol, None, f"{side} ticket {outcome.trade.ticket if outcome.trade else '?'}: "

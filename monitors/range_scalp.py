@@ -331,11 +331,14 @@ class RangeScalpMonitor:
             self._error("price_validation_fails", f"{symbol}: {problem}", {"symbol": symbol})
             return
         try:
-            outcome = self.executor.open(idea)
+            outcome = self.executor.open(idea, created_at=now)
         except Exception as exc:
             log.exception("range_scalp %s: executor.open raised", symbol)
             self._record(symbol, "executor.error", f"{type(exc).__name__}: {exc}")
             self._error("order_rejected", f"{symbol}: executor.open raised {type(exc).__name__}: {exc}")
+            return
+        if outcome.status == "halted":  # the trading state refuses entries: not an error of ours
+            self._record(symbol, "trading_state", outcome.reason)
             return
         if not outcome.opened or outcome.trade is None:
             self._record(symbol, f"executor.{outcome.status}", outcome.reason)

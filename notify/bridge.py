@@ -79,6 +79,21 @@ class NotifyBridge:
             self._send(lambda: events.order_rejected(
                 now, symbol=symbol or "?", side=data.get("side", "?"), strategy=data.get("strategy", "?"),
                 reason=reason))
+        elif kind == "trading_state_changed":
+            self._send(lambda: events.trading_state_changed(now, old=str(data.get("old")), new=str(data.get("new")),
+                                                            reason=str(data.get("reason", ""))))
+        elif kind == "circuit_breaker_opened":
+            self._send(lambda: events.circuit_breaker_opened(
+                now, name=str(data.get("name", "broker")), reason=str(data.get("reason", "")),
+                failures=data.get("failures"), retry_in_seconds=data.get("retry_in_seconds")))
+        elif kind == "circuit_breaker_closed":
+            self._send(lambda: events.circuit_breaker_closed(now, name=str(data.get("name", "broker")),
+                                                             open_seconds=data.get("open_seconds")))
+        elif kind in ("exit_escalated", "reconcile_failed", "position_adopted", "external_position",
+                      "sltp_repaired", "sltp_repair_failed", "sltp_difference"):
+            self._send(lambda: events.order_rejected(
+                now, symbol=str(symbol or "-"), side=str(data.get("side", "-")),
+                strategy=str(data.get("strategy", "reconciler")), reason=self._describe(kind, data)))
         elif kind == "symbol_paused":
             self._send(lambda: events.circuit_breaker_opened(
                 now, name=f"{data.get('strategy', 'micro_scalp')} {symbol}", reason=str(data.get("error", "")),
@@ -97,6 +112,22 @@ class NotifyBridge:
                 now, symbol=symbol, side=data["side"], entry=data["entry"], sl=data["sl"], tp=data["tp"],
                 range_high=data.get("range_high"), range_low=data.get("range_low"),
                 reasons=data.get("reasons", ()), category=self._category(symbol)))
+
+    @staticmethod
+    def _describe(kind: str, data: dict[str, Any]) -> str:
+        ticket = data.get("ticket")
+        texts = {
+            "exit_escalated": f"MANUAL CLOSE REQUIRED: ticket {ticket} could not be closed after "
+                              f"{data.get('failures')} attempts ({data.get('reason')}): {data.get('error')}",
+            "reconcile_failed": f"reconciliation failed {data.get('failures')} times: {data.get('error')}",
+            "position_adopted": f"position {ticket} found at the broker and adopted: {data.get('reason', '')}",
+            "external_position": f"external position {ticket} (magic {data.get('magic')}, "
+                                 f"{data.get('volume')} lots) left alone",
+            "sltp_repaired": f"SL/TP of {ticket} set back to the bot's: {data.get('detail', '')}",
+            "sltp_repair_failed": f"SL/TP of {ticket} could not be repaired: {data.get('detail', '')}",
+            "sltp_difference": f"SL/TP of {ticket} differs at the broker: {data.get('detail', '')}",
+        }
+        return texts[kind]
 
     # ------------------------------------------------------------------ supervisor and config
     def on_supervisor_event(self, kind: str, data: dict[str, Any]) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import copy
 import threading
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from state.store import StateStore
 
@@ -77,6 +78,7 @@ class TradeRegistry:
         self._open: dict[str, dict[int, Trade]] = {s: {} for s in STRATEGIES}
         self._closed: dict[str, list[Trade]] = {s: [] for s in STRATEGIES}
         self._on_change = on_change or (lambda event, trade: None)
+        self._local = threading.local()  # per-thread batch depth and the documents it left unsaved
         self.load()
 
     @staticmethod
@@ -90,7 +92,36 @@ class TradeRegistry:
                 self._open[strategy] = {int(t): Trade.from_json(v) for t, v in data.get("open", {}).items()}
                 self._closed[strategy] = [Trade.from_json(v) for v in data.get("closed", [])]
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Defer this thread's writes to one per strategy document at the end of the block.
+
+        For bulk rebuilds (the reconciler recording many trades after a long outage): hundreds
+        of changes become a few writes. Other threads keep writing at once (their writes carry
+        the batch's changes made so far too). A crash inside a batch loses only what the broker
+        still knows, and the next reconciliation records it again."""
+        local = self._local
+        depth = getattr(local, "depth", 0)
+        if depth == 0:
+            local.dirty = set()
+        local.depth = depth + 1
+        try:
+            yield
+        finally:
+            local.depth -= 1
+            if local.depth == 0:
+                dirty, local.dirty = local.dirty, set()
+                with self._lock:
+                    for strategy in sorted(dirty):
+                        self._write(strategy)
+
     def _save(self, strategy: str) -> None:
+        if getattr(self._local, "depth", 0) > 0:
+            self._local.dirty.add(strategy)
+            return
+        self._write(strategy)
+
+    def _write(self, strategy: str) -> None:
         doc = {"open": {str(t): trade.to_json() for t, trade in self._open[strategy].items()},
                "closed": [t.to_json() for t in self._closed[strategy][-CLOSED_KEPT:]]}
         self.store.save(self.document(strategy), doc)

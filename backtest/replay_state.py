@@ -1,0 +1,55 @@
+"""State and journal for a replay: the live classes, without the per-write durability.
+
+Live, every registry, risk-ledger and range-book change is fsynced and renamed into place before
+the call returns, and an order intent is fsynced before the order is sent: a crash must never
+lose a trade. A replay has nothing to recover after a crash (it is run again from the start), and
+those syncs cost about 3 ms each, a large share of a backtest step. So in a backtest:
+
+- ``ReplayStateStore`` is a ``StateStore`` whose ``save`` keeps the encoded document in memory
+  (the same bytes the live store writes); ``flush()`` writes every document through the live
+  atomic write once, at the end of the run, into the run folder. ``load`` sees unsaved documents.
+- ``ReplayJournal`` is the live ``Journal`` (one JSON line per event, flushed per line) that never
+  fsyncs.
+
+Nothing the strategies, the executor or the risk manager decide depends on either difference.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from state.journal import Journal
+from state.store import SCHEMA_VERSION_KEY, LoadResult, StateStore, atomic_write_bytes, encode_json
+
+
+class ReplayStateStore(StateStore):
+    def __init__(self, folder: Path, schema_version: int = 1) -> None:
+        super().__init__(folder, schema_version)
+        self._pending: dict[str, bytes] = {}
+
+    def save(self, name: str, data: dict[str, Any]) -> None:
+        document = dict(data)
+        document[SCHEMA_VERSION_KEY] = self.schema_version
+        self._pending[name] = encode_json(document)
+        self.path(name)  # the same name check as a live save
+        self.writes += 1
+
+    def load_result(self, name: str, default: dict[str, Any] | None = None) -> LoadResult:
+        payload = self._pending.get(name)
+        if payload is None:
+            return super().load_result(name, default)
+        return LoadResult(json.loads(payload), "memory")
+
+    def flush(self) -> int:
+        """Write every saved document (atomically, as live); returns how many were written."""
+        for name, payload in sorted(self._pending.items()):
+            atomic_write_bytes(self.path(name), payload)
+        written = len(self._pending)
+        self._pending.clear()
+        return written
+
+
+class ReplayJournal(Journal):
+    def append(self, event: str, durable: bool = False, **fields: Any) -> dict[str, Any]:
+        return super().append(event, durable=False, **fields)

@@ -1,0 +1,140 @@
+"""Reconciliation cost with 50 open positions and 1,000 deals in the history window.
+
+The real reconciler runs over the MT5 adapter over the simulated terminal; a timing proxy around
+the adapter adds up the seconds spent inside broker calls, which are subtracted (the target is
+the reconciler's own work: indexing the deals, comparing, deciding). Figures:
+
+- ``reconcile_50pos_1000deals_ms``: a pass where registry and broker agree (the every-10-s case),
+  median of 30 passes; ``..._p95`` its 95th percentile;
+- ``reconcile_recovery_50pos_1000deals_ms``: the first pass after a "crash" that lost the whole
+  registry: 50 positions adopted and 475 round trips recorded from the deal history (this one
+  includes the registry's persisted writes, which are the reconciler's work).
+"""
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from config.secrets import Secrets
+from config.watcher import ConfigHolder
+from execution.breaker import BreakerBroker, CircuitBreaker
+from execution.executor import Executor, magic_for
+from execution.mt5 import Mt5Broker
+from execution.reconciler import Reconciler
+from execution.risk import RiskManager
+from execution.simterminal import SimTerminal
+from monitors.clock import FakeClock
+from state.journal import Journal
+from state.registry import STRATEGIES, TradeRegistry
+from state.store import StateStore
+from tests.execution.harness import load_test_config
+
+POSITIONS = 50
+ROUND_TRIPS = 475  # 50 opening deals + 2 x 475 = 1,000 deals
+
+
+class TimedBroker:
+    """Forwards every call and adds up the seconds spent inside the broker."""
+
+    def __init__(self, broker: Mt5Broker) -> None:
+        self._broker = broker
+        self.inside = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._broker, name)
+        if not callable(target):
+            return target
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return target(*args, **kwargs)
+            finally:
+                self.inside += time.perf_counter() - started
+        return timed
+
+
+def _send(terminal: SimTerminal, symbol: str, buy: bool, volume: float, magic: int, comment: str,
+          position: int | None = None) -> int:
+    tick = terminal.symbol_info_tick(symbol)
+    request = {"action": terminal.TRADE_ACTION_DEAL, "symbol": symbol, "volume": volume,
+               "type": terminal.ORDER_TYPE_BUY if buy else terminal.ORDER_TYPE_SELL,
+               "price": tick.ask if buy else tick.bid, "deviation": 100, "magic": magic, "comment": comment,
+               "type_filling": terminal.ORDER_FILLING_IOC}
+    if position is None:
+        request["sl"] = round((tick.bid - 30) if buy else (tick.ask + 30), 2)
+        request["tp"] = round((tick.ask + 30) if buy else (tick.bid - 30), 2)
+    else:
+        request["position"] = position
+    result = terminal.order_send(request)
+    if result is None or result.retcode != terminal.TRADE_RETCODE_DONE:
+        raise RuntimeError(f"sim order failed: {result}")
+    return int(result.order)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def run(passes: int = 30) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        clock = FakeClock()
+        snapshot = load_test_config(tmp, {"risk": {"max_open_total": 200, "max_open_per_symbol": 50,
+                                                   "max_open_per_strategy": 100, "max_trades_per_hour": 1000,
+                                                   "max_trades_per_day": 10000}})
+        holder = ConfigHolder(snapshot)
+        terminal = SimTerminal(clock, None, starting_balance=1e9)
+        broker = Mt5Broker(terminal, Secrets(), snapshot.bot, clock, sleep=clock.advance)
+        broker.connect()
+        terminal.initialize()
+        timed = TimedBroker(broker)
+        reliability = lambda: holder.current.bot.reliability  # noqa: E731
+        wrapped = BreakerBroker(timed, CircuitBreaker("broker", clock, reliability))
+        store = StateStore(tmp / "state")
+        registry = TradeRegistry(store)
+        risk = RiskManager(lambda: holder.current.bot.risk, registry, store)
+        journal = Journal(tmp / "journal.jsonl", now=clock.now)
+        executor = Executor(wrapped, registry, risk, journal, lambda: holder.current, clock)  # type: ignore[arg-type]
+        reconciler = Reconciler(wrapped, registry, journal, lambda: holder.current, clock, executor=executor)
+
+        magics = [magic_for(snapshot, s) for s in STRATEGIES]
+        for i in range(ROUND_TRIPS):  # history: opened and closed while "away"
+            magic = magics[i % 3]
+            ticket = _send(terminal, "XAUUSD", i % 2 == 0, 0.01, magic, f"bench-rt-{i}")
+            clock.advance(1)
+            _send(terminal, "XAUUSD", i % 2 != 0, 0.01, magic, f"bench-rt-{i}-x", position=ticket)
+            clock.advance(1)
+        for i in range(POSITIONS):
+            _send(terminal, "XAUUSD", i % 2 == 0, 0.01, magics[i % 3], f"bench-open-{i}")
+            clock.advance(1)
+        deals = len(broker.deals(clock.now().replace(hour=0, minute=0), clock.now()))
+        assert deals == 1000 and len(broker.positions()) == POSITIONS, (deals, len(broker.positions()))
+
+        timed.inside = 0.0
+        started = time.perf_counter()
+        first = reconciler.run("startup")
+        recovery_ms = (time.perf_counter() - started - timed.inside) * 1000
+        assert len(first.adopted) == POSITIONS and len(first.history_recorded) == ROUND_TRIPS, first.summary()
+
+        samples = []
+        for _ in range(passes):
+            timed.inside = 0.0
+            started = time.perf_counter()
+            report = reconciler.run("periodic")
+            samples.append((time.perf_counter() - started - timed.inside) * 1000)
+            assert report.ok and report.found == 0 and report.deals == 1000, report.summary()
+            clock.advance(10)
+        journal.close()
+    return {"reconcile_50pos_1000deals_ms": round(statistics.median(samples), 3),
+            "reconcile_50pos_1000deals_ms_p95": round(_percentile(samples, 95), 3),
+            "reconcile_recovery_50pos_1000deals_ms": round(recovery_ms, 1)}
+
+
+if __name__ == "__main__":
+    for key, value in run().items():
+        print(f"{key:40} {value}")

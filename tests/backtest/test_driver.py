@@ -1,0 +1,69 @@
+"""The driver's own rules: no history from before the recording, the end-of-data close, cadence."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from backtest.data import plan_segments, resolve_feeds, write_specs
+from backtest.driver import END_REASON, SegmentRunner
+from backtest.run_config import prepare_config
+from engines.types import TradeIdea
+from tests.backtest.conftest import PROJECT_DIR, XAU_M1, slice_lines
+
+
+def _runner(tmp_path, strategies, lines=(2, 901)):
+    path = slice_lines(XAU_M1, tmp_path / "XAUUSD_M1.csv", *lines, header=True)
+    feeds, _ = resolve_feeds([str(path)])
+    segment = plan_segments(feeds)[0]
+    snapshot, _ = prepare_config(PROJECT_DIR / "config", tmp_path / "config", ["XAUUSD"], strategies or ["micro_scalp"])
+    specs = write_specs(feeds, tmp_path / "sim_symbols.json")
+    return SegmentRunner(segment, snapshot, tmp_path / "config", tmp_path, specs, strategies, 10000.0), feeds[0]
+
+
+def test_monitors_never_see_bars_from_before_the_recording(tmp_path):
+    runner, feed = _runner(tmp_path, [])
+    runner.clock.set(feed.first + timedelta(minutes=30))
+    raw = runner.broker.bars("XAUUSD", "M1", 500)
+    assert raw.index[0] < pd.Timestamp(feed.first)  # the endless replay wraps the recording's end in
+    seen = runner.market.bars("XAUUSD", "M1", 500)
+    assert seen.index[0] == pd.Timestamp(feed.first) and len(seen) == 30
+    assert seen.equals(raw[raw.index >= pd.Timestamp(feed.first)])
+    ticks = runner.market.ticks("XAUUSD", feed.first - timedelta(hours=1), runner.clock.now())
+    assert ticks.index[0] >= pd.Timestamp(feed.first)
+    assert runner.market.quote("XAUUSD").bid > 0  # everything else is the adapter's
+
+
+def test_a_position_open_at_the_end_is_closed_in_the_last_bar(tmp_path):
+    runner, feed = _runner(tmp_path, [])
+    runner.clock.set(feed.first + timedelta(minutes=5))
+    quote = runner.broker.quote("XAUUSD")
+    idea = TradeIdea(symbol="XAUUSD", side="buy", entry=quote.ask, sl=round(quote.bid - 30, 2),
+                     tp=round(quote.ask + 30, 2), strategy="micro_scalp", reasons=("test position",), meta={})
+    outcome = runner.executor.open(idea)
+    assert outcome.opened
+    result = runner.run()
+    assert len(result.trades) == 1
+    trade = result.trades[0]
+    assert trade.close_reason == END_REASON
+    assert datetime.fromisoformat(trade.closed_at) == datetime.fromtimestamp(runner.segment.liquidate_s, timezone.utc)
+    assert result.final_balance == pytest.approx(10000.0 + trade.pnl, abs=0.005)
+    assert result.equity[-1] == pytest.approx(result.final_balance)
+    commission = runner.terminal.symbol_info("XAUUSD")  # spec: 3.5 per lot per side
+    assert result.fees[trade.ticket] == pytest.approx(round(2 * 3.5 * result.volumes[trade.ticket], 2), abs=0.011)
+    assert commission is not None and result.open_at_end == []
+
+
+def test_cadence_micro_and_flow_every_bar_range_every_five_minutes(tmp_path):
+    runner, feed = _runner(tmp_path, ["micro_scalp", "range_scalp", "order_flow"], lines=(2, 121))
+    seen: dict[str, list[datetime]] = {"micro_scalp": [], "order_flow": [], "range_scalp": []}
+    for name, monitor in runner.monitors.items():
+        monitor.step = (lambda n: (lambda now: seen[n].append(now)))(name)
+    result = runner.run()
+    steps = [datetime.fromtimestamp(t, timezone.utc) for t in runner.segment.steps.tolist()]
+    assert seen["micro_scalp"] == steps == seen["order_flow"]
+    assert all(b - a == timedelta(minutes=1) for a, b in zip(steps, steps[1:]))
+    # the first step of every 5-minute bucket: the start, then each M5 close
+    assert seen["range_scalp"] == steps[:1] + [t for t in steps[1:] if t.minute % 5 == 0]
+    assert result.timings["range_scalp"].steps == len(seen["range_scalp"])

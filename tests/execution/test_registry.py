@@ -1,0 +1,65 @@
+"""The trade registry: persisted on every change, integer tickets, batches for bulk rebuilds."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from state.registry import Trade, TradeRegistry
+from state.store import StateStore
+
+NOW = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
+
+
+def trade(ticket: int, strategy: str = "micro_scalp") -> Trade:
+    return Trade(ticket=ticket, client_id=f"c{ticket}", strategy=strategy, symbol="XAUUSD", side="buy", volume=0.1,
+                 entry=2350.0, sl=2345.0, tp=2360.0, initial_sl=2345.0, magic=7310001, opened_at=NOW.isoformat(),
+                 meta={"entry_delta": 12.5})
+
+
+def test_every_change_is_on_disk_before_the_call_returns(tmp_path: Path) -> None:
+    registry = TradeRegistry(StateStore(tmp_path))
+    registry.add(trade(101))
+    registry.update(101, sl=2348.0, meta={"trail": True})
+    reloaded = TradeRegistry(StateStore(tmp_path))
+    got = reloaded.get(101)
+    assert got is not None and got.sl == 2348.0 and got.meta == {"entry_delta": 12.5, "trail": True}
+    assert isinstance(next(iter(t.ticket for t in reloaded.open_trades())), int)
+    registry.close(101, 2355.0, NOW, 50.0, "tp")
+    closed = TradeRegistry(StateStore(tmp_path)).closed_trades("micro_scalp")[-1]
+    assert closed.r == pytest.approx(1.0) and closed.close_reason == "tp"
+
+
+def test_a_duplicate_ticket_is_refused(tmp_path: Path) -> None:
+    registry = TradeRegistry(StateStore(tmp_path))
+    registry.add(trade(1))
+    with pytest.raises(ValueError, match="already registered"):
+        registry.add(trade(1, "range_scalp"))
+
+
+def test_a_batch_writes_each_document_once_at_the_end(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    registry = TradeRegistry(store)
+    with registry.batch():
+        for ticket in range(1, 51):
+            registry.add(trade(ticket))
+            registry.close(ticket, 2355.0, NOW, 50.0, "recorded")
+        assert store.writes == 0
+        assert len(registry.closed_trades("micro_scalp")) == 50  # in memory at once
+    assert store.writes == 1
+    assert len(TradeRegistry(StateStore(tmp_path)).closed_trades("micro_scalp")) == 50
+
+
+def test_other_threads_keep_writing_during_a_batch(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    registry = TradeRegistry(store)
+    with registry.batch():
+        registry.add(trade(1))
+        other = threading.Thread(target=registry.add, args=(trade(2, "order_flow"),))
+        other.start()
+        other.join()
+        assert store.writes == 1  # the other thread's trade is on disk already
+        assert TradeRegistry(StateStore(tmp_path)).get(2) is not None
+    assert TradeRegistry(StateStore(tmp_path)).get(1) is not None
