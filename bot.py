@@ -101,6 +101,11 @@ def cmd_flow_bars(args: argparse.Namespace) -> int:
     return flow_bars_main(argv)
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from backtest.cli import main as backtest_main
+    return backtest_main(args.backtest_args)
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from monitors.status_view import collect_status, render_status
     status = collect_status(args.runtime_dir)
@@ -362,7 +367,11 @@ class BotApp:
         if start == wall_now:
             start = _next_open_market(wall_now)
         market_clock = ScaledClock(start, sim.speed)
-        terminal = build_from_config(sim, market_clock, PROJECT_DIR, self.runtime_dir, list(bot.symbols))
+        # The simulated broker lists its instruments under their broker names (without the suffix
+        # it appends itself), so two config names may map to one instrument.
+        instruments = sorted({bot.broker_symbol(name).removesuffix(sim.symbol_suffix) if sim.symbol_suffix
+                              else bot.broker_symbol(name) for name in bot.symbols})
+        terminal = build_from_config(sim, market_clock, PROJECT_DIR, self.runtime_dir, instruments)
         log.info("simulated terminal: replaying %s at %gx from %s (market time)", sim.data_dir, sim.speed,
                  start.strftime("%Y-%m-%d %H:%M"))
         return terminal, market_clock
@@ -549,6 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
     flow.add_argument("--out", type=Path, default=None, help="CSV file to write (default: standard output)")
     flow.set_defaults(func=cmd_flow_bars)
 
+    backtest = sub.add_parser(
+        "backtest", add_help=False,
+        help="run the live monitors, executor and risk manager over recorded data on a simulated clock "
+             "(python bot.py backtest --help for its options)")
+    backtest.add_argument("backtest_args", nargs=argparse.REMAINDER)
+    backtest.set_defaults(func=cmd_backtest)
+
     status = sub.add_parser("status", help="show the bot's state from its runtime files")
     status.add_argument("--runtime-dir", type=Path, default=DEFAULT_RUNTIME_DIR)
     status.add_argument("--json", action="store_true")
@@ -572,6 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("--") and argv[0] not in ("--version", "-h", "--help"):
         argv = ["run", *argv]  # `python bot.py` is `python bot.py run`
+    if argv[0] == "backtest":  # its own parser takes every option after the word
+        return cmd_backtest(argparse.Namespace(backtest_args=argv[1:]))
     args = parser.parse_args(argv)
     if args.command is None:
         args = parser.parse_args(["run", *argv])

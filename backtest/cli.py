@@ -3,7 +3,7 @@
     python bot.py backtest --data FILE_OR_DIR [FILE_OR_DIR ...] [--symbols XAUUSD,EURUSD]
         [--from DATE] [--to DATE] [--strategies micro,range,flow] [--config-dir DIR]
         [--report DIR] [--balance AMOUNT] [--format FMT] [--utc-offset HOURS] [--specs FILE]
-        [--cadence bar|live] [--log-level LEVEL] [--no-progress] [--no-charts]
+        [--cadence bar|live] [--no-guard] [--log-level LEVEL] [--no-progress] [--no-charts]
 
 Dates are UTC: ``2023-04-20`` or ``2023-04-20T13:30`` (an offset such as ``+02:00`` is
 honoured). A date without a time in ``--to`` means the end of that day. See
@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cadence", choices=("bar", "live"), default="bar",
                         help="bar: micro-scalp and order flow step at every bar close (default, fast); live: at "
                              "their interval_seconds (5 s) as the live loop, about ten times slower")
+    parser.add_argument("--no-guard", action="store_true",
+                        help="leave out the trading guard (daily loss, drawdown and loss-streak locks): the "
+                             "strategies unprotected")
     parser.add_argument("--bars", choices=("direct", "refresh"), default="direct",
                         help="how the bar feed is read (default direct; see backtest/driver.py)")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -115,7 +118,7 @@ def _options(args: argparse.Namespace):
                            date_from=date_from, date_to=date_to, config_dir=args.config_dir, specs=args.specs,
                            data_format=args.data_format, utc_offset_hours=args.utc_offset,
                            starting_balance=args.balance, bars=args.bars, charts=not args.no_charts,
-                           cadence=args.cadence)
+                           cadence=args.cadence, guard=not args.no_guard)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

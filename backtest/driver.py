@@ -20,7 +20,14 @@ the schedule and calls each monitor's ``step(now)`` at its cadence:
 - range-scalp at the first step of every 5-minute bucket: its entries evaluate each new closed
   M5 bar and its exit pass runs every ``exit_interval_seconds`` (300 s), as live.
 
-In one instant the order is micro-scalp, order flow, range-scalp. Exceptions in a step are
+As in ``bot.py`` the executor trades through the broker circuit breaker and asks the trading
+guard (``execution/trading_state.py``: daily loss, drawdown, loss streak, order rate...) before
+every entry; the guard is stepped after the monitors at every step (live: every 5 s).
+``guard=False`` (``--no-guard``) leaves it out. The reconciler is not run: without injected
+faults the simulated book and the registry cannot drift apart, and it would compare them every
+10 s for nothing.
+
+In one instant the order is micro-scalp, order flow, range-scalp, trading guard. Exceptions in a step are
 logged and counted as the live loop does; ``monitor_error_budget`` consecutive failures of one
 monitor abort the run (``BacktestError``), since its results would mean nothing.
 
@@ -44,6 +51,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from backtest.ids import counter_client_ids
 from backtest.clock import BacktestClock
 from backtest.data import Segment
 from backtest.market_view import RecordedHistory
@@ -52,10 +60,13 @@ from backtest.why_totals import WhyNoTradeTotals
 from config.loader import ConfigSnapshot
 from config.secrets import Secrets
 from config.watcher import ConfigHolder
+from execution.breaker import BreakerBroker, CircuitBreaker
 from execution.executor import Executor
 from execution.mt5 import Mt5Broker
 from execution.risk import RiskManager
 from execution.simterminal.terminal import SimTerminal
+from execution.trading_state import DOCUMENT as TRADING_STATE_DOCUMENT
+from execution.trading_state import TradingGuard
 from feeds.bar_feed import BarFeed
 from feeds.tick_proxy import TickProxyFeed
 from monitors.micro_scalp import MicroScalpMonitor
@@ -121,12 +132,15 @@ class SegmentRunner:
     def __init__(self, segment: Segment, snapshot: ConfigSnapshot, config_dir: Path, run_dir: Path,
                  specs_path: Path, strategies: list[str], starting_balance: float, *, bars: str = "direct",
                  progress: Callable[[int], None] | None = None, durable_state: bool = False,
-                 cadence: str = "bar") -> None:
+                 cadence: str = "bar", guard: bool = True,
+                 id_factory: Callable[[str, datetime], str] | None = None) -> None:
         """``cadence``: "bar" steps micro-scalp and order flow at every step of the segment (its bar
         closes); "live" expects a finer segment grid (``plan_segments(step_seconds=...)``) and steps
         each of them when its ``interval_seconds`` has passed, as the live loop does.
         ``durable_state`` uses the live ``StateStore`` and ``Journal`` (fsync per write) instead of
-        the replay variants; the benchmark uses it to measure what that durability costs."""
+        the replay variants; the benchmark uses it to measure what that durability costs.
+        ``guard`` False leaves out the trading guard (daily loss, drawdown and loss-streak locks):
+        the strategies unprotected, for comparison."""
         if cadence not in ("bar", "live"):
             raise ValueError(f"cadence must be 'bar' or 'live', got {cadence!r}")
         self.cadence = cadence
@@ -157,11 +171,19 @@ class SegmentRunner:
         self.registry = TradeRegistry(self.store, on_change=self._on_registry_change)
         self.risk = RiskManager(lambda: self.holder.current.bot.risk, self.registry, self.store)
         self.journal = journal_class(run_dir / "journal.jsonl", now=self.clock.now)
-        self.executor = Executor(self.broker, self.registry, self.risk, self.journal, lambda: self.holder.current,
-                                 self.clock, events=self._on_event, sleep=self.clock.advance)
         first = {f.symbol: f.first for f in segment.feeds}
         self.market = RecordedHistory(self.broker, first)
         self.bar_feed = BarFeed(self.market, self.clock, self._wanted_bars, depth=BAR_DEPTH)
+        # As bot.py: the executor trades through the circuit breaker and asks the trading guard.
+        reliability = lambda: self.holder.current.bot.reliability  # noqa: E731
+        self.breaker = CircuitBreaker("broker", self.clock, reliability, events=self._on_event, journal=self.journal)
+        trade_broker = BreakerBroker(self.broker, self.breaker)
+        self.guard = TradingGuard(self.store, reliability, self.clock, journal=self.journal, events=self._on_event,
+                                  account=trade_broker.account, closed_trades=self.registry.closed_trades,
+                                  feeds=self.bar_feed.health, breaker=self.breaker) if guard else None
+        self.executor = Executor(trade_broker, self.registry, self.risk, self.journal, lambda: self.holder.current,
+                                 self.clock, events=self._on_event, sleep=self.clock.advance,
+                                 trading_state=self.guard, id_factory=id_factory or counter_client_ids())
         news = NewsFile(Path(config_dir) / "news.json")
         self.why = {name: WhyNoTradeTotals(name, getattr(snapshot.strategy(name), "summary_minutes", 15.0))
                     for name in self.strategies}
@@ -184,6 +206,8 @@ class SegmentRunner:
                 journal=self.journal, store=self.store, notify=self._on_event, news=news,
                 why_not=self.why["range_scalp"])
         self.timings = {name: MonitorTiming() for name in self.monitors}
+        if self.guard is not None:
+            self.timings["trading_guard"] = MonitorTiming()
         self.error_budget = snapshot.bot.runtime.monitor_error_budget
 
     # ------------------------------------------------------------------ wiring callbacks
@@ -204,6 +228,12 @@ class SegmentRunner:
 
     # ------------------------------------------------------------------ the replay
     def run(self) -> SegmentResult:
+        try:
+            return self._run()
+        finally:
+            self.journal.close()  # also when a monitor aborts the run: the journal stays readable
+
+    def _run(self) -> SegmentResult:
         segment = self.segment
         steps = segment.steps
         equity_time, equity, balance = array.array("d"), array.array("d"), array.array("d")
@@ -240,11 +270,13 @@ class SegmentRunner:
                 if bucket != last_bucket:
                     last_bucket = bucket
                     self._step("range_scalp", range_, now)
+            if self.guard is not None:
+                self._step("trading_guard", self.guard, now)
             self._sample(equity_time, equity, balance)
             done += 1
-            if done & 255 == 0:
-                self.progress(256)
-        self.progress(done & 255)
+            if done & 63 == 0:
+                self.progress(64)
+        self.progress(done & 63)
         open_at_end = self._liquidate()
         self._sample(equity_time, equity, balance)
         wall = time.perf_counter() - started
@@ -327,6 +359,10 @@ class SegmentRunner:
                                             "cache_hits": self.bar_feed.stats.cache_hits,
                                             "refreshes": self.bar_feed.stats.refreshes,
                                             "rejected": dict(self.bar_feed.stats.rejected)}}
+        if self.guard is not None:
+            health = self.guard.health()
+            history = self.store.load(TRADING_STATE_DOCUMENT, {}).get("history", [])
+            out["trading_guard"] = {"state": health["state"], "reason": health["reason"], "history": history}
         for name, monitor in self.monitors.items():
             counters = getattr(monitor, "counters", None)
             if counters is None and hasattr(monitor, "state"):

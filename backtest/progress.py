@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Callable, TextIO
 
-WIDTH = 30
+WIDTH = 24
 
 
 def _duration(seconds: float) -> str:

@@ -37,7 +37,7 @@ def build_report(*, feeds: Sequence[FeedPlan], segments: Sequence[Segment], resu
     per_strategy: dict[str, Any] = {}
     for name in STRATEGY_ORDER:
         if name not in strategies:
-            continue
+            continue  # (the trading guard's step time is in segments[].counters and the monitor timings)
         mine = [r for r in rows if r["strategy"] == name]
         stats = trade_stats(mine, starting_balance, replay_seconds)
         steps = sum(r.timings[name].steps for r in results if name in r.timings)

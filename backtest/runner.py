@@ -17,7 +17,7 @@ from typing import Any, Sequence, TextIO
 from backtest.charts import equity_chart, r_distribution_chart
 from backtest.data import FeedPlan, Segment, plan_segments, resolve_feeds, write_specs
 from backtest.driver import SegmentResult, SegmentRunner
-from backtest.ids import deterministic_client_ids
+from backtest.ids import counter_client_ids
 from backtest.progress import Progress
 from backtest.report import build_report
 from backtest.results import sort_rows, trade_row, write_trades_csv
@@ -46,6 +46,7 @@ class BacktestOptions:
     charts: bool = True
     durable_state: bool = False  # live StateStore/Journal with fsync per write (benchmark comparison)
     cadence: str = "bar"  # "bar": micro/flow at every bar close; "live": at their interval_seconds
+    guard: bool = True  # the trading guard (daily loss, drawdown, loss streak...) as in bot.py
 
 
 @dataclass
@@ -90,14 +91,15 @@ def run_backtest(options: BacktestOptions, progress_stream: TextIO | None = None
     progress = Progress(sum(len(s.steps) for s in segments), stream=progress_stream, enabled=show_progress)
     results: list[SegmentResult] = []
     balance = starting_balance
-    with deterministic_client_ids():
-        for segment, (folder, segment_snapshot) in zip(segments, configs):
-            runner = SegmentRunner(segment, segment_snapshot, folder, report_dir, specs_path,
-                                   list(options.strategies), balance, bars=options.bars, progress=progress.advance,
-                                   durable_state=options.durable_state, cadence=options.cadence)
-            result = runner.run()
-            results.append(result)
-            balance = result.final_balance
+    client_ids = counter_client_ids()  # one counter for the whole run: ids never repeat across segments
+    for segment, (folder, segment_snapshot) in zip(segments, configs):
+        runner = SegmentRunner(segment, segment_snapshot, folder, report_dir, specs_path,
+                               list(options.strategies), balance, bars=options.bars, progress=progress.advance,
+                               durable_state=options.durable_state, cadence=options.cadence,
+                               guard=options.guard, id_factory=client_ids)
+        result = runner.run()
+        results.append(result)
+        balance = result.final_balance
     progress.finish()
     rows = sort_rows(trade_row(t, r.number, r.fees.get(t.ticket, 0.0), r.volumes.get(t.ticket))
                      for r in results for t in r.trades)
@@ -114,6 +116,7 @@ def run_backtest(options: BacktestOptions, progress_stream: TextIO | None = None
                           starting_balance=starting_balance, currency=snapshot.bot.sim.currency,
                           date_from=options.date_from, date_to=options.date_to, bar_mode=options.bars, files=files,
                           cadence=options.cadence)
+    report["trading_guard"] = options.guard
     notes = report["notes"]
     json.dumps(report)  # everything in it must be JSON (fails here, not half-written)
     atomic_write_json(report_dir / REPORT_FILES["report"], report, keep_backup=False)

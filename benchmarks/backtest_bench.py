@@ -14,6 +14,10 @@
   its thread does live) instead of read on demand: the comparison the driver's default rests on.
 - ``backtest_bars_per_s_durable``: all three, with the live state store and journal (fsync on
   every state write and order intent) instead of the replay variants (backtest/replay_state.py).
+- The figures above run without the trading guard: its daily-loss halt (3 %) stops this day's
+  entries early, and a halted day is cheaper to replay, which would flatter the rate.
+  ``backtest_bars_per_s_guarded`` / ``backtest_guarded_trades``: the same with the guard, as bot.py
+  runs (the default of ``bot.py backtest``).
 - ``peak_rss_mb``: peak resident memory of ``python bot.py run`` (paper, simulated terminal) for
   one hour of simulated market time (sim speed 60 for 60 s) with all three monitors on 5 symbols:
   XAUUSD, EURUSD and BTCUSD, plus XAUUSD_2 and BTCUSD_2, two more names in the simulator's symbol
@@ -50,6 +54,7 @@ BOT_SPEED = 60.0  # 60 s of wall time = one hour of market time
 def bars_per_s(strategies: list[str], **options) -> tuple[float, dict]:
     from backtest.runner import BacktestOptions, run_backtest
 
+    options.setdefault("guard", False)  # a halted day is cheaper to replay: measure the full work
     with tempfile.TemporaryDirectory() as tmp:
         outcome = run_backtest(BacktestOptions(data=[str(XAU_M1)], report_dir=Path(tmp) / "report",
                                                strategies=strategies, date_from=DAY_FROM, date_to=DAY_TO,
@@ -59,7 +64,7 @@ def bars_per_s(strategies: list[str], **options) -> tuple[float, dict]:
 
 
 def throughput() -> dict[str, float]:
-    logging.disable(logging.WARNING)  # the executor's and monitors' INFO lines are not the subject
+    logging.disable(logging.ERROR)  # the executor's, monitors' and guard's log lines are not the subject
     try:
         figures: dict[str, float] = {}
         rate, report = bars_per_s(["micro_scalp", "range_scalp", "order_flow"])
@@ -74,6 +79,9 @@ def throughput() -> dict[str, float]:
                                                                bars="refresh")
         figures["backtest_bars_per_s_durable"], _ = bars_per_s(["micro_scalp", "range_scalp", "order_flow"],
                                                                durable_state=True)
+        figures["backtest_bars_per_s_guarded"], guarded = bars_per_s(["micro_scalp", "range_scalp", "order_flow"],
+                                                                    guard=True)
+        figures["backtest_guarded_trades"] = float(guarded["overall"]["trades"])
         return figures
     finally:
         logging.disable(logging.NOTSET)

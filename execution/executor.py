@@ -134,7 +134,8 @@ class Executor:
     def __init__(self, broker: Broker, registry: TradeRegistry, risk: RiskManager, journal: Journal,
                  config: Callable[[], ConfigSnapshot], clock: Clock, events: EventSink | None = None,
                  sleep: Callable[[float], None] = time.sleep, perf: Callable[[], float] = time.perf_counter,
-                 trading_state: Any = None, on_fill: Callable[[str], None] | None = None) -> None:
+                 trading_state: Any = None, on_fill: Callable[[str], None] | None = None,
+                 id_factory: Callable[[str, datetime], str] = new_client_id) -> None:
         """``trading_state``: a ``TradingGuard`` asked before every entry and told about every
         order and failure (None: no protections). ``on_fill(reason)``: called after every fill
         and close (the reconciler's ``request``), so a prompt reconciliation follows."""
@@ -147,6 +148,7 @@ class Executor:
         self._events = events or (lambda kind, data: None)
         self._sleep = sleep
         self._perf = perf
+        self._new_client_id = id_factory  # backtests pass a counter: same inputs, same ids
         self.trading_state = trading_state
         self.on_fill = on_fill
         self._close_lock = threading.Lock()
@@ -232,7 +234,7 @@ class Executor:
         if expired:  # the checks above took too long (a slow terminal): no late entry
             self.risk.release(reservation)
             return self._skip(idea, expired, event="expired")
-        client_id = new_client_id(strategy, now)
+        client_id = validate_client_id(self._new_client_id(strategy, now))
         magic = magic_for(snapshot, strategy)
         with self._orders_lock:
             self._inflight.add(client_id)

@@ -146,3 +146,19 @@ def test_recordings_of_different_periods_run_one_after_the_other_on_one_account(
         bot = json.loads((tmp_path / "report" / "config" / f"segment-{n}" / "bot.json").read_text())
         assert list(bot["symbols"]) == [symbol]
     assert (tmp_path / "report" / "equity.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_the_trading_guard_halts_entries_as_live_and_can_be_left_out(tmp_path, config_dir):
+    bot = json.loads((config_dir / "bot.json").read_text())
+    bot.setdefault("reliability", {})["daily_loss_limit_percent"] = 0.2  # one losing trade halts the day
+    (config_dir / "bot.json").write_text(json.dumps(bot))
+    common = dict(strategies=["micro_scalp"], config_dir=config_dir, charts=False)
+    guarded = run_backtest(_options(tmp_path / "guarded", **common), show_progress=False)
+    free = run_backtest(_options(tmp_path / "free", guard=False, **common), show_progress=False)
+    assert len(free.rows) > len(guarded.rows) >= 1
+    history = guarded.report["segments"][0]["counters"]["trading_guard"]["history"]
+    assert any(h.get("lock") == "daily_loss" for h in history), history
+    refused = guarded.report["why_no_trade"]["micro_scalp"]["XAUUSD"]["waiting_for"]
+    assert refused.get("trading_state", 0) + refused.get("executor.halted", 0) > 0, refused  # entries refused
+    assert guarded.report["trading_guard"] is True and free.report["trading_guard"] is False
+    assert "trading_guard" not in free.report["segments"][0]["counters"]

@@ -16,7 +16,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -135,6 +135,57 @@ class BotProcess:
             self.proc.wait(timeout=10)
         if not self._out.closed:
             self._out.close()
+
+
+class HookedBotProcess(BotProcess):
+    """``python tests/recovery/crashing_bot.py run`` (or another wrapper ``script`` that patches
+    the bot in its own process, then calls ``bot.main``) with ``env`` added to the environment:
+    the test-only crash hooks and injected ideas of crashing_bot.py."""
+
+    def __init__(self, config_dir: Path, runtime_dir: Path, env: dict[str, str], duration: float | None = None,
+                 label: str = "run", script: Path | None = None) -> None:
+        self.runtime_dir = Path(runtime_dir)
+        self.console = self.runtime_dir.parent / f"console-{label}.txt"
+        script = script or PROJECT / "tests" / "recovery" / "crashing_bot.py"
+        args = [sys.executable, str(script), "run", "--config-dir", str(config_dir),
+                "--runtime-dir", str(runtime_dir), "--no-notify"]
+        if duration is not None:
+            args += ["--duration", str(duration)]
+        self._out = open(self.console, "w", encoding="utf-8")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(args, stdout=self._out, stderr=subprocess.STDOUT,
+                                     env={**bot_env(), **env}, cwd=PROJECT)
+
+    def wait_killed(self, timeout: float = 60.0) -> None:
+        """Until the process killed itself with SIGKILL (its crash hook fired)."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(f"the crash hook never fired within {timeout:g} s:\n{self.output()[-3000:]}")
+        if not self._out.closed:
+            self._out.close()
+        assert code == -signal.SIGKILL, f"exit code {code}, not SIGKILL:\n{self.output()[-3000:]}"
+
+
+def terminate(bot: BotProcess, timeout: float = 30.0) -> int:
+    """SIGTERM (the bot's clean shutdown) and the exit code."""
+    if bot.alive():
+        bot.proc.send_signal(signal.SIGTERM)
+    return bot.wait(timeout=timeout)
+
+
+def resume_market_after(config_dir: Path, runtime_dir: Path, down_seconds: float) -> datetime:
+    """Make the next start's market begin ``down_seconds`` of market time after the latest the
+    previous (killed) bot saw: its health.json market time or the book's, whichever is later
+    (the book saves its market time only every few wall seconds). Returns that market time."""
+    seen = [sim_book_time(runtime_dir)]
+    market_time = (health(runtime_dir).get("market") or {}).get("market_time")
+    if market_time:
+        seen.append(datetime.fromisoformat(market_time))
+    resume = max(seen) + timedelta(seconds=down_seconds)
+    edit_config(config_dir, "bot.json", {"sim": {"start": resume.isoformat()}})
+    return resume
 
 
 # ------------------------------------------------------------------------------------ files
