@@ -149,6 +149,9 @@ class Executor:
         self._sleep = sleep
         self._perf = perf
         self._new_client_id = id_factory  # backtests pass a counter: same inputs, same ids
+        # "Is a close of this ticket in the journal already?" (the reconciler plugs its journal
+        # index in; without one every close is journaled).
+        self.journaled_closed: Callable[[int], bool] = lambda ticket: False
         self.trading_state = trading_state
         self.on_fill = on_fill
         self._close_lock = threading.Lock()
@@ -228,7 +231,8 @@ class Executor:
 
         decision = self.risk.check_and_reserve(strategy, symbol, spec, account, price, idea.sl, now)
         if not decision.approved or decision.reservation is None:
-            return self._skip(idea, "risk: " + "; ".join(decision.reasons), status="rejected")
+            # Refused before any order existed: its own event, with no client id to audit.
+            return self._skip(idea, "risk: " + "; ".join(decision.reasons), status="rejected", event="risk_refused")
         reservation = decision.reservation
         expired = self._expired(born or now, self.clock.now(), execution.entry_expiry_seconds)
         if expired:  # the checks above took too long (a slow terminal): no late entry
@@ -492,7 +496,9 @@ class Executor:
     def _close(self, trade: Trade, reason: str, volume: float | None, retries: int | None) -> CloseOutcome:
         execution = self._config().bot.execution
         attempts = retries or execution.close_retries
-        close_id = validate_client_id(f"{trade.client_id[:27]}-x")
+        # One comment per close call (partials included), so a lost reply is never "found" as an
+        # earlier partial close's deal.
+        close_id = validate_client_id(f"{trade.client_id[:24]}-x{len(trade.partial_closes) + 1}")
         last_error = ""
         for attempt in range(1, attempts + 1):
             self._note_order("close")
@@ -642,6 +648,12 @@ class Executor:
 
     def _announce_close(self, closed: Trade) -> None:
         self._count("closed")
+        if self.journaled_closed(closed.ticket):
+            # Recorded again after a crash lost the registry's write but not the journal line:
+            # the journal and Discord have it already.
+            log.info("ticket %d: close recorded again after a crash; already journaled", closed.ticket)
+            self._filled("close")
+            return
         self.journal.append("closed", client_id=closed.client_id, ticket=closed.ticket, symbol=closed.symbol,
                             strategy=closed.strategy, side=closed.side, volume=closed.volume,
                             exit=closed.exit_price, pnl=closed.pnl, r=closed.r, reason=closed.close_reason)

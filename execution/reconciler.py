@@ -196,6 +196,7 @@ class Reconciler:
         self.trading_state = trading_state
         self._perf = perf
         self.index = JournalIndex(journal.path)
+        executor.journaled_closed = self._journaled_closed
         self._run_lock = threading.Lock()
         self._request_lock = threading.Lock()
         self._requests: list[str] = []
@@ -266,6 +267,8 @@ class Reconciler:
             report = ReconcileReport(reason=reason, at=now.isoformat())
             reconnects = self._reconnects()
             try:
+                if reason == "startup":
+                    self._journal_unjournaled_closes()
                 with self.registry.batch():  # a long outage may record hundreds of trades: few writes
                     self._pass(report, now)
             except Exception as exc:  # a bug must not kill the thread silently: reported, retried
@@ -274,6 +277,25 @@ class Reconciler:
             report.duration_ms = round((self._perf() - started) * 1000.0, 3)
             self._finish(report, reconnects)
             return report
+
+    def _journaled_closed(self, ticket: int) -> bool:
+        self.index.refresh()
+        return ticket in self.index.closed_tickets
+
+    def _journal_unjournaled_closes(self) -> None:
+        """A crash between the registry's write of a close and its journal line leaves a close
+        only the registry knows: journal it now, so the journal alone still audits the run."""
+        self.index.refresh()
+        for trade in self.registry.closed_trades():
+            if trade.ticket in self.index.closed_tickets:
+                continue
+            self.journal.append("closed", client_id=trade.client_id, ticket=trade.ticket, symbol=trade.symbol,
+                                strategy=trade.strategy, side=trade.side, volume=trade.volume,
+                                exit=trade.exit_price, pnl=trade.pnl, r=trade.r,
+                                reason=f"{trade.close_reason} (recorded before a crash; journaled at start)")
+            self.index.closed_tickets.add(trade.ticket)
+            log.warning("ticket %d: its close was in the registry but not in the journal (a crash); journaled now",
+                        trade.ticket)
 
     def _pass(self, report: ReconcileReport, now: datetime) -> None:
         snapshot = self._config()

@@ -150,6 +150,10 @@ class TradingGuard:
         self._history: list[dict[str, Any]] = list(doc.get("history", []))[-50:]
         if self._resume_token is None:  # first run: the token in force is not a "change"
             self._resume_token = config().resume_token
+        if breaker is not None and breaker.state == "CLOSED" and "broker_breaker" in self._locks:
+            # A lock measured live: the breaker of this new process is closed, so it no longer holds.
+            del self._locks["broker_breaker"]
+            self._dirty = True
         self._state = self._compute()[0]
         if breaker is not None:
             breaker.subscribe(self.on_breaker_change)

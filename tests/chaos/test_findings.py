@@ -1,8 +1,7 @@
 """Defects the chaos suite found, each shown by a small deterministic test.
 
-They are marked ``xfail(strict=True)``: the suite stays green while the defect exists and
-turns red (XPASS) the day it is fixed, so whoever fixes it removes the marker. Each docstring
-names the file, the line and the cause.
+They were found as ``xfail(strict=True)`` tests and are fixed now; each stays as a regression
+test. Each docstring names where the defect was and its cause.
 """
 from __future__ import annotations
 
@@ -16,8 +15,6 @@ from state.audit import audit_journal
 from tests.reliability.rig import build_rig
 
 
-@pytest.mark.xfail(strict=True, reason="breaker lock restored from trading_state.json is never cleared "
-                                       "(execution/trading_state.py TradingGuard.__init__ / on_breaker_change)")
 def test_a_restart_after_a_broker_outage_does_not_leave_entries_blocked_forever(tmp_path: Path) -> None:
     """execution/trading_state.py: every lock, including the CONDITION lock ``broker_breaker``,
     is persisted in ``trading_state.json`` (``_flush``) and restored by ``TradingGuard.__init__``
@@ -49,9 +46,6 @@ def test_a_restart_after_a_broker_outage_does_not_leave_entries_blocked_forever(
     assert guard.entry_block() is None
 
 
-@pytest.mark.xfail(strict=True, reason="a lost close reply after a partial close is 'resolved' by the partial "
-                                       "close's deal (execution/executor.py _close close_id, execution/mt5.py "
-                                       "close_position probe)")
 def test_a_lost_close_reply_after_a_partial_close_never_records_an_open_position_closed(tmp_path: Path) -> None:
     """execution/executor.py ``_close``: ``close_id = f"{trade.client_id[:27]}-x"`` is the same
     comment for EVERY close of a trade (each partial close and the final close). When a close's
@@ -85,8 +79,6 @@ def test_a_lost_close_reply_after_a_partial_close_never_records_an_open_position
     assert rig.registry.get(trade.ticket) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="risk refusals are journaled as 'rejected' without a client id, which "
-                                       "the audit requires (execution/executor.py open / state/audit.py REQUIRED)")
 def test_a_risk_refusal_does_not_make_the_journal_audit_fail(tmp_path: Path) -> None:
     """execution/executor.py ``open``: a refusal by the risk manager is journaled through
     ``self._skip(idea, "risk: ...", status="rejected")``, i.e. event ``rejected`` with no
@@ -128,8 +120,6 @@ def _open_then_closed_by_hand(rig) -> int:
     return outcome.trade.ticket
 
 
-@pytest.mark.xfail(strict=True, reason="the reconciler journals 'closed' inside registry.batch() before the "
-                                       "registry is written; a crash in between journals the close twice")
 def test_a_crash_at_the_end_of_a_reconciliation_batch_does_not_journal_a_close_twice(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """execution/reconciler.py ``run``: the pass runs inside ``self.registry.batch()``
@@ -162,8 +152,6 @@ def test_a_crash_at_the_end_of_a_reconciliation_batch_does_not_journal_a_close_t
     assert [e["ticket"] for e in restarted.journal_events("closed")] == [ticket], "the close was journaled twice"
 
 
-@pytest.mark.xfail(strict=True, reason="a close saved in the registry whose journal line was lost in a crash "
-                                       "is never journaled: the journal audit reports the position LOST")
 def test_a_close_recorded_just_before_a_crash_still_reaches_the_journal(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """execution/executor.py ``settle_from_deals`` (and ``_record_close``): ``registry.close``
