@@ -496,9 +496,11 @@ class Executor:
     def _close(self, trade: Trade, reason: str, volume: float | None, retries: int | None) -> CloseOutcome:
         execution = self._config().bot.execution
         attempts = retries or execution.close_retries
-        # One comment per close call (partials included), so a lost reply is never "found" as an
-        # earlier partial close's deal.
-        close_id = validate_client_id(f"{trade.client_id[:24]}-x{len(trade.partial_closes) + 1}")
+        # One comment per close call (partials included), from the market time of the call: it
+        # never depends on the registry (which may lag the broker after a crash), so a lost reply
+        # is never "found" as an earlier partial close's deal. Deterministic in backtests.
+        stamp = _base36(int(self.clock.now().timestamp() * 1000))[-6:]
+        close_id = validate_client_id(f"{trade.client_id[:20]}-x{stamp}")
         last_error = ""
         for attempt in range(1, attempts + 1):
             self._note_order("close")
@@ -594,6 +596,14 @@ class Executor:
                                 price=result.price, reason=reason)
             self._filled("partial_close")
             return CloseOutcome("partial", reason, updated)
+        if remaining is not None and volume is None and remaining.volume >= trade.volume - 1e-9:
+            # "Done" for a full close, yet the whole position is still there: the answer belongs
+            # to something else. Recording it closed would leave a live position unmanaged.
+            log.error("ticket %d: close reported done (%s) but the position is still open; not recorded",
+                      trade.ticket, result.comment)
+            self.journal.append("close_failed", client_id=trade.client_id, ticket=trade.ticket, symbol=trade.symbol,
+                                strategy=trade.strategy, reason=f"{reason}: reported done but still open")
+            return CloseOutcome("failed", "close reported done but the position is still open", trade)
         pnl = self._realised_pnl(trade, now)
         with self._settle_lock:
             if self.registry.get(trade.ticket) is None:  # recorded meanwhile from the deal history

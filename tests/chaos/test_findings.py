@@ -183,3 +183,47 @@ def test_a_close_recorded_just_before_a_crash_still_reaches_the_journal(
         p.ticket for p in restarted.stack.broker.positions()}
     report = audit_journal(restarted.stack.runtime / "journal.jsonl", known_open)
     assert report.lost == [], report.problems()
+
+
+def test_after_a_crash_that_lost_a_partial_close_a_lost_close_reply_never_records_an_open_position_closed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """execution/executor.py ``_close``: the close comment is now
+    ``f"{trade.client_id[:24]}-x{len(trade.partial_closes) + 1}"``: unique only while the
+    registry's ``partial_closes`` match the broker. A crash after a partial close was sent and
+    before ``_record_close`` saved it leaves ``partial_closes`` one short (the restart's
+    reconciler fixes the VOLUME, ``Reconciler._fix_volume``, not the partial count), so the next
+    close reuses ``-x1``; when its reply is lost, execution/mt5.py ``close_position``'s probe
+    (``find_by_client_id(close_id, since)``, deals from ``since - lookup_window``) finds the
+    earlier partial's deal and ``Executor._record_close`` (volume None) records the trade closed
+    at the partial's price while ``broker.position(ticket)`` still shows it open; the reconciler
+    adopts it again later and the registry holds the ticket closed AND open (found by the crash
+    model, CHAOS_SEED=1, episode 6). Fix (any one closes it, all three are cheap): a close id
+    that does not depend on the registry (a timestamp or random suffix); a close probe that
+    accepts only deals at or after ``since``; ``_record_close`` refusing to record a full close
+    while ``broker.position(ticket)`` is still there."""
+    from execution.mt5 import Mt5Broker
+    rig = build_rig(tmp_path)
+    assert rig.reconciler.run("startup").ok
+    outcome = rig.executor.open(rig.idea("XAUUSD", "buy", sl_distance=5.0, tp_distance=20.0))
+    assert outcome.opened and outcome.trade is not None
+    trade = outcome.trade
+    original = Mt5Broker.close_position
+
+    def closed_then_killed(broker, *args, **kwargs):
+        original(broker, *args, **kwargs)
+        raise _Killed("after the partial close was sent")
+
+    monkeypatch.setattr(Mt5Broker, "close_position", closed_then_killed)
+    with pytest.raises(_Killed):
+        rig.executor.close(trade, "take half", volume=round(trade.volume / 2, 2))
+    monkeypatch.setattr(Mt5Broker, "close_position", original)
+
+    restarted = _restart(tmp_path, rig)  # the reconciler takes the broker's (halved) volume
+    current = restarted.registry.get(trade.ticket)
+    assert current is not None and current.volume < trade.volume and current.partial_closes == ()
+    restarted.clock.advance(30)
+    restarted.terminal.faults.schedule("timeout_not_placed", count=20)  # the close's reply is lost
+    closing = restarted.executor.close(current, "strategy exit")
+    assert restarted.stack.broker.position(trade.ticket) is not None, "premise: nothing was executed"
+    assert closing.status != "closed", f"recorded closed while open at the broker: {closing}"
+    assert restarted.registry.get(trade.ticket) is not None
