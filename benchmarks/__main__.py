@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 MODULES = ["state_bench", "executor_bench", "notify_bench", "micro_bench", "range_bench",
-           "order_flow_bench", "reliability_bench", "backtest_bench"]
+           "order_flow_bench", "reliability_bench", "restart_bench", "backtest_bench"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,10 +11,6 @@ thread that arms a random fault (``tests/chaos/faults.FaultSchedule``) every
 ``$BOT_HOOK_DIR/faults_fired.json`` (tmp file + rename) as they happen, so a SIGKILL leaves the
 record behind. The crash hooks of ``tests/recovery/crashing_bot.py`` are installed too when
 ``BOT_CRASH_AT`` is set.
-
-Test-only workaround (tests/chaos/test_findings.py, first test): a ``broker_breaker`` lock a
-restarted bot restores from trading_state.json is cleared when its new breaker is CLOSED;
-without it a kill during an outage stops all later entries and the chaos exercises nothing.
 """
 from __future__ import annotations
 
@@ -72,19 +68,6 @@ def install_faults(seed: int, period: float, probability: float, hook_dir: Path 
     factory.build_from_config = build_from_config
 
 
-def install_breaker_workaround() -> None:
-    import bot
-    from tests.chaos.crash_model import clear_stale_breaker_lock
-
-    original = bot.BotApp._build_reliability
-
-    def _build_reliability(app: Any) -> None:
-        original(app)
-        clear_stale_breaker_lock(app.guard, app.breaker)
-
-    bot.BotApp._build_reliability = _build_reliability  # type: ignore[method-assign]
-
-
 def main(argv: list[str] | None = None) -> int:
     import bot
     from tests.recovery.crashing_bot import install_from_env
@@ -93,7 +76,6 @@ def main(argv: list[str] | None = None) -> int:
     hook_dir = Path(env["BOT_HOOK_DIR"]) if env.get("BOT_HOOK_DIR") else None
     install_faults(int(env.get("CHAOS_BOT_SEED", "1")), float(env.get("CHAOS_FAULT_PERIOD", "0.25")),
                    float(env.get("CHAOS_FAULT_PROBABILITY", "0.5")), hook_dir)
-    install_breaker_workaround()
     install_from_env()
     return bot.main(sys.argv[1:] if argv is None else argv)
 

@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.notify.conftest import discord, make_notifier, secrets_for  # noqa: F401 (fixtures: the Discord fake)
 from tests.order_flow.conftest import spot_trades_path, usdm_trades_path  # noqa: F401 (fixtures: the real tapes)
 
 

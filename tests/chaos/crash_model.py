@@ -207,21 +207,8 @@ def build_world(snapshot: ConfigSnapshot, runtime: Path, clock: FakeClock) -> Wo
                             events=sink, trading_state=guard)
     breaker.subscribe(reconciler.on_breaker_change)
     executor.on_fill = reconciler.request
-    clear_stale_breaker_lock(guard, breaker)
     return World(clock, terminal, broker, trade_broker, registry, risk, journal, breaker, guard, executor,
                  reconciler, holder, events)
-
-
-def clear_stale_breaker_lock(guard: TradingGuard, breaker: CircuitBreaker) -> bool:
-    """TEST-ONLY WORKAROUND of a finding (tests/chaos/test_findings.py, first test): a
-    ``broker_breaker`` lock restored from trading_state.json is never cleared by the new CLOSED
-    breaker, so after a crash during a broker outage the bot would refuse entries for ever and
-    the crash model would stop exercising the entry path. Clears it the way the breaker's close
-    would; remove once TradingGuard does it."""
-    if breaker.state == "CLOSED" and any(lock.name == "broker_breaker" for lock in guard.locks()):
-        guard.on_breaker_change("OPEN", "CLOSED", {"reason": "restart: the new breaker is CLOSED"})
-        return True
-    return False
 
 
 class Trader:
@@ -230,10 +217,7 @@ class Trader:
     ACTIONS = (("open", 32), ("close", 12), ("partial", 4), ("modify", 14), ("reconcile", 14), ("guard", 5),
                ("settle", 5), ("pending_exits", 4), ("manual_close", 4), ("manual_sltp", 4), ("wait", 2))
 
-    def __init__(self, rng: random.Random, schedule: FaultSchedule, partial_closes: bool = False) -> None:
-        """``partial_closes`` off by default: a lost close reply after a partial close records
-        the trade closed while its position stays open (tests/chaos/test_findings.py); switch
-        them on (CHAOS_PARTIALS=1) once that is fixed."""
+    def __init__(self, rng: random.Random, schedule: FaultSchedule, partial_closes: bool = True) -> None:
         self.rng = rng
         self.schedule = schedule
         self.actions: Counter = Counter()
@@ -348,8 +332,6 @@ class FileCheck:
     """What the files say after a restart's start-up reconciliation."""
 
     problems: list[str]
-    journal_gaps: list[int]  # closed in the registry and at the broker, no "closed" journal line
-    journal_double_closes: list[int]  # journaled closed twice, recorded closed once (registry, broker)
     open_positions: int
     registry_open: int
 
@@ -396,33 +378,15 @@ def check_files(runtime: Path) -> FileCheck:
     if both:
         problems.append(f"trades both open and closed in the registry: {both}")
 
+    # the journal alone audits the run: no duplicate, no double close, no lost position
     report = audit_journal(runtime / "journal.jsonl", set(registry.open) | positions)
-    for name in ("duplicate_orders", "duplicate_opens", "opens_without_intent"):
+    for name in ("duplicate_orders", "duplicate_opens", "opens_without_intent", "double_closes", "lost"):
         value = getattr(report, name)
         if value:
             problems.append(f"journal audit {name}: {value}")
-    # a close journaled twice for ONE recorded close and ONE closing at the broker is a journal
-    # line written before a crash undid the registry's write (tests/chaos/test_findings.py):
-    # counted, not a duplicated position; anything else closed twice is one
-    double_lines = sorted(t for t in report.double_closes if closed_records.get(t) == 1 and t in closing)
-    doubled = {t: n for t, n in report.double_closes.items() if t not in double_lines}
-    if doubled:
-        problems.append(f"journal audit double_closes: {doubled}")
-    missing = [m for m in report.missing_fields if not _known_risk_refusal(m)]
-    if missing:
-        problems.append(f"journal lines lacking fields: {missing[:5]}")
-    gaps = sorted(t for t in report.lost if t in registry_closed and t in closing)
-    truly_lost = sorted(t for t in report.lost if t not in gaps)
-    if truly_lost:
-        problems.append(f"journal audit lost: {truly_lost}")
-    return FileCheck(problems, gaps, double_lines, len(positions), len(registry.open))
-
-
-def _known_risk_refusal(missing: dict[str, Any]) -> bool:
-    """A risk refusal is journaled as ``rejected`` before any client id exists, and the audit
-    requires one on ``rejected`` lines (tests/chaos/test_findings.py shows it; not a trade-path
-    failure, so the chaos checks leave it to that test)."""
-    return missing["event"] == "rejected" and missing["missing"] == ["client_id"]
+    if report.missing_fields:
+        problems.append(f"journal lines lacking fields: {report.missing_fields[:5]}")
+    return FileCheck(problems, len(positions), len(registry.open))
 
 
 # ------------------------------------------------------------------------------------ the run
@@ -431,8 +395,6 @@ class CrashRunResult:
     crashes: Counter = field(default_factory=Counter)   # site -> crashes
     lives: int = 0
     checks: int = 0
-    journal_gaps: set[int] = field(default_factory=set)
-    journal_double_closes: set[int] = field(default_factory=set)
     faults_fired: Counter = field(default_factory=Counter)
     faults_survived: Counter = field(default_factory=Counter)
     crashes_survived: Counter = field(default_factory=Counter)
@@ -445,7 +407,7 @@ def run_crash_model(snapshot: ConfigSnapshot, runtime: Path, start: datetime, rn
                     crash_points: int, steps_per_life: tuple[int, int] = (4, 30),
                     fault_probability: float = 0.3, max_lives: int | None = None,
                     on_check: Callable[[FileCheck], None] | None = None,
-                    plan: CrashPlan | None = None, partial_closes: bool = False) -> CrashRunResult:
+                    plan: CrashPlan | None = None, partial_closes: bool = True) -> CrashRunResult:
     """Lives until ``crash_points`` crashes happened. Every restart's start-up reconciliation
     is followed by ``check_files``; the first failing check stops the run (``failure``)."""
     plan = plan or CrashPlan()
@@ -471,8 +433,6 @@ def run_crash_model(snapshot: ConfigSnapshot, runtime: Path, start: datetime, rn
                 check = check_files(runtime)
                 result.checks += 1
                 result.max_open = max(result.max_open, check.open_positions)
-                result.journal_gaps |= set(check.journal_gaps)
-                result.journal_double_closes |= set(check.journal_double_closes)
                 if on_check is not None:
                     on_check(check)
                 if check.problems:
@@ -505,8 +465,6 @@ def run_crash_model(snapshot: ConfigSnapshot, runtime: Path, start: datetime, rn
             return result
         check = check_files(runtime)
         result.checks += 1
-        result.journal_gaps |= set(check.journal_gaps)
-        result.journal_double_closes |= set(check.journal_double_closes)
         if check.problems:
             result.failure = (f"final restart, after crashes at {dict(pending_crashes)}: "
                               + "; ".join(check.problems))

@@ -9,7 +9,7 @@ Executor), ``runtime/state/range_scalp.json`` (RangeScalpMonitor.register_fill) 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,39 @@ def seed_range_trades(config_dir: Path, runtime_dir: Path, at: datetime, seeds: 
             monitor.register_fill(idea, trade, clock.now())
             out.append(Seeded(trade.ticket, trade.client_id, trade.symbol, trade.side, trade.entry, trade.sl, trade.tp))
             clock.advance(1)
+    finally:
+        stack.close()
+    return out
+
+
+@dataclass(frozen=True)
+class TradeSeed:
+    """A trade of any strategy opened through the Executor with stops ``sl_distance`` and
+    ``tp_distance`` from the fill (``meta`` is the idea's, persisted with the trade)."""
+
+    symbol: str
+    side: str
+    strategy: str
+    sl_distance: float
+    tp_distance: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def seed_trades(config_dir: Path, runtime_dir: Path, at: datetime | None, seeds: list[TradeSeed]) -> list[Seeded]:
+    """Fill each seed through the Executor (risk, journal intent, market order, registry) at
+    market time ``at`` (else where the book stands), one second apart. Range trades should go
+    through ``seed_range_trades`` instead (it also registers them with the range monitor)."""
+    stack = open_stack(config_dir, runtime_dir, at)
+    out = []
+    try:
+        for seed in seeds:
+            idea = _idea(stack, seed.symbol, seed.side, seed.strategy, seed.sl_distance, seed.tp_distance,
+                         f"seeded {seed.strategy} trade", dict(seed.meta))
+            outcome = stack.executor.open(idea)
+            assert outcome.opened and outcome.trade is not None, outcome.reason
+            trade = outcome.trade
+            out.append(Seeded(trade.ticket, trade.client_id, trade.symbol, trade.side, trade.entry, trade.sl, trade.tp))
+            stack.clock.advance(1)
     finally:
         stack.close()
     return out
