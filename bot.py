@@ -450,7 +450,7 @@ class BotApp:
         return {"registry": self.registry.snapshot(), "broker": broker_positions}
 
     def _on_supervisor_event(self, kind: str, data: dict[str, Any]) -> None:
-        self.journal.append(kind, **data)
+        self.journal.append(kind, reason=data.get("error"), **data)
         bridge = getattr(self, "bridge", None)
         if bridge is not None:
             bridge.on_supervisor_event(kind, data)

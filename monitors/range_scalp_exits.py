@@ -213,7 +213,9 @@ class RangeExitManager:
 
     def _escalate(self, rt: RangeTrade, action: ExitAction, attempts: int, error: str) -> None:
         self._count("close_failed")
-        data = {"ticket": rt.ticket, "symbol": rt.symbol, "strategy": "range_scalp", "side": rt.side,
+        registered = self.registry.get(rt.ticket)
+        data = {"client_id": registered.client_id if registered else None, "ticket": rt.ticket,
+                "symbol": rt.symbol, "strategy": "range_scalp", "side": rt.side,
                 "reason": action.reason, "priority": action.priority, "error": error, "attempts": attempts,
                 "action": "manual close required"}
         self.journal.append("range_close_failed", **data)

@@ -123,7 +123,8 @@ def finalize_close(book: Any, journal: Journal, rt: RangeTrade, closed: Trade, r
         move = exit_price - rt.entry if rt.side == "buy" else rt.entry - exit_price
         r = round(move / rt.risk, 4)
     record = {
-        "ticket": rt.ticket, "symbol": rt.symbol, "strategy": STRATEGY, "setup": rt.strategy, "side": rt.side,
+        "client_id": closed.client_id, "ticket": rt.ticket, "symbol": rt.symbol, "strategy": STRATEGY,
+        "setup": rt.strategy, "side": rt.side,
         "entry": rt.entry, "exit": exit_price, "pnl": closed.pnl, "r": r, "reason": reason, "priority": priority,
         "detail": detail or None, "while_down": while_down, "opened_at": rt.opened_at.isoformat(),
         "closed_at": closed_at.isoformat(), "minutes_in_trade": round((closed_at - rt.opened_at).total_seconds() / 60, 1),

@@ -4,9 +4,10 @@
 
 The simulated terminal's faults are in memory, so they are armed inside the bot's process: the
 terminal ``bot.py`` builds (``execution.simterminal.factory.build_from_config``) is handed to a
-thread that arms a random fault (``tests/chaos/faults.FaultSchedule``) every
-``CHAOS_FAULT_PERIOD`` wall seconds (default 0.25) with probability ``CHAOS_FAULT_PROBABILITY``
-(default 0.5), from ``CHAOS_BOT_SEED``. Each armed fault is appended to
+thread that, once the app runs (``BotApp.run`` entered: a broker that fails the start-up makes
+bot.py refuse to start, exit code 1, which is not what this chaos is about), arms a random fault
+(``tests/chaos/faults.FaultSchedule``) every ``CHAOS_FAULT_PERIOD`` wall seconds (default 0.25)
+with probability ``CHAOS_FAULT_PROBABILITY`` (default 0.5), from ``CHAOS_BOT_SEED``. Each armed fault is appended to
 ``$BOT_HOOK_DIR/faults_armed.jsonl`` and the faults the terminal fired are rewritten to
 ``$BOT_HOOK_DIR/faults_fired.json`` (tmp file + rename) as they happen, so a SIGKILL leaves the
 record behind. The crash hooks of ``tests/recovery/crashing_bot.py`` are installed too when
@@ -35,10 +36,14 @@ def _write_fired(terminal: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
+RUNNING = threading.Event()  # set when BotApp.run is entered
+
+
 def run_faults(terminal: Any, seed: int, period: float, probability: float, hook_dir: Path | None) -> None:
     """Arm random faults on ``terminal`` for the life of the process (a daemon thread)."""
     from tests.chaos.faults import FaultSchedule
 
+    RUNNING.wait()
     schedule = FaultSchedule(random.Random(seed), probability=probability)
     armed_log = open(hook_dir / "faults_armed.jsonl", "a", encoding="utf-8") if hook_dir else None
     fired_seen = -1
@@ -68,6 +73,18 @@ def install_faults(seed: int, period: float, probability: float, hook_dir: Path 
     factory.build_from_config = build_from_config
 
 
+def install_running_flag() -> None:
+    import bot
+
+    original = bot.BotApp.run
+
+    def run(app: Any, duration: float | None = None) -> int:
+        RUNNING.set()
+        return original(app, duration)
+
+    bot.BotApp.run = run  # type: ignore[method-assign]
+
+
 def main(argv: list[str] | None = None) -> int:
     import bot
     from tests.recovery.crashing_bot import install_from_env
@@ -76,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     hook_dir = Path(env["BOT_HOOK_DIR"]) if env.get("BOT_HOOK_DIR") else None
     install_faults(int(env.get("CHAOS_BOT_SEED", "1")), float(env.get("CHAOS_FAULT_PERIOD", "0.25")),
                    float(env.get("CHAOS_FAULT_PROBABILITY", "0.5")), hook_dir)
+    install_running_flag()
     install_from_env()
     return bot.main(sys.argv[1:] if argv is None else argv)
 

@@ -106,7 +106,7 @@ def test_sigkill_under_randomized_faults_loses_and_duplicates_no_position(tmp_pa
             hook_dir = tmp_path / f"hooks{life}"
             hook_dir.mkdir()
             env = {"CHAOS_BOT_SEED": str(rng.randrange(10**9)), "BOT_HOOK_DIR": str(hook_dir),
-                   "CHAOS_FAULT_PERIOD": "0.3", "CHAOS_FAULT_PROBABILITY": "0.45"}
+                   "CHAOS_FAULT_PERIOD": "0.2", "CHAOS_FAULT_PROBABILITY": "0.5"}
             inside = life % 2 == 1
             if inside:  # a chosen crash point of an entry, on a natural trade
                 env.update(BOT_CRASH_AT=rng.choice(ENTRY_POINTS), BOT_CRASH_NTH="1")
