@@ -16,7 +16,6 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 from config.secrets import Secrets
 from config.watcher import ConfigHolder
@@ -31,30 +30,10 @@ from state.journal import Journal
 from state.registry import STRATEGIES, TradeRegistry
 from state.store import StateStore
 from tests.execution.harness import load_test_config
+from benchmarks.executor_bench import TimedBroker, _percentile  # one timing proxy for all benches
 
 POSITIONS = 50
 ROUND_TRIPS = 475  # 50 opening deals + 2 x 475 = 1,000 deals
-
-
-class TimedBroker:
-    """Forwards every call and adds up the seconds spent inside the broker."""
-
-    def __init__(self, broker: Mt5Broker) -> None:
-        self._broker = broker
-        self.inside = 0.0
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._broker, name)
-        if not callable(target):
-            return target
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return target(*args, **kwargs)
-            finally:
-                self.inside += time.perf_counter() - started
-        return timed
 
 
 def _send(terminal: SimTerminal, symbol: str, buy: bool, volume: float, magic: int, comment: str,
@@ -73,11 +52,6 @@ def _send(terminal: SimTerminal, symbol: str, buy: bool, volume: float, magic: i
     if result is None or result.retcode != terminal.TRADE_RETCODE_DONE:
         raise RuntimeError(f"sim order failed: {result}")
     return int(result.order)
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 def run(passes: int = 30) -> dict[str, float]:

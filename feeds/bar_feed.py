@@ -99,7 +99,7 @@ class BarFeed:
         frame = self.broker.bars(symbol, timeframe, depth, include_forming=True)
         try:
             validate_bars(frame, symbol, timeframe)
-        except BadBars as exc:
+        except BadBars:
             key = f"{symbol}:{timeframe}"
             self.stats.rejected[key] = self.stats.rejected.get(key, 0) + 1
             raise
