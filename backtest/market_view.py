@@ -15,27 +15,35 @@ from typing import Any
 
 import pandas as pd
 
+from engines.bars import BarSeries
+from engines.ticks import TickSeries
+
 
 class RecordedHistory:
     """``Broker`` protocol view of ``broker`` whose ``bars``/``ticks`` start at the recording."""
 
     def __init__(self, broker: Any, first: dict[str, datetime]) -> None:
         self._broker = broker
-        self._first = {symbol: pd.Timestamp(when) for symbol, when in first.items()}
+        nanos = {symbol: pd.Timestamp(when).as_unit("ns").value for symbol, when in first.items()}
+        self._first_s = {symbol: -(-ns // 1_000_000_000) for symbol, ns in nanos.items()}  # ceil: bar times are s
+        self._first_ms = {symbol: -(-ns // 1_000_000) for symbol, ns in nanos.items()}  # tick times are ms
         self.trimmed = 0  # reads that had data from before the recording removed
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._broker, name)
 
-    def _trim(self, symbol: str, frame: pd.DataFrame) -> pd.DataFrame:
-        first = self._first.get(symbol)
-        if first is None or not len(frame) or frame.index[0] >= first:
-            return frame
+    def bars(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> BarSeries:
+        series = self._broker.bars(symbol, timeframe, count, include_forming)
+        first = self._first_s.get(symbol)
+        if first is None or series.is_empty or int(series.time_s[0]) >= first:
+            return series
         self.trimmed += 1
-        return frame.iloc[int(frame.index.searchsorted(first, side="left")):]
+        return series.since(first)
 
-    def bars(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> pd.DataFrame:
-        return self._trim(symbol, self._broker.bars(symbol, timeframe, count, include_forming))
-
-    def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> pd.DataFrame:
-        return self._trim(symbol, self._broker.ticks(symbol, start_utc, end_utc))
+    def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> TickSeries:
+        ticks = self._broker.ticks(symbol, start_utc, end_utc)
+        first = self._first_ms.get(symbol)
+        if first is None or ticks.is_empty or int(ticks.time_ms[0]) >= first:
+            return ticks
+        self.trimmed += 1
+        return ticks.since(first)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from config.base import StrategyConfig, StrictModel, SymbolParams
+from config.base import StrategyConfig, StrictModel, SymbolParams, merged_params
 
 STRATEGY_NAMES = ("vwap_reversion", "bb_fade", "pdh_pdl_rejection", "rsi_bounce", "liquidity_sweep")
 SESSION_KEYS = ("asian", "london", "overlap", "ny", "late_ny")
@@ -564,4 +564,5 @@ class RangeScalpConfig(StrategyConfig):
         override = self.overrides.get(symbol)
         if override is None:
             return self.defaults
-        return RangeScalpParams.model_validate(_deep_merge(self.defaults.model_dump(), override))
+        return merged_params(self, symbol, lambda: RangeScalpParams.model_validate(
+            _deep_merge(self.defaults.model_dump(), override)))

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from config.micro_scalp_model import MicroScalpParams
+from engines.bars import BarSeries
 from engines import indicators as ind
 
 
@@ -53,12 +54,21 @@ class Bars:
                    _volume(frame))
 
     @classmethod
+    def from_series(cls, series: BarSeries) -> "Bars":
+        """From the broker's ``BarSeries``: tick volume as the volume (MT5 always records it)."""
+        return cls(series.time_s, series.open.astype(np.float64, copy=False),
+                   series.high.astype(np.float64, copy=False), series.low.astype(np.float64, copy=False),
+                   series.close.astype(np.float64, copy=False), _series_volume(series))
+
+    @classmethod
     def coerce(cls, bars: Any) -> "Bars":
         if isinstance(bars, Bars):
             return bars
+        if isinstance(bars, BarSeries):
+            return cls.from_series(bars)
         if isinstance(bars, pd.DataFrame):
             return cls.from_frame(bars)
-        raise BadBars(f"bars must be a DataFrame or engines.micro_scalp_features.Bars, not {type(bars).__name__}")
+        raise BadBars(f"bars must be a BarSeries, a DataFrame or engines.micro_scalp_features.Bars, not {type(bars).__name__}")
 
     def tail(self, count: int) -> "Bars":
         return Bars(self.time_s[-count:], self.open[-count:], self.high[-count:], self.low[-count:],
@@ -78,6 +88,13 @@ class Bars:
             raise BadBars("bars contain NaN or negative volume")
         if len(self.time_s) > 1 and (np.diff(self.time_s) <= 0).any():
             raise BadBars("bar times are not strictly increasing")
+
+
+def _series_volume(series: BarSeries) -> np.ndarray:
+    """As ``_volume`` for a frame: tick volume unless it is all NaN (a reader's file without it);
+    then zeros (the VWAP weighs bars equally)."""
+    values = series.tick_volume.astype(np.float64, copy=False)
+    return values if len(values) and not np.isnan(values).all() else np.zeros(len(series))
 
 
 def _volume(frame: pd.DataFrame) -> np.ndarray:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from engines.order_flow import BatchResult, FlowBar, FlowMetrics, OrderFlowEngine, SecondSeries
+from engines.ticks import TickSeries
 
 TICK_FLAG_BID = 2
 TICK_FLAG_ASK = 4
@@ -143,8 +144,11 @@ def classify_ticks(time_ms: Any, bid: Any, ask: Any, last: Any = None, volume: A
     return result, TickRuleState(float(p[-1]), int(carried[-1]))
 
 
-def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray | None]:
-    """The tick columns of a broker/reader DataFrame (UTC DatetimeIndex); absent ones are None."""
+def frame_columns(frame: pd.DataFrame | TickSeries) -> dict[str, np.ndarray | None]:
+    """The tick columns of the broker's ``TickSeries`` or a reader's DataFrame (UTC
+    DatetimeIndex); absent ones are None."""
+    if isinstance(frame, TickSeries):
+        return dict(frame.columns())
     if not isinstance(frame.index, pd.DatetimeIndex):
         raise ValueError("ticks need a DatetimeIndex (UTC)")
     index = frame.index

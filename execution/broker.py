@@ -15,13 +15,17 @@ from typing import Any, Literal, Mapping, Protocol, runtime_checkable
 
 import pandas as pd
 
+from engines.bars import FIELDS, BarSeries
+from engines.ticks import FIELDS as TICK_FIELDS
+from engines.ticks import TickSeries
+
 Side = Literal["buy", "sell"]
 DealEntry = Literal["in", "out", "inout", "out_by"]
 
 CLIENT_ID_MAX_LEN = 31  # MT5's order comment holds at most 31 characters
 _CLIENT_ID_CHARS = re.compile(r"^[\x21-\x7e][\x20-\x7e]*$")
-BAR_COLUMNS = ("open", "high", "low", "close", "tick_volume", "spread", "real_volume")
-TICK_COLUMNS = ("bid", "ask", "last", "volume", "flags", "volume_real")
+BAR_COLUMNS = FIELDS  # the MT5 rate fields a BarSeries carries
+TICK_COLUMNS = TICK_FIELDS  # the MT5 tick fields a TickSeries carries
 
 
 def validate_client_id(client_id: str) -> str:
@@ -249,9 +253,9 @@ class Broker(Protocol):
 
     def quote(self, symbol: str) -> Quote: ...
 
-    def bars(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> pd.DataFrame: ...
+    def bars(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> BarSeries: ...
 
-    def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> pd.DataFrame: ...
+    def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> TickSeries: ...
 
     def positions(self, symbol: str | None = None, magic: int | None = None) -> list[Position]: ...
 

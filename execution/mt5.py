@@ -38,7 +38,9 @@ import pandas as pd
 
 from config.models import BotConfig
 from config.secrets import Secrets
-from execution.broker import (BAR_COLUMNS, TICK_COLUMNS, AccountInfo, Deal, OrderRequest, OrderResult,
+from engines.bars import BarSeries
+from engines.ticks import TickSeries
+from execution.broker import (AccountInfo, Deal, OrderRequest, OrderResult,
                               Position, Quote, Side, SymbolSpec, normalize_volume, validate_client_id)
 from execution.errors import (BrokerError, BrokerSetupError, BrokerUnavailable, OrderNotPlaced,
                               OrderOutcomeUnknown, OrderRejected, TradingDisabled)
@@ -671,31 +673,23 @@ class Mt5Broker:
             raise BrokerError(10021, f"{spec.name}: no prices (bid {tick.bid}, ask {tick.ask})")
         return self._quote_from_tick(spec, tick)
 
-    def bars(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> pd.DataFrame:
-        """The last ``count`` bars, oldest first, indexed by UTC open time. Without
-        ``include_forming`` the still-forming bar (position 0) is left out."""
+    def bars(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> BarSeries:
+        """The last ``count`` bars, oldest first, times in UTC (``engines.bars.BarSeries``: numpy
+        columns, no pandas frame). Without ``include_forming`` the still-forming bar (position 0)
+        is left out."""
         if count <= 0:
             raise ValueError(f"count must be positive, got {count}")
         spec = self._spec(symbol)
         rates = self._call("copy_rates_from_pos", spec.broker_name, self._timeframe(timeframe),
                            0 if include_forming else 1, int(count))
-        return self._frame(rates, BAR_COLUMNS, "time", 1)
+        return BarSeries.from_rates(rates, int(round(self._offset_s)))
 
-    def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> pd.DataFrame:
-        """All ticks in [start, end), indexed by UTC time (millisecond precision)."""
+    def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> TickSeries:
+        """All ticks in [start, end), times in UTC epoch milliseconds (``engines.ticks.TickSeries``)."""
         spec = self._spec(symbol)
         ticks = self._call("copy_ticks_range", spec.broker_name, self._utc_to_server(start_utc),
                            self._utc_to_server(end_utc), self._mt5.COPY_TICKS_ALL, empty_ok=True)
-        return self._frame(ticks, TICK_COLUMNS, "time_msc", 1000)
-
-    def _frame(self, array: Any, columns: tuple[str, ...], time_field: str, per_second: int) -> pd.DataFrame:
-        if array is None or len(array) == 0:
-            index = pd.DatetimeIndex([], tz="UTC", name="time")
-            return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns}, index=index)
-        stamps = np.asarray(array[time_field], dtype="int64") - int(round(self._offset_s * per_second))
-        index = pd.DatetimeIndex(pd.to_datetime(stamps, unit="ms" if per_second == 1000 else "s", utc=True),
-                                 name="time")
-        return pd.DataFrame({c: np.asarray(array[c]) for c in columns}, index=index)
+        return TickSeries.from_ticks(ticks, int(round(self._offset_s * 1000)))
 
     # ------------------------------------------------------------------ positions and deals
 

@@ -255,10 +255,10 @@ class MicroScalpMonitor:
             return f"no usable data: {exc}"
         if len(bars) < p.min_bars:
             return f"{len(bars)} closed M1 bars, the engine needs {p.min_bars}"
-        last_close = bars.index[-1].to_pydatetime() + timedelta(seconds=BAR_SECONDS)
-        bar_age = (c.now - last_close).total_seconds()
+        last_open = bars.open_time()
+        bar_age = (c.now - (last_open + timedelta(seconds=BAR_SECONDS))).total_seconds()
         if bar_age > p.max_bar_age_seconds:
-            return f"last closed bar {bars.index[-1]:%Y-%m-%d %H:%M}Z closed {bar_age:.0f} s ago " \
+            return f"last closed bar {last_open:%Y-%m-%d %H:%M}Z closed {bar_age:.0f} s ago " \
                    f"(limit {p.max_bar_age_seconds:g} s)"
         quote_age = (c.now - quote.time).total_seconds()
         if quote_age > p.max_quote_age_seconds:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
-import pandas as pd
 
+from engines.bars import BarSeries
 from engines.order_flow import FlowBar, FlowMetrics
 from engines.order_flow_signals import (Signal, SignalParams, absorption, align_flow_to_bars, cvd_divergence,
                                         delta_divergence, last_atr, liquidity_sweep, typical_window_volume,
@@ -87,16 +87,15 @@ class SignalInputs:
     atr: float | None
 
 
-def signal_inputs(bars: pd.DataFrame, flow_bars: Sequence[FlowBar], window: FlowMetrics, price: float,
+def signal_inputs(bars: BarSeries, flow_bars: Sequence[FlowBar], window: FlowMetrics, price: float,
                   params: SignalParams) -> SignalInputs:
-    """Align closed M1 bars (UTC index = bar start) with the tape's completed M1 flow bars."""
-    starts = bars.index.as_unit("ms").asi8.astype(np.int64)
+    """Align closed M1 bars (UTC open times) with the tape's completed M1 flow bars."""
+    starts = bars.time_s * 1000
     cvd, delta, flow_volume = align_flow_to_bars(starts, flow_bars)
-    high = bars["high"].to_numpy(dtype=np.float64)
-    low = bars["low"].to_numpy(dtype=np.float64)
-    close = bars["close"].to_numpy(dtype=np.float64)
-    bar_volume = (bars["tick_volume"].to_numpy(dtype=np.float64) if "tick_volume" in bars.columns
-                  else np.full(len(bars), np.nan))
+    high = np.asarray(bars.high, dtype=np.float64)
+    low = np.asarray(bars.low, dtype=np.float64)
+    close = np.asarray(bars.close, dtype=np.float64)
+    bar_volume = np.asarray(bars.tick_volume, dtype=np.float64)
     before_window = [b for b in flow_bars if b.end_ms <= window.now_ms - window.window_seconds * 1000]
     typical = typical_window_volume(before_window, window.window_seconds, params.absorption_typical_bars)
     return SignalInputs(high, low, close, bar_volume, cvd, delta, flow_volume, window, typical, price,

@@ -257,7 +257,7 @@ class RangeScalpMonitor:
         if len(bars_m5) == 0:
             self._record(symbol, "data", "no closed M5 bars")
             return
-        bar_time = int(bars_m5.index[-1].timestamp())
+        bar_time = int(bars_m5.time_s[-1])
         if last is not None and bar_time <= last:
             return  # the new bar is not in the feed yet
         self.book.set_last_bar(symbol, bar_time)  # persisted first: a bar is evaluated once, even across restarts

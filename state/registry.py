@@ -79,6 +79,7 @@ class TradeRegistry:
         self._closed: dict[str, list[Trade]] = {s: [] for s in STRATEGIES}
         self._on_change = on_change or (lambda event, trade: None)
         self._local = threading.local()  # per-thread batch depth and the documents it left unsaved
+        self._json: dict[int, tuple[Trade, dict[str, Any]]] = {}  # id(trade) -> (trade, its to_json())
         self.load()
 
     @staticmethod
@@ -122,9 +123,22 @@ class TradeRegistry:
         self._write(strategy)
 
     def _write(self, strategy: str) -> None:
-        doc = {"open": {str(t): trade.to_json() for t, trade in self._open[strategy].items()},
-               "closed": [t.to_json() for t in self._closed[strategy][-CLOSED_KEPT:]]}
+        doc = {"open": {str(t): self._encoded(trade) for t, trade in self._open[strategy].items()},
+               "closed": [self._encoded(t) for t in self._closed[strategy][-CLOSED_KEPT:]]}
         self.store.save(self.document(strategy), doc)
+        if len(self._json) > 4 * CLOSED_KEPT + 100:  # forget trades no document holds any more
+            kept = {id(t) for trades in self._open.values() for t in trades.values()}
+            kept.update(id(t) for closed in self._closed.values() for t in closed[-CLOSED_KEPT:])
+            self._json = {key: entry for key, entry in self._json.items() if key in kept}
+
+    def _encoded(self, trade: Trade) -> dict[str, Any]:
+        """``trade.to_json()``, made once per Trade object: a write re-encodes every kept closed
+        trade (up to CLOSED_KEPT), and a Trade never changes (changes make a new object). The
+        cached dicts are only read (encoded), never modified."""
+        entry = self._json.get(id(trade))
+        if entry is None or entry[0] is not trade:
+            entry = self._json[id(trade)] = (trade, trade.to_json())
+        return entry[1]
 
     def _check_strategy(self, strategy: str) -> None:
         if strategy not in self._open:

@@ -25,13 +25,15 @@ def _runner(tmp_path, strategies, lines=(2, 901)):
 def test_monitors_never_see_bars_from_before_the_recording(tmp_path):
     runner, feed = _runner(tmp_path, [])
     runner.clock.set(feed.first + timedelta(minutes=30))
-    raw = runner.broker.bars("XAUUSD", "M1", 500)
+    raw = runner.broker.bars("XAUUSD", "M1", 500).to_frame()
     assert raw.index[0] < pd.Timestamp(feed.first)  # the endless replay wraps the recording's end in
-    seen = runner.market.bars("XAUUSD", "M1", 500)
+    seen = runner.market.bars("XAUUSD", "M1", 500).to_frame()
     assert seen.index[0] == pd.Timestamp(feed.first) and len(seen) == 30
     assert seen.equals(raw[raw.index >= pd.Timestamp(feed.first)])
-    ticks = runner.market.ticks("XAUUSD", feed.first - timedelta(hours=1), runner.clock.now())
+    raw_ticks = runner.broker.ticks("XAUUSD", feed.first - timedelta(hours=1), runner.clock.now()).to_frame()
+    ticks = runner.market.ticks("XAUUSD", feed.first - timedelta(hours=1), runner.clock.now()).to_frame()
     assert ticks.index[0] >= pd.Timestamp(feed.first)
+    assert ticks.equals(raw_ticks[raw_ticks.index >= pd.Timestamp(feed.first)])
     assert runner.market.quote("XAUUSD").bid > 0  # everything else is the adapter's
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -27,8 +28,10 @@ def test_quote_time_is_utc(broker, sim, clock):
 
 
 def test_bars_are_indexed_by_utc_open_time(broker, sim, clock):
-    closed = broker.bars("XAUUSD", "M1", 30)
-    forming = broker.bars("XAUUSD", "M1", 30, include_forming=True)
+    series = broker.bars("XAUUSD", "M1", 30)
+    assert series.time_s.dtype == np.int64 and series.close.dtype == np.float64 and len(series) == 30
+    closed = series.to_frame()
+    forming = broker.bars("XAUUSD", "M1", 30, include_forming=True).to_frame()
     assert list(closed.columns) == list(BAR_COLUMNS) and len(closed) == 30
     assert isinstance(closed.index, pd.DatetimeIndex) and str(closed.index.tz) == "UTC"
     assert closed.index.name == "time" and closed.index.is_monotonic_increasing
@@ -36,9 +39,9 @@ def test_bars_are_indexed_by_utc_open_time(broker, sim, clock):
     assert forming.index[-1] <= now < forming.index[-1] + pd.Timedelta(minutes=1)   # the bar forming now
     assert closed.index[-1] == forming.index[-2]                                   # ...left out by default
     raw = sim.copy_rates_from_pos("XAUUSD", sim.TIMEFRAME_M1, 1, 30)
-    assert int(raw["time"][-1]) - 7200 == int(closed.index[-1].timestamp())
+    assert int(raw["time"][-1]) - 7200 == int(closed.index[-1].timestamp()) == int(series.time_s[-1])
     assert closed["close"].iloc[-1] == pytest.approx(float(raw["close"][-1]))
-    h1 = broker.bars("EURUSD", "H1", 5)
+    h1 = broker.bars("EURUSD", "H1", 5).to_frame()
     assert (h1.index.minute == 0).all() and len(h1) == 5
     with pytest.raises(ValueError, match="unknown timeframe 'M7'"):
         broker.bars("XAUUSD", "M7", 5)
@@ -47,11 +50,13 @@ def test_bars_are_indexed_by_utc_open_time(broker, sim, clock):
 def test_ticks_for_a_utc_range(broker, clock):
     end = clock.now()
     start = end - timedelta(minutes=5)
-    ticks = broker.ticks("EURUSD", start, end)
+    series = broker.ticks("EURUSD", start, end)
+    assert series.time_ms.dtype == np.int64 and (np.diff(series.time_ms) >= 0).all()
+    ticks = series.to_frame()
     assert list(ticks.columns) == list(TICK_COLUMNS) and len(ticks) > 10
     assert ticks.index.min() >= start and ticks.index.max() <= end
     assert (ticks["ask"] > ticks["bid"]).all()
-    empty = broker.ticks("EURUSD", end + timedelta(hours=1), end + timedelta(hours=2))
+    empty = broker.ticks("EURUSD", end + timedelta(hours=1), end + timedelta(hours=2)).to_frame()
     assert empty.empty and str(empty.index.tz) == "UTC"
 
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from engines.bars import BarSeries
 from feeds.bar_feed import BadBars, BarFeed, validate_bars
 from monitors.clock import FakeClock
 from tests.execution.harness import build_stack
@@ -22,8 +24,8 @@ GOOD = [(10, 11, 9, 10.5), (10.5, 12, 10, 11), (11, 11.5, 10.5, 11.2)]
 
 
 def test_valid_bars_pass() -> None:
-    validate_bars(frame(GOOD), "X", "M1")
-    validate_bars(frame([]), "X", "M1")  # market closed: nothing to check
+    validate_bars(BarSeries.from_frame(frame(GOOD)), "X", "M1")
+    validate_bars(BarSeries.empty(), "X", "M1")  # market closed: nothing to check
 
 
 @pytest.mark.parametrize("rows,index_change,message", [
@@ -41,7 +43,7 @@ def test_bad_bars_are_rejected_with_the_reason(rows, index_change, message) -> N
     elif index_change == "reverse":
         data.index = data.index[::-1]
     with pytest.raises(BadBars, match=message):
-        validate_bars(data, "XAUUSD", "M1")
+        validate_bars(BarSeries.from_frame(data), "XAUUSD", "M1")
 
 
 @pytest.fixture
@@ -57,10 +59,10 @@ def test_readers_are_served_from_the_cache_while_it_is_fresh(feed_stack) -> None
     feed.step(stack.clock.now())
     bars = feed.get("XAUUSD", "M1", 100)
     assert len(bars) == 100 and feed.stats.cache_hits == 1 and feed.stats.direct_fetches == 0
-    assert bars.index.tz is not None and str(bars.index.tz) == "UTC"
+    assert bars.open_time().utcoffset() == timedelta(0)
     forming = feed.get("XAUUSD", "M1", 5, include_forming=True)
-    assert forming.index[-1] > bars.index[-1]  # the last closed bar comes before the forming one
-    assert bars.index[-1] <= stack.clock.now()
+    assert forming.open_time() > bars.open_time()  # the last closed bar comes before the forming one
+    assert forming.open_time() <= stack.clock.now() < forming.open_time() + timedelta(minutes=1)
 
 
 def test_a_stale_cache_falls_back_to_a_direct_fetch_and_says_so(feed_stack, caplog) -> None:
@@ -71,7 +73,7 @@ def test_a_stale_cache_falls_back_to_a_direct_fetch_and_says_so(feed_stack, capl
         bars = feed.get("XAUUSD", "M1", 50)
     assert feed.stats.direct_fetches == 1
     assert "served by a direct fetch (cache 120.0 s old)" in caplog.text
-    assert (stack.clock.now() - bars.index[-1].to_pydatetime()).total_seconds() < 120
+    assert (stack.clock.now() - bars.open_time()).total_seconds() < 120
 
 
 def test_a_broker_outage_keeps_the_last_good_bars_and_counts_the_error(feed_stack) -> None:
@@ -82,7 +84,7 @@ def test_a_broker_outage_keeps_the_last_good_bars_and_counts_the_error(feed_stac
     feed.step(stack.clock.now())
     assert feed.stats.errors >= 1
     stack.terminal.faults.clear()
-    assert feed.get("XAUUSD", "M1", 10).equals(before)
+    assert feed.get("XAUUSD", "M1", 10).to_frame().equals(before.to_frame())
 
 
 def test_bad_bars_from_the_broker_never_replace_good_data(feed_stack, monkeypatch) -> None:
@@ -92,14 +94,14 @@ def test_bad_bars_from_the_broker_never_replace_good_data(feed_stack, monkeypatc
     real_bars = stack.broker.bars
 
     def corrupted(symbol, timeframe, count, include_forming=False):
-        data = real_bars(symbol, timeframe, count, include_forming).copy()
+        data = real_bars(symbol, timeframe, count, include_forming).to_frame()
         data.iloc[-3, data.columns.get_loc("low")] = -1.0
-        return data
+        return BarSeries.from_frame(data)
 
     monkeypatch.setattr(stack.broker, "bars", corrupted)
     feed.step(stack.clock.now())
     assert feed.stats.rejected == {"XAUUSD:M1": 1, "EURUSD:M5": 1}
-    assert feed.get("XAUUSD", "M1", 10).equals(good)
+    assert feed.get("XAUUSD", "M1", 10).to_frame().equals(good.to_frame())
 
 
 def test_health_reports_data_age_per_feed(feed_stack) -> None:
@@ -111,3 +113,58 @@ def test_health_reports_data_age_per_feed(feed_stack) -> None:
     entry = health["feeds"]["XAUUSD:M1"]
     assert entry["cache_age_s"] == pytest.approx(3.0)
     assert 0 <= entry["data_age_s"] < 120
+
+
+def _same(a: BarSeries, b: BarSeries) -> bool:
+    return a.to_frame().equals(b.to_frame())
+
+
+def test_later_fetches_ask_only_for_new_bars_and_equal_a_full_fetch(feed_stack) -> None:
+    stack, feed = feed_stack
+    asked: list[int] = []
+    real_bars = stack.broker.bars
+
+    def counting(symbol, timeframe, count, include_forming=False):
+        asked.append(count)
+        return real_bars(symbol, timeframe, count, include_forming)
+
+    stack.broker.bars = counting
+    first = feed.get("XAUUSD", "M1", 150)
+    assert asked == [200] and feed.stats.full_fetches == 1
+    for _ in range(12):  # a minute and a half per step: some steps see one new bar, some two
+        stack.clock.advance(90)
+        asked.clear()
+        merged = feed.get("XAUUSD", "M1", 150, include_forming=True)
+        assert asked and max(asked) <= 5  # the overlapping bar, the (at most 3) closed since, the forming one
+        full = real_bars("XAUUSD", "M1", 150, include_forming=True)
+        assert _same(merged, full)
+    assert feed.stats.incremental_fetches == 12 and feed.stats.full_fetches == 1
+    assert first.time_s[-1] < merged.time_s[-1]
+
+
+def test_a_changed_overlapping_bar_means_a_full_fetch(feed_stack) -> None:
+    stack, feed = feed_stack
+    feed.get("XAUUSD", "M1", 100)
+    stack.clock.advance(60)
+    real_bars = stack.broker.bars
+
+    def rewritten(symbol, timeframe, count, include_forming=False):  # the broker corrected its history
+        data = real_bars(symbol, timeframe, count, include_forming).to_frame()
+        data["close"] = data["close"] + 0.01
+        data["high"] = data["high"] + 0.01
+        return BarSeries.from_frame(data)
+
+    stack.broker.bars = rewritten
+    bars = feed.get("XAUUSD", "M1", 100)
+    assert feed.stats.full_fetches == 2 and feed.stats.incremental_fetches == 0
+    expected = rewritten("XAUUSD", "M1", 200, include_forming=True).slice(None, -1).tail(100)
+    assert _same(bars, expected)
+
+
+def test_a_fetch_after_a_long_gap_is_a_full_fetch(feed_stack) -> None:
+    stack, feed = feed_stack
+    feed.get("XAUUSD", "M1", 100)
+    stack.clock.advance(60 * 400)  # more new bars than the depth: nothing to merge
+    bars = feed.get("XAUUSD", "M1", 100)
+    assert feed.stats.full_fetches == 2 and feed.stats.incremental_fetches == 0
+    assert _same(bars, stack.broker.bars("XAUUSD", "M1", 100))

@@ -59,7 +59,7 @@ def tick_market(tmp_path, request):
 def independent_tick_delta(broker, now: datetime, window: int = 30, warmup: int = 1800) -> float:
     """The proxy's rule computed apart: ticks since the warm-up, mid changes signed, zero
     changes carry the last direction, summed over the seconds of the window."""
-    ticks = broker.ticks("EURUSD", now - timedelta(seconds=warmup), now)
+    ticks = broker.ticks("EURUSD", now - timedelta(seconds=warmup), now).to_frame()
     mid = ((ticks["bid"] + ticks["ask"]) / 2).to_numpy()
     direction = np.sign(np.diff(mid))
     for i in range(1, len(direction)):
