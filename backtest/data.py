@@ -23,8 +23,8 @@ starts within the recording's first week (see ``execution/simterminal/market.py`
 whose recordings overlap in time run together in one segment (one account, shared risk limits),
 so their first bars must lie within 7 days of each other. Recordings that do not overlap run as
 consecutive segments in time order, each on its own terminal; the account balance carries over.
-A recording is replayed once over a whole number of weeks (the span rounded to the nearest
-week): bars beyond that are not replayed and are reported.
+The terminal replays each recording once, whole (``feed.replay = "once"``: its span rounded up
+to whole weeks; the rest of the last week is a closed market the driver never steps into).
 """
 from __future__ import annotations
 
@@ -273,13 +273,14 @@ def _plan_feed(name: str, source: _Source, known: dict[str, SymbolSpec], fmt: st
         closes = (np.unique(ms // (TICK_STEP_S * 1000)) + 1) * TICK_STEP_S
         end = int(ms[-1] // 1000) + 1
     first = int(times[0])
-    weeks = max(1, int(round((end - first) / WEEK_S)))  # as execution.simterminal.market._period
+    weeks = max(1, math.ceil((end - first) / WEEK_S))  # as execution.simterminal.market._period, "once"
     replay_end = min(end, first + weeks * WEEK_S)
     if bar_s > 60:
         notes.append(f"{name}: {bar_s // 60}-minute bars: micro_scalp and order_flow read M1 bars and cannot "
                      "trade it (range_scalp can)")
     spec_json = spec.model_dump(mode="json")
-    spec_json["feed"] = {"kind": kind, "file": str(path), "format": file_format, "utc_offset_hours": offset}
+    spec_json["feed"] = {"kind": kind, "file": str(path), "format": file_format, "utc_offset_hours": offset,
+                         "replay": "once"}
     plan = FeedPlan(symbol=name, path=path, kind=kind, format=file_format, utc_offset_hours=offset,
                     bar_seconds=bar_s, first_s=first, end_s=end, replay_end_s=replay_end,
                     closes=closes.astype(np.int64), spec=spec_json)

@@ -3,7 +3,8 @@
 How a recording becomes "the market now"
 ----------------------------------------
 - **Whole-week shifting.** A recording of span S is treated as one period of P = round(S / week)
-  whole weeks (at least one); data beyond P is dropped, a shortfall is a closed market. The
+  whole weeks (at least one; ``feed.replay = "once"``, as backtests ask: ceil(S / week), so no
+  recorded bar is dropped); data beyond P is dropped, a shortfall is a closed market. The
   period repeats forever, so time never goes backwards and the series never ends. Shifting by
   whole weeks keeps the weekday and the hour of day of every bar, which sessions rely on.
 - **Anchor.** The terminal's anchor (the first clock time its book ever saw) decides the phase:
@@ -33,6 +34,7 @@ All times in this module are UTC milliseconds; the terminal converts to broker s
 """
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,7 +183,7 @@ def load_series(spec: SymbolSpec, data_dir: Path, server_offset_ms: int) -> Phas
     except FileNotFoundError:
         raise FeedError(f"feed file {path} not found (symbol spec feed.file {spec.feed.file!r})") from None
     key = (str(path), stat.st_size, stat.st_mtime_ns, spec.feed.kind, spec.feed.format,
-           spec.feed.utc_offset_hours, spec.digits, spec.trade_tick_size, spec.spread_points,
+           spec.feed.utc_offset_hours, spec.feed.replay, spec.digits, spec.trade_tick_size, spec.spread_points,
            server_offset_ms)
     with _SERIES_LOCK:
         cached = _SERIES_CACHE.get(key)
@@ -204,8 +206,10 @@ def _window_start(first_ms: int, server_offset_ms: int) -> int:
     return (server - SUNDAY_ORIGIN_MS) // WEEK_MS * WEEK_MS + SUNDAY_ORIGIN_MS - server_offset_ms
 
 
-def _period(first_ms: int, end_ms: int) -> int:
-    weeks = max(1, int(round((end_ms - first_ms) / WEEK_MS)))
+def _period(first_ms: int, end_ms: int, replay: str = "loop") -> int:
+    """The replay period: the span in whole weeks, rounded to the nearest ("loop") or up ("once")."""
+    span = (end_ms - first_ms) / WEEK_MS
+    weeks = max(1, math.ceil(span) if replay == "once" else int(round(span)))
     return weeks * WEEK_MS
 
 
@@ -232,7 +236,7 @@ def series_from_bars(frame: pd.DataFrame, spec: SymbolSpec, server_offset_ms: in
     if np.any((times + server_offset_ms) % bar_ms):
         raise FeedError(f"{source}: bar times are not aligned to {bar_ms // 1000} s in server time")
     first = int(times[0])
-    period = _period(first, int(times[-1]) + bar_ms)
+    period = _period(first, int(times[-1]) + bar_ms, spec.feed.replay)
     keep = times + bar_ms <= first + period
     window = _window_start(first, server_offset_ms)
     order = _rotate(times[keep], window, period)
@@ -290,7 +294,7 @@ def series_from_ticks(frame: pd.DataFrame, spec: SymbolSpec, server_offset_ms: i
     bid_all = _round_to_tick(frame["bid"].to_numpy(dtype=np.float64), spec.trade_tick_size, spec.digits)
     ask_all = _round_to_tick(frame["ask"].to_numpy(dtype=np.float64), spec.trade_tick_size, spec.digits)
     first = int(times[0])
-    period = _period(first, int(times[-1]) + 1)
+    period = _period(first, int(times[-1]) + 1, spec.feed.replay)
     keep = times < first + period
     window = _window_start(first, server_offset_ms)
     kept = np.flatnonzero(keep)[_rotate(times[keep], window, period)]

@@ -39,6 +39,10 @@ class FeedSpec(StrictModel):
     format: str | None = Field(None, description="feeds.readers format; detected when null")
     utc_offset_hours: float | None = Field(
         None, ge=-14, le=14, description="file time = UTC + offset; null = the format's default")
+    replay: Literal["loop", "once"] = Field(
+        "loop", description="loop: the recording's span rounded to the NEAREST whole week repeats forever "
+                            "(the demo; a few days at the end may be dropped); once: the span rounded UP, "
+                            "so every recorded bar plays (backtests); the rest of the last week is closed")
 
 
 class SymbolSpec(StrictModel):

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from backtest.cli import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main, parse_date
-from tests.backtest.conftest import XAU_M1, real_file, slice_lines
+from tests.backtest.conftest import XAU_M1, XAU_M5, real_file, slice_lines
 
 WINDOW = ["--from", "2023-04-18T06:00", "--to", "2023-04-18T07:00"]
 
@@ -20,7 +20,7 @@ def test_a_run_prints_the_summary_and_a_plain_progress_when_not_a_terminal(tmp_p
     assert "micro_scalp" in out and "overall" in out and "60 bars in" in out
     assert f"report: {report}" in out
     assert "100.0%" in err and "\r" not in err  # stderr is not a terminal here: one line per 10 %
-    assert "note: XAUUSD: the last 1094 bars" in err  # the whole-week replay limit is said
+    assert "note:" not in err  # the whole recording replays: nothing to warn about
     assert json.loads((report / "report.json").read_text())["overall"]["bars_processed"] == 60
     assert (report / "backtest.log").is_file()
 
@@ -92,3 +92,11 @@ def test_parse_date():
     assert parse_date("2023-04-18").isoformat() == "2023-04-18T00:00:00+00:00"
     assert parse_date("2023-04-18", end_of_day=True).isoformat() == "2023-04-19T00:00:00+00:00"
     assert parse_date("2023-04-18T10:30+02:00").isoformat() == "2023-04-18T08:30:00+00:00"
+
+
+def test_notes_about_the_data_go_to_stderr(tmp_path, capsys):
+    code = main(["--data", str(real_file(XAU_M5)), "--from", "2026-05-05T06:00", "--to", "2026-05-05T07:00",
+                 "--strategies", "range", "--report", str(tmp_path / "report"), "--no-charts"])
+    out, err = capsys.readouterr()
+    assert code == EXIT_OK, err
+    assert "note: XAUUSD: 5-minute bars: micro_scalp and order_flow read M1 bars" in err

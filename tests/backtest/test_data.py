@@ -131,3 +131,20 @@ def test_recordings_starting_more_than_a_week_apart_cannot_share_a_terminal():
     b = _feed("BBB", T0 + 8 * 86400, 600)
     with pytest.raises(BacktestDataError, match="must start within 7 days"):
         plan_segments([a, b])
+
+
+def test_a_recording_is_replayed_whole_not_cut_to_whole_weeks():
+    """2023-04-16 22:00 to 2023-05-01: 2.1 weeks. The live demo loops 2 weeks of it (the nearest
+    whole number) and drops the last day; a backtest replays every bar once."""
+    from execution.simterminal.market import load_series
+    from execution.simterminal.symbols import SymbolSpec
+    from feeds.readers import read_bars
+
+    [feed], _ = resolve_feeds([str(real_file(XAU_M1))])
+    assert feed.spec["feed"]["replay"] == "once"
+    assert feed.replay_end_s == feed.end_s and feed.bars_not_replayed == 0 and not feed.notes
+    recorded = len(read_bars(feed.path, feed.utc_offset_hours, format=feed.format))
+    backtest_spec = SymbolSpec.model_validate(feed.spec)
+    demo_spec = SymbolSpec.model_validate({**feed.spec, "feed": {**feed.spec["feed"], "replay": "loop"}})
+    assert load_series(backtest_spec, DATA, 0).bars == recorded
+    assert load_series(demo_spec, DATA, 0).bars < recorded
