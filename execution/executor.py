@@ -152,6 +152,9 @@ class Executor:
         # "Is a close of this ticket in the journal already?" (the reconciler plugs its journal
         # index in; without one every close is journaled).
         self.journaled_closed: Callable[[int], bool] = lambda ticket: False
+        # "Which reason did we send the close with this comment for?" (the reconciler's journal
+        # index again; a close recorded from the deals after a restart keeps its real reason).
+        self.close_reason: Callable[[str], str | None] = lambda close_id: None
         self.trading_state = trading_state
         self.on_fill = on_fill
         self._close_lock = threading.Lock()
@@ -384,14 +387,14 @@ class Executor:
         else:
             sl, tp = idea.sl, idea.tp
         if not ticket:
-            self.risk.confirm(reservation, now)  # it filled: it counts as an entry, the reconciler adopts it
+            self.risk.confirm(reservation, now, client_id=client_id)  # it filled: it counts, the reconciler adopts it
             self.journal.append("error", client_id=client_id, symbol=idea.symbol, strategy=idea.strategy,
                                 reason=f"filled but no position ticket in {result!r}")
             log.error("%s filled without a position ticket; the reconciler will adopt it", client_id)
             return None
         existing = self.registry.get(ticket)
         if existing is not None:  # adopted meanwhile (the reconciler): never register it twice
-            self.risk.confirm(reservation, now)
+            self.risk.confirm(reservation, now, client_id=client_id)
             log.warning("ticket %d (%s) was already registered (%s); not registered again", ticket, client_id,
                         existing.client_id)
             return existing
@@ -501,6 +504,10 @@ class Executor:
         # is never "found" as an earlier partial close's deal. Deterministic in backtests.
         stamp = _base36(int(self.clock.now().timestamp() * 1000))[-6:]
         close_id = validate_client_id(f"{trade.client_id[:20]}-x{stamp}")
+        # Said before sending, so that if the process dies before the answer, the reconciler
+        # records the close (found in the deals by its comment) with this reason, not "expert".
+        self.journal.append("close_sent", client_id=trade.client_id, ticket=trade.ticket, symbol=trade.symbol,
+                            strategy=trade.strategy, close_id=close_id, reason=reason, volume=volume)
         last_error = ""
         for attempt in range(1, attempts + 1):
             self._note_order("close")
@@ -715,8 +722,10 @@ class Executor:
 
     def settle_from_deals(self, trade: Trade, deals: list[Deal]) -> Trade | None:
         """Record ``trade`` closed from its deals (exit price volume-weighted, P&L of all its
-        deals, reason ``broker:<deal reason>``); None when no closing deal is visible yet or it
-        was recorded meanwhile by another thread."""
+        deals, reason ``broker:<deal reason>``, or the reason of our own close when the closing
+        deal carries the comment of a ``close_sent`` line: the bot sent it and died before the
+        answer); None when no closing deal is visible yet or it was recorded meanwhile by another
+        thread."""
         exits = [d for d in deals if d.entry in EXIT_DEAL_ENTRIES]
         if not exits:
             return None  # not visible in the history yet; look again next time
@@ -724,10 +733,12 @@ class Executor:
         volume = sum(d.volume for d in exits)
         price = sum(d.price * d.volume for d in exits) / volume if volume else last.price
         pnl = sum(d.profit + d.commission + d.swap + d.fee for d in deals)
+        ours = self.close_reason(last.comment) if last.comment else None
+        reason = ours if ours else f"broker:{last.reason}"
         with self._settle_lock:
             if self.registry.get(trade.ticket) is None:
                 return None  # closed meanwhile by another thread
-            record = self.registry.close(trade.ticket, round(price, 10), last.time, pnl, f"broker:{last.reason}")
+            record = self.registry.close(trade.ticket, round(price, 10), last.time, pnl, reason)
         self._announce_close(record)
         return record
 

@@ -131,6 +131,7 @@ class JournalIndex:
         self._lock = threading.Lock()
         self.intents: dict[str, dict[str, Any]] = {}
         self.closed_tickets: set[int] = set()
+        self.close_reasons: dict[str, str] = {}  # close comment (close_id) -> the reason it was sent for
 
     def refresh(self) -> None:
         with self._lock:
@@ -156,6 +157,8 @@ class JournalIndex:
                 event = record.get("event")
                 if event == "intent" and record.get("client_id"):
                     self.intents[str(record["client_id"])] = record
+                elif event == "close_sent" and record.get("close_id") and record.get("reason"):
+                    self.close_reasons[str(record["close_id"])] = str(record["reason"])
                 elif event == "closed" and record.get("ticket") is not None:
                     try:
                         self.closed_tickets.add(int(record["ticket"]))
@@ -164,6 +167,12 @@ class JournalIndex:
             if len(self.intents) > self.MAX_INTENTS:  # a long run: forget the oldest intents
                 keep = sorted(self.intents.items(), key=lambda kv: str(kv[1].get("ts", "")))[-self.MAX_INTENTS // 2:]
                 self.intents = dict(keep)
+            if len(self.close_reasons) > self.MAX_INTENTS:  # oldest first (insertion order)
+                self.close_reasons = dict(list(self.close_reasons.items())[-self.MAX_INTENTS // 2:])
+
+    def close_reason(self, close_id: str) -> str | None:
+        self.refresh()
+        return self.close_reasons.get(close_id)
 
     def intent(self, client_id: str | None) -> dict[str, Any] | None:
         if not client_id:
@@ -197,6 +206,7 @@ class Reconciler:
         self._perf = perf
         self.index = JournalIndex(journal.path)
         executor.journaled_closed = self._journaled_closed
+        executor.close_reason = self.index.close_reason
         self._run_lock = threading.Lock()
         self._request_lock = threading.Lock()
         self._requests: list[str] = []
@@ -416,6 +426,8 @@ class Reconciler:
             self.registry.add(trade)
         except ValueError:
             return None  # registered meanwhile
+        if not external:  # our own entry the executor did not confirm: the trade caps must count it
+            self.executor.risk.record_entry(strategy, position.time, trade.client_id)
         self._announce_adoption(trade, why, intent)
         return trade
 

@@ -86,6 +86,18 @@ class _Ledger:
     entries: dict[str, list[str]] = field(default_factory=dict)
 
 
+def _read_ledger(ledger: dict[str, Any]) -> dict[str, list[tuple[datetime, str]]]:
+    """Entry times per strategy with their client ids; the older format (times only) too."""
+    out: dict[str, list[tuple[datetime, str]]] = {}
+    for strategy, items in ledger.get("entries", {}).items():
+        entries = []
+        for item in items:
+            when, client_id = (item, "") if isinstance(item, str) else (item[0], str(item[1] or ""))
+            entries.append((datetime.fromisoformat(when), client_id))
+        out[strategy] = sorted(entries, key=lambda entry: entry[0])
+    return out
+
+
 class RiskManager:
     def __init__(self, config: Callable[[], RiskConfig], registry: TradeRegistry, store: StateStore) -> None:
         self._config = config
@@ -94,10 +106,10 @@ class RiskManager:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._pending: dict[int, Reservation] = {}
-        ledger = store.load(LEDGER_DOCUMENT, {"entries": {}})
-        self._entries: dict[str, list[datetime]] = {
-            s: [datetime.fromisoformat(t) for t in times] for s, times in ledger.get("entries", {}).items()}
+        self._entries: dict[str, list[tuple[datetime, str]]] = _read_ledger(
+            store.load(LEDGER_DOCUMENT, {"entries": {}}))
         self.rejections: dict[str, int] = {}
+        self._record_registered()
 
     # ------------------------------------------------------------------ counting
     def _open_counts(self) -> tuple[int, dict[str, int], dict[str, int]]:
@@ -113,7 +125,7 @@ class RiskManager:
         return total, per_symbol, per_strategy
 
     def _entries_since(self, strategy: str, since: datetime) -> int:
-        recorded = sum(1 for t in self._entries.get(strategy, []) if t >= since)
+        recorded = sum(1 for t, _ in self._entries.get(strategy, []) if t >= since)
         pending = sum(1 for r in self._pending.values() if r.strategy == strategy)
         return recorded + pending
 
@@ -155,19 +167,61 @@ class RiskManager:
         self.rejections[key] = self.rejections.get(key, 0) + 1
         return RiskDecision(False, (reason,), None, sizing)
 
-    def confirm(self, reservation: Reservation, filled_at: datetime, trade: Trade | None = None) -> None:
+    def confirm(self, reservation: Reservation, filled_at: datetime, trade: Trade | None = None,
+                client_id: str = "") -> None:
         """The order filled: register ``trade`` and drop the reservation in one step under the
-        lock, so no other check ever sees the slot counted twice or not at all."""
+        lock, so no other check ever sees the slot counted twice or not at all. The entry is
+        counted once per client id (an adoption may report the same fill again)."""
         with self._lock:
             if trade is not None:
                 self.registry.add(trade)
             self._pending.pop(reservation.id, None)
-            times = self._entries.setdefault(reservation.strategy, [])
-            times.append(filled_at)
-            cutoff = filled_at - timedelta(days=2)
-            self._entries[reservation.strategy] = [t for t in times if t >= cutoff]
-            ledger = {"entries": {s: [t.isoformat() for t in ts] for s, ts in self._entries.items()}}
+            self._add_entry(reservation.strategy, filled_at, client_id or (trade.client_id if trade else ""))
+            ledger = self._ledger()
         self.store.save(LEDGER_DOCUMENT, ledger)
+
+    def record_entry(self, strategy: str, opened_at: datetime, client_id: str) -> bool:
+        """Count an entry the executor did not confirm: a position adopted by the reconciler
+        (the bot stopped between the fill and its registration). Without this, the hourly and
+        daily trade caps would not see it. False when the client id is counted already."""
+        with self._lock:
+            added = self._add_entry(strategy, opened_at, client_id)
+            ledger = self._ledger() if added else None
+        if ledger is not None:
+            self.store.save(LEDGER_DOCUMENT, ledger)
+        return added
+
+    def _record_registered(self) -> None:
+        """At start: count the registry's trades of the last two days that the ledger misses (a
+        stop between the registry's write and the ledger's loses the ledger's line)."""
+        trades = self.registry.open_trades() + self.registry.closed_trades()
+        added = False
+        for trade in trades:
+            try:
+                opened = datetime.fromisoformat(trade.opened_at)
+            except (TypeError, ValueError):
+                continue
+            added = self._add_entry(trade.strategy, opened, trade.client_id) or added
+        if added:
+            self.store.save(LEDGER_DOCUMENT, self._ledger())
+
+    def _add_entry(self, strategy: str, at: datetime, client_id: str) -> bool:
+        """Caller holds the lock (or is the constructor). Keeps two days per strategy."""
+        entries = self._entries.setdefault(strategy, [])
+        if client_id and any(known == client_id for _, known in entries):
+            return False
+        newest = max([at] + [t for t, _ in entries])
+        cutoff = newest - timedelta(days=2)
+        if at < cutoff:
+            return False
+        entries.append((at, client_id))
+        entries.sort(key=lambda entry: entry[0])
+        self._entries[strategy] = [entry for entry in entries if entry[0] >= cutoff]
+        return True
+
+    def _ledger(self) -> dict[str, Any]:
+        return {"entries": {s: [[t.isoformat(), cid] for t, cid in entries]
+                            for s, entries in self._entries.items()}}
 
     def release(self, reservation: Reservation) -> None:
         with self._lock:

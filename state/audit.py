@@ -48,6 +48,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "modified": ("ts", "client_id", "ticket", "symbol", "strategy", "reason"),
     "modify_failed": ("ts", "client_id", "ticket", "symbol", "strategy", "reason"),
     "partial_close": ("ts", "client_id", "ticket", "symbol", "strategy", "reason"),
+    "close_sent": ("ts", "client_id", "ticket", "symbol", "strategy", "close_id", "reason"),
     "close_failed": ("ts", "client_id", "ticket", "symbol", "strategy", "reason"),
     "exit_escalated": ("ts", "client_id", "ticket", "symbol", "strategy", "reason"),
     "skipped": ("ts", "symbol", "strategy", "reason"),

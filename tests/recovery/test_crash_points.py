@@ -279,7 +279,9 @@ def test_killed_after_the_close_was_sent_the_close_is_recorded_once_at_restart(t
 
     [line] = closed_lines(runtime, ticket)
     deal = bp.closing_deals(runtime)[ticket]
-    assert line["exit"] == deal.price and line["reason"] == "broker:expert"
+    [sent] = [e for e in bp.journal(runtime, "close_sent") if e["ticket"] == ticket]
+    assert line["exit"] == deal.price and deal.comment == sent["close_id"]
+    assert line["reason"] == sent["reason"] and not line["reason"].startswith("broker:")  # the real exit reason
     [record] = [t for t in bp.registry_files(runtime).closed if t["ticket"] == ticket]
     assert record["exit_price"] == deal.price and record["pnl"] is not None
     assert_agreement(runtime)

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from execution.risk import LEDGER_DOCUMENT, RiskManager
 from execution.trading_state import ACTIVE, REDUCING
 from tests.reliability.rig import Rig, build_rig, set_reliability
 
@@ -343,3 +344,43 @@ def test_a_stop_is_never_removed_by_a_repair(rig: Rig) -> None:
     assert report.sltp_accepted == [trade.ticket] and report.sltp_repaired == []
     assert rig.stack.broker.position(trade.ticket).sl == pytest.approx(trade.sl)
     assert rig.registry.get(trade.ticket).sl == pytest.approx(trade.sl)
+
+
+# ---------------------------------------------------------------------------------------- risk ledger
+def test_an_adopted_entry_counts_against_the_trade_caps_once(tmp_path: Path) -> None:
+    """The bot died between a fill and its registration: the reconciler adopts the position, and
+    the hourly cap must count that entry (it did not before: the ledger only heard of confirmed
+    fills). A second adoption report of the same client id, or a restart, does not count it again."""
+    rig = build_rig(tmp_path, bot_changes={"risk": {"max_trades_per_hour": 2, "max_trades_per_day": 50}})
+    assert rig.reconciler.run("startup").ok
+    assert rig.executor.open(rig.idea()).opened  # one entry confirmed by the executor
+    ticket = rig.raw_order(magic=rig.magic("micro_scalp"), comment="ms-crash-1", sl_distance=6.0)
+    assert rig.reconciler.run("periodic").adopted == [ticket]
+    assert rig.stack.risk._entries_since("micro_scalp", rig.clock.now() - timedelta(hours=1)) == 2
+    refused = rig.executor.open(rig.idea(symbol="EURUSD", sl_distance=0.002, tp_distance=0.002))
+    assert not refused.opened and "2 trades in the last hour, limit 2" in refused.reason
+    assert rig.stack.risk.record_entry("micro_scalp", rig.clock.now(), "ms-crash-1") is False
+
+    restarted = RiskManager(lambda: rig.stack.holder.current.bot.risk, rig.stack.registry, rig.stack.store)
+    assert restarted._entries_since("micro_scalp", rig.clock.now() - timedelta(hours=1)) == 2
+
+
+def test_a_registered_trade_missing_from_the_ledger_is_counted_at_start(tmp_path: Path) -> None:
+    """A stop between the registry's write and the ledger's: the registry knows the trade, the
+    ledger does not. The next start counts it from the registry."""
+    rig = build_rig(tmp_path)
+    assert rig.reconciler.run("startup").ok
+    trade = rig.executor.open(rig.idea()).trade
+    rig.stack.store.save(LEDGER_DOCUMENT, {"entries": {}})  # the ledger line never made it to disk
+    restarted = RiskManager(lambda: rig.stack.holder.current.bot.risk, rig.stack.registry, rig.stack.store)
+    assert restarted._entries_since("micro_scalp", rig.clock.now() - timedelta(hours=1)) == 1
+    saved = rig.stack.store.load(LEDGER_DOCUMENT)
+    assert saved["entries"]["micro_scalp"] == [[trade.opened_at, trade.client_id]]
+
+
+def test_a_ledger_in_the_older_format_still_loads(tmp_path: Path) -> None:
+    rig = build_rig(tmp_path)
+    now = rig.clock.now()
+    rig.stack.store.save(LEDGER_DOCUMENT, {"entries": {"range_scalp": [now.isoformat()]}})
+    risk = RiskManager(lambda: rig.stack.holder.current.bot.risk, rig.stack.registry, rig.stack.store)
+    assert risk._entries_since("range_scalp", now - timedelta(minutes=1)) == 1
