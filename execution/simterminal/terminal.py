@@ -570,13 +570,23 @@ class SimTerminal(Mt5Constants):
             return self._fail((c.RES_E_INVALID_PARAMS, "Unnamed arguments not allowed"))
         return ()
 
+    def _deals_in(self, date_from: Any, date_to: Any, group: str | None = None, ticket: int | None = None,
+                  position: int | None = None) -> list[Any]:
+        return self._history(self._book.deals, date_from, date_to, group, ticket, position,
+                             time_of=lambda d: d.time_ms, order_of=lambda d: d.order,
+                             position_of=lambda d: d.position_id, symbol_of=lambda d: d.symbol)
+
+    def _orders_in(self, date_from: Any, date_to: Any, group: str | None = None, ticket: int | None = None,
+                   position: int | None = None) -> list[Any]:
+        return self._history(self._book.orders, date_from, date_to, group, ticket, position,
+                             time_of=lambda o: o.time_setup_ms, order_of=lambda o: o.ticket,
+                             position_of=lambda o: o.position_id, symbol_of=lambda o: o.symbol)
+
     @_api()
     def history_deals_get(self, date_from: Any = None, date_to: Any = None, *, group: str | None = None,
                           ticket: int | None = None, position: int | None = None) -> tuple[TradeDeal, ...] | None:
         try:
-            deals = self._history(self._book.deals, date_from, date_to, group, ticket, position,
-                                  time_of=lambda d: d.time_ms, order_of=lambda d: d.order,
-                                  position_of=lambda d: d.position_id, symbol_of=lambda d: d.symbol)
+            deals = self._deals_in(date_from, date_to, group, ticket, position)
         except _ArgError as exc:
             return self._fail((exc.code, exc.text))
         return tuple(self._deal_tuple(d) for d in deals)
@@ -584,20 +594,15 @@ class SimTerminal(Mt5Constants):
     @_api()
     def history_deals_total(self, date_from: Any, date_to: Any) -> int | None:
         try:
-            deals = self._history(self._book.deals, date_from, date_to, None, None, None,
-                                  time_of=lambda d: d.time_ms, order_of=lambda d: d.order,
-                                  position_of=lambda d: d.position_id, symbol_of=lambda d: d.symbol)
+            return len(self._deals_in(date_from, date_to))
         except _ArgError as exc:
             return self._fail((exc.code, exc.text))
-        return len(deals)
 
     @_api()
     def history_orders_get(self, date_from: Any = None, date_to: Any = None, *, group: str | None = None,
                            ticket: int | None = None, position: int | None = None) -> tuple[TradeOrder, ...] | None:
         try:
-            orders = self._history(self._book.orders, date_from, date_to, group, ticket, position,
-                                   time_of=lambda o: o.time_setup_ms, order_of=lambda o: o.ticket,
-                                   position_of=lambda o: o.position_id, symbol_of=lambda o: o.symbol)
+            orders = self._orders_in(date_from, date_to, group, ticket, position)
         except _ArgError as exc:
             return self._fail((exc.code, exc.text))
         return tuple(self._order_tuple(o) for o in orders)
@@ -605,12 +610,9 @@ class SimTerminal(Mt5Constants):
     @_api()
     def history_orders_total(self, date_from: Any, date_to: Any) -> int | None:
         try:
-            orders = self._history(self._book.orders, date_from, date_to, None, None, None,
-                                   time_of=lambda o: o.time_setup_ms, order_of=lambda o: o.ticket,
-                                   position_of=lambda o: o.position_id, symbol_of=lambda o: o.symbol)
+            return len(self._orders_in(date_from, date_to))
         except _ArgError as exc:
             return self._fail((exc.code, exc.text))
-        return len(orders)
 
     # ======================================================================================
     # trading
