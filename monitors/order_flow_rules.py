@@ -18,10 +18,11 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from engines.order_flow import FlowBar, FlowMetrics
+from engines.order_flow import FlowBar, FlowBarColumns, FlowMetrics
 from engines.order_flow_signals import (Signal, SignalParams, absorption, align_flow_to_bars, cvd_divergence,
-                                        delta_divergence, last_atr, liquidity_sweep, typical_window_volume,
-                                        vwap_deviation)
+                                        delta_divergence, flow_columns, last_atr, liquidity_sweep,
+                                        typical_window_volume, vwap_deviation)
+from engines.tick_proxy import datetime_index_ms
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,20 +88,36 @@ class SignalInputs:
     atr: float | None
 
 
-def signal_inputs(bars: pd.DataFrame, flow_bars: Sequence[FlowBar], window: FlowMetrics, price: float,
-                  params: SignalParams) -> SignalInputs:
-    """Align closed M1 bars (UTC index = bar start) with the tape's completed M1 flow bars."""
-    starts = bars.index.as_unit("ms").asi8.astype(np.int64)
-    cvd, delta, flow_volume = align_flow_to_bars(starts, flow_bars)
-    high = bars["high"].to_numpy(dtype=np.float64)
-    low = bars["low"].to_numpy(dtype=np.float64)
-    close = bars["close"].to_numpy(dtype=np.float64)
-    bar_volume = (bars["tick_volume"].to_numpy(dtype=np.float64) if "tick_volume" in bars.columns
-                  else np.full(len(bars), np.nan))
-    before_window = [b for b in flow_bars if b.end_ms <= window.now_ms - window.window_seconds * 1000]
-    typical = typical_window_volume(before_window, window.window_seconds, params.absorption_typical_bars)
+def signal_inputs(bars: pd.DataFrame, flow_bars: Sequence[FlowBar] | FlowBarColumns, window: FlowMetrics,
+                  price: float, params: SignalParams) -> SignalInputs:
+    """Align closed M1 bars (UTC index = bar start) with the tape's completed M1 flow bars
+    (``OrderFlowEngine.bars``, or the same as columns from ``bar_columns``: no object per bar)."""
+    starts, high, low, close, bar_volume = bar_arrays(bars)
+    flow = flow_columns(flow_bars)
+    cvd, delta, flow_volume = align_flow_to_bars(starts, flow)
+    before_window = np.flatnonzero(flow.end_ms <= window.now_ms - window.window_seconds * 1000)
+    typical = typical_window_volume(flow.take(before_window[-params.absorption_typical_bars:]),
+                                    window.window_seconds, params.absorption_typical_bars)
     return SignalInputs(high, low, close, bar_volume, cvd, delta, flow_volume, window, typical, price,
                         last_atr(high, low, close, params.atr_period))
+
+
+def bar_arrays(bars: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(start ms, high, low, close, tick volume or NaN) of a bar frame, prices as float64: the
+    one place the monitor turns broker bars into arrays (one conversion per frame, not per column)."""
+    columns = list(bars.columns)
+    try:
+        values = bars.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):  # a non-numeric column: convert the ones read, one by one
+        values = None
+
+    def column(name: str) -> np.ndarray:
+        if values is None:
+            return bars[name].to_numpy(dtype=np.float64)
+        return np.ascontiguousarray(values[:, columns.index(name)])
+
+    bar_volume = column("tick_volume") if "tick_volume" in columns else np.full(len(bars), np.nan)
+    return datetime_index_ms(bars.index), column("high"), column("low"), column("close"), bar_volume
 
 
 def default_signals(inputs: SignalInputs, params: SignalParams) -> list[Signal]:
@@ -108,7 +125,7 @@ def default_signals(inputs: SignalInputs, params: SignalParams) -> list[Signal]:
     broker's tick volume before that (one unit per series, never mixed)."""
     w, atr_value = inputs.window, inputs.atr
     vwap_volume = inputs.flow_volume[-params.vwap_bars:]
-    if not np.all(np.isfinite(vwap_volume)) or vwap_volume.sum() <= 0:
+    if not np.isfinite(vwap_volume).all() or vwap_volume.sum() <= 0:
         vwap_volume = inputs.bar_volume[-params.vwap_bars:]
     found = [
         absorption(w.buy_volume, w.sell_volume, w.price_high, w.price_low, w.vwap, inputs.typical_volume,
