@@ -35,6 +35,7 @@ _INF = float("inf")
 DEFAULT_WINDOWS = (30, 60, 300, 900)
 DEFAULT_BAR_SECONDS = (60, 300)
 KNOWN_GAPS_KEPT = 256
+FEW_TRADES = 32  # batches up to this size take the per-trade path when every trade has its own second
 
 
 class TradeStatus(IntEnum):
@@ -84,6 +85,48 @@ class FlowBar:
     @property
     def time(self) -> datetime:
         return datetime.fromtimestamp(self.start_ms / 1000, tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class FlowBarColumns:
+    """Flow bars as columns, oldest first: what the signal inputs read, without one ``FlowBar``
+    object per bar (a monitor reads a day of M1 bars every step). ``delta`` and ``volume`` are
+    the same single float operation per bar as ``FlowBar``'s properties, so they are
+    bit-identical to reading the bars one by one."""
+
+    start_ms: np.ndarray  # int64
+    seconds: np.ndarray  # int64
+    buy_volume: np.ndarray  # float64
+    sell_volume: np.ndarray
+    cvd: np.ndarray
+
+    @classmethod
+    def from_bars(cls, bars: Sequence[FlowBar]) -> "FlowBarColumns":
+        return cls(np.array([b.start_ms for b in bars], dtype=np.int64),
+                   np.array([b.seconds for b in bars], dtype=np.int64),
+                   np.array([b.buy_volume for b in bars], dtype=np.float64),
+                   np.array([b.sell_volume for b in bars], dtype=np.float64),
+                   np.array([b.cvd for b in bars], dtype=np.float64))
+
+    def __len__(self) -> int:
+        return int(self.start_ms.shape[0])
+
+    @property
+    def delta(self) -> np.ndarray:
+        return self.buy_volume - self.sell_volume
+
+    @property
+    def volume(self) -> np.ndarray:
+        return self.buy_volume + self.sell_volume
+
+    @property
+    def end_ms(self) -> np.ndarray:
+        return self.start_ms + self.seconds * 1000
+
+    def take(self, index: np.ndarray | slice) -> "FlowBarColumns":
+        """The bars at ``index`` (positions or a slice), in that order."""
+        return FlowBarColumns(self.start_ms[index], self.seconds[index], self.buy_volume[index],
+                              self.sell_volume[index], self.cvd[index])
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,12 +240,66 @@ class _SecondRing:
                                       self.high, self.low, self.close, self.trades, self.disc))
 
 
+class _BarColumnStore:
+    """The completed bars of one builder as columns, in step with its ``completed`` deque (same
+    bars, same history limit), so reading them costs array copies instead of one Python object
+    per bar. Appended once per completed bar; the buffer holds twice the history and is
+    compacted when full (amortised O(1) per bar)."""
+
+    def __init__(self, seconds: int, history: int | None) -> None:
+        self.seconds = seconds
+        self.history = history
+        capacity = max(16, 2 * history) if history is not None else 64
+        self._start = np.empty(capacity, dtype=np.int64)
+        self._values = np.empty((3, capacity))  # buy volume, sell volume, cvd
+        self._lo = self._hi = 0
+
+    def append(self, bar: FlowBar) -> None:
+        if self._hi == self._start.shape[0]:
+            self._make_room()
+        i = self._hi
+        self._start[i] = bar.start_ms
+        values = self._values
+        values[0, i] = bar.buy_volume
+        values[1, i] = bar.sell_volume
+        values[2, i] = bar.cvd
+        self._hi = i + 1
+        if self.history is not None and self._hi - self._lo > self.history:
+            self._lo = self._hi - self.history
+
+    def _make_room(self) -> None:
+        keep = self._hi - self._lo
+        if 2 * keep > self._start.shape[0]:  # unbounded history: grow
+            start, values = np.empty(2 * keep, dtype=np.int64), np.empty((3, 2 * keep))
+        else:
+            start, values = self._start, self._values
+        start[:keep] = self._start[self._lo:self._hi]
+        values[:, :keep] = self._values[:, self._lo:self._hi]
+        self._start, self._values, self._lo, self._hi = start, values, 0, keep
+
+    def read(self, after: Sequence[FlowBar] = ()) -> FlowBarColumns:
+        """A copy of the stored bars (the buffer is reused as bars complete) followed by
+        ``after``, the builder's bars not stored yet."""
+        lo, hi = self._lo, self._hi
+        stored = hi - lo
+        start = np.empty(stored + len(after), dtype=np.int64)
+        seconds = np.full(stored + len(after), self.seconds, dtype=np.int64)
+        values = np.empty((3, stored + len(after)))
+        start[:stored] = self._start[lo:hi]
+        values[:, :stored] = self._values[:, lo:hi]
+        for i, bar in enumerate(after, stored):
+            start[i], seconds[i] = bar.start_ms, bar.seconds
+            values[0, i], values[1, i], values[2, i] = bar.buy_volume, bar.sell_volume, bar.cvd
+        return FlowBarColumns(start, seconds, values[0], values[1], values[2])
+
+
 class _BarBuilder:
     """Folds committed seconds into bars of ``seconds`` aligned on the UTC epoch."""
 
     def __init__(self, seconds: int, history: int | None) -> None:
         self.seconds = seconds
         self.completed: deque[FlowBar] = deque(maxlen=history)
+        self.columns = _BarColumnStore(seconds, history)
         self.start = -1  # start second of the bar being built; -1: none yet
         self.o = self.h = self.l = self.c = 0.0
         self.buy = self.sell = self.pv = self.cvd = 0.0
@@ -214,7 +311,9 @@ class _BarBuilder:
         start = sec - sec % self.seconds
         if start != self.start:
             if self.n:
-                self.completed.append(self.current())
+                bar = self.current()
+                self.completed.append(bar)
+                self.columns.append(bar)
             self.start, self.o, self.h, self.l, self.c = start, o, h, lo, c
             self.buy, self.sell, self.n, self.pv, self.cvd, self.disc = buy, sell, n, pv, cvd_end, disc
             return
@@ -328,12 +427,27 @@ class SymbolFlow:
             raise ValueError("add_batch: all arrays must have the same length")
         if n == 0:
             return BatchResult()
+        if n <= FEW_TRADES and self._one_trade_per_second(time_ms):
+            # a group of one trade sums to itself: trade by trade is the same arithmetic, cheaper
+            return self._add_loop(ids, price, qty, time_ms, maker)
         clean = (np.all(np.isfinite(price)) and np.all(price > 0) and np.all(np.isfinite(qty))
                  and np.all(qty > 0) and int(ids[0]) > self.last_id
                  and (n == 1 or bool(np.all(ids[1:] > ids[:-1]))))
         if not clean:
             return self._add_loop(ids, price, qty, time_ms, maker)
         return self._add_vectorised(ids, price, qty, time_ms, maker)
+
+    def _one_trade_per_second(self, time_ms: np.ndarray) -> bool:
+        """No two trades of the batch share a second (nor a second before the open one): then
+        ``_add_vectorised``'s per-second sums are the trades themselves and ``add`` gives the
+        same state bit for bit (its ``if``/``elif`` on high and low too: low <= high)."""
+        previous = self._sec - 1
+        for t in time_ms.tolist():
+            sec = t // 1000
+            if sec <= previous:
+                return False
+            previous = sec
+        return True
 
     def _add_loop(self, ids, price, qty, time_ms, maker) -> BatchResult:
         counts = [0, 0, 0, 0]
@@ -445,50 +559,75 @@ class SymbolFlow:
 
     def seconds(self, window_seconds: int, now_ms: int) -> SecondSeries:
         """The window's per-second buckets (committed ring plus the open second)."""
+        now_ms = self._clamp_now(now_ms)
+        start_sec, slots, valid, open_at = self._window(window_seconds, now_ms)
+        buy, sell, notional, trades, disc = self._volumes(slots, valid, open_at)
+        ring = self.ring
+        o, h, lo, c = (self._prices(column, slots, valid, open_at, value) for column, value in
+                       ((ring.open, self._o), (ring.high, self._h), (ring.low, self._l), (ring.close, self._c)))
+        return SecondSeries(int(start_sec), buy, sell, trades, notional, o, h, lo, c, disc,
+                            self._cvd_end(buy - sell))
+
+    def _window(self, window_seconds: int, now_ms: int) -> tuple[int, np.ndarray, np.ndarray, int | None]:
+        """(first second, ring slots, slot holds that second, position of the open second or None)."""
         ring = self.ring
         if not 1 <= window_seconds <= ring.size:
             raise ValueError(f"window_seconds must be 1..{ring.size} (the ring is sized for the "
                              f"longest configured window), got {window_seconds}")
-        now_ms = self._clamp_now(now_ms)
         now_sec = now_ms // 1000
         start_sec = now_sec - window_seconds + 1
         secs = np.arange(start_sec, now_sec + 1, dtype=np.int64)
-        idx = secs % ring.size
-        valid = ring.stamp[idx] == secs
-        buy = np.where(valid, ring.buy[idx], 0.0)
-        sell = np.where(valid, ring.sell[idx], 0.0)
-        notional = np.where(valid, ring.notional[idx], 0.0)
-        trades = np.where(valid, ring.trades[idx], 0)
-        o = np.where(valid, ring.open[idx], np.nan)
-        h = np.where(valid, ring.high[idx], np.nan)
-        lo = np.where(valid, ring.low[idx], np.nan)
-        c = np.where(valid, ring.close[idx], np.nan)
-        disc = valid & ring.disc[idx]
-        if self._n and start_sec <= self._sec <= now_sec:
-            i = self._sec - start_sec
-            buy[i], sell[i], notional[i], trades[i] = self._buy, self._sell, self._pv, self._n
-            o[i], h[i], lo[i], c[i], disc[i] = self._o, self._h, self._l, self._c, self._disc
+        slots = secs % ring.size
+        open_at = self._sec - start_sec if self._n and start_sec <= self._sec <= now_sec else None
+        return start_sec, slots, ring.stamp[slots] == secs, open_at
+
+    def _volumes(self, slots: np.ndarray, valid: np.ndarray, open_at: int | None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per second of the window: buy, sell, notional, trades, discontinuous."""
+        ring = self.ring
+        buy = np.where(valid, ring.buy[slots], 0.0)
+        sell = np.where(valid, ring.sell[slots], 0.0)
+        notional = np.where(valid, ring.notional[slots], 0.0)
+        trades = np.where(valid, ring.trades[slots], 0)
+        disc = valid & ring.disc[slots]
+        if open_at is not None:
+            i = open_at
+            buy[i], sell[i], notional[i], trades[i], disc[i] = self._buy, self._sell, self._pv, self._n, self._disc
         if self._pending_disc:
             disc[-1] = True
-        delta = buy - sell
-        cvd_end = (self.cvd - float(delta.sum())) + np.cumsum(delta)
-        return SecondSeries(int(start_sec), buy, sell, trades, notional, o, h, lo, c, disc, cvd_end)
+        return buy, sell, notional, trades, disc
+
+    @staticmethod
+    def _prices(column: np.ndarray, slots: np.ndarray, valid: np.ndarray, open_at: int | None,
+                open_value: float) -> np.ndarray:
+        """One price column of the window (NaN in seconds without trades)."""
+        out = np.where(valid, column[slots], np.nan)
+        if open_at is not None:
+            out[open_at] = open_value
+        return out
+
+    def _cvd_end(self, delta: np.ndarray) -> np.ndarray:
+        """CVD at the end of each second of a window ending now."""
+        return (self.cvd - float(delta.sum())) + np.cumsum(delta)
 
     def metrics(self, window_seconds: int, now_ms: int) -> FlowMetrics:
+        """The numbers of ``seconds`` summed up; only the columns it reads are gathered (a
+        monitor asks for two windows every step)."""
         now_ms = self._clamp_now(now_ms)
-        series = self.seconds(window_seconds, now_ms)
-        buy = float(series.buy_volume.sum())
-        sell = float(series.sell_volume.sum())
+        start_sec, slots, valid, open_at = self._window(window_seconds, now_ms)
+        buy_s, sell_s, notional_s, trades_s, disc = self._volumes(slots, valid, open_at)
+        buy = float(buy_s.sum())
+        sell = float(sell_s.sum())
         volume = buy + sell
-        notional = float(series.notional.sum())
-        trades = int(series.trades.sum())
-        slope = _least_squares_slope(series.cvd_end)
-        has = series.trades > 0
+        notional = float(notional_s.sum())
+        trades = int(trades_s.sum())
+        slope = _least_squares_slope(self._cvd_end(buy_s - sell_s))
         if trades:
-            first = int(np.argmax(has))
-            price_open = float(series.open[first])
-            price_high = float(np.nanmax(series.high))
-            price_low = float(np.nanmin(series.low))
+            first = int(np.argmax(trades_s > 0))
+            price_open = float(self._o if first == open_at else self.ring.open[slots[first]])
+            # fmax/fmin skip NaN as nanmax/nanmin do (they are those, plus a warning when all NaN)
+            price_high = float(np.fmax.reduce(self._prices(self.ring.high, slots, valid, open_at, self._h)))
+            price_low = float(np.fmin.reduce(self._prices(self.ring.low, slots, valid, open_at, self._l)))
         else:
             price_open = price_high = price_low = None
         return FlowMetrics(
@@ -502,20 +641,33 @@ class SymbolFlow:
             price_open=price_open, price_high=price_high, price_low=price_low,
             last_price=self.last_price, last_trade_ms=self.last_time_ms,
             staleness_ms=now_ms - self.last_time_ms if self.last_time_ms is not None else None,
-            discontinuous=bool(series.discontinuous.any()),
-            complete=self.first_time_ms is not None and self.first_time_ms // 1000 <= series.start_sec)
+            discontinuous=bool(disc.any()),
+            complete=self.first_time_ms is not None and self.first_time_ms // 1000 <= start_sec)
 
     def bars(self, seconds: int, include_forming: bool = True) -> list[FlowBar]:
         """Completed bars of ``seconds``, oldest first, plus the one still forming if asked."""
+        builder = self._builder(seconds)
+        return list(builder.completed) + self._unstored_bars(builder, include_forming)
+
+    def bar_columns(self, seconds: int, include_forming: bool = True) -> FlowBarColumns:
+        """The same bars as ``bars`` (same values, same order), as columns."""
+        builder = self._builder(seconds)
+        return builder.columns.read(self._unstored_bars(builder, include_forming))
+
+    def _builder(self, seconds: int) -> _BarBuilder:
         builder = self.builders.get(seconds)
         if builder is None:
             raise ValueError(f"no {seconds} s bars are built; configured: {sorted(self.builders)}")
-        out = list(builder.completed)
+        return builder
+
+    def _unstored_bars(self, builder: _BarBuilder, include_forming: bool) -> list[FlowBar]:
+        """The bars after ``builder.completed``: the builder's bar once the open second belongs
+        to a later bar (complete, not yet stored), and the forming bar when asked."""
+        seconds = builder.seconds
         current = builder.current() if builder.n else None
         if not self._n:
-            if current is not None and include_forming:
-                out.append(current)
-            return out
+            return [current] if current is not None and include_forming else []
+        out = []
         open_start = self._sec - self._sec % seconds
         if current is not None and current.start_ms // 1000 != open_start:
             out.append(current)  # complete: the open second already belongs to a later bar
@@ -550,7 +702,13 @@ def _least_squares_slope(y: np.ndarray) -> float:
         if len(_SLOPE_DENOMINATORS) < 64:
             _SLOPE_DENOMINATORS[n] = cached
     x, sxx = cached
-    return float(x @ (y - y.mean())) / sxx
+    return float(x @ (y - fast_mean(y))) / sxx
+
+
+def fast_mean(values: np.ndarray) -> float:
+    """``values.mean()`` of a non-empty 1-D float array, bit for bit (numpy's mean is this reduction divided
+    by the count), without the Python layers numpy wraps it in: hot paths call it every step."""
+    return float(np.add.reduce(values)) / values.shape[0]
 
 
 class OrderFlowEngine:
@@ -627,6 +785,11 @@ class OrderFlowEngine:
     def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
         book = self._books.get(symbol)
         return [] if book is None else book.bars(seconds, include_forming)
+
+    def bar_columns(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> FlowBarColumns:
+        """``bars`` as columns (no object per bar); empty when the symbol has never traded."""
+        book = self._books.get(symbol)
+        return FlowBarColumns.from_bars([]) if book is None else book.bar_columns(seconds, include_forming)
 
     def stats(self, symbol: str) -> dict[str, int | float | None]:
         book = self._books.get(symbol)

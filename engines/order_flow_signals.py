@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
-from engines.indicators import atr as _atr
-from engines.indicators import swing_pivots
+from engines.order_flow import FlowBarColumns, fast_mean
 
 Side = Literal["buy", "sell"]
 SIGNAL_NAMES = ("absorption", "delta_divergence", "liquidity_sweep", "cvd_divergence", "vwap_deviation")
@@ -115,40 +116,104 @@ def last_atr(high, low, close, period: int = 14) -> float | None:
     high, low, close = _f(high), _f(low), _f(close)
     if len(close) < period:
         return None
-    value = float(_atr(high, low, close, period)[-1])
+    value = _last_wilder_atr(high, low, close, period)
     return value if math.isfinite(value) and value > 0 else None
+
+
+def _last_wilder_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> float:
+    """``engines.indicators.atr(high, low, close, period)[-1]`` bit for bit (same operations in
+    the same order), without building the whole output series: the detectors read one value."""
+    if not isinstance(period, (int, np.integer)) or period < 1:
+        raise ValueError(f"period must be an integer >= 1, got {period!r}")
+    tr = high - low
+    if len(tr) > 1:
+        prev_close = close[:-1]
+        tr[1:] = np.maximum(tr[1:], np.maximum(np.abs(high[1:] - prev_close), np.abs(low[1:] - prev_close)))
+    if period == 1:
+        return float(tr[-1]) if len(tr) else math.nan
+    valid = np.flatnonzero(~np.isnan(tr))  # the Wilder seed starts at the first non-NaN value
+    if len(valid) == 0 or len(tr) - int(valid[0]) < period:
+        return math.nan
+    seed_end = int(valid[0]) + period
+    current = fast_mean(tr[seed_end - period:seed_end])
+    for value in tr[seed_end:].tolist():
+        current = current + (value - current) / period
+    return current
+
+
+def _swing_pivots(high: np.ndarray, low: np.ndarray, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
+    """``engines.indicators.swing_pivots`` (same booleans: max and min are exact whatever the
+    order), from shifted slices instead of a sliding window view, which costs far more on the
+    few dozen bars the detectors scan every step."""
+    n = len(high)
+    is_high, is_low = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    rows = n - left - right  # bars with ``left`` bars before and ``right`` after
+    if rows < 1:
+        return is_high, is_low
+
+    def shifted(values: np.ndarray, first: int, count: int, fold: Any) -> np.ndarray:
+        out = values[first:first + rows]
+        for j in range(first + 1, first + count):
+            out = fold(out, values[j:j + rows])
+        return out
+
+    centre_h, centre_l = high[left:left + rows], low[left:left + rows]
+    is_high[left:n - right] = ((centre_h > shifted(high, 0, left, np.maximum))
+                               & (centre_h >= shifted(high, left + 1, right, np.maximum)))
+    is_low[left:n - right] = ((centre_l < shifted(low, 0, left, np.minimum))
+                              & (centre_l <= shifted(low, left + 1, right, np.minimum)))
+    return is_high, is_low
 
 
 def _trend(values: np.ndarray) -> float:
     """Least-squares slope times (n - 1): the change along the fitted line over the window."""
     n = len(values)
     x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
-    return float(x @ (values - values.mean()) / (x @ x)) * (n - 1)
+    return float(x @ (values - fast_mean(values)) / (x @ x)) * (n - 1)
 
 
-def align_flow_to_bars(bar_start_ms: Sequence[int], flow_bars: Sequence[Any]
+def flow_columns(flow_bars: Sequence[Any] | FlowBarColumns) -> FlowBarColumns:
+    """Flow bars as columns (``OrderFlowEngine.bar_columns`` gives them so directly)."""
+    return flow_bars if isinstance(flow_bars, FlowBarColumns) else FlowBarColumns.from_bars(flow_bars)
+
+
+def align_flow_to_bars(bar_start_ms: Sequence[int], flow_bars: Sequence[Any] | FlowBarColumns
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cvd at each bar's close, delta, volume) for price bars, matched on the bar start (UTC).
 
-    Flow bars come from ``OrderFlowEngine.bars`` with the same timeframe. A minute without trades
-    has delta and volume 0 and carries the previous CVD; minutes before the first flow bar are
-    NaN (not aligned) so detectors refuse them instead of reading made-up zeros.
+    Flow bars come from ``OrderFlowEngine.bars`` (or ``bar_columns``) with the same timeframe. A
+    minute without trades has delta and volume 0 and carries the CVD of the last matched minute;
+    minutes before the first flow bar are NaN (not aligned) so detectors refuse them instead of
+    reading made-up zeros. Vectorised (``searchsorted``): a monitor aligns every step.
     """
     starts = np.asarray(bar_start_ms, dtype=np.int64)
-    by_start = {b.start_ms: b for b in flow_bars}
-    cvd = np.full(len(starts), np.nan)
-    delta = np.full(len(starts), np.nan)
-    volume = np.full(len(starts), np.nan)
-    first = min(by_start) if by_start else None
-    carried = math.nan
-    for i, start in enumerate(starts.tolist()):
-        bar = by_start.get(start)
-        if bar is not None:
-            carried = bar.cvd
-            cvd[i], delta[i], volume[i] = bar.cvd, bar.delta, bar.volume
-        elif first is not None and start > first:
-            cvd[i], delta[i], volume[i] = carried, 0.0, 0.0
+    n = len(starts)
+    flow = _unique_by_start(flow_columns(flow_bars))
+    if len(flow) == 0 or n == 0:
+        return np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
+    at = np.minimum(np.searchsorted(flow.start_ms, starts), len(flow) - 1)
+    found = flow.start_ms[at] == starts
+    buy, sell = flow.buy_volume[at], flow.sell_volume[at]
+    cvd = np.where(found, flow.cvd[at], np.nan)
+    delta = np.where(found, buy - sell, np.nan)
+    volume = np.where(found, buy + sell, np.nan)
+    quiet = ~found & (starts > flow.start_ms[0])
+    if quiet.any():
+        last_found = np.maximum.accumulate(np.where(found, np.arange(n), -1))
+        carried = np.where(last_found >= 0, cvd[np.maximum(last_found, 0)], np.nan)
+        cvd[quiet], delta[quiet], volume[quiet] = carried[quiet], 0.0, 0.0
     return cvd, delta, volume
+
+
+def _unique_by_start(flow: FlowBarColumns) -> FlowBarColumns:
+    """Sorted by start, one bar per start (the last given wins). The engine's bars already are."""
+    starts = flow.start_ms
+    if len(starts) < 2 or bool((starts[1:] > starts[:-1]).all()):
+        return flow
+    order = np.argsort(starts, kind="stable")
+    ordered = starts[order]
+    last_of_start = np.append(ordered[1:] != ordered[:-1], True)
+    return flow.take(order[last_of_start])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,9 +225,9 @@ def cvd_divergence(high, low, cvd, volume, atr_value: float | None,
     """Price makes HH (LL) on its last two M1 swing highs (lows) while CVD at those bars falls (rises)."""
     n = params.pivot_lookback_bars
     high, low, cvd, volume = _f(high)[-n:], _f(low)[-n:], _f(cvd)[-n:], _f(volume)[-n:]
-    if len(high) < n or not atr_value or not np.all(np.isfinite(cvd)) or not np.all(np.isfinite(volume)):
+    if len(high) < n or not atr_value or not np.isfinite(cvd).all() or not np.isfinite(volume).all():
         return None
-    is_high, is_low = swing_pivots(high, low, 1, 1)
+    is_high, is_low = _swing_pivots(high, low, 1, 1)
     candidates = []
     highs, lows = np.flatnonzero(is_high), np.flatnonzero(is_low)
     if len(highs) >= 2:
@@ -193,9 +258,9 @@ def delta_divergence(close, delta, atr_value: float | None,
     """Price trend (in ATR) against the trend of per-bar delta (in mean |delta|) over N bars."""
     n = params.delta_div_bars
     close, delta = _f(close)[-n:], _f(delta)[-n:]
-    if len(close) < n or n < 3 or not atr_value or not np.all(np.isfinite(delta)):
+    if len(close) < n or n < 3 or not atr_value or not np.isfinite(delta).all():
         return None
-    scale = float(np.abs(delta).mean())
+    scale = fast_mean(np.abs(delta))
     if scale <= 0:
         return None
     price_trend = _trend(close) / atr_value
@@ -212,12 +277,14 @@ def delta_divergence(close, delta, atr_value: float | None,
                   {"price_trend_atr": price_trend, "delta_trend": delta_trend})
 
 
-def typical_window_volume(flow_bars: Sequence[Any], window_seconds: int, bars: int = 30) -> float | None:
+def typical_window_volume(flow_bars: Sequence[Any] | FlowBarColumns, window_seconds: int,
+                          bars: int = 30) -> float | None:
     """Mean volume per ``window_seconds`` from the last completed flow bars (their own timeframe)."""
-    done = list(flow_bars)[-bars:]
-    if not done:
+    done = flow_columns(flow_bars).take(slice(-bars, None))
+    if len(done) == 0:
         return None
-    per_second = sum(b.volume for b in done) / sum(b.seconds for b in done)
+    # Python's sum, bar after bar, as summing the bars' volumes one by one always did
+    per_second = sum(done.volume.tolist()) / sum(done.seconds.tolist())
     return per_second * window_seconds if per_second > 0 else None
 
 
@@ -246,7 +313,7 @@ def absorption(buy_volume: float, sell_volume: float, price_high: float | None, 
 
 def _liquidity_levels(high: np.ndarray, low: np.ndarray, tolerance: float) -> tuple[list[float], list[float]]:
     """Resting-liquidity levels: the window's extremes and clusters of >= 2 equal 5-bar swing points."""
-    is_high, is_low = swing_pivots(high, low, 2, 2)
+    is_high, is_low = _swing_pivots(high, low, 2, 2)
     levels_high, levels_low = [float(high.max())], [float(low.min())]
     for values, out in ((high[is_high], levels_high), (low[is_low], levels_low)):
         points = np.sort(values)
@@ -254,7 +321,7 @@ def _liquidity_levels(high: np.ndarray, low: np.ndarray, tolerance: float) -> tu
         for i in range(1, len(points) + 1):
             if i == len(points) or points[i] - points[i - 1] > tolerance:
                 if i - start >= 2:
-                    out.append(float(points[start:i].mean()))
+                    out.append(fast_mean(points[start:i]))
                 start = i
     return levels_high, levels_low
 
@@ -289,7 +356,7 @@ def vwap_deviation(high, low, close, volume, price: float,
     """Distance of ``price`` from the bars' VWAP in weighted standard deviations (reversion)."""
     n = params.vwap_bars
     high, low, close, volume = _f(high)[-n:], _f(low)[-n:], _f(close)[-n:], _f(volume)[-n:]
-    if len(close) < min(n, 20) or not np.all(np.isfinite(volume)):
+    if len(close) < min(n, 20) or not np.isfinite(volume).all():
         return None
     typical = (high + low + close) / 3.0
     weights = volume if volume.sum() > 0 else np.ones_like(volume)
@@ -338,6 +405,13 @@ def normalised_weights(weights: Mapping[str, float] | None = None) -> dict[str, 
     return {name: raw.get(name, 0.0) / total for name in SIGNAL_NAMES}
 
 
+@lru_cache(maxsize=64)
+def _normalised(items: tuple[tuple[str, float], ...] | None) -> Mapping[str, float]:
+    """``normalised_weights`` memoised on the weights' items, in order (the order of the sum is
+    part of the result); read-only because it is shared. The classifier runs every step."""
+    return MappingProxyType(normalised_weights(None if items is None else dict(items)))
+
+
 def classify(signals: Iterable[Signal], weights: Mapping[str, float] | None = None, threshold: float = 0.75,
              side: Side | None = None) -> Classification:
     """Weighted confluence. Only signals agreeing with a side count towards it.
@@ -345,7 +419,7 @@ def classify(signals: Iterable[Signal], weights: Mapping[str, float] | None = No
     With ``side`` given (a trade idea's direction) only that side is scored; otherwise the
     stronger side is chosen and an exact tie (including no signals) gives ``side=None``.
     """
-    w = normalised_weights(weights)
+    w = _normalised(None if weights is None else tuple(weights.items()))
     best: dict[tuple[str, str], float] = {}
     for s in signals:
         if s.name not in w:

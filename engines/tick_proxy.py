@@ -29,15 +29,19 @@ Pure: arrays in, state and engine updates out; no clock, no I/O, no locks.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from engines.order_flow import BatchResult, FlowBar, FlowMetrics, OrderFlowEngine, SecondSeries
+from engines.order_flow import BatchResult, FlowBar, FlowBarColumns, FlowMetrics, OrderFlowEngine, SecondSeries
 from engines.ticks import TickSeries
 
+FEW_TICKS = 32  # batches up to this size are classified tick by tick (same result, less numpy overhead)
+TICK_FIELDS = ("bid", "ask", "last", "volume", "flags", "volume_real")
+_EXACT_INT_IN_FLOAT = 2.0 ** 53  # integers below this survive a round trip through float64
 TICK_FLAG_BID = 2
 TICK_FLAG_ASK = 4
 TICK_FLAG_LAST = 8
@@ -99,6 +103,8 @@ def classify_ticks(time_ms: Any, bid: Any, ask: Any, last: Any = None, volume: A
     volume = _column(volume, n, np.float64, "volume")
     volume_real = _column(volume_real, n, np.float64, "volume_real")
     flags = _column(flags, n, np.int64, "flags")
+    if n <= FEW_TICKS:
+        return _classify_few(time_ms, bid, ask, last, volume, flags, volume_real, state)
 
     with np.errstate(invalid="ignore"):
         prints_trades = last > 0
@@ -144,22 +150,116 @@ def classify_ticks(time_ms: Any, bid: Any, ask: Any, last: Any = None, volume: A
     return result, TickRuleState(float(p[-1]), int(carried[-1]))
 
 
+def _classify_few(time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: np.ndarray, volume: np.ndarray,
+                  flags: np.ndarray, volume_real: np.ndarray,
+                  state: TickRuleState) -> tuple[ClassifiedTicks, TickRuleState]:
+    """``classify_ticks`` tick by tick for the few ticks of one poll, where numpy's cost per call
+    dominates: the same tests and the same float operations in the same order, so the result is
+    identical (tests/order_flow/test_fast_paths.py compares both on random batches)."""
+    kept_time: list[int] = []
+    kept_price: list[float] = []
+    kept_qty: list[float] = []
+    kept_sell: list[bool] = []
+    by_flag = by_tick_rule = unclassified = quote_updates = invalid = used = 0
+    previous = math.nan if state.last_price is None else state.last_price
+    direction = state.last_direction
+    for t, b, a, lst, vol, fl, real in zip(time_ms.tolist(), bid.tolist(), ask.tolist(), last.tolist(),
+                                          volume.tolist(), flags.tolist(), volume_real.tolist()):
+        prints_trades = lst > 0
+        if prints_trades and not (fl == 0 or (fl & TRADE_FLAGS) != 0):
+            quote_updates += 1
+            continue
+        price = lst if prints_trades else (b + a) / 2.0
+        if not (math.isfinite(price) and price > 0 and (
+                prints_trades or (math.isfinite(b) and math.isfinite(a) and b > 0 and a >= b))):
+            invalid += 1
+            continue
+        used += 1
+        change = price - previous  # NaN (no previous price) is no change
+        if change > 0:
+            direction = 1
+        elif change < 0:
+            direction = -1
+        previous = price
+        buy_flag, sell_flag = (fl & TICK_FLAG_BUY) != 0, (fl & TICK_FLAG_SELL) != 0
+        flag_side = 1 if buy_flag and not sell_flag else -1 if sell_flag and not buy_flag else 0
+        side = flag_side or direction
+        if flag_side:
+            by_flag += 1
+        elif side:
+            by_tick_rule += 1
+        if not side:
+            unclassified += 1
+            continue
+        kept_time.append(t)
+        kept_price.append(price)
+        kept_qty.append(real if real > 0 else vol if vol > 0 else 1.0)
+        kept_sell.append(side < 0)
+    result = ClassifiedTicks(np.array(kept_time, dtype=np.int64), np.array(kept_price, dtype=np.float64),
+                             np.array(kept_qty, dtype=np.float64), np.array(kept_sell, dtype=bool),
+                             by_flag=by_flag, by_tick_rule=by_tick_rule, unclassified=unclassified,
+                             quote_updates=quote_updates, invalid=invalid)
+    if not used:
+        return result, TickRuleState(state.last_price, state.last_direction)
+    return result, TickRuleState(float(previous), int(direction))
+
+
 def frame_columns(frame: pd.DataFrame | TickSeries) -> dict[str, np.ndarray | None]:
     """The tick columns of the broker's ``TickSeries`` or a reader's DataFrame (UTC
-    DatetimeIndex); absent ones are None."""
+    DatetimeIndex); absent ones are None.
+
+    A frame is converted to float64 in one go when that is exact for what ``classify_ticks``
+    reads (prices and sizes are read as float64 anyway; integer flags survive a float64 round
+    trip below 2**53), else column by column. A ``TickSeries`` gives the same dtypes."""
     if isinstance(frame, TickSeries):
-        return dict(frame.columns())
+        return _series_columns(frame)
     if not isinstance(frame.index, pd.DatetimeIndex):
         raise ValueError("ticks need a DatetimeIndex (UTC)")
     index = frame.index
     if index.tz is None:
         raise ValueError("tick times must be timezone-aware UTC")
-    out: dict[str, np.ndarray | None] = {"time_ms": index.as_unit("ms").asi8.astype(np.int64)}
-    for name in ("bid", "ask", "last", "volume", "flags", "volume_real"):
-        out[name] = frame[name].to_numpy() if name in frame.columns else None
+    out: dict[str, np.ndarray | None] = {"time_ms": datetime_index_ms(index)}
+    names = list(frame.columns)
+    out.update(_float_columns(frame, names) or
+               {name: frame[name].to_numpy() if name in names else None for name in TICK_FIELDS})
     if out["bid"] is None or out["ask"] is None:
         raise ValueError("ticks need bid and ask columns")
     return out
+
+
+def _series_columns(ticks: TickSeries) -> dict[str, np.ndarray | None]:
+    out: dict[str, np.ndarray | None] = {"time_ms": ticks.time_ms}
+    for name in TICK_FIELDS:
+        out[name] = getattr(ticks, name).astype(np.int64 if name == "flags" else np.float64, copy=False)
+    return out
+
+
+def _float_columns(frame: pd.DataFrame, names: list[str]) -> dict[str, np.ndarray | None] | None:
+    """The tick fields from one float64 copy of the frame; None when that would not be exact."""
+    try:
+        values = frame.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):  # a column that is not numeric
+        return None
+    out: dict[str, np.ndarray | None] = {name: values[:, names.index(name)] if name in names else None
+                                         for name in TICK_FIELDS}
+    flags = out["flags"]
+    if flags is not None:
+        if not bool((np.abs(flags) < _EXACT_INT_IN_FLOAT).all()):
+            return None
+        out["flags"] = flags.astype(np.int64)
+    return out
+
+
+def datetime_index_ms(index: pd.DatetimeIndex) -> np.ndarray:
+    """``index.as_unit("ms").asi8`` as int64, without building a new index (as_unit floors, as // does)."""
+    unit = index.unit
+    if unit == "ms":
+        return index.asi8.astype(np.int64)
+    if unit == "s":
+        return index.asi8 * 1000
+    if unit in ("us", "ns"):
+        return index.asi8 // (1_000 if unit == "us" else 1_000_000)
+    return index.as_unit("ms").asi8.astype(np.int64)
 
 
 @dataclass
@@ -243,6 +343,9 @@ class TickFlowProxy:
 
     def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
         return self.engine.bars(symbol, seconds, include_forming)
+
+    def bar_columns(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> FlowBarColumns:
+        return self.engine.bar_columns(symbol, seconds, include_forming)
 
     def seconds(self, symbol: str, window_seconds: int, now_ms: int) -> SecondSeries | None:
         return self.engine.seconds(symbol, window_seconds, now_ms)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from engines.order_flow import FlowBar, FlowMetrics, OrderFlowEngine
+from engines.order_flow import FlowBar, FlowBarColumns, FlowMetrics, OrderFlowEngine
 from engines.tick_proxy import TickFlowProxy, frame_columns
 from execution.errors import BrokerError
 from monitors.clock import Clock
@@ -89,8 +89,7 @@ class TickProxyFeed:
         if start_ms is None or outage:
             start_ms, skip_at_start = now_ms - warmup_ms, 0
         try:
-            frame = self.broker.ticks(symbol, _utc(start_ms), now)
-            columns = frame_columns(frame)
+            columns = self._fetch(symbol, start_ms, now)
         except (BrokerError, ValueError, KeyError) as exc:
             state.errors += 1
             state.last_error = f"{type(exc).__name__}: {exc}"
@@ -98,16 +97,13 @@ class TickProxyFeed:
             return PollResult(symbol, 0, 0, 0, state.last_error)
         times = columns["time_ms"]
         fetched = int(times.shape[0])
-        if fetched > 1 and bool(np.any(times[1:] < times[:-1])):
+        if fetched > 1 and bool((times[1:] < times[:-1]).any()):
             state.rejected_batches += 1
             state.last_error = "tick times go backwards in the fetched batch"
             log.warning("tick proxy %s: %s; batch of %d rejected", symbol, state.last_error, fetched)
             return PollResult(symbol, fetched, 0, 0, state.last_error)
-        keep = times >= start_ms
-        if skip_at_start:
-            at_start = np.flatnonzero(times == start_ms)[:skip_at_start]
-            keep[at_start] = False
-        fresh = {name: (None if values is None else np.asarray(values)[keep]) for name, values in columns.items()}
+        first = _first_new(times, start_ms, skip_at_start)
+        fresh = {name: (None if values is None else values[first:]) for name, values in columns.items()}
         new_times = fresh["time_ms"]
         count = int(new_times.shape[0])
         with self._lock:
@@ -128,6 +124,11 @@ class TickProxyFeed:
         state.last_error = None
         return PollResult(symbol, fetched, count, len(classified) if classified is not None else 0)
 
+    def _fetch(self, symbol: str, start_ms: int, now: datetime) -> dict[str, np.ndarray | None]:
+        """The broker's ticks in [start, now) as ``frame_columns`` (time_ms, bid, ask, ...): the one
+        place a poll turns the broker's answer into arrays."""
+        return frame_columns(self.broker.ticks(symbol, _utc(start_ms), now))
+
     def poll_all(self, symbols: list[str], now: datetime | None = None) -> list[PollResult]:
         now = now or self.clock.now()
         return [self.poll(symbol, now) for symbol in symbols]
@@ -140,6 +141,11 @@ class TickProxyFeed:
     def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
         with self._lock:
             return self.proxy.bars(symbol, seconds, include_forming)
+
+    def bar_columns(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> FlowBarColumns:
+        """``bars`` as columns (what the order-flow monitor reads every step)."""
+        with self._lock:
+            return self.proxy.bar_columns(symbol, seconds, include_forming)
 
     def last_poll_ms(self, symbol: str) -> int | None:
         state = self._state.get(symbol)
@@ -157,6 +163,16 @@ class TickProxyFeed:
                     "unclassified": c.unclassified, "quote_updates": c.quote_updates, "invalid": c.invalid,
                 }
             return out
+
+
+def _first_new(times: np.ndarray, start_ms: int, skip_at_start: int) -> int:
+    """Index of the first tick not taken yet in ``times`` (ascending): the ticks before
+    ``start_ms`` and the first ``skip_at_start`` ticks at exactly ``start_ms`` were taken before."""
+    first = int(np.searchsorted(times, start_ms, side="left"))
+    if skip_at_start:
+        at_start = int(np.searchsorted(times, start_ms, side="right")) - first
+        first += min(skip_at_start, at_start)
+    return first
 
 
 def _utc(ms: int) -> datetime:

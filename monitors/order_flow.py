@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from config.order_flow_model import OrderFlowConfig
-from engines.order_flow import FlowMetrics
+from config.order_flow_model import OrderFlowConfig, OrderFlowParams
+from engines.order_flow import FlowBarColumns, FlowMetrics
 from engines.order_flow_signals import Signal, SignalParams, classify
 from engines.types import TradeIdea
 from execution.errors import BrokerError
@@ -70,6 +70,45 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
+class _ConfigCache:
+    """What the monitor derives from one order-flow config every step (merged per-symbol
+    parameters, the detectors' parameters, the active symbols), computed once per config object.
+    Config snapshots are frozen and a reload makes a new one, so identity is the key; a call
+    that raises is not cached and raises again at the same place next time."""
+
+    def __init__(self, cfg: OrderFlowConfig) -> None:
+        self.cfg = cfg
+        self._params: dict[str, OrderFlowParams] = {}
+        self._signal_params: dict[str, SignalParams] = {}
+        self._active: list[str] | None = None
+
+    def params(self, symbol: str) -> OrderFlowParams:
+        params = self._params.get(symbol)
+        if params is None:
+            params = self._params[symbol] = self.cfg.for_symbol(symbol)
+        return params
+
+    def signal_params(self, symbol: str) -> SignalParams:
+        params = self._signal_params.get(symbol)
+        if params is None:
+            params = self._signal_params[symbol] = SignalParams.from_params(self.params(symbol))
+        return params
+
+    def active_symbols(self) -> list[str]:
+        if self._active is None:
+            self._active = self.cfg.active_symbols()
+        return list(self._active)
+
+
+def _flow_bars(route: _Route) -> FlowBarColumns:
+    """The route's completed M1 flow bars as columns. Feeds that only serve ``FlowBar`` lists
+    (the Binance wrapper) are converted here: same values either way."""
+    bar_columns = getattr(route.feed, "bar_columns", None)
+    if bar_columns is not None:
+        return bar_columns(route.key, 60, False)
+    return FlowBarColumns.from_bars(route.feed.bars(route.key, 60, False))
+
+
 class OrderFlowMonitor:
     name = "order-flow"
 
@@ -98,6 +137,14 @@ class OrderFlowMonitor:
         self.counters: dict[str, int] = {}
         self.last_decisions: dict[str, dict[str, Any]] = {}
         self.last_step_ms: float | None = None
+        self._config: _ConfigCache | None = None
+        self._closed_seen: list[Trade] = []  # the registry's closed trades when _closed_latest was filled
+        self._closed_latest: dict[str, datetime | None] = {}
+
+    def _cached(self, cfg: OrderFlowConfig) -> _ConfigCache:
+        if self._config is None or self._config.cfg is not cfg:
+            self._config = _ConfigCache(cfg)
+        return self._config
 
     @property
     def interval_seconds(self) -> float:
@@ -157,7 +204,7 @@ class OrderFlowMonitor:
         def proxied(symbol: str) -> bool:
             return cfg.flow_source(symbol) == "tick_proxy" or self.flow is None
 
-        wanted = [s for s in cfg.active_symbols() if proxied(s)]
+        wanted = [s for s in self._cached(cfg).active_symbols() if proxied(s)]
         for trade in self.registry.open_trades(STRATEGY):
             if trade.symbol not in wanted and proxied(trade.symbol):
                 wanted.append(trade.symbol)
@@ -210,7 +257,7 @@ class OrderFlowMonitor:
         if (market_now - opened).total_seconds() < flip.min_hold_seconds:
             self._hold(trade, f"min_hold: younger than {flip.min_hold_seconds:g} s")
             return
-        params = cfg.for_symbol(trade.symbol)
+        params = self._cached(cfg).params(trade.symbol)
         metrics = route.feed.get_metrics(route.key, flip.window_seconds, route.now_ms)
         problem = flow_problem(metrics, params.max_flow_age_seconds)
         if problem is not None:
@@ -237,7 +284,8 @@ class OrderFlowMonitor:
 
     # ================================================================== entries
     def _entry(self, cfg: OrderFlowConfig, symbol: str, market_now: datetime) -> None:
-        params = cfg.for_symbol(symbol)
+        cached = self._cached(cfg)
+        params = cached.params(symbol)
         if not cfg.enabled:
             raise _Skip("disabled", "order_flow.enabled is false")
         if not params.enabled:
@@ -267,9 +315,8 @@ class OrderFlowMonitor:
         except BrokerError as exc:
             raise _Skip("quote", str(exc)) from None
 
-        signal_params = SignalParams.from_params(params)
-        flow_bars = route.feed.bars(route.key, 60, False)
-        inputs = signal_inputs(bars, flow_bars, signal_window, quote.mid, signal_params)
+        signal_params = cached.signal_params(symbol)
+        inputs = signal_inputs(bars, _flow_bars(route), signal_window, quote.mid, signal_params)
         signals = self._signals(inputs, signal_params)
         verdict = classify(signals, signal_params.weights, signal_params.threshold)
         summary = ", ".join(f"{s.name} {s.side} {s.strength:.2f}" for s in signals) or "none"
@@ -326,15 +373,28 @@ class OrderFlowMonitor:
         times = [self._last_attempt.get(symbol)]
         for trade in self.registry.open_trades(STRATEGY, symbol):
             times.append(datetime.fromisoformat(trade.opened_at))
-        for trade in self.registry.closed_trades(STRATEGY):
-            if trade.symbol == symbol:
-                times.append(datetime.fromisoformat(trade.opened_at))
-                if trade.closed_at:
-                    times.append(datetime.fromisoformat(trade.closed_at))
+        times.append(self._latest_closed(symbol))
         latest = max((t for t in times if t is not None), default=None)
         if latest is not None and market_now - latest < timedelta(seconds=cooldown_seconds):
             left = cooldown_seconds - (market_now - latest).total_seconds()
             raise _Skip("cooldown", f"{left:.0f} s left of {cooldown_seconds:g} s")
+
+    def _latest_closed(self, symbol: str) -> datetime | None:
+        """The latest open or close time of the symbol's closed trades. The registry keeps up to
+        500 of them and the cooldown reads them every step: parsed again only when the list
+        changes (equal lists hold equal trades, so equal times)."""
+        closed = self.registry.closed_trades(STRATEGY)
+        if closed != self._closed_seen:
+            self._closed_seen, self._closed_latest = closed, {}
+        if symbol not in self._closed_latest:
+            times = []
+            for trade in closed:
+                if trade.symbol == symbol:
+                    times.append(datetime.fromisoformat(trade.opened_at))
+                    if trade.closed_at:
+                        times.append(datetime.fromisoformat(trade.closed_at))
+            self._closed_latest[symbol] = max(times, default=None)
+        return self._closed_latest[symbol]
 
     # ================================================================== health
     def health(self) -> dict[str, Any]:

@@ -18,10 +18,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from engines.bars import BarSeries
-from engines.order_flow import FlowBar, FlowMetrics
+from engines.order_flow import FlowBar, FlowBarColumns, FlowMetrics
 from engines.order_flow_signals import (Signal, SignalParams, absorption, align_flow_to_bars, cvd_divergence,
-                                        delta_divergence, last_atr, liquidity_sweep, typical_window_volume,
-                                        vwap_deviation)
+                                        delta_divergence, flow_columns, last_atr, liquidity_sweep,
+                                        typical_window_volume, vwap_deviation)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -87,19 +87,24 @@ class SignalInputs:
     atr: float | None
 
 
-def signal_inputs(bars: BarSeries, flow_bars: Sequence[FlowBar], window: FlowMetrics, price: float,
-                  params: SignalParams) -> SignalInputs:
-    """Align closed M1 bars (UTC open times) with the tape's completed M1 flow bars."""
-    starts = bars.time_s * 1000
-    cvd, delta, flow_volume = align_flow_to_bars(starts, flow_bars)
-    high = np.asarray(bars.high, dtype=np.float64)
-    low = np.asarray(bars.low, dtype=np.float64)
-    close = np.asarray(bars.close, dtype=np.float64)
-    bar_volume = np.asarray(bars.tick_volume, dtype=np.float64)
-    before_window = [b for b in flow_bars if b.end_ms <= window.now_ms - window.window_seconds * 1000]
-    typical = typical_window_volume(before_window, window.window_seconds, params.absorption_typical_bars)
+def signal_inputs(bars: BarSeries, flow_bars: Sequence[FlowBar] | FlowBarColumns, window: FlowMetrics,
+                  price: float, params: SignalParams) -> SignalInputs:
+    """Align closed M1 bars (UTC open times) with the tape's completed M1 flow bars
+    (``OrderFlowEngine.bars``, or the same as columns from ``bar_columns``: no object per bar)."""
+    starts, high, low, close, bar_volume = bar_arrays(bars)
+    flow = flow_columns(flow_bars)
+    cvd, delta, flow_volume = align_flow_to_bars(starts, flow)
+    before_window = np.flatnonzero(flow.end_ms <= window.now_ms - window.window_seconds * 1000)
+    typical = typical_window_volume(flow.take(before_window[-params.absorption_typical_bars:]),
+                                    window.window_seconds, params.absorption_typical_bars)
     return SignalInputs(high, low, close, bar_volume, cvd, delta, flow_volume, window, typical, price,
                         last_atr(high, low, close, params.atr_period))
+
+
+def bar_arrays(bars: BarSeries) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(start ms, high, low, close, tick volume) of the broker's bars, as float64 (int64 ms)."""
+    return (bars.time_s * 1000, bars.high.astype(np.float64, copy=False), bars.low.astype(np.float64, copy=False),
+            bars.close.astype(np.float64, copy=False), bars.tick_volume.astype(np.float64))
 
 
 def default_signals(inputs: SignalInputs, params: SignalParams) -> list[Signal]:
@@ -107,7 +112,7 @@ def default_signals(inputs: SignalInputs, params: SignalParams) -> list[Signal]:
     broker's tick volume before that (one unit per series, never mixed)."""
     w, atr_value = inputs.window, inputs.atr
     vwap_volume = inputs.flow_volume[-params.vwap_bars:]
-    if not np.all(np.isfinite(vwap_volume)) or vwap_volume.sum() <= 0:
+    if not np.isfinite(vwap_volume).all() or vwap_volume.sum() <= 0:
         vwap_volume = inputs.bar_volume[-params.vwap_bars:]
     found = [
         absorption(w.buy_volume, w.sell_volume, w.price_high, w.price_low, w.vwap, inputs.typical_volume,

@@ -247,6 +247,16 @@ def test_conflicting_signals_do_not_trade(tmp_path):
     assert rig.decision() == "classifier" and "no side" in rig.monitor.last_decisions["BTCUSD"]["detail"]
 
 
+def test_a_config_reload_reaches_the_next_step(tmp_path):
+    """The monitor derives per-symbol parameters once per config object: a reload is a new one."""
+    rig = Rig(tmp_path, tape_second=230, signals=stub_signals("buy", names=("absorption",)))
+    rig.step()
+    assert rig.decision() == "classifier" and "0.30 < 0.75" in rig.monitor.last_decisions["BTCUSD"]["detail"]
+    set_order_flow(rig.stack, {"overrides": {"BTCUSD": {"pattern_threshold": 0.3}}})
+    rig.step(5)
+    assert rig.decision() is None and len(rig.open_trades()) == 1
+
+
 def test_open_position_then_cooldown_then_a_new_entry(tmp_path):
     rig = Rig(tmp_path, tape_second=230, changes={"defaults": {**WIDE_STOPS, "cooldown_seconds": 15}})
     rig.step()

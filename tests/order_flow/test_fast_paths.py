@@ -1,0 +1,316 @@
+"""The cheaper paths the monitor takes every step give the same numbers, bit for bit, as the
+straightforward ones they replace (a backtest must not change by a last digit).
+
+Each test runs both on random batches: columns vs ``FlowBar`` lists, the per-trade engine path vs
+the vectorised one, the per-tick proxy path vs the numpy one, the searchsorted alignment vs the
+original dictionary loop, the last-ATR and pivot helpers vs ``engines.indicators``."""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import engines.order_flow as order_flow
+import engines.tick_proxy as tick_proxy
+from engines import indicators
+from engines.bars import BarSeries
+from engines.order_flow import FlowBar, FlowBarColumns, OrderFlowEngine, fast_mean
+from engines.order_flow_signals import (SignalParams, _swing_pivots, align_flow_to_bars, classify, last_atr,
+                                        typical_window_volume)
+from engines.tick_proxy import TickRuleState, classify_ticks, frame_columns
+from feeds.tick_proxy import _first_new
+from monitors.order_flow_rules import bar_arrays, signal_inputs
+
+T0 = 1_723_161_240_000  # a UTC minute boundary
+SYM = "X"
+COLUMNS = ("start_ms", "seconds", "buy_volume", "sell_volume", "cvd")
+
+
+def same(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def random_batches(rng: np.random.Generator, batches: int):
+    """Trade batches as polls and replays deliver them: mostly rising ids and times, sometimes
+    several trades in one second, an id gap, a duplicate, a bad price or time stepping back."""
+    next_id, t = 1, T0
+    for _ in range(batches):
+        n = int(rng.integers(0, 40))
+        ids = next_id + np.cumsum(1 + rng.choice([0, 0, 0, 0, 1, 3], n))
+        if n and rng.random() < 0.05:
+            ids[rng.integers(0, n)] = ids[0]
+        next_id = int(ids[-1]) + 1 if n else next_id
+        mode = rng.random()
+        step = (rng.choice([1000, 1500, 7000, 61_000], n) if mode < 0.5
+                else rng.choice([0, 300, 1000, 7000], n) if mode < 0.9 else rng.integers(-1500, 3000, n))
+        times = t + np.cumsum(step)
+        t = int(times[-1]) if n else t
+        price = np.round(100 + rng.normal(0, 1, n), 2)
+        if n and rng.random() < 0.05:
+            price[0] = np.nan
+        yield ids, price, np.round(rng.random(n) * 3 + 0.001, 3), times, rng.random(n) < 0.5, rng.random() < 0.05
+
+
+def engine_state(engine: OrderFlowEngine) -> list:
+    book = engine.book(SYM)
+    ring = book.ring
+    arrays = [a.tobytes() for a in (ring.stamp, ring.buy, ring.sell, ring.notional, ring.open, ring.high, ring.low,
+                                    ring.close, ring.trades, ring.disc)]
+    scalars = {k: v for k, v in vars(book).items() if k not in ("ring", "builders", "_builder_list", "known_gaps")}
+    return [arrays, repr(sorted(scalars.items())), list(book.known_gaps), book.bars(60), book.bars(300)]
+
+
+# ------------------------------------------------------------------------------------------
+# delta engine
+
+
+@pytest.mark.parametrize("history", [10, 1440, None])
+def test_bar_columns_equal_the_bars(history):
+    rng = np.random.default_rng(1)
+    engine = OrderFlowEngine(windows_seconds=(30, 60), bar_seconds=(60, 300), bar_history=history)
+    assert len(engine.bar_columns(SYM, 60)) == 0
+    for ids, price, qty, times, maker, _ in random_batches(rng, 200):
+        engine.add_trades(SYM, ids, price, qty, times, maker)
+        for seconds in (60, 300):
+            for forming in (True, False):
+                bars = engine.bars(SYM, seconds, forming)
+                columns = engine.bar_columns(SYM, seconds, forming)
+                expected = FlowBarColumns.from_bars(bars)
+                assert all(same(getattr(columns, c), getattr(expected, c)) for c in COLUMNS)
+                assert same(columns.delta, [b.delta for b in bars]) and same(columns.volume, [b.volume for b in bars])
+    assert history is None or len(engine.bars(SYM, 60)) <= history + 2
+
+
+def test_small_batches_trade_by_trade_equal_the_vectorised_path(monkeypatch):
+    rng = np.random.default_rng(2)
+    fast, reference = (OrderFlowEngine(windows_seconds=(10, 30, 60)) for _ in range(2))
+    for ids, price, qty, times, maker, mark in random_batches(rng, 600):
+        if mark:
+            fast.mark_discontinuity(SYM)
+            reference.mark_discontinuity(SYM)
+        got = fast.add_trades(SYM, ids, price, qty, times, maker)
+        with monkeypatch.context() as patch:
+            patch.setattr(order_flow, "FEW_TRADES", 0)  # always the vectorised (or dirty-data) path
+            expected = reference.add_trades(SYM, ids, price, qty, times, maker)
+        assert got == expected
+        if SYM in reference.symbols:
+            assert engine_state(fast) == engine_state(reference)
+            now = int(times[-1]) + 500 if len(times) else T0
+            for window in (10, 30, 60):
+                assert repr(fast.get_metrics(SYM, window, now)) == repr(reference.get_metrics(SYM, window, now))
+
+
+def test_metrics_are_the_sums_of_the_seconds():
+    rng = np.random.default_rng(3)
+    engine = OrderFlowEngine(windows_seconds=(30, 60, 300))
+    for ids, price, qty, times, maker, mark in random_batches(rng, 300):
+        if mark:
+            engine.mark_discontinuity(SYM)
+        engine.add_trades(SYM, ids, price, qty, times, maker)
+        if engine.get_metrics(SYM, 30, T0) is None:
+            continue
+        now = int(engine.book(SYM).last_time_ms) + int(rng.integers(0, 20_000))
+        for window in (30, 60, 300):
+            m, s = engine.get_metrics(SYM, window, now), engine.seconds(SYM, window, now)
+            assert (m.buy_volume, m.sell_volume, m.notional) == (float(s.buy_volume.sum()), float(s.sell_volume.sum()),
+                                                                 float(s.notional.sum()))
+            assert m.trades == int(s.trades.sum()) and m.discontinuous == bool(s.discontinuous.any())
+            x = np.arange(window) - (window - 1) / 2.0
+            assert m.cvd_slope == float(x @ (s.cvd_end - s.cvd_end.mean())) / float(x @ x)
+            if m.trades:
+                with np.errstate(invalid="ignore"):
+                    assert (m.price_high, m.price_low) == (float(np.nanmax(s.high)), float(np.nanmin(s.low)))
+                assert m.price_open == float(s.open[np.argmax(s.trades > 0)])
+
+
+def test_fast_mean_is_numpys_mean_bit_for_bit():
+    rng = np.random.default_rng(4)
+    for n in list(range(1, 40)) + [127, 128, 129, 200, 900, 3600]:
+        values = rng.normal(0, 10.0 ** rng.uniform(-4, 6), n) + rng.choice([0.0, 1e6])
+        assert fast_mean(values) == values.mean() and fast_mean(values[::2]) == values[::2].mean()
+
+
+# ------------------------------------------------------------------------------------------
+# tick proxy
+
+
+def random_ticks(rng: np.random.Generator, n: int):
+    """Quote and trade ticks with flags, zero and bad prices, NaN volumes; some columns absent."""
+    times = np.sort(rng.integers(0, 5000, n)).astype(np.int64) + 1_700_000_000_000
+    odd = np.array([1.0, 1.1, 0.0, -1.0, np.nan, np.inf, 2.0])
+    bid = rng.choice(odd, n) if rng.random() < 0.3 else np.round(1 + rng.random(n) * 0.01, 4)
+    ask = bid + (rng.choice([0.0, 0.0001, -0.0001, np.nan], n) if rng.random() < 0.3 else 0.0002)
+    last = np.where(rng.random(n) < rng.random(), rng.choice(odd, n), 0.0) if rng.random() < 0.5 else None
+    volume = rng.choice([0, 1, 3], n).astype(np.uint64) if rng.random() < 0.5 else None
+    flags = rng.choice([0, 2, 4, 6, 8, 16, 24, 32, 34, 64, 66, 96], n).astype(np.uint32) if rng.random() < 0.7 else None
+    volume_real = rng.choice([0.0, 0.5, np.nan, 2.0], n) if rng.random() < 0.5 else None
+    return times, bid, ask, last, volume, flags, volume_real
+
+
+def test_few_ticks_one_by_one_equal_the_numpy_path(monkeypatch):
+    rng = np.random.default_rng(5)
+    states = [None, TickRuleState(), TickRuleState(1.0, 1), TickRuleState(1.005, -1), TickRuleState(math.nan, 0)]
+    for _ in range(3000):
+        ticks = random_ticks(rng, int(rng.integers(0, tick_proxy.FEW_TICKS + 1)))
+        state = states[int(rng.integers(0, len(states)))]
+        got, got_state = classify_ticks(*ticks, state=state)
+        with monkeypatch.context() as patch, np.errstate(invalid="ignore"):
+            patch.setattr(tick_proxy, "FEW_TICKS", -1)
+            expected, expected_state = classify_ticks(*ticks, state=state)
+        assert all(same(getattr(got, c), getattr(expected, c)) for c in ("time_ms", "price", "qty", "is_sell"))
+        counts = ("by_flag", "by_tick_rule", "unclassified", "quote_updates", "invalid")
+        assert [getattr(got, c) for c in counts] == [getattr(expected, c) for c in counts]
+        assert repr(got_state) == repr(expected_state)
+        assert type(got_state.last_price) is type(expected_state.last_price)
+
+
+def _tick_frame(columns: dict, unit: str = "ms") -> pd.DataFrame:
+    n = len(next(iter(columns.values())))
+    index = pd.DatetimeIndex(pd.to_datetime(np.arange(n) * 1000 + 1_700_000_000_123, unit="ms", utc=True),
+                             name="time").as_unit(unit)
+    return pd.DataFrame(columns, index=index)
+
+
+@pytest.mark.parametrize("extra", [{}, {"note": "x"}, {"flags": np.full(9, 2 ** 60 + 6, dtype=np.uint64)},
+                                   {"flags": np.full(9, 6.0)}])
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+def test_frame_columns_read_the_frame_at_once_with_the_same_result(extra, unit):
+    rng = np.random.default_rng(6)
+    _, bid, ask, last, _, flags, volume_real = random_ticks(rng, 9)
+    columns = {"bid": bid, "ask": ask, "last": np.zeros(9) if last is None else last,
+               "volume": np.arange(9, dtype=np.uint64), "flags": np.full(9, 6, np.uint32) if flags is None else flags,
+               "volume_real": np.zeros(9) if volume_real is None else volume_real}
+    frame = _tick_frame({**columns, **{k: (np.full(9, v) if isinstance(v, str) else v) for k, v in extra.items()}},
+                        unit)
+    got = frame_columns(frame)
+    assert same(got["time_ms"], frame.index.as_unit("ms").asi8.astype(np.int64))
+    one_by_one = {"time_ms": got["time_ms"], **{c: frame[c].to_numpy() for c in columns}}
+    a, state_a = classify_ticks(**got)
+    b, state_b = classify_ticks(**one_by_one)
+    assert repr((a, state_a)) == repr((b, state_b))
+    if "flags" in extra and extra["flags"].dtype == np.uint64:
+        assert got["flags"].dtype == np.uint64  # beyond 2**53: read column by column, exactly
+
+
+def test_frame_columns_without_optional_columns():
+    got = frame_columns(_tick_frame({"bid": [1.0, 1.1], "ask": [1.1, 1.2]}))
+    assert got["last"] is None and got["flags"] is None and got["volume"] is None
+    with pytest.raises(ValueError, match="bid and ask"):
+        frame_columns(_tick_frame({"bid": [1.0, 1.1]}))
+
+
+@pytest.mark.parametrize("times, start, skip", [
+    ([], 5, 0), ([1, 2, 3], 2, 0), ([1, 2, 2, 2, 3], 2, 2), ([1, 2, 2, 3], 2, 5), ([2, 2], 2, 2),
+    ([3, 4], 2, 1), ([1, 1], 2, 0), ([5, 5, 5], 5, 1)])
+def test_first_new_tick_is_the_first_the_mask_kept(times, start, skip):
+    times = np.asarray(times, dtype=np.int64)
+    keep = times >= start
+    keep[np.flatnonzero(times == start)[:skip]] = False
+    assert same(times[_first_new(times, start, skip):], times[keep])
+
+
+# ------------------------------------------------------------------------------------------
+# signals
+
+
+def reference_alignment(starts, flow_bars):
+    """The original per-bar loop (the specification of ``align_flow_to_bars``)."""
+    by_start = {b.start_ms: b for b in flow_bars}
+    cvd, delta, volume = (np.full(len(starts), np.nan) for _ in range(3))
+    first = min(by_start) if by_start else None
+    carried = math.nan
+    for i, start in enumerate(np.asarray(starts, dtype=np.int64).tolist()):
+        bar = by_start.get(start)
+        if bar is not None:
+            carried = bar.cvd
+            cvd[i], delta[i], volume[i] = bar.cvd, bar.delta, bar.volume
+        elif first is not None and start > first:
+            cvd[i], delta[i], volume[i] = carried, 0.0, 0.0
+    return cvd, delta, volume
+
+
+def test_alignment_equals_the_per_bar_loop_also_on_unsorted_and_repeated_bars():
+    rng = np.random.default_rng(7)
+    for _ in range(2000):
+        minutes = rng.choice(np.arange(-20, 80), int(rng.integers(0, 60)), replace=rng.random() < 0.2)
+        starts = T0 + 60_000 * (minutes if rng.random() < 0.2 else np.sort(minutes))
+        bars = [FlowBar(int(s), 60, 1.0, 1.0, 1.0, 1.0, float(rng.random() * 5), float(rng.random() * 5), 3, 1.0,
+                        float(rng.normal()), False) for s in starts]
+        price_starts = T0 + 60_000 * np.sort(rng.choice(np.arange(-30, 90), int(rng.integers(0, 70)), replace=False))
+        expected = reference_alignment(price_starts, bars)
+        for flow in (bars, FlowBarColumns.from_bars(bars)):
+            assert all(same(a, b) for a, b in zip(align_flow_to_bars(price_starts, flow), expected))
+        for count in (0, 1, 5, 30, 100):
+            by_list = typical_window_volume(bars, 60, count)
+            assert repr(typical_window_volume(FlowBarColumns.from_bars(bars), 60, count)) == repr(by_list)
+
+
+def test_last_atr_and_pivots_equal_the_indicators():
+    rng = np.random.default_rng(8)
+    for _ in range(1500):
+        n, period = int(rng.integers(0, 260)), int(rng.choice([1, 2, 3, 14, 20]))
+        close = 100 + np.cumsum(rng.normal(0, 1, n))
+        high, low = close + rng.random(n), close - rng.random(n)
+        if n > 3 and rng.random() < 0.2:
+            high[: int(rng.integers(1, 3))] = np.nan
+        expected = float(indicators.atr(high, low, close, period)[-1]) if n >= period else None
+        if expected is not None and not (math.isfinite(expected) and expected > 0):
+            expected = None
+        assert repr(last_atr(high, low, close, period)) == repr(expected)
+        for left, right in ((1, 1), (2, 2), (3, 1)):
+            ph, pl = _swing_pivots(high, low, left, right)
+            eh, el = indicators.swing_pivots(high, low, left, right)
+            assert same(ph, eh) and same(pl, el)
+
+
+def test_bar_arrays_equal_the_columns_read_one_by_one():
+    n = 50
+    index = pd.DatetimeIndex([datetime(2026, 1, 5, tzinfo=timezone.utc) + timedelta(minutes=i) for i in range(n)])
+    rng = np.random.default_rng(9)
+    close = 100 + np.cumsum(rng.normal(0, 1, n))
+    frame = pd.DataFrame({"open": close, "high": close + 1, "low": close - 1, "close": close,
+                          "tick_volume": rng.integers(1, 99, n).astype(np.uint64),
+                          "spread": np.full(n, 12, np.int32)}, index=index)
+    for bars in (frame, frame.drop(columns="tick_volume")):  # a reader's frame may lack tick volume: NaN
+        starts, high, low, close_, volume = bar_arrays(BarSeries.from_frame(bars))
+        assert same(starts, bars.index.as_unit("ms").asi8.astype(np.int64))
+        for got, name in ((high, "high"), (low, "low"), (close_, "close")):
+            assert same(got, bars[name].to_numpy(dtype=np.float64))
+        assert same(volume, bars["tick_volume"].to_numpy(dtype=np.float64) if "tick_volume" in bars
+                    else np.full(n, np.nan))
+
+
+def test_signal_inputs_from_columns_equal_those_from_bars():
+    rng = np.random.default_rng(10)
+    engine = OrderFlowEngine()
+    for ids, price, qty, times, maker, _ in random_batches(rng, 150):
+        engine.add_trades(SYM, ids, price, qty, times, maker)
+    flow_bars = engine.bars(SYM, 60, False)
+    n = 200
+    last_start = flow_bars[-1].start_ms
+    index = pd.DatetimeIndex(pd.to_datetime(last_start - 60_000 * np.arange(n)[::-1], unit="ms", utc=True))
+    close = 100 + np.cumsum(rng.normal(0, 0.3, n))
+    bars = BarSeries.from_frame(pd.DataFrame({"open": close, "high": close + 0.2, "low": close - 0.2, "close": close,
+                                              "tick_volume": np.ones(n)}, index=index))
+    window = engine.get_metrics(SYM, 60, last_start + 59_999)
+    params = SignalParams()
+    a = signal_inputs(bars, flow_bars, window, float(close[-1]), params)
+    b = signal_inputs(bars, engine.bar_columns(SYM, 60, False), window, float(close[-1]), params)
+    for name in ("high", "low", "close", "bar_volume", "cvd", "delta", "flow_volume"):
+        assert same(getattr(a, name), getattr(b, name))
+    assert (a.typical_volume, a.atr) == (b.typical_volume, b.atr) and a.typical_volume is not None
+
+
+def test_classifier_weights_follow_a_changed_mapping():
+    weights = {"absorption": 1.0, "vwap_deviation": 1.0}
+    from engines.order_flow_signals import Signal
+    signals = [Signal("absorption", "buy", 1.0)]
+    assert classify(signals, weights).probability == 0.5
+    weights["absorption"] = 3.0  # the memo is keyed on the contents, not the object
+    assert classify(signals, weights).probability == 0.75
+    with pytest.raises(ValueError, match="unknown signal weights"):
+        classify(signals, {"nope": 1.0})
