@@ -108,18 +108,59 @@ def to_bars(data: Any, period_s: int, what: str = "bars") -> Bars:
         return data
     if data is None:
         raise BarDataError(f"{what}: no bars given")
+    fast = _indexed_frame_bars(data, period_s, what)
+    if fast is not None:
+        return fast
     time_s = _epoch_seconds(_time_values(data, what), what)
     columns = []
     for name in ("open", "high", "low", "close"):
         columns.append(np.ascontiguousarray(_column(data, (name,), what), dtype=np.float64))
     volume = _column(data, ("tick_volume", "volume"), what, required=False)
     volume = np.zeros(len(time_s)) if volume is None else np.ascontiguousarray(volume, dtype=np.float64)
+    return _checked_bars(time_s, columns, volume, period_s, what)
+
+
+def _checked_bars(time_s: np.ndarray, columns: list[np.ndarray], volume: np.ndarray, period_s: int,
+                  what: str) -> Bars:
     if np.isnan(volume).any():  # "not recorded" in the readers' frames: no volume, not bad data
         volume = np.nan_to_num(volume, nan=0.0)
     lengths = {len(time_s), len(volume), *(len(c) for c in columns)}
     if len(lengths) != 1:
         raise BarDataError(f"{what}: columns have different lengths {sorted(lengths)}")
     return Bars(np.ascontiguousarray(time_s, dtype=np.int64), *columns, volume, period_s)
+
+
+_PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+def _indexed_frame_bars(data: Any, period_s: int, what: str) -> Bars | None:
+    """The bar feed's frames (numeric columns, DatetimeIndex, no ``time`` column) in one
+    conversion: all values as float64 at once instead of a pandas Series per column. The same
+    numbers as the general path (the same casts of the same values); None for any other
+    shape, which the general path then reads (and reports on)."""
+    columns = getattr(data, "columns", None)
+    if columns is None:
+        return None
+    names = columns.tolist() if hasattr(columns, "tolist") else list(columns)
+    position = {name: i for i, name in enumerate(names)}
+    if "time" in position or len(position) != len(names) or not all(name in position for name in _PRICE_COLUMNS):
+        return None
+    import pandas as pd
+
+    index = data.index
+    if not isinstance(index, pd.DatetimeIndex):
+        return None
+    volume_name = next((name for name in ("tick_volume", "volume") if name in position), None)
+    positions = [position[name] for name in (*_PRICE_COLUMNS, *((volume_name,) if volume_name else ()))]
+    try:
+        values = data.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):  # a column that is not a number: the general path decides
+        return None
+    arrays = [np.ascontiguousarray(values[:, p]) for p in positions]
+    volume = arrays.pop() if volume_name else np.zeros(len(index))
+    # a tz-aware index stores UTC instants; a naive one is read as UTC (module doc)
+    time_s = index.asi8.view(f"datetime64[{index.unit}]").astype("datetime64[s]").astype(np.int64)
+    return _checked_bars(time_s, arrays, volume, period_s, what)
 
 
 def _time_values(data: Any, what: str) -> np.ndarray:
@@ -149,6 +190,25 @@ def bar_problem(bars: Bars, what: str) -> str | None:
     of order or duplicated."""
     if len(bars) == 0:
         return f"{what}: no bars"
+    if _clean(bars):
+        return None
+    return _first_problem(bars, what)
+
+
+def _clean(bars: Bars) -> bool:
+    """True when none of ``_first_problem``'s checks can fail, in a few whole-array reductions:
+    low <= open, close <= high with a positive lowest low and a finite highest high mean every
+    price is finite, positive and consistent (NaN fails every comparison)."""
+    o, h, l, c, v, t = bars.open, bars.high, bars.low, bars.close, bars.volume, bars.time
+    every = np.logical_and.reduce
+    return bool(every(h >= o) and every(h >= c) and every(l <= o) and every(l <= c)
+                and np.minimum.reduce(l) > 0 and np.maximum.reduce(h) < math.inf
+                and (len(t) < 2 or every(t[1:] > t[:-1]))
+                and np.minimum.reduce(v) >= 0 and np.maximum.reduce(v) < math.inf)
+
+
+def _first_problem(bars: Bars, what: str) -> str | None:
+    """The checks one by one, in their reporting order (only run when ``_clean`` failed)."""
     prices = np.stack([bars.open, bars.high, bars.low, bars.close])
     if not np.isfinite(prices).all():
         return f"{what}: NaN or infinite price"
@@ -178,18 +238,18 @@ def aggregate(bars: Bars, period_s: int, now_s: float, drop_partial_first: bool 
     if len(bars) == 0:
         return Bars(*(np.empty(0, dtype=t) for t in (np.int64,) + (np.float64,) * 5), period_s)
     bucket = bars.time - bars.time % period_s
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
     keep = bucket[starts] + period_s <= now_s
     if drop_partial_first and bars.time[0] != bucket[0]:
         keep[0] = False
     starts_kept = starts[keep]
     if len(starts_kept) == 0:
         return Bars(*(np.empty(0, dtype=t) for t in (np.int64,) + (np.float64,) * 5), period_s)
-    ends = np.r_[starts[1:], len(bars)][keep]
+    ends = np.append(starts[1:], len(bars))[keep]
     last = ends - 1
-    return Bars(bucket[starts_kept].copy(), bars.open[starts_kept].copy(),
+    return Bars(bucket[starts_kept], bars.open[starts_kept],  # (integer indexing copies)
                 np.maximum.reduceat(bars.high, starts)[keep], np.minimum.reduceat(bars.low, starts)[keep],
-                bars.close[last].copy(), np.add.reduceat(bars.volume, starts)[keep], period_s)
+                bars.close[last], np.add.reduceat(bars.volume, starts)[keep], period_s)
 
 
 @dataclass(frozen=True)

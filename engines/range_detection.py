@@ -17,7 +17,7 @@ import numpy as np
 from config.range_scalp_model import RangeScalpParams
 from engines.indicators import swing_pivots
 from engines.range_data import Bars, iso
-from engines.range_market import RangeMarket, session_start_s
+from engines.range_market import MarketCore, RangeMarket, session_start_s
 
 INVALIDATION_SIGNALS = ("m15_bos_confirmed", "candles_outside_range", "vwap_momentum_high", "bb_width_expansion")
 
@@ -132,8 +132,10 @@ def count_touches(bars: Bars, high: float, low: float, tolerance_pct: float) -> 
     tol_l = tolerance_pct / 100.0 * low
     near_h = np.abs(bars.high - high) <= tol_h
     near_l = np.abs(bars.low - low) <= tol_l
-    fresh_h = near_h & ~np.r_[False, near_h[:-1]]
-    fresh_l = near_l & ~np.r_[False, near_l[:-1]]
+    fresh_h = near_h.copy()
+    fresh_h[1:] &= ~near_h[:-1]
+    fresh_l = near_l.copy()
+    fresh_l[1:] &= ~near_l[:-1]
     upper = int(np.count_nonzero(fresh_h & (bars.close <= high + tol_h)))
     lower = int(np.count_nonzero(fresh_l & (bars.close >= low - tol_l)))
     return upper, lower
@@ -152,7 +154,7 @@ class Candidate:
     notes: tuple[str, ...] = ()
 
 
-def session_candidate(market: RangeMarket, params: RangeScalpParams) -> Candidate | str:
+def session_candidate(market: MarketCore, params: RangeScalpParams) -> Candidate | str:
     """High and low of the closed M15 bars since the current session range started (A3.2)."""
     start = session_start_s(market, params)
     bars = market.m15.since(start)
@@ -170,7 +172,7 @@ def _held_since(bars: Bars, level: float, above: bool) -> float:
     return float(bars.time[index] + bars.period_s)
 
 
-def adaptive_anchors(pdh: float, pdl: float, market: RangeMarket, params: RangeScalpParams
+def adaptive_anchors(pdh: float, pdl: float, market: MarketCore, params: RangeScalpParams
                      ) -> tuple[float, float, tuple[str, ...]]:
     """Move stale previous-day anchors (A3.9): after a 40 % change of the H1 ATR the anchors
     become the session extremes; otherwise a session extreme beyond an anchor by more than
@@ -203,7 +205,7 @@ def adaptive_anchors(pdh: float, pdl: float, market: RangeMarket, params: RangeS
     return pdh, pdl, tuple(notes)
 
 
-def daily_candidate(market: RangeMarket, params: RangeScalpParams) -> Candidate | str:
+def daily_candidate(market: MarketCore, params: RangeScalpParams) -> Candidate | str:
     """The previous trading day's high and low (A3.3), adapted by the anchors rule; touches are
     counted over the M15 bars since that day began."""
     day = market.previous_day
@@ -213,7 +215,7 @@ def daily_candidate(market: RangeMarket, params: RangeScalpParams) -> Candidate 
     return Candidate("daily", high, low, market.m15.since(day.day_start_s), notes)
 
 
-def dynamic_candidate(market: RangeMarket, params: RangeScalpParams) -> Candidate | str:
+def dynamic_candidate(market: MarketCore, params: RangeScalpParams) -> Candidate | str:
     """The most recent M15 swing high and swing low (A3.4); touches over the last 48 h."""
     det = params.detection
     m15 = market.m15
@@ -251,7 +253,7 @@ def width_problem(high: float, low: float, atr_eff: float, params: RangeScalpPar
     return None
 
 
-def build_range(candidate: Candidate, market: RangeMarket, params: RangeScalpParams) -> RangeStructure:
+def build_range(candidate: Candidate, market: MarketCore, params: RangeScalpParams) -> RangeStructure:
     det = params.detection
     upper, lower = count_touches(candidate.touch_bars, candidate.high, candidate.low, det.touch_tolerance_pct)
     mid = market.vwap if math.isfinite(market.vwap) else (candidate.high + candidate.low) / 2.0
@@ -263,7 +265,7 @@ def build_range(candidate: Candidate, market: RangeMarket, params: RangeScalpPar
         expansion_state=market.expansion_state, detected_at=market.now_s, notes=candidate.notes)
 
 
-def detect_range(market: RangeMarket, params: RangeScalpParams) -> tuple[RangeStructure | None, tuple[str, ...]]:
+def detect_range(market: MarketCore, params: RangeScalpParams) -> tuple[RangeStructure | None, tuple[str, ...]]:
     """The first range type, in order of preference, with usable geometry; plus why each
     earlier type was passed over."""
     passed_over: list[str] = []

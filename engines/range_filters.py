@@ -13,7 +13,7 @@ from engines.range_data import iso
 from engines.range_detection import (
     FalseRange, Invalidation, RangeStructure, bos_inside_range, false_range, invalidation,
 )
-from engines.range_market import MarketInputs, RangeMarket, input_problem
+from engines.range_market import MarketCore, MarketInputs, MarketMemo, RangeMarket, input_problem
 from engines.range_sessions import blocked_window_at
 
 
@@ -31,12 +31,12 @@ class Check:
 # Data quality (A7.1)
 # ----------------------------------------------------------------------------------------------
 
-def data_quality(inputs: MarketInputs, params: RangeScalpParams) -> Check:
+def data_quality(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMemo | None = None) -> Check:
     """Enough closed M5 bars, clean values, and fresh: the last closed M5 bar closed at most
     ``max_bar_age_minutes`` before ``now``. Older than ``market_closed_minutes`` reads as
-    'market closed' unless the symbol trades around the clock."""
+    'market closed' unless the symbol trades around the clock. ``memo``: see MarketMemo."""
     data = params.data
-    problem = input_problem(inputs)
+    problem = input_problem(inputs, memo)
     if problem:
         return Check("data_quality", False, problem)
     count = len(inputs.m5)
@@ -181,7 +181,7 @@ def session_filter(market: RangeMarket, params: RangeScalpParams) -> Check:
     return Check("session", True, f"session '{key}'")
 
 
-def adx_gate(market: RangeMarket, params: RangeScalpParams) -> tuple[Check, str]:
+def adx_gate(market: MarketCore, params: RangeScalpParams) -> tuple[Check, str]:
     """No range scalps in a trending market (H1 ADX above 25). Returns the weight regime:
     'low_adx' below 15, else 'normal'. Unknown ADX fails closed."""
     sc = params.scoring

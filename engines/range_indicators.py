@@ -3,20 +3,86 @@
 Same conventions as engines/indicators.py: 1-D float arrays, oldest first, NaN where the
 history is too short. The shared module's ATR is Wilder-smoothed; the range rules define ATR14
 as the SIMPLE mean of the last 14 true ranges, hence ``mean_atr``.
+
+The ``*_last`` functions return only the newest value of an indicator the range engine reads
+once per bar. They are BIT-IDENTICAL to the last element of the full-array function they are
+named after (same numpy reductions on the same elements, same scalar operations in the same
+order), only without computing the hundreds of values nobody reads; the tests compare them
+exactly. Sums stay numpy reductions (numpy sums pairwise, a Python loop would not).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from engines.indicators import ema, sma, true_range
+from engines.indicators import sma, swing_pivots, true_range
 
-__all__ = ["mean_atr", "stochastic", "rolling_vwap", "candle_cvd", "ema_direction"]
+__all__ = ["mean_atr", "stochastic", "rolling_vwap", "candle_cvd", "ema_direction", "window_view",
+           "row_mean_std", "mean_atr_last", "bollinger_last", "stochastic_last", "rsi_last", "session_vwap_last", "pivots",
+           "last_pivot_points", "last_pivot_high_low"]
+
+_NAN = math.nan
+
+
+def window_view(values: np.ndarray, width: int) -> np.ndarray:
+    """Read-only rows of ``width`` consecutive values: ``sliding_window_view(values, width)``
+    without its Python-level argument handling (the same memory, strides and results)."""
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    count = len(values) - width + 1
+    if count <= 0 or width <= 0:
+        raise ValueError(f"window of {width} does not fit {len(values)} values")
+    view = np.ndarray((count, width), np.float64, values, 0, (8, 8))
+    view.flags.writeable = False
+    return view
+
+
+def row_mean_std(rows: np.ndarray, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``rows.mean(axis=1)`` and ``rows.std(axis=1, ddof=ddof)`` with numpy's own steps (one
+    pairwise sum for the mean, the same squared deviations), without the wrappers."""
+    n = rows.shape[1]
+    total = np.add.reduce(rows, axis=1, keepdims=True)
+    mean = np.true_divide(total, n)
+    deviation = rows - mean
+    np.multiply(deviation, deviation, out=deviation)
+    variance = np.true_divide(np.add.reduce(deviation, axis=1), max(n - ddof, 0))
+    return mean[:, 0], np.sqrt(variance)
+
+
+def _divide(a: float, b: float) -> float:
+    """``a / b`` with numpy's IEEE result for a zero divisor instead of an exception."""
+    if b != 0:
+        return a / b
+    if a == 0 or math.isnan(a):
+        return _NAN
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 def mean_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
     """ATR as the simple mean of the last ``period`` true ranges (the range rules' ATR14)."""
     return sma(true_range(high, low, close), period)
+
+
+def mean_atr_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> float:
+    """``mean_atr(...)[-1]`` from the last ``period + 1`` bars (a true range needs the previous close)."""
+    n = len(close)
+    if n < period or n == 0:
+        return _NAN
+    start = max(n - period - 1, 0)
+    ranges = true_range(high[start:], low[start:], close[start:])
+    return float(np.add.reduce(ranges[len(ranges) - period:]) / period)
+
+
+def bollinger_last(close: np.ndarray, period: int = 20, num_std: float = 2.0) -> tuple[float, float, float, float]:
+    """(middle, upper, lower, width) of ``engines.indicators.bollinger`` at the last bar."""
+    close = np.asarray(close, dtype=np.float64)
+    if len(close) < period:
+        return _NAN, _NAN, _NAN, _NAN
+    mean, std = row_mean_std(window_view(close[len(close) - period:], period))
+    middle, sigma = float(mean[0]), float(std[0])
+    upper = middle + num_std * sigma
+    lower = middle - num_std * sigma
+    return middle, upper, lower, _divide(upper - lower, middle)
 
 
 def stochastic(high: np.ndarray, low: np.ndarray, close: np.ndarray, k_period: int = 14,
@@ -27,17 +93,82 @@ def stochastic(high: np.ndarray, low: np.ndarray, close: np.ndarray, k_period: i
     n = len(close)
     k = np.full(n, np.nan)
     if n >= k_period:
-        hh = sliding_window_view(high, k_period).max(axis=1)
-        ll = sliding_window_view(low, k_period).min(axis=1)
+        hh = np.maximum.reduce(window_view(high, k_period), axis=1)
+        ll = np.minimum.reduce(window_view(low, k_period), axis=1)
         span = hh - ll
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = np.where(span > 0, 100.0 * (close[k_period - 1:] - ll) / span, 50.0)
+        value = np.full(len(span), 50.0)
+        np.divide(100.0 * (close[k_period - 1:] - ll), span, out=value, where=span > 0)
         k[k_period - 1:] = value
     d = np.full(n, np.nan)
     valid = n - (k_period - 1)
     if valid >= d_period:
         d[k_period - 1:] = sma(k[k_period - 1:], d_period)
     return k, d
+
+
+def stochastic_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, k_period: int = 14,
+                    d_period: int = 3) -> tuple[float, float]:
+    """(%K, %D) of ``stochastic`` at the last bar: only the ``d_period`` newest %K values."""
+    n = len(close)
+    if n < k_period:
+        return _NAN, _NAN
+    count = min(d_period, n - k_period + 1)
+    first = n - count - k_period + 1  # the first bar of the oldest window needed
+    highest = np.maximum.reduce(window_view(high[first:], k_period), axis=1).tolist()
+    lowest = np.minimum.reduce(window_view(low[first:], k_period), axis=1).tolist()
+    k_values = []
+    for hh, ll, c in zip(highest, lowest, np.asarray(close[n - count:], dtype=np.float64).tolist()):
+        span = hh - ll
+        k_values.append(100.0 * (c - ll) / span if span > 0 else 50.0)
+    if count < d_period:
+        return k_values[-1], _NAN
+    return k_values[-1], float(np.add.reduce(np.array(k_values)) / d_period)
+
+
+def rsi_last(close: np.ndarray, period: int = 14) -> float:
+    """``engines.indicators.rsi(close, period)[-1]``: the same gains and losses, the same seed
+    mean and the same Wilder recursion, keeping only the running averages."""
+    close = np.asarray(close, dtype=np.float64)
+    if len(close) <= period:
+        return _NAN
+    change = close[1:] - close[:-1]
+    gain = np.where(change > 0, change, 0.0)
+    loss = np.where(change < 0, -change, 0.0)
+    avg_gain = float(np.add.reduce(gain[:period]) / period)
+    avg_loss = float(np.add.reduce(loss[:period]) / period)
+    for g, l in zip(gain[period:].tolist(), loss[period:].tolist()):  # the Wilder recursion, as indicators.py
+        avg_gain += (g - avg_gain) / period
+        avg_loss += (l - avg_loss) / period
+    if avg_loss == 0:
+        if avg_gain > 0:
+            return 100.0
+        if avg_gain == 0:
+            return 50.0
+        return _NAN if math.isnan(avg_gain) else 100.0
+    return 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
+
+
+def session_vwap_last(time_s: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                      volume: np.ndarray, anchor_hour_utc: int = 0) -> float:
+    """``engines.indicators.session_vwap(...).vwap[-1]``: the last session's running sums only
+    (numpy cumulative sums of the same terms, so the same additions in the same order)."""
+    n = len(close)
+    if n == 0:
+        return _NAN
+    sid = (np.asarray(time_s, dtype=np.int64) - anchor_hour_utc * 3600) // 86400
+    other = np.flatnonzero(sid != sid[-1])
+    start = int(other[-1]) + 1 if len(other) else 0
+    typical = (np.asarray(high[start:], np.float64) + np.asarray(low[start:], np.float64)
+               + np.asarray(close[start:], np.float64)) / 3.0
+    volume = np.asarray(volume[start:], dtype=np.float64)
+    dev = typical - typical[0]
+    weight = np.where(volume > 0, volume, 0.0)
+    cum_w = float(np.cumsum(weight)[-1])
+    if cum_w > 0:
+        mean_dev = float(np.cumsum(weight * dev)[-1]) / cum_w
+    else:
+        mean_dev = float(np.cumsum(dev)[-1]) / float(len(dev))
+    return float(typical[0]) + mean_dev
 
 
 def rolling_vwap(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,
@@ -49,11 +180,11 @@ def rolling_vwap(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: n
     out = np.full(len(typical), np.nan)
     if len(typical) < window:
         return out
-    tw = sliding_window_view(typical * volume, window).sum(axis=1)
-    vw = sliding_window_view(volume, window).sum(axis=1)
-    mean_typical = sliding_window_view(typical, window).mean(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out[window - 1:] = np.where(vw > 0, tw / vw, mean_typical)
+    tw = np.add.reduce(window_view(typical * volume, window), axis=1)
+    vw = np.add.reduce(window_view(volume, window), axis=1)
+    value = np.true_divide(np.add.reduce(window_view(typical, window), axis=1), window)  # the mean
+    np.divide(tw, vw, out=value, where=vw > 0)
+    out[window - 1:] = value
     return out
 
 
@@ -66,9 +197,75 @@ def candle_cvd(open_: np.ndarray, close: np.ndarray, volume: np.ndarray) -> np.n
 
 def ema_direction(close: np.ndarray, period: int, slope_bars: int) -> int:
     """+1 when the EMA rose over the last ``slope_bars`` bars, -1 when it fell, 0 when flat or
-    the history is too short. Used as a timeframe's direction in the multi-timeframe score."""
+    the history is too short. Used as a timeframe's direction in the multi-timeframe score.
+    The EMA is ``engines.indicators.ema`` step for step; only the two values compared are kept."""
     if len(close) < max(period, slope_bars + 1):
         return 0
-    line = ema(np.asarray(close, dtype=np.float64), period)
-    change = line[-1] - line[-1 - slope_bars]
+    data = np.asarray(close, dtype=np.float64).tolist()
+    alpha = 2.0 / (period + 1.0)
+    split = len(data) - slope_bars  # the EMA at index split - 1 is the earlier value
+    current = data[0]
+    for value in data[1:split]:
+        current = current + alpha * (value - current)
+    earlier = current
+    for value in data[split:]:
+        current = current + alpha * (value - current)
+    change = current - earlier
     return 1 if change > 0 else -1 if change < 0 else 0
+
+
+def pivots(high: np.ndarray, low: np.ndarray, left: int = 3, right: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """``engines.indicators.swing_pivots`` (same rule, same booleans) on light window views."""
+    high, low = np.asarray(high, dtype=np.float64), np.asarray(low, dtype=np.float64)
+    n = len(high)
+    if left < 1 or right < 1 or n < left + right + 1:
+        return swing_pivots(high, low, left, right)
+    is_high = np.zeros(n, dtype=bool)
+    is_low = np.zeros(n, dtype=bool)
+    hw = window_view(high, left + right + 1)
+    lw = window_view(low, left + right + 1)
+    centre_h, centre_l = hw[:, left], lw[:, left]
+    is_high[left:n - right] = ((centre_h > np.maximum.reduce(hw[:, :left], axis=1))
+                               & (centre_h >= np.maximum.reduce(hw[:, left + 1:], axis=1)))
+    is_low[left:n - right] = ((centre_l < np.minimum.reduce(lw[:, :left], axis=1))
+                              & (centre_l <= np.minimum.reduce(lw[:, left + 1:], axis=1)))
+    return is_high, is_low
+
+
+_PIVOT_TAIL = 64  # bars searched first for the latest pivots; all bars only when too few are found
+
+
+def _tail_pivots(high: np.ndarray, low: np.ndarray, left: int, right: int
+                 ) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Pivots of the last ``_PIVOT_TAIL`` bars: (is_high, is_low, offset, certain). A pivot
+    depends only on the ``left`` bars before it and the ``right`` after, so the flags from
+    index ``certain`` on are the ones ``pivots`` over ALL bars gives (before it the tail lacks
+    the bars to the left). With fewer bars than the tail this is the full computation."""
+    offset = max(0, len(high) - _PIVOT_TAIL)
+    is_high, is_low = pivots(high[offset:], low[offset:], left, right)
+    return is_high, is_low, offset, (left if offset else 0)
+
+
+def last_pivot_points(high: np.ndarray, low: np.ndarray, left: int, right: int, count: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The last ``count`` pivot points (a bar that is both a high and a low counts once):
+    (indices, is_high, is_low) at those indices, as ``swing_pivots`` over all bars marks them."""
+    is_high, is_low, offset, certain = _tail_pivots(high, low, left, right)
+    points = np.flatnonzero(is_high | is_low)
+    points = points[points >= certain]
+    if len(points) < count and offset:
+        is_high, is_low = pivots(high, low, left, right)
+        points, offset = np.flatnonzero(is_high | is_low), 0
+    points = points[max(len(points) - count, 0):]
+    return points + offset, is_high[points], is_low[points]
+
+
+def last_pivot_high_low(high: np.ndarray, low: np.ndarray, left: int, right: int) -> tuple[int | None, int | None]:
+    """Indices of the latest pivot high and the latest pivot low over all bars (None: none)."""
+    is_high, is_low, offset, certain = _tail_pivots(high, low, left, right)
+    highs, lows = np.flatnonzero(is_high[certain:]), np.flatnonzero(is_low[certain:])
+    if offset and (len(highs) == 0 or len(lows) == 0):
+        is_high, is_low = pivots(high, low, left, right)
+        highs, lows, offset, certain = np.flatnonzero(is_high), np.flatnonzero(is_low), 0, 0
+    shift = offset + certain
+    return (int(highs[-1]) + shift if len(highs) else None), (int(lows[-1]) + shift if len(lows) else None)

@@ -12,12 +12,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-from engines.indicators import swing_pivots, true_range
+from engines.indicators import true_range
+from engines.range_indicators import last_pivot_points, row_mean_std, window_view
 
 __all__ = ["effective_atr", "vwap_momentum", "bb_width_expansion_pct", "expansion_state",
-           "body_expansion", "step_divergence", "Divergence", "BreakOfStructure", "break_of_structure"]
+           "body_expansion", "step_divergence", "Divergence", "BreakOfStructure", "break_of_structure",
+           "swing_levels", "bos_from_levels"]
 
 
 def effective_atr(atr: float, bb_width_fraction: float, price: float, multiplier: float,
@@ -41,8 +42,8 @@ def vwap_momentum(vwap_values: np.ndarray, atr: float) -> float:
 
 
 def _width_pct(windows: np.ndarray) -> np.ndarray:
-    mean = windows.mean(axis=1)
-    return 4.0 * windows.std(axis=1) / mean * 100.0
+    mean, std = row_mean_std(windows)
+    return 4.0 * std / mean * 100.0
 
 
 def bb_width_expansion_pct(close: np.ndarray, period: int = 20, min_bars: int = 60) -> float | None:
@@ -54,13 +55,13 @@ def bb_width_expansion_pct(close: np.ndarray, period: int = 20, min_bars: int = 
     n = len(close)
     if n < min_bars or n < period + 1:
         return None
-    current = float(_width_pct(close[n - period:][None, :])[0])
+    current = float(_width_pct(window_view(close[n - period:], period))[0])
     first = max(period, n - 40)
     last = n - 21
     if last < first:
         return None
-    windows = sliding_window_view(close[first - period:last], period)  # windows ending at i-1
-    historical = float(_width_pct(windows).mean())
+    widths = _width_pct(window_view(close[first - period:last], period))  # windows ending at i-1
+    historical = float(np.add.reduce(widths) / len(widths))
     if not historical > 0:
         return None
     return (current - historical) / historical * 100.0
@@ -75,16 +76,19 @@ def expansion_state(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr_pe
     if n < max(atr_period, bb_period) + 15:
         return "forming"
     tr = true_range(high, low, close)
-    current_atr = float(tr[-atr_period:].mean())
+    current_atr = float(np.add.reduce(tr[-atr_period:]) / atr_period)
     hist_slice = tr[-40:-20] if n >= 40 else tr[-30:-15]
     ratios = []
-    if len(hist_slice) and hist_slice.mean() > 0:
-        ratios.append(current_atr / float(hist_slice.mean()))
-    windows = sliding_window_view(close, bb_period)
-    widths = 4.0 * windows.std(axis=1, ddof=1)
+    hist_atr = float(np.add.reduce(hist_slice) / len(hist_slice)) if len(hist_slice) else 0.0
+    if len(hist_slice) and hist_atr > 0:
+        ratios.append(current_atr / hist_atr)
     first, last = max(bb_period, n - 40), n - 21
     if last >= first:
-        hist_width = float(widths[first - bb_period + 1:last - bb_period + 2].mean())  # windows ending at i
+        # widths (4 sample sigma) of the windows ending at first..n-1: the historical ones
+        # (ending at first..last) and the current one (ending at n-1)
+        widths = 4.0 * row_mean_std(window_view(close[first - bb_period + 1:], bb_period), ddof=1)[1]
+        hist = widths[:last - first + 1]
+        hist_width = float(np.add.reduce(hist) / len(hist))
         if hist_width > 0:
             ratios.append(float(widths[-1]) / hist_width)
     if not ratios:
@@ -150,6 +154,26 @@ class BreakOfStructure:
     close: float
 
 
+def swing_levels(high: np.ndarray, low: np.ndarray, left: int, right: int, count: int
+                 ) -> tuple[list[float], list[float], int]:
+    """The highs and the lows of the last ``count`` swing points (time order) and how many
+    points that was (fewer than ``count`` when the bars hold fewer)."""
+    points, point_is_high, point_is_low = last_pivot_points(high, low, left, right, count)
+    highs = [float(high[i]) for i, is_high in zip(points, point_is_high) if is_high]
+    lows = [float(low[i]) for i, is_low in zip(points, point_is_low) if is_low]
+    return highs, lows, len(points)
+
+
+def bos_from_levels(highs: list[float], lows: list[float], last: float, atr: float,
+                    threshold_atr: float) -> BreakOfStructure | None:
+    """The break of the swing levels by the close ``last`` (see ``break_of_structure``)."""
+    if highs and last - max(highs) >= threshold_atr * atr:
+        return BreakOfStructure("bullish", max(highs), last)
+    if lows and min(lows) - last >= threshold_atr * atr:
+        return BreakOfStructure("bearish", min(lows), last)
+    return None
+
+
 def break_of_structure(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr: float,
                        threshold_atr: float = 0.2, swing_count: int = 5, left: int = 3,
                        right: int = 3, min_bars: int = 10) -> BreakOfStructure | None:
@@ -158,15 +182,7 @@ def break_of_structure(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr
     at least ``threshold_atr`` ATR above ref_high, bearish when that far below ref_low."""
     if len(close) < min_bars or not atr > 0:
         return None
-    is_high, is_low = swing_pivots(high, low, left, right)
-    points = np.flatnonzero(is_high | is_low)[-swing_count:]
-    if len(points) == 0:
+    highs, lows, found = swing_levels(high, low, left, right, swing_count)
+    if found == 0:
         return None
-    highs = [float(high[i]) for i in points if is_high[i]]
-    lows = [float(low[i]) for i in points if is_low[i]]
-    last = float(close[-1])
-    if highs and last - max(highs) >= threshold_atr * atr:
-        return BreakOfStructure("bullish", max(highs), last)
-    if lows and min(lows) - last >= threshold_atr * atr:
-        return BreakOfStructure("bearish", min(lows), last)
-    return None
+    return bos_from_levels(highs, lows, float(close[-1]), atr, threshold_atr)

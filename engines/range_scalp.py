@@ -1,7 +1,7 @@
 """Range scalping engine: the entry and exit decisions, pure (data in, decisions out).
 
     evaluate_entry(bars_m5, bars_h1, quote, params, symbol, now, flow=None,
-                   *, history=None, news_blackout=None) -> RangeDecision
+                   *, history=None, news_blackout=None, memo=None, brief=False) -> RangeDecision
     evaluate_exit(trade, bars_m5, quote, params, now, flow=None,
                   *, bars_h1=None, min_stop_distance=0.0) -> ExitAction
 
@@ -15,13 +15,17 @@ data quality -> range detection (session, previous day, swing) -> ADX gate -> ra
 -> false range -> 3-confluence -> session -> trade activity -> re-entry -> the five strategies
 -> entry edge and R:R -> scoring with ADX-regime weights -> buy/sell conflict -> best setup.
 An idea is proposed only when every gate passes; the scored candidates are reported anyway
-so a signal-only monitor can show what was close.
+so a signal-only monitor can show what was close. ``brief=True`` (what the monitor records)
+stops a decision at its first failing gate instead, skipping the work of the gates after it.
 
 For an exit pass over many trades, build the market once per symbol with ``prepare_market``
-and call ``exit_action(trade, market, params)`` for each trade.
+and call ``exit_action(trade, market, params)`` for each trade. A caller that evaluates one
+symbol bar after bar passes the symbol's ``MarketMemo`` (``memo=``): identical inputs are not
+computed twice (engines/range_market.py); it changes no decision.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,7 +41,9 @@ from engines.range_filters import (
     Check, Confluence, adx_gate, confluence, data_quality, edge_check, false_range_check, range_validity,
     session_filter, trade_activity,
 )
-from engines.range_market import MarketInputs, RangeMarket, compute_market, read_inputs
+from engines.range_market import (
+    MarketInputs, MarketMemo, RangeMarket, complete_market, compute_market, market_core, read_inputs,
+)
 from engines.range_scorer import ScoredSetup, resolve_conflicts, score_setup
 from engines.range_strategies import Setup, Signal, build_setup, find_signals
 from engines.types import Decision, TradeIdea
@@ -45,7 +51,7 @@ from engines.types import Decision, TradeIdea
 __all__ = [
     "evaluate_entry", "evaluate_exit", "prepare_market", "exit_action", "apply_exit_action",
     "reentry_allowed", "RangeDecision", "RangeTrade", "RangeHistory", "ExitRecord", "ExitAction",
-    "RangeStructure", "RangeFlow", "MarketUnavailable", "INVALIDATION_EXIT_REASONS",
+    "RangeStructure", "RangeFlow", "MarketUnavailable", "MarketMemo", "INVALIDATION_EXIT_REASONS",
 ]
 
 
@@ -74,13 +80,14 @@ class MarketUnavailable(ValueError):
 
 
 def prepare_market(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpParams, symbol: str,
-                   now: datetime, flow: Any = None) -> RangeMarket:
-    """One symbol's market state for ``now``; raises MarketUnavailable when data quality fails."""
+                   now: datetime, flow: Any = None, *, memo: MarketMemo | None = None) -> RangeMarket:
+    """One symbol's market state for ``now``; raises MarketUnavailable when data quality fails.
+    ``memo``: the symbol's MarketMemo (engines/range_market.py), which only saves time."""
     inputs = read_inputs(bars_m5, bars_h1, quote, params, symbol, now, flow)
-    check = data_quality(inputs, params)
+    check = data_quality(inputs, params, memo)
     if not check.passed:
         raise MarketUnavailable(f"{symbol}: {check.reason}")
-    return compute_market(inputs, params)
+    return compute_market(inputs, params, memo)
 
 
 def _switch(enabled: bool, name: str, run: Any) -> Check:
@@ -104,25 +111,30 @@ class _Gates:
 
 
 def _run_gates(market: RangeMarket, range_: RangeStructure, params: RangeScalpParams, history: RangeHistory,
-               news_blackout: str | None, now: datetime) -> _Gates:
-    """Every gate after range detection, in the documented order; disabled ones say so."""
+               news_blackout: str | None, now: datetime, adx: tuple[Check, str], brief: bool = False) -> _Gates:
+    """Every gate after range detection, in the documented order; disabled ones say so.
+    ``adx``: the ADX gate's check and weight regime. ``brief``: stop at the first failing gate."""
     switches = params.checks
-    adx_check, regime = adx_gate(market, params)
+    adx_check, regime = adx
     validity, report = range_validity(range_, market, params)
     range_ = with_signals(range_, report)
     conf = confluence(range_, market, params)
     last_entry_s = history.last_entry_at.timestamp() if history.last_entry_at else None
-    reentry_ok, reentry_reason = reentry_allowed(history.last_exit, range_, now, params)
-    checks = [
-        adx_check,
-        validity if switches.range_validity else Check("range_validity", True, "check disabled in config"),
-        _switch(switches.false_range, "false_range", lambda: false_range_check(market, params)[0]),
-        conf.check(params),
-        _switch(switches.session_filter, "session", lambda: session_filter(market, params)),
-        _switch(switches.trade_activity, "activity", lambda: trade_activity(
+    gates: tuple[Callable[[], Check], ...] = (
+        lambda: adx_check,
+        lambda: validity if switches.range_validity else Check("range_validity", True, "check disabled in config"),
+        lambda: _switch(switches.false_range, "false_range", lambda: false_range_check(market, params)[0]),
+        lambda: conf.check(params),
+        lambda: _switch(switches.session_filter, "session", lambda: session_filter(market, params)),
+        lambda: _switch(switches.trade_activity, "activity", lambda: trade_activity(
             market, params, last_entry_s, history.entries_today, news_blackout)),
-        Check("reentry", reentry_ok, reentry_reason),
-    ]
+        lambda: Check("reentry", *reentry_allowed(history.last_exit, range_, now, params)),
+    )
+    checks: list[Check] = []
+    for gate in gates:
+        checks.append(gate())
+        if brief and not checks[-1].passed:
+            break
     return _Gates(checks, range_, conf, regime)
 
 
@@ -167,29 +179,42 @@ def _idea(symbol: str, best: ScoredSetup, gates: _Gates, market: RangeMarket, pa
 
 def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpParams, symbol: str,
                    now: datetime, flow: Any = None, *, history: RangeHistory | None = None,
-                   news_blackout: str | None = None) -> RangeDecision:
+                   news_blackout: str | None = None, memo: MarketMemo | None = None,
+                   brief: bool = False) -> RangeDecision:
     """The best range setup for ``symbol`` at ``now``, or None with the reasons (module doc).
 
     ``history``: the symbol's last entry time, entries today and last exit (spacing, daily cap,
     re-entry). ``news_blackout``: a reason string while the news calendar blocks the symbol.
+    ``memo``: the symbol's MarketMemo (engines/range_market.py): results of identical inputs
+    are reused, the decision is the same with or without it. ``brief``: a decision without a
+    trade ends at its first failing gate: its checks and reasons stop there, it has no
+    candidates (and no invalidation signals on its range when ADX failed); ``failed``,
+    ``summary()`` and every decision with a trade are exactly those of a full evaluation.
     Unreadable inputs (missing columns, naive datetimes, a bad quote) raise ValueError."""
     history = history or RangeHistory()
     inputs = read_inputs(bars_m5, bars_h1, quote, params, symbol, now, flow)
-    checks = [data_quality(inputs, params)]
+    checks = [data_quality(inputs, params, memo)]
     if not checks[0].passed:
         return _no_trade(inputs, checks, "data_quality")
-    market = compute_market(inputs, params)
+    core = market_core(inputs, params, memo)  # all that detection and the ADX gate read
 
-    detected, passed_over = detect_range(market, params)
+    detected, passed_over = detect_range(core, params)
     if detected is None:
         checks.append(Check("range", False, "no range: " + "; ".join(passed_over)))
         return _no_trade(inputs, checks, "range")
     over = f"; passed over: {'; '.join(passed_over)}" if passed_over else ""
     checks.append(Check("range", True, detected.describe() + over))
+    adx = adx_gate(core, params)
+    if brief and not adx[0].passed:
+        return _no_trade(inputs, checks + [adx[0]], "adx", range_=detected)
 
-    gates = _run_gates(market, detected, params, history, news_blackout, now)
+    market = compute_market(inputs, params, memo) if memo is not None else complete_market(core, params)
+    gates = _run_gates(market, detected, params, history, news_blackout, now, adx, brief)
     checks += gates.checks
     range_ = gates.range
+    failing = next((c for c in checks if not c.passed), None)
+    if brief and failing is not None:
+        return _no_trade(inputs, checks, failing.name, (), range_)
     signals = find_signals(market, range_, params)
     setups, skipped = _price_signals(signals, market, range_, params)
     scored = [score_setup(s, market, params, gates.regime) for s in setups]
@@ -198,7 +223,6 @@ def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpPar
     signal_lines = tuple(f"signal {s.strategy} {s.side} conf {s.confidence}: {s.reason}" for s in signals)
     notes = signal_lines + tuple(skipped) + tuple(c.describe() for c in candidates)
 
-    failing = next((c for c in checks if not c.passed), None)
     if failing is not None:
         return _no_trade(inputs, checks, failing.name, notes, range_, candidates)
     if not signals:

@@ -51,6 +51,7 @@ from typing import Any, Callable
 from config.range_scalp_model import RangeScalpConfig, RangeScalpParams
 from engines.range_detection import RangeStructure
 from engines.range_exits import RangeTrade
+from engines.range_market import MarketMemo
 from engines.range_scalp import RangeDecision, evaluate_entry
 from engines.types import TradeIdea
 from execution.errors import BrokerError
@@ -123,9 +124,10 @@ class RangeScalpMonitor:
                               on_save_error=lambda exc: self._error("state_save_failed", f"{type(exc).__name__}: {exc}"))
         never = threading.Event()
         self._sleep = sleep or (lambda seconds: self.clock.wait(never, seconds))
+        self._memos: dict[str, MarketMemo] = {}
         self.exits = RangeExitManager(
             self.book, registry, broker, executor, bar_feed, self.journal, notify=self._send, on_error=self._error,
-            sleep=lambda seconds: self._sleep(seconds), flow=self._flow_for)
+            sleep=lambda seconds: self._sleep(seconds), flow=self._flow_for, memo_for=self.memo)
         self.recovered = False
         self.recovery: RecoveryReport | None = None
         self.last_pass: PassReport | None = None
@@ -155,6 +157,15 @@ class RangeScalpMonitor:
         if params is None:
             params = self._params[symbol] = config.for_symbol(symbol)
         return params
+
+    def memo(self, symbol: str) -> MarketMemo:
+        """The symbol's engine memo, shared by its entry checks and exit passes: a step that
+        runs both builds the market once, and H1 results are reused while the H1 bars are the
+        same (engines/range_market.MarketMemo; it changes speed, never a decision)."""
+        memo = self._memos.get(symbol)
+        if memo is None:
+            memo = self._memos[symbol] = MarketMemo()
+        return memo
 
     def fingerprint(self, config: RangeScalpConfig) -> str:
         if self._fingerprint[0] is not config:
@@ -277,7 +288,8 @@ class RangeScalpMonitor:
             blackout = verdict.reason if verdict.blocked else None
         try:
             decision = self._evaluate(bars_m5, bars_h1, quote, params, symbol, now, self._flow_for(symbol),
-                                      history=self.book.history(symbol, now), news_blackout=blackout)
+                                      history=self.book.history(symbol, now), news_blackout=blackout,
+                                      memo=self.memo(symbol), brief=True)  # only the first failing gate is recorded
         except Exception as exc:
             self._engine_failed(symbol, config, exc)
             return

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 from config.range_scalp_model import RangeScalpConfig, RangeScalpParams
 from engines.range_exits import ExitAction, RangeTrade, apply_exit_action, exit_action, exit_price
+from engines.range_market import MarketMemo
 from engines.range_scalp import MarketUnavailable, prepare_market
 from execution.errors import BrokerError
 from feeds.bar_feed import BadBars
@@ -72,7 +73,10 @@ def adverse_move_pct(side: str, reference: float, price: float) -> float:
 class RangeExitManager:
     def __init__(self, book: Any, registry: Any, broker: Any, executor: Any, bar_feed: Any, journal: Journal, *,
                  notify: Notify, on_error: OnError, sleep: Callable[[float], None],
-                 flow: Callable[[str], Any] | None = None, perf: Callable[[], float] = time.perf_counter) -> None:
+                 flow: Callable[[str], Any] | None = None, perf: Callable[[], float] = time.perf_counter,
+                 memo_for: Callable[[str], MarketMemo | None] | None = None) -> None:
+        """``memo_for(symbol)``: the symbol's engine memo (MarketMemo), shared with the entry
+        checks so a step that runs both builds the market once; None: no memo."""
         self.book = book
         self.registry = registry
         self.broker = broker
@@ -84,6 +88,7 @@ class RangeExitManager:
         self._sleep = sleep
         self._flow = flow
         self._perf = perf
+        self._memo_for = memo_for
         self.escalated: set[int] = set()  # tickets the operator was told about (until they close)
         self.counters: dict[str, int] = {}
 
@@ -156,7 +161,8 @@ class RangeExitManager:
                 flow = self._flow(symbol)
             except Exception as exc:  # order flow is optional: decide without it
                 log.debug("range_scalp %s: no order flow for the exits (%s)", symbol, exc)
-        market = prepare_market(bars_m5, bars_h1, quote, params, symbol, now, flow)
+        memo = self._memo_for(symbol) if self._memo_for is not None else None
+        market = prepare_market(bars_m5, bars_h1, quote, params, symbol, now, flow, memo=memo)
         spec = self.broker.symbol_spec(symbol)
         return market, max(spec.stops_level_points, spec.freeze_level_points) * spec.point
 
