@@ -44,6 +44,7 @@ open; it is reported with its floating P&L and counted in the final equity.
 from __future__ import annotations
 
 import array
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -228,9 +229,15 @@ class SegmentRunner:
 
     # ------------------------------------------------------------------ the replay
     def run(self) -> SegmentResult:
+        # The recorded data, the terminal and the config are built and live for the whole run:
+        # freezing them keeps the cyclic garbage collector from scanning them again at every
+        # collection (about 15 % of a step otherwise). Unfrozen after, whatever happens.
+        gc.collect()
+        gc.freeze()
         try:
             return self._run()
         finally:
+            gc.unfreeze()
             self.journal.close()  # also when a monitor aborts the run: the journal stays readable
 
     def _run(self) -> SegmentResult:

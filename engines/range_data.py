@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from engines.bars import BarSeries
+
 M5 = 300
 M15 = 900
 H1 = 3600
@@ -99,8 +101,9 @@ def _aware(value: datetime) -> datetime:
 
 
 def to_bars(data: Any, period_s: int, what: str = "bars") -> Bars:
-    """Read bars from a DataFrame (``time`` column or DatetimeIndex), an MT5 structured array
-    (``time, open, high, low, close, tick_volume``), a mapping of arrays, or ``Bars``.
+    """Read bars from the bar feed's ``BarSeries``, a DataFrame (``time`` column or
+    DatetimeIndex), an MT5 structured array (``time, open, high, low, close, tick_volume``), a
+    mapping of arrays, or ``Bars``.
     Volume comes from ``tick_volume``, else ``volume``, else zeros."""
     if isinstance(data, Bars):
         if data.period_s != period_s:
@@ -108,6 +111,10 @@ def to_bars(data: Any, period_s: int, what: str = "bars") -> Bars:
         return data
     if data is None:
         raise BarDataError(f"{what}: no bars given")
+    if isinstance(data, BarSeries):  # the bar feed's numpy columns: no conversion but the dtype
+        return _checked_bars(data.time_s, [np.ascontiguousarray(getattr(data, name), dtype=np.float64)
+                                           for name in _PRICE_COLUMNS],
+                             np.ascontiguousarray(data.tick_volume, dtype=np.float64), period_s, what)
     fast = _indexed_frame_bars(data, period_s, what)
     if fast is not None:
         return fast
