@@ -17,7 +17,9 @@ Conventions (every function follows them, so results line up bar for bar):
 
 Recursive indicators (EMA, Wilder) are computed with a short Python loop: for the few hundred bars
 an engine looks at this is faster than any vectorised trick and exactly reproducible by the
-incremental state objects below (the tests assert identical values).
+incremental state objects below (the tests assert identical values). Engines that re-evaluate a
+growing window keep those state objects (``AtrState``, ``EmaState``, ``AdxState``, ``VwapState``)
+and extend them by the new bars instead of recomputing from the first bar.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 __all__ = [
     "true_range", "atr", "wilder_smooth", "ema", "sma", "rsi", "bollinger", "BollingerBands",
     "session_ids", "session_vwap", "VwapBands", "swing_pivots", "average_range", "adx", "AdxResult",
-    "AtrState", "EmaState", "RsiState", "VwapState",
+    "AtrState", "EmaState", "RsiState", "VwapState", "AdxState", "window_view", "row_mean_std",
+    "wilder_list", "wilder_continue", "true_range_step", "last_session_vwap",
 ]
 
 _NAN = float("nan")
@@ -46,6 +49,28 @@ def _as_float(values: np.ndarray | list[float], name: str) -> np.ndarray:
 def _check_period(period: int, name: str = "period") -> None:
     if not isinstance(period, (int, np.integer)) or period < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {period!r}")
+
+
+def window_view(values: np.ndarray, width: int) -> np.ndarray:
+    """Read-only rows of ``width`` consecutive values: ``sliding_window_view(values, width)``
+    without its Python-level argument handling (the same memory, strides and results)."""
+    if not values.flags.c_contiguous or width < 1 or len(values) < width:
+        return sliding_window_view(values, width)
+    view = np.ndarray((len(values) - width + 1, width), values.dtype, values, 0,
+                      (values.itemsize, values.itemsize))
+    view.flags.writeable = False
+    return view
+
+
+def row_mean_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``rows.mean(axis=1)`` and ``rows.std(axis=1)`` (population) with numpy's own steps (the
+    same pairwise sums, the same squared deviations, so the same bits) without the wrappers."""
+    count = rows.shape[1]
+    mean = np.true_divide(np.add.reduce(rows, axis=1, keepdims=True), count)
+    deviation = rows - mean
+    np.multiply(deviation, deviation, out=deviation)
+    variance = np.true_divide(np.add.reduce(deviation, axis=1), count)
+    return mean[:, 0], np.sqrt(variance)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,23 +92,38 @@ def wilder_smooth(values: np.ndarray, period: int) -> np.ndarray:
     ``x += (v - x) / period``. Leading NaNs in ``values`` are skipped (the seed starts at the first
     non-NaN value), which lets ADX smooth a DX series that itself starts late."""
     _check_period(period)
-    values = _as_float(values, "values")
-    out = np.full(len(values), np.nan)
-    valid = np.flatnonzero(~np.isnan(values))
-    if len(valid) == 0:
-        return out
-    start = int(valid[0])
-    if len(values) - start < period:
-        return out
+    return np.array(wilder_list(_as_float(values, "values"), period))
+
+
+def wilder_list(values: np.ndarray, period: int) -> list[float]:
+    """``wilder_smooth`` of a float64 array, as a list (NaN where undefined)."""
+    n = len(values)
+    if n and values[0] == values[0]:
+        start = 0
+    else:
+        valid = np.flatnonzero(~np.isnan(values))
+        if len(valid) == 0:
+            return [_NAN] * n
+        start = int(valid[0])
+    if n - start < period:
+        return [_NAN] * n
     seed_end = start + period
     current = float(np.mean(values[start:seed_end]))
-    out[seed_end - 1] = current
-    data = values.tolist()
-    result = out.tolist()
-    for i in range(seed_end, len(data)):
-        current = current + (data[i] - current) / period
-        result[i] = current
-    return np.asarray(result)
+    result = [_NAN] * (seed_end - 1)
+    result.append(current)
+    result += wilder_continue(current, values[seed_end:].tolist(), period)
+    return result
+
+
+def wilder_continue(current: float, values: list[float], period: int) -> list[float]:
+    """Wilder's recursion ``x += (v - x) / period`` from ``current`` over ``values`` (plain
+    floats): the values ``wilder_smooth`` produces after its seed, one per input."""
+    result: list[float] = []
+    append = result.append
+    for value in values:
+        current = current + (value - current) / period
+        append(current)
+    return result
 
 
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray:
@@ -125,9 +165,10 @@ def ema(values: np.ndarray, period: int) -> np.ndarray:
     data = values.tolist()
     current = data[0]
     result = [current]
+    append = result.append
     for value in data[1:]:
         current = current + alpha * (value - current)
-        result.append(current)
+        append(current)
     return np.asarray(result)
 
 
@@ -172,9 +213,7 @@ def bollinger(close: np.ndarray, period: int = 20, num_std: float = 2.0) -> Boll
     middle = np.full(len(close), np.nan)
     std = np.full(len(close), np.nan)
     if len(close) >= period:
-        windows = sliding_window_view(close, period)
-        middle[period - 1:] = windows.mean(axis=1)
-        std[period - 1:] = windows.std(axis=1)
+        middle[period - 1:], std[period - 1:] = row_mean_std(window_view(close, period))
     upper = middle + num_std * std
     lower = middle - num_std * std
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -199,6 +238,25 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
     nan = np.full(n, np.nan)
     if n < 2:
         return AdxResult(nan, nan.copy(), nan.copy())
+    lines = _adx_lines(high, low, close, period)
+    pad = np.array([np.nan])
+    return AdxResult(np.concatenate([pad, lines.adx]), np.concatenate([pad, lines.plus_di]),
+                     np.concatenate([pad, lines.minus_di]))
+
+
+@dataclass(frozen=True)
+class _AdxLines:
+    """ADX's intermediate lines, aligned to bars[1:] (each bar's change from the previous)."""
+
+    s_tr: np.ndarray
+    s_plus: np.ndarray
+    s_minus: np.ndarray
+    plus_di: np.ndarray
+    minus_di: np.ndarray
+    adx: np.ndarray
+
+
+def _adx_lines(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> _AdxLines:
     up = high[1:] - high[:-1]
     down = low[:-1] - low[1:]
     plus_dm = np.where((up > down) & (up > 0), up, 0.0)
@@ -216,10 +274,7 @@ def adx(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
     plus_di[undefined] = np.nan
     minus_di[undefined] = np.nan
     dx[undefined] = np.nan
-    adx_values = wilder_smooth(dx, period)
-    pad = np.array([np.nan])
-    return AdxResult(np.concatenate([pad, adx_values]), np.concatenate([pad, plus_di]),
-                     np.concatenate([pad, minus_di]))
+    return _AdxLines(s_tr, s_plus, s_minus, plus_di, minus_di, wilder_smooth(dx, period))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,35 +321,76 @@ def session_vwap(time_s: np.ndarray, high: np.ndarray, low: np.ndarray, close: n
     new_session[1:] = sid[1:] != sid[:-1]
     starts = np.flatnonzero(new_session)
     session_start = starts[np.cumsum(new_session) - 1]
-    ref = typical[session_start]
-    dev = typical - ref
-    weight = np.where(volume > 0, volume, 0.0)
-
-    bounds = np.append(starts, n)
-
-    def session_cumsum(values: np.ndarray) -> np.ndarray:
-        # sequential cumsum per session: the same additions, in the same order, as VwapState
-        out = np.empty(n)
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            out[a:b] = np.cumsum(values[a:b])
-        return out
-
-    cum_w = session_cumsum(weight)
-    cum_n = session_cumsum(np.ones(n))
-    use_volume = cum_w > 0
-    denom = np.where(use_volume, cum_w, cum_n)
-    # A bar's weights depend only on whether its session has seen volume yet, so both
-    # cumulative families are computed and picked per bar.
-    cum_dw_vol = session_cumsum(weight * dev)
-    cum_d2w_vol = session_cumsum(weight * dev * dev)
-    cum_d_eq = session_cumsum(dev)
-    cum_d2_eq = session_cumsum(dev * dev)
-    mean_dev = np.where(use_volume, cum_dw_vol, cum_d_eq) / denom
-    second = np.where(use_volume, cum_d2w_vol, cum_d2_eq) / denom
-    variance = np.maximum(second - mean_dev * mean_dev, 0.0)
-    std = np.sqrt(variance)
-    vwap = ref + mean_dev
+    vwap, std = _SessionSums.of(typical, volume, typical[session_start], np.append(starts, n)).vwap_std()
     return VwapBands(vwap, std, vwap + num_std * std, vwap - num_std * std, session_start)
+
+
+def last_session_vwap(time_s: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                      volume: np.ndarray, anchor_hour_utc: int = 0
+                      ) -> tuple[int, np.ndarray, np.ndarray, "VwapState"]:
+    """``session_vwap`` of the last session only: (index of its first bar, its VWAP and std lines,
+    the ``VwapState`` after the last bar, ready to ``update`` with the next bars). The values are
+    those ``session_vwap`` gives over all the bars (same sums, same order)."""
+    high, low, close = _as_float(high, "high"), _as_float(low, "low"), _as_float(close, "close")
+    volume = _as_float(volume, "volume")
+    n = len(close)
+    if n == 0 or not (len(high) == len(low) == len(volume) == len(time_s) == n):
+        raise ValueError("last_session_vwap: time, high, low, close and volume must be non-empty, same length")
+    sid = session_ids(time_s, anchor_hour_utc)
+    changes = np.flatnonzero(sid[1:] != sid[:-1])
+    start = int(changes[-1]) + 1 if len(changes) else 0
+    typical = (high[start:] + low[start:] + close[start:]) / 3.0
+    count = n - start
+    sums = _SessionSums.of(typical, volume[start:], typical[0], np.array([0, count]))
+    vwap, std = sums.vwap_std()
+    state = VwapState(anchor_hour_utc, int(sid[-1]), float(typical[0]), float(sums.cum_w[-1]),
+                      float(sums.cum_n[-1]), float(sums.cum_dw[-1]), float(sums.cum_d2w[-1]),
+                      float(sums.cum_d[-1]), float(sums.cum_d2[-1]))
+    return start, vwap, std, state
+
+
+@dataclass(frozen=True)
+class _SessionSums:
+    """The running sums behind the session VWAP, restarting at each session, bar by bar."""
+
+    ref: np.ndarray | float  # the session's first typical price (squares are taken relative to it)
+    cum_w: np.ndarray
+    cum_n: np.ndarray
+    cum_dw: np.ndarray
+    cum_d2w: np.ndarray
+    cum_d: np.ndarray
+    cum_d2: np.ndarray
+
+    @classmethod
+    def of(cls, typical: np.ndarray, volume: np.ndarray, ref: np.ndarray | float, bounds: np.ndarray
+           ) -> "_SessionSums":
+        """``ref``: each bar's session-first typical price (one float for a single session);
+        ``bounds``: the sessions' first bars, then ``len(typical)``."""
+        n = len(typical)
+        dev = typical - ref
+        weight = np.where(volume > 0, volume, 0.0)
+
+        def session_cumsum(values: np.ndarray) -> np.ndarray:
+            # sequential cumsum per session: the same additions, in the same order, as VwapState
+            if len(bounds) == 2:
+                return np.cumsum(values)
+            out = np.empty(n)
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                out[a:b] = np.cumsum(values[a:b])
+            return out
+
+        # A bar's weights depend only on whether its session has seen volume yet, so both
+        # cumulative families are computed and picked per bar.
+        return cls(ref, session_cumsum(weight), session_cumsum(np.ones(n)), session_cumsum(weight * dev),
+                   session_cumsum(weight * dev * dev), session_cumsum(dev), session_cumsum(dev * dev))
+
+    def vwap_std(self) -> tuple[np.ndarray, np.ndarray]:
+        use_volume = self.cum_w > 0
+        denom = np.where(use_volume, self.cum_w, self.cum_n)
+        mean_dev = np.where(use_volume, self.cum_dw, self.cum_d) / denom
+        second = np.where(use_volume, self.cum_d2w, self.cum_d2) / denom
+        variance = np.maximum(second - mean_dev * mean_dev, 0.0)
+        return self.ref + mean_dev, np.sqrt(variance)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -313,18 +409,25 @@ def swing_pivots(high: np.ndarray, low: np.ndarray, left: int = 3, right: int = 
     n = len(high)
     is_high = np.zeros(n, dtype=bool)
     is_low = np.zeros(n, dtype=bool)
-    span = left + right + 1
-    if n < span:
+    if n < left + right + 1:
         return is_high, is_low
-    hw = sliding_window_view(high, span)
-    lw = sliding_window_view(low, span)
-    centre_h = hw[:, left]
-    centre_l = lw[:, left]
-    ph = (centre_h > hw[:, :left].max(axis=1)) & (centre_h >= hw[:, left + 1:].max(axis=1))
-    pl = (centre_l < lw[:, :left].min(axis=1)) & (centre_l <= lw[:, left + 1:].min(axis=1))
-    is_high[left:n - right] = ph
-    is_low[left:n - right] = pl
+    is_high[left:n - right] = _pivot_flags(high, left, right, np.greater, np.greater_equal)
+    is_low[left:n - right] = _pivot_flags(low, left, right, np.less, np.less_equal)
     return is_high, is_low
+
+
+def _pivot_flags(values: np.ndarray, left: int, right: int, before: np.ufunc, after: np.ufunc) -> np.ndarray:
+    """For every centre in ``[left, n - right)``: ``before(centre, v)`` for each of the ``left``
+    values before it and ``after(centre, v)`` for each of the ``right`` after it. Comparing with
+    each neighbour is the same test as comparing with their max/min (NaN fails both ways)."""
+    n = len(values)
+    centre = values[left:n - right]
+    flags = before(centre, values[left - 1:n - right - 1])
+    for k in range(2, left + 1):
+        flags &= before(centre, values[left - k:n - right - k])
+    for k in range(1, right + 1):
+        flags &= after(centre, values[left + k:n - right + k])
+    return flags
 
 
 # ----------------------------------------------------------------------------------------------
@@ -464,3 +567,68 @@ class VwapState:
         else:
             mean_dev, second = self.cum_d / self.cum_n, self.cum_d2 / self.cum_n
         return self.ref + mean_dev, math.sqrt(max(second - mean_dev * mean_dev, 0.0))
+
+
+def _maximum(a: float, b: float) -> float:
+    """``np.maximum`` on two floats: the larger, NaN if either is NaN (Python's max is not)."""
+    return a if a >= b or a != a else b
+
+
+def true_range_step(high: float, low: float, prev_close: float) -> float:
+    """``true_range`` of one bar after the first, on plain floats (numpy's maximum, so the same
+    value, NaN included)."""
+    return _maximum(high - low, _maximum(abs(high - prev_close), abs(low - prev_close)))
+
+
+@dataclass
+class AdxState:
+    """ADX extended bar by bar; ``update`` returns the same value as ``adx(...).adx[i]``.
+
+    There is no incremental seeding: ``from_arrays`` runs the array computation over the bars so
+    far and keeps what the next bar needs. Before ``2 * period`` bars the ADX is undefined and the
+    state is not ``ready`` (recompute from the arrays instead)."""
+
+    period: int = 14
+    prev_high: float = _NAN
+    prev_low: float = _NAN
+    prev_close: float = _NAN
+    s_tr: float = _NAN
+    s_plus: float = _NAN
+    s_minus: float = _NAN
+    value: float = _NAN
+
+    @classmethod
+    def from_arrays(cls, high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> "AdxState":
+        _check_period(period)
+        high, low, close = _as_float(high, "high"), _as_float(low, "low"), _as_float(close, "close")
+        if len(high) < 2:
+            return cls(period)
+        lines = _adx_lines(high, low, close, period)
+        return cls(period, float(high[-1]), float(low[-1]), float(close[-1]), float(lines.s_tr[-1]),
+                   float(lines.s_plus[-1]), float(lines.s_minus[-1]), float(lines.adx[-1]))
+
+    @property
+    def ready(self) -> bool:
+        return not math.isnan(self.value)
+
+    def update(self, high: float, low: float, close: float) -> float:
+        if not self.ready:
+            raise ValueError("AdxState.update needs a ready state (see from_arrays)")
+        up, down = high - self.prev_high, self.prev_low - low
+        plus_dm = up if up > down and up > 0 else 0.0
+        minus_dm = down if down > up and down > 0 else 0.0
+        tr = true_range_step(high, low, self.prev_close)
+        period = self.period
+        self.s_tr = s_tr = self.s_tr + (tr - self.s_tr) / period
+        self.s_plus = self.s_plus + (plus_dm - self.s_plus) / period
+        self.s_minus = self.s_minus + (minus_dm - self.s_minus) / period
+        if math.isnan(s_tr):
+            dx = _NAN
+        else:
+            plus_di = 100.0 * self.s_plus / s_tr if s_tr > 0 else 0.0
+            minus_di = 100.0 * self.s_minus / s_tr if s_tr > 0 else 0.0
+            di_sum = plus_di + minus_di
+            dx = 100.0 * abs(plus_di - minus_di) / di_sum if di_sum > 0 else 0.0
+        self.value = self.value + (dx - self.value) / period
+        self.prev_high, self.prev_low, self.prev_close = high, low, close
+        return self.value

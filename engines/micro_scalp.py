@@ -3,6 +3,11 @@
     decision = evaluate(bars, (bid, ask), spread_stats, flow, params, "XAUUSD", now, regime_state)
     regime_state = decision.regime_state        # keep it per symbol, pass it back next time
 
+The regime state also carries the symbol's indicator memory (``SeriesMemo``): when the next
+call's bars are this call's bars plus new ones (the monitor's window grows through the session),
+the ATR/EMA/ADX/VWAP series and the pivots are extended instead of recomputed, with the same
+results.
+
 Order of work (each step appears in ``decision.reasons``; ``decision.failed`` is the first gate
 that failed):
 1. data: enough bars (``params.min_bars``), sane bars and quote, ATR defined;
@@ -21,13 +26,13 @@ full-session VWAP (the reasons say "vwap partial" otherwise).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_checkers import CHECKERS, EDGE, Context, Trace, layer1
-from engines.micro_scalp_features import Bars, BadBars, compute_features
+from engines.micro_scalp_features import Bars, BadBars, SeriesMemo, compute_features
 from engines.micro_scalp_regimes import NONE, RegimeState, advance_regime, detect_all
 from engines.spread import SpreadStats
 from engines.types import Decision, TradeIdea
@@ -79,6 +84,10 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
         raise ValueError("now must be an aware UTC datetime")
     now = now.astimezone(timezone.utc)
     state = regime_state or RegimeState()
+    memo = state.memo
+    if memo is None:
+        memo = SeriesMemo()
+        state = replace(state, memo=memo)
 
     def reject(failed: str, text: str, reasons: tuple[str, ...] = ()) -> MicroDecision:
         return MicroDecision(symbol, None, reasons + (f"{failed}: FAIL {text}",), failed,
@@ -88,7 +97,8 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
         data = Bars.coerce(bars)
         if len(data) < params.min_bars:
             return reject("data.bars", f"need {params.min_bars} bars, have {len(data)}")
-        data.validate()
+        memo.begin(data)
+        memo.validate(data)
     except BadBars as exc:
         return reject("data.bars", str(exc))
     try:
@@ -98,7 +108,7 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
     if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask < bid:
         return reject("data.quote", f"bad quote bid={bid} ask={ask}")
 
-    f = compute_features(data, bid, ask, params)
+    f = compute_features(data, bid, ask, params, memo)
     if not math.isfinite(f.atr_now) or f.atr_now <= 0:
         return reject("data.atr", f"ATR({params.atr_period}) is {f.atr_now}: no movement to size anything on")
     last_bar = datetime.fromtimestamp(int(data.time_s[-1]), tz=timezone.utc)

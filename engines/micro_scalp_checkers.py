@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
-
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_features import Features
 from engines.micro_scalp_regimes import RANGE, RangeStructure, RegimeScore, count_respects, vwap_deviation, \
@@ -190,8 +188,8 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
     vwap_dist = abs(f.mid - f.vwap_now)
     in_band = vwap_dist <= tol
     b = f.bars
-    box_high = float(np.max(b.high[-p.intraday_range_bars:]))
-    box_low = float(np.min(b.low[-p.intraday_range_bars:]))
+    box_high = float(b.high[-p.intraday_range_bars:].max())
+    box_low = float(b.low[-p.intraday_range_bars:].min())
     edge_tol = p.edge_tolerance_atr * atr
     at_box = abs(f.mid - box_high) <= edge_tol or abs(f.mid - box_low) <= edge_tol
     blocks = micro_order_blocks(f, p)
@@ -344,7 +342,7 @@ def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
         rng, source = regime_range, "regime swing range"
     if edge is None:
         k = p.intraday_range_bars
-        high, low = float(np.max(b.high[-k:])), float(np.min(b.low[-k:]))
+        high, low = float(b.high[-k:].max()), float(b.low[-k:].min())
         if high > low:
             box = RangeStructure(high, low, count_respects(f, high, low, p, f.n - k))
             box_edge = _edge_of(box, f.mid, tol)
@@ -391,10 +389,10 @@ def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
     entry = entry_price(f, side)
     unit = stop_unit(ctx, entry)
     if side == "buy":
-        extreme = min(float(np.min(b.low[-5:])), sweep.extreme)
+        extreme = min(float(b.low[-5:].min()), sweep.extreme)
         sl, tp, tp2 = extreme - p.range_sl_buffer * unit, rng.mid, rng.high
     else:
-        extreme = max(float(np.max(b.high[-5:])), sweep.extreme)
+        extreme = max(float(b.high[-5:].max()), sweep.extreme)
         sl, tp, tp2 = extreme + p.range_sl_buffer * unit, rng.mid, rng.low
     trace.note(f"stops.plan: sl beyond 5-bar extreme {extreme:.6g} + {p.range_sl_buffer} x {unit:.6g}; "
                f"tp range mid {rng.mid:.6g}; tp2 {tp2:.6g}")
@@ -417,12 +415,12 @@ def check_balanced(ctx: Context, trace: Trace) -> CheckOutcome:
     compressed, comp_detail = compression_block(f, p, f.n - 1)
     levels = equal_highs_lows(f, p)
     k20 = p.intraday_range_bars
-    box20_mid = (float(np.max(b.high[-k20:])) + float(np.min(b.low[-k20:]))) / 2.0
+    box20_mid = (float(b.high[-k20:].max()) + float(b.low[-k20:].min())) / 2.0
     alignment = abs(f.vwap_now - box20_mid) / atr
     aligned = alignment <= p.balanced_alignment_atr
     k = p.balanced_box_bars
-    box_high = float(np.max(b.high[-k - 1:-1]))
-    box_low = float(np.min(b.low[-k - 1:-1]))
+    box_high = float(b.high[-k - 1:-1].max())
+    box_low = float(b.low[-k - 1:-1].min())
     close = b.close[-1]
     entry_type = "breakout" if close > box_high or close < box_low else "fade"
     equilibrium = abs(f.ema_now - f.vwap_now) / atr
@@ -439,7 +437,7 @@ def check_balanced(ctx: Context, trace: Trace) -> CheckOutcome:
         primary_hits = ["COMPRESSION_BREAKOUT"]
         trace.gate("L3.primary", True, f"COMPRESSION_BREAKOUT {side}: close {close:.6g} outside {box_low:.6g}-{box_high:.6g}")
     else:
-        high5, low5 = float(np.max(b.high[-5:])), float(np.min(b.low[-5:]))
+        high5, low5 = float(b.high[-5:].max()), float(b.low[-5:].min())
         side = "sell" if high5 - f.mid < f.mid - low5 else "buy"
         choch = micro_choch(f, p)
         fade_hits = {"FADE_EXTREME_CHOCH": choch is not None and choch.side == side,

@@ -1,21 +1,34 @@
 """Bars in, one bundle of indicator values out: everything the micro-scalp rules read.
 
-Computed once per evaluation so regimes and checkers agree on the same numbers. ``Bars`` is the
-engine's array form of M1 bars (epoch seconds, UTC); ``Bars.from_frame`` accepts a DataFrame
-with a UTC DatetimeIndex (or a ``time`` column) and open/high/low/close columns, plus
-``tick_volume`` and/or ``volume`` (feeds/readers.py's layout; tick volume is preferred).
+Computed once per evaluation so regimes and checkers agree on the same numbers, and each value
+only when a rule first reads it (``Features`` is lazy: an evaluation rejected early never pays
+for ADX or pivots). ``Bars`` is the engine's array form of M1 bars (epoch seconds, UTC);
+``Bars.from_frame`` accepts a DataFrame with a UTC DatetimeIndex (or a ``time`` column) and
+open/high/low/close columns, plus ``tick_volume`` and/or ``volume`` (feeds/readers.py's layout;
+tick volume is preferred).
+
+The recursive series (Wilder ATR and ADX, EMA, session VWAP) and the swing pivots can be kept in
+a ``SeriesMemo`` between evaluations of one symbol: while each new window is the previous one
+plus new bars, they are extended by the new bars instead of recomputed from the first bar (see
+``SeriesMemo`` for why that gives the same bits).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from config.micro_scalp_model import MicroScalpParams
-from engines.bars import BarSeries
 from engines import indicators as ind
+from engines.bars import BarSeries
+
+_NAN = float("nan")
+_PRICES = ("open", "high", "low", "close")
+_TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_SMALL_TAIL = 8  # new bars validated as plain numbers
 
 
 class BadBars(ValueError):
@@ -36,22 +49,19 @@ class Bars:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> "Bars":
-        if "time" in frame.columns:
+        names = frame.columns.tolist()
+        if "time" in names:
             times = pd.DatetimeIndex(pd.to_datetime(frame["time"], utc=True))
         elif isinstance(frame.index, pd.DatetimeIndex):
             times = frame.index
-            if times.tz is None:
+            if not isinstance(times.dtype, pd.DatetimeTZDtype):
                 raise BadBars("bars index must be timezone-aware UTC (got a naive DatetimeIndex)")
-            times = times.tz_convert("UTC")
         else:
             raise BadBars("bars need a UTC DatetimeIndex or a 'time' column")
-        missing = [c for c in ("open", "high", "low", "close") if c not in frame.columns]
+        missing = [c for c in _PRICES if c not in names]
         if missing:
             raise BadBars(f"bars are missing columns: {', '.join(missing)}")
-        return cls(times.as_unit("s").asi8.astype(np.int64),
-                   frame["open"].to_numpy(np.float64), frame["high"].to_numpy(np.float64),
-                   frame["low"].to_numpy(np.float64), frame["close"].to_numpy(np.float64),
-                   _volume(frame))
+        return cls(_epoch_seconds(times), *_columns(frame, names))
 
     @classmethod
     def from_series(cls, series: BarSeries) -> "Bars":
@@ -76,18 +86,22 @@ class Bars:
 
     def validate(self) -> None:
         """Raise BadBars naming the first problem; the engine turns it into a 'data' decision."""
-        prices = np.stack([self.open, self.high, self.low, self.close])
-        if not np.isfinite(prices).all():
-            raise BadBars("bars contain NaN or infinite prices")
-        if (prices <= 0).any():
-            raise BadBars("bars contain zero or negative prices")
-        if (self.high < self.low).any() or (self.high < np.maximum(self.open, self.close)).any() \
-                or (self.low > np.minimum(self.open, self.close)).any():
-            raise BadBars("bars have high below low/open/close or low above open/close")
-        if not np.isfinite(self.volume).all() or (self.volume < 0).any():
-            raise BadBars("bars contain NaN or negative volume")
-        if len(self.time_s) > 1 and (np.diff(self.time_s) <= 0).any():
-            raise BadBars("bar times are not strictly increasing")
+        problem = _first_problem(self.time_s, self.open, self.high, self.low, self.close, self.volume)
+        if problem is not None:
+            raise BadBars(problem)
+
+    def validate_from(self, start: int) -> None:
+        """``validate`` for bars whose first ``start`` are known valid: only bars[start-1:] are
+        checked (the last known one for the time step), the same problems in the same order.
+        Float64 prices and volume, int64 times."""
+        start = max(start - 1, 0)
+        columns = (self.time_s, self.open, self.high, self.low, self.close, self.volume)
+        if len(self.close) - start <= _SMALL_TAIL:
+            problem = _first_problem_small(*(c[start:].tolist() for c in columns))
+        else:
+            problem = _first_problem(*(c[start:] for c in columns))
+        if problem is not None:
+            raise BadBars(problem)
 
 
 def _series_volume(series: BarSeries) -> np.ndarray:
@@ -97,73 +111,544 @@ def _series_volume(series: BarSeries) -> np.ndarray:
     return values if len(values) and not np.isnan(values).all() else np.zeros(len(series))
 
 
-def _volume(frame: pd.DataFrame) -> np.ndarray:
+def _epoch_seconds(times: pd.DatetimeIndex) -> np.ndarray:
+    """``times.as_unit("s").asi8`` as int64; integer division instead of pandas' conversion when
+    every time is a whole second (always, for bars), the conversion itself otherwise."""
+    ticks = times.asi8
+    per_second = _TICKS_PER_SECOND.get(times.unit)
+    if per_second == 1:
+        return ticks.astype(np.int64)
+    if per_second is not None:
+        seconds, rest = np.divmod(ticks, per_second)
+        if not rest.any():
+            return seconds
+    return times.as_unit("s").asi8.astype(np.int64)
+
+
+def _columns(frame: pd.DataFrame, names: list[Any]) -> tuple[np.ndarray, ...]:
+    """open, high, low, close and volume as float64 arrays. One ``to_numpy`` of the whole frame
+    (pandas' per-column access costs more than that copy) when its columns are numeric and
+    uniquely named; column by column otherwise. The same numbers either way."""
+    positions = {name: i for i, name in enumerate(names)}
+    table = None
+    if len(positions) == len(names):
+        try:
+            table = frame.to_numpy(np.float64)
+        except (TypeError, ValueError):
+            table = None
+    if table is None:
+        def column(name: str) -> np.ndarray | None:
+            return frame[name].to_numpy(np.float64) if name in positions else None
+    else:
+        def column(name: str) -> np.ndarray | None:
+            return np.ascontiguousarray(table[:, positions[name]]) if name in positions else None
+    prices = [column(name) for name in _PRICES]
+    return (*prices, _volume(column, len(frame)))
+
+
+def _volume(column: Callable[[str], np.ndarray | None], count: int) -> np.ndarray:
     """Tick volume when the frame records it, else the ``volume`` column; a column that is
     entirely NaN (the file has no such data) is skipped, and no volume at all means zeros (the
     VWAP then weighs bars equally). A partly-NaN column is kept so validation rejects it."""
-    for column in ("tick_volume", "volume"):
-        if column in frame.columns:
-            values = frame[column].to_numpy(np.float64)
-            if not np.isnan(values).all():
-                return values
-    return np.zeros(len(frame))
+    for name in ("tick_volume", "volume"):
+        values = column(name)
+        if values is not None and not np.isnan(values).all():
+            return values
+    return np.zeros(count)
+
+
+_NOT_FINITE = "bars contain NaN or infinite prices"
+_NOT_POSITIVE = "bars contain zero or negative prices"
+_INCONSISTENT = "bars have high below low/open/close or low above open/close"
+_BAD_VOLUME = "bars contain NaN or negative volume"
+_NOT_INCREASING = "bar times are not strictly increasing"
+
+
+def _first_problem(time_s: np.ndarray, open_: np.ndarray, high: np.ndarray, low: np.ndarray,
+                   close: np.ndarray, volume: np.ndarray) -> str | None:
+    """What ``Bars.validate`` reports for these bars (checks in that order), None if fine."""
+    prices = np.stack([open_, high, low, close])
+    # the usual case in two reductions (NaN fails both comparisons); otherwise find the problem
+    if prices.size and not (prices.min() > 0 and prices.max() < math.inf):
+        if not np.isfinite(prices).all():
+            return _NOT_FINITE
+        if (prices <= 0).any():
+            return _NOT_POSITIVE
+    # high >= max(open, close) and low <= min(open, close) imply high >= low
+    if (high < np.maximum(open_, close)).any() or (low > np.minimum(open_, close)).any():
+        return _INCONSISTENT
+    if volume.size and not (volume.min() >= 0 and volume.max() < math.inf):  # NaN, negative or infinite
+        return _BAD_VOLUME
+    if len(time_s) > 1 and (np.diff(time_s) <= 0).any():
+        return _NOT_INCREASING
+    return None
+
+
+def _first_problem_small(time_s: list, open_: list, high: list, low: list, close: list, volume: list
+                         ) -> str | None:
+    """``_first_problem`` for a few valid-typed bars, on plain numbers (the same tests, the same
+    order: numpy's per-call cost dominates for a handful of bars)."""
+    prices = open_ + high + low + close
+    if not all(map(math.isfinite, prices)):
+        return _NOT_FINITE
+    if min(prices) <= 0:
+        return _NOT_POSITIVE
+    for o, h, lo, c in zip(open_, high, low, close):
+        if h < lo or h < max(o, c) or lo > min(o, c):
+            return _INCONSISTENT
+    if not all(map(math.isfinite, volume)) or min(volume) < 0:
+        return _BAD_VOLUME
+    if any(later <= earlier for earlier, later in zip(time_s, time_s[1:])):
+        return _NOT_INCREASING
+    return None
+
+
+def array_mean(values: np.ndarray) -> float:
+    """``float(np.mean(values))`` of a 1-D float array without the wrapper: numpy's mean is this
+    same pairwise ``add.reduce`` divided by the count, so the bits are the same."""
+    return float(np.add.reduce(values) / len(values))
+
+
+# ----------------------------------------------------------------------------------------------
+# Series kept between evaluations
+# ----------------------------------------------------------------------------------------------
+
+class _Series:
+    """One indicator series over bars[:upto]; ``at(bars, n)`` brings it to ``n`` bars, extending
+    it when it can (bars[:upto] unchanged, guaranteed by the memo) and recomputing otherwise."""
+
+    upto = 0
+
+    def at(self, bars: Bars, n: int) -> "_Series":
+        if self.upto != n:
+            if 0 < self.upto < n and self.extendable():
+                self.extend(bars, self.upto, n)
+            else:
+                self.compute(bars, n)
+            self.upto = n
+        return self
+
+    def extendable(self) -> bool:
+        return True
+
+    def compute(self, bars: Bars, n: int) -> None:
+        raise NotImplementedError
+
+    def extend(self, bars: Bars, start: int, n: int) -> None:
+        raise NotImplementedError
+
+
+class _Atr(_Series):
+    """Wilder ATR of the true range (``wilder_smooth(true_range(...), period)``), every value kept
+    (the regimes compare ATR now with ATR some bars ago)."""
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self.values: list[float] = []
+
+    def extendable(self) -> bool:
+        return not math.isnan(self.values[-1])
+
+    def compute(self, bars: Bars, n: int) -> None:
+        self.values = ind.wilder_list(ind.true_range(bars.high[:n], bars.low[:n], bars.close[:n]), self.period)
+
+    def extend(self, bars: Bars, start: int, n: int) -> None:
+        highs, lows = bars.high[start:n].tolist(), bars.low[start:n].tolist()
+        closes = bars.close[start - 1:n - 1].tolist()
+        trs = [ind.true_range_step(h, lo, c) for h, lo, c in zip(highs, lows, closes)]
+        self.values += ind.wilder_continue(self.values[-1], trs, self.period)
+
+
+class _Ema(_Series):
+    def __init__(self, period: int) -> None:
+        self.state = ind.EmaState(period)
+
+    def extendable(self) -> bool:
+        return not math.isnan(self.state.value)  # EmaState would restart from the next close
+
+    def compute(self, bars: Bars, n: int) -> None:
+        self.state.value = float(ind.ema(bars.close[:n], self.state.period)[-1])
+
+    def extend(self, bars: Bars, start: int, n: int) -> None:
+        for close in bars.close[start:n].tolist():
+            self.state.update(close)
+
+
+class _Adx(_Series):
+    def __init__(self, period: int) -> None:
+        self.state = ind.AdxState(period)
+
+    def extendable(self) -> bool:
+        return self.state.ready
+
+    def compute(self, bars: Bars, n: int) -> None:
+        self.state = ind.AdxState.from_arrays(bars.high[:n], bars.low[:n], bars.close[:n], self.state.period)
+
+    def extend(self, bars: Bars, start: int, n: int) -> None:
+        for h, lo, c in zip(bars.high[start:n].tolist(), bars.low[start:n].tolist(), bars.close[start:n].tolist()):
+            self.state.update(h, lo, c)
+
+
+class _SessionVwap(_Series):
+    """The current session's VWAP: where it began, its last values (the slope reads a few), the
+    std now, and the running sums to continue it."""
+
+    KEEP = 256  # last VWAP values kept (the rules read at most 2 x vwap_slope_bars <= 120)
+
+    def __init__(self, anchor_hour_utc: int) -> None:
+        self.anchor = anchor_hour_utc
+        self.start = 0
+        self.values: list[float] = []
+        self.std = _NAN
+        self.state = ind.VwapState(anchor_hour_utc)
+
+    def compute(self, bars: Bars, n: int) -> None:
+        self.start, vwap, std, self.state = ind.last_session_vwap(
+            bars.time_s[:n], bars.high[:n], bars.low[:n], bars.close[:n], bars.volume[:n], self.anchor)
+        self.values = vwap[-self.KEEP:].tolist()
+        self.std = float(std[-1])
+
+    def extend(self, bars: Bars, start: int, n: int) -> None:
+        state = self.state
+        rows = zip(bars.time_s[start:n].tolist(), bars.high[start:n].tolist(), bars.low[start:n].tolist(),
+                   bars.close[start:n].tolist(), bars.volume[start:n].tolist())
+        for i, (t, h, lo, c, v) in enumerate(rows, start):
+            session = state.session
+            vwap, self.std = state.update(t, h, lo, c, v)
+            if state.session != session:
+                self.start, self.values = i, []
+            self.values.append(vwap)
+        if len(self.values) > 2 * self.KEEP:
+            self.values = self.values[-self.KEEP:]  # a new list: views of the old one stay valid
 
 
 @dataclass(frozen=True)
+class _VwapView:
+    """The session VWAP as one evaluation saw it: ``values[:count]`` are the session's last
+    values (the list is append-only: later evaluations only add after ``count``)."""
+
+    values: list[float]
+    count: int
+    std: float
+    start: int
+
+
+class _Pivots(_Series):
+    """Swing pivot indices (``swing_pivots``); a bar's pivot status is final once ``right`` bars
+    follow it, so only the newly decidable bars are examined."""
+
+    def __init__(self, left: int, right: int) -> None:
+        self.left, self.right = left, right
+        self.highs = np.empty(0, dtype=np.intp)
+        self.lows = np.empty(0, dtype=np.intp)
+
+    def compute(self, bars: Bars, n: int) -> None:
+        is_high, is_low = ind.swing_pivots(bars.high[:n], bars.low[:n], self.left, self.right)
+        self.highs, self.lows = np.flatnonzero(is_high), np.flatnonzero(is_low)
+
+    def extend(self, bars: Bars, start: int, n: int) -> None:
+        left, right = self.left, self.right
+        first = max(start - right, left)   # centres before it were decided with the old bars
+        last = n - right                   # centres from here on wait for later bars
+        if last <= first:
+            return
+        highs = bars.high[first - left:n].tolist()
+        lows = bars.low[first - left:n].tolist()
+        new_highs, new_lows = [], []
+        for k in range(left, left + last - first):  # max/min of neighbours: the bars are validated (no NaN)
+            if highs[k] > max(highs[k - left:k]) and highs[k] >= max(highs[k + 1:k + 1 + right]):
+                new_highs.append(first + k - left)
+            if lows[k] < min(lows[k - left:k]) and lows[k] <= min(lows[k + 1:k + 1 + right]):
+                new_lows.append(first + k - left)
+        if new_highs:
+            self.highs = np.append(self.highs, new_highs)
+        if new_lows:
+            self.lows = np.append(self.lows, new_lows)
+
+
+S = TypeVar("S", bound=_Series)
+
+
+class _Store:
+    """The series of one window lineage, by kind and parameters."""
+
+    def __init__(self) -> None:
+        self._series: dict[tuple[Any, ...], _Series] = {}
+
+    def get(self, key: tuple[Any, ...], make: Callable[[], S], bars: Bars, n: int) -> S:
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = make()
+        series.at(bars, n)
+        return series  # type: ignore[return-value]
+
+
+class SeriesMemo:
+    """What one symbol's evaluations reuse from the previous one: validated bars and series.
+
+    Reuse is exact or nothing. A Wilder or EMA value depends on the window's first bar (its
+    seed), so series are kept only while each new window starts with every bar of the previous
+    one, byte for byte (the monitor's window grows from the VWAP anchor hour through the session,
+    and a re-check of the same bar repeats it); anything else (a sliding window, a revised bar,
+    other dtypes) starts over. The kept series are extended with the incremental twins of
+    engines/indicators.py, which perform the array functions' operations in the same order, so a
+    reused value has the same bits as a fresh computation (tests compare them).
+    One memo per symbol, used by one caller at a time (not thread-safe)."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.bars: Bars | None = None   # the window of the current evaluation
+        self.store: _Store = _Store()
+        self._columns: tuple[bytes, ...] | None = None
+        self._validated = 0
+
+    def begin(self, bars: Bars) -> None:
+        """Adopt ``bars`` for this evaluation: keep the series if they extend the last window."""
+        self.generation += 1
+        self.bars = bars
+        columns = _column_bytes(bars)
+        old = self._columns
+        if columns is None or old is None or len(columns[0]) < len(old[0]) \
+                or not all(new.startswith(prev) for new, prev in zip(columns, old)):
+            self.store, self._validated = _Store(), 0
+        self._columns = columns
+
+    def validate(self, bars: Bars) -> None:
+        """``bars.validate()``, checking only the bars this memo has not validated yet.
+        ``begin(bars)`` first."""
+        if bars is not self.bars or self._columns is None:
+            bars.validate()
+            return
+        bars.validate_from(self._validated)
+        self._validated = len(bars)
+
+
+def _column_bytes(bars: Bars) -> tuple[bytes, ...] | None:
+    """The bars' bytes, column by column; None unless they are 1-D int64 times and float64 values
+    of one length (anything else is never reused)."""
+    columns = (bars.time_s, bars.open, bars.high, bars.low, bars.close, bars.volume)
+    n = len(bars.close)
+    if bars.time_s.dtype != np.int64 or any(
+            c.dtype != np.float64 for c in columns[1:]) or any(c.ndim != 1 or len(c) != n for c in columns):
+        return None
+    return tuple(c.tobytes() for c in columns)
+
+
+# ----------------------------------------------------------------------------------------------
+# Features
+# ----------------------------------------------------------------------------------------------
+
+class _lazy:
+    """A read-only attribute computed on first access and then stored on the instance."""
+
+    def __init__(self, compute: Callable[[Any], Any]) -> None:
+        self.compute = compute
+        self.name = compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self.compute(instance)
+        instance.__dict__[self.name] = value
+        return value
+
+
 class Features:
-    """Indicator values for one evaluation. Arrays are full-length; scalars describe the last bar
-    (the signal bar: the caller passes closed bars only)."""
+    """Indicator values for one evaluation, each computed on first read. Arrays are full-length;
+    scalars describe the last bar (the signal bar: the caller passes closed bars only). The bars
+    are validated first (``Bars.validate``): rules may compare their prices as plain floats."""
 
-    bars: Bars
-    n: int
-    bid: float
-    ask: float
-    mid: float
-    spread: float
-    tr: np.ndarray
-    atr: np.ndarray           # Wilder ATR(atr_period)
-    atr_now: float
-    atr1: float               # ATR(1) = true range of the last bar
-    avg_range: float          # mean high-low of the last m1_range_avg_bars bars
-    vwap: np.ndarray
-    vwap_std: np.ndarray
-    vwap_now: float
-    vwap_std_now: float
-    vwap_session_start: int   # index of the first bar of the current VWAP session
-    vwap_partial: bool        # the session began before the first bar given
-    ema_now: float
-    bb_width: np.ndarray      # Bollinger width of the last 20 bars (NaN while incomplete)
-    adx_now: float
-    pivot_high: np.ndarray    # micro structure pivots (pivot_left/right)
-    pivot_low: np.ndarray
-    body: np.ndarray          # |close - open|
-    upper_wick: np.ndarray
-    lower_wick: np.ndarray
+    def __init__(self, bars: Bars, bid: float, ask: float, p: MicroScalpParams,
+                 memo: SeriesMemo | None = None) -> None:
+        self.bars = bars
+        self.n = len(bars)
+        self.bid = bid
+        self.ask = ask
+        self.mid = (bid + ask) / 2.0
+        self.spread = ask - bid
+        self.params = p
+        self._memo = memo
+        self._generation = memo.generation if memo is not None else -1
+        self._own: _Store | None = None
+
+    def _series(self, key: tuple[Any, ...], make: Callable[[], S]) -> S:
+        memo = self._memo
+        if memo is not None and memo.bars is self.bars and memo.generation == self._generation:
+            store = memo.store
+        else:  # no memo, or it has moved on to another window: this evaluation's own series
+            if self._own is None:
+                self._own = _Store()
+            store = self._own
+        return store.get(key, make, self.bars, self.n)
+
+    # ---------------------------------------------------------------- ATR and ranges
+    @_lazy
+    def _atr_values(self) -> list[float]:
+        """The ATR series' values (append-only: later evaluations only add values after ours,
+        so it is read up to ``n``)."""
+        period = self.params.atr_period
+        return self._series(("atr", period), lambda: _Atr(period)).values
+
+    @_lazy
+    def atr(self) -> np.ndarray:
+        """Wilder ATR(atr_period) at every bar."""
+        return np.array(self._atr_values[:self.n])
+
+    @_lazy
+    def atr_now(self) -> float:
+        return self._atr_values[self.n - 1]
+
+    def atr_at(self, index: int) -> float:
+        """ATR at bar ``index`` (as ``atr[index]``, without building the array)."""
+        if not -self.n <= index < self.n:
+            raise IndexError(f"bar {index} out of {self.n}")
+        return self._atr_values[index if index >= 0 else self.n + index]
+
+    @_lazy
+    def atr1(self) -> float:
+        """ATR(1) = true range of the last bar."""
+        b, n = self.bars, self.n
+        if n == 1:
+            return float(b.high[0] - b.low[0])
+        return ind.true_range_step(float(b.high[-1]), float(b.low[-1]), float(b.close[-2]))
+
+    @_lazy
+    def tr(self) -> np.ndarray:
+        return ind.true_range(self.bars.high, self.bars.low, self.bars.close)
+
+    @_lazy
+    def avg_range(self) -> float:
+        """Mean high-low of the last m1_range_avg_bars bars."""
+        k = self.params.m1_range_avg_bars
+        return array_mean(self.bars.high[-k:] - self.bars.low[-k:])
+
+    # ---------------------------------------------------------------- VWAP
+    @_lazy
+    def _vwap_series(self) -> _VwapView:
+        anchor = self.params.vwap_anchor_hour_utc
+        series = self._series(("vwap", anchor), lambda: _SessionVwap(anchor))
+        return _VwapView(series.values, len(series.values), series.std, series.start)
+
+    @_lazy
+    def _vwap_bands(self) -> ind.VwapBands:
+        b = self.bars
+        return ind.session_vwap(b.time_s, b.high, b.low, b.close, b.volume, self.params.vwap_anchor_hour_utc, 2.0)
+
+    @_lazy
+    def vwap(self) -> np.ndarray:
+        return self._vwap_bands.vwap
+
+    @_lazy
+    def vwap_std(self) -> np.ndarray:
+        return self._vwap_bands.std
+
+    @_lazy
+    def vwap_now(self) -> float:
+        view = self._vwap_series
+        return view.values[view.count - 1]
+
+    @_lazy
+    def vwap_std_now(self) -> float:
+        return self._vwap_series.std
+
+    @_lazy
+    def vwap_session_start(self) -> int:
+        """Index of the first bar of the current VWAP session."""
+        return self._vwap_series.start
+
+    @_lazy
+    def vwap_partial(self) -> bool:
+        """The session began before the first bar given."""
+        anchor_offset = (int(self.bars.time_s[0]) - self.params.vwap_anchor_hour_utc * 3600) % 86400
+        return self.vwap_session_start == 0 and anchor_offset != 0
+
+    def vwap_tail(self, count: int) -> np.ndarray:
+        """``vwap[-count:]`` for ``count`` bars inside the current session."""
+        view = self._vwap_series
+        if count <= view.count:
+            return np.array(view.values[view.count - count:view.count])
+        return self.vwap[-count:]
+
+    # ---------------------------------------------------------------- trend and volatility
+    @_lazy
+    def ema_now(self) -> float:
+        period = self.params.ema_period
+        return self._series(("ema", period), lambda: _Ema(period)).state.value
+
+    @_lazy
+    def adx_now(self) -> float:
+        period = self.params.adx_period
+        return self._series(("adx", period), lambda: _Adx(period)).state.value
+
+    @_lazy
+    def bb_width(self) -> np.ndarray:
+        """Bollinger width of the last 20 bars (NaN while incomplete): only those are read
+        (bb_squeeze), so only the tail that produces them is banded. The width is computed as
+        ``ind.bollinger`` does, (upper - lower) / middle, on the complete windows only."""
+        p = self.params
+        period = p.bb_period
+        close = self.bars.close[-(period + 19):]
+        width = np.full(len(close), np.nan)
+        if len(close) >= period:
+            middle, std = ind.row_mean_std(ind.window_view(np.ascontiguousarray(close, dtype=np.float64), period))
+            band = p.bb_std * std
+            if middle.all():
+                width[period - 1:] = ((middle + band) - (middle - band)) / middle
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    width[period - 1:] = ((middle + band) - (middle - band)) / middle
+        return width
+
+    @_lazy
+    def bb_width_ratio(self) -> float | None:
+        """Mean of the last 5 Bollinger widths / mean of the last 20 (bb_squeeze); None unless
+        those 20 are complete windows (an incomplete one is NaN, so is their mean) with a
+        positive mean."""
+        width = self.bb_width
+        denominator = array_mean(width[-20:])
+        if math.isnan(denominator) or denominator <= 0:
+            return None
+        return array_mean(width[-5:]) / denominator
+
+    # ---------------------------------------------------------------- structure
+    def pivots(self, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the swing pivot highs and lows (``swing_pivots`` over all bars)."""
+        series = self._series(("pivots", left, right), lambda: _Pivots(left, right))
+        return series.highs, series.lows
+
+    @_lazy
+    def pivot_high(self) -> np.ndarray:
+        """Micro structure pivots (pivot_left/right)."""
+        return self.pivots(self.params.pivot_left, self.params.pivot_right)[0]
+
+    @_lazy
+    def pivot_low(self) -> np.ndarray:
+        return self.pivots(self.params.pivot_left, self.params.pivot_right)[1]
+
+    @_lazy
+    def _candles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        b = self.bars
+        top = np.maximum(b.open, b.close)
+        bottom = np.minimum(b.open, b.close)
+        return top - bottom, b.high - top, bottom - b.low
+
+    @_lazy
+    def body(self) -> np.ndarray:
+        """|close - open|"""
+        return self._candles[0]
+
+    @_lazy
+    def upper_wick(self) -> np.ndarray:
+        return self._candles[1]
+
+    @_lazy
+    def lower_wick(self) -> np.ndarray:
+        return self._candles[2]
 
 
-def compute_features(bars: Bars, bid: float, ask: float, p: MicroScalpParams) -> Features:
-    h, l, c, o = bars.high, bars.low, bars.close, bars.open
-    tr = ind.true_range(h, l, c)
-    atr_values = ind.wilder_smooth(tr, p.atr_period)
-    vw = ind.session_vwap(bars.time_s, h, l, c, bars.volume, p.vwap_anchor_hour_utc, 2.0)
-    session_start = int(vw.session_start[-1])
-    first_session_anchor = (int(bars.time_s[0]) - p.vwap_anchor_hour_utc * 3600) % 86400 != 0
-    partial = session_start == 0 and first_session_anchor
-    ema_values = ind.ema(c, p.ema_period)
-    # only the last 20 widths are read (bb_squeeze): band the tail that produces them
-    bb = ind.bollinger(c[-(p.bb_period + 19):], p.bb_period, p.bb_std)
-    adx_values = ind.adx(h, l, c, p.adx_period).adx
-    ph, pl = ind.swing_pivots(h, l, p.pivot_left, p.pivot_right)
-    top = np.maximum(o, c)
-    bottom = np.minimum(o, c)
-    k = p.m1_range_avg_bars
-    return Features(
-        bars=bars, n=len(bars), bid=bid, ask=ask, mid=(bid + ask) / 2.0, spread=ask - bid,
-        tr=tr, atr=atr_values, atr_now=float(atr_values[-1]), atr1=float(tr[-1]),
-        avg_range=float(np.mean(h[-k:] - l[-k:])),
-        vwap=vw.vwap, vwap_std=vw.std, vwap_now=float(vw.vwap[-1]), vwap_std_now=float(vw.std[-1]),
-        vwap_session_start=session_start, vwap_partial=bool(partial),
-        ema_now=float(ema_values[-1]), bb_width=bb.width, adx_now=float(adx_values[-1]),
-        pivot_high=np.flatnonzero(ph), pivot_low=np.flatnonzero(pl),
-        body=top - bottom, upper_wick=h - top, lower_wick=bottom - l,
-    )
+def compute_features(bars: Bars, bid: float, ask: float, p: MicroScalpParams,
+                     memo: SeriesMemo | None = None) -> Features:
+    """The features of ``bars`` (computed as they are read). ``memo``: the symbol's SeriesMemo,
+    begun with these bars (``memo.begin(bars)``), to reuse and extend its series."""
+    return Features(bars, bid, ask, p, memo)

@@ -19,13 +19,14 @@ same bar gets the same answer:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from config.micro_scalp_model import MicroScalpParams
 from engines import indicators as ind
-from engines.micro_scalp_features import Features
+from engines.micro_scalp_features import Features, SeriesMemo, array_mean
 from engines.micro_scalp_signals import bb_squeeze, choppy, compression_block, volume_spike
 
 VWAP_REVERSION = "vwap_reversion"
@@ -94,8 +95,9 @@ def vwap_slope_atr(f: Features, p: MicroScalpParams) -> float | None:
     k = p.vwap_slope_bars
     if f.n - 2 * k < f.vwap_session_start or f.atr_now <= 0:
         return None
-    recent = float(np.mean(f.vwap[-k:]))
-    before = float(np.mean(f.vwap[-2 * k:-k]))
+    line = f.vwap_tail(2 * k)
+    recent = array_mean(line[k:])
+    before = array_mean(line[:k])
     return (recent - before) / f.atr_now
 
 
@@ -104,10 +106,10 @@ def atr_ratio(f: Features, p: MicroScalpParams) -> float | None:
     earlier_index = f.n - 1 - p.atr_compare_bars
     if earlier_index < 0:
         return None
-    earlier = f.atr[earlier_index]
-    if np.isnan(earlier) or earlier <= 0 or np.isnan(f.atr_now):
+    earlier = f.atr_at(earlier_index)
+    if math.isnan(earlier) or earlier <= 0 or math.isnan(f.atr_now):
         return None
-    return f.atr_now / float(earlier)
+    return f.atr_now / earlier
 
 
 # ----------------------------------------------------------------------------------------------
@@ -144,11 +146,22 @@ def find_range(f: Features, p: MicroScalpParams) -> RangeStructure | None:
     inside the last ``range_lookback`` bars; None unless both exist and high > low."""
     b = f.bars
     start = f.n - p.range_lookback
-    ph, pl = ind.swing_pivots(b.high[start:], b.low[start:], p.range_pivot_left, p.range_pivot_right)
-    if not ph.any() or not pl.any():
-        return None
-    high = float(np.max(b.high[start:][ph]))
-    low = float(np.min(b.low[start:][pl]))
+    left = p.range_pivot_left
+    if start >= 0:
+        # the pivots of bars[start:] are the pivots of all bars with ``left`` bars inside the slice
+        pivot_highs, pivot_lows = f.pivots(left, p.range_pivot_right)
+        highs = pivot_highs[pivot_highs.searchsorted(start + left):]
+        lows = pivot_lows[pivot_lows.searchsorted(start + left):]
+        if len(highs) == 0 or len(lows) == 0:
+            return None
+        high = float(b.high[highs].max())
+        low = float(b.low[lows].min())
+    else:
+        ph, pl = ind.swing_pivots(b.high[start:], b.low[start:], left, p.range_pivot_right)
+        if not ph.any() or not pl.any():
+            return None
+        high = float(np.max(b.high[start:][ph]))
+        low = float(np.min(b.low[start:][pl]))
     if high <= low:
         return None
     return RangeStructure(high, low, count_respects(f, high, low, p, start))
@@ -161,14 +174,20 @@ def count_respects(f: Features, high: float, low: float, p: MicroScalpParams, st
     rejected price at least once (a one-sided 'range' is a trend leg)."""
     b = f.bars
     tol = p.range_respect_tolerance * (high - low)
-    h, l = b.high[start:], b.low[start:]
-    top = (h[:-1] >= high - tol) & (l[1:] < l[:-1])
-    bottom = (l[:-1] <= low + tol) & (h[1:] > h[:-1])
-    top_touches = int(np.sum(top[1:] & ~top[:-1]) + top[0]) if len(top) else 0
-    bottom_touches = int(np.sum(bottom[1:] & ~bottom[:-1]) + bottom[0]) if len(bottom) else 0
+    h, l = b.high[start:].tolist(), b.low[start:].tolist()
+    top_level, bottom_level = high - tol, low + tol
+    top = [h[i] >= top_level and l[i + 1] < l[i] for i in range(len(h) - 1)]
+    bottom = [l[i] <= bottom_level and h[i + 1] > h[i] for i in range(len(h) - 1)]
+    top_touches = _runs(top)
+    bottom_touches = _runs(bottom)
     if top_touches == 0 or bottom_touches == 0:
         return 0
     return top_touches + bottom_touches
+
+
+def _runs(flags: list[bool]) -> int:
+    """Number of runs of True (a run of touching bars is one touch)."""
+    return sum(1 for i, flag in enumerate(flags) if flag and (i == 0 or not flags[i - 1]))
 
 
 def detect_range(f: Features, p: MicroScalpParams) -> RegimeScore:
@@ -243,6 +262,9 @@ class RegimeState:
     pending_count: int = 0
     bar_time_s: int | None = None     # last bar this state has processed
     base: "RegimeState | None" = field(default=None, repr=False, compare=False)
+    # the symbol's indicator memory (engines/micro_scalp_features.SeriesMemo), carried along so
+    # the next evaluation extends the series instead of recomputing them
+    memo: SeriesMemo | None = field(default=None, repr=False, compare=False)
 
 
 def _best(scores: dict[str, RegimeScore]) -> str:
@@ -256,22 +278,24 @@ def _best(scores: dict[str, RegimeScore]) -> str:
 def advance_regime(state: RegimeState, scores: dict[str, RegimeScore], bar_time_s: int,
                    p: MicroScalpParams) -> tuple[RegimeState, str]:
     """Apply one bar's detector scores to ``state``; returns (new state, explanation)."""
+    memo = state.memo
     if state.bar_time_s is not None and bar_time_s == state.bar_time_s and state.base is not None:
         state = state.base                       # same bar again: recompute from the prior state
     elif state.bar_time_s is not None and bar_time_s < state.bar_time_s:
         state = RegimeState()                    # time went backwards (new replay): start afresh
-    base = replace(state, base=None)
+    base = RegimeState(state.regime, state.confidence, state.since_s, state.pending, state.pending_count,
+                       state.bar_time_s, None, memo)
     current = state.regime
     top = _best(scores)
 
     def held(reason: str) -> tuple[RegimeState, str]:
         confidence = scores[current].confidence if current != NONE else 0.0
-        return (RegimeState(current, confidence, state.since_s, None, 0, bar_time_s, base), reason)
+        return (RegimeState(current, confidence, state.since_s, None, 0, bar_time_s, base, memo), reason)
 
     def adopt(name: str, reason: str) -> tuple[RegimeState, str]:
         confidence = scores[name].confidence if name != NONE else 0.0
         since = bar_time_s if name != current else state.since_s
-        return (RegimeState(name, confidence, since, None, 0, bar_time_s, base), reason)
+        return (RegimeState(name, confidence, since, None, 0, bar_time_s, base, memo), reason)
 
     current_ok = current != NONE and scores[current].confidence >= scores[current].threshold - p.regime_exit_margin
     if current_ok:
@@ -289,7 +313,7 @@ def advance_regime(state: RegimeState, scores: dict[str, RegimeScore], bar_time_
         return adopt(top, f"switch {current} -> {top} ({scores[top].confidence:.0f}, confirmed {count} bars)")
     waiting = f"{top} pending {count}/{p.regime_confirm_bars}"
     if current_ok:
-        return (RegimeState(current, scores[current].confidence, state.since_s, top, count, bar_time_s, base),
-                f"hold {current}; {waiting}")
-    return (RegimeState(NONE, 0.0, None, top, count, bar_time_s, base),
+        return (RegimeState(current, scores[current].confidence, state.since_s, top, count, bar_time_s, base,
+                            memo), f"hold {current}; {waiting}")
+    return (RegimeState(NONE, 0.0, None, top, count, bar_time_s, base, memo),
             (f"drop {current}; " if current != NONE else "") + waiting)

@@ -19,7 +19,8 @@ from typing import Any, Literal
 import numpy as np
 
 from config.micro_scalp_model import MicroScalpParams
-from engines.micro_scalp_features import Features
+from engines import indicators as ind
+from engines.micro_scalp_features import Features, array_mean
 
 Side = Literal["buy", "sell"]
 
@@ -107,21 +108,24 @@ def micro_sweep(f: Features, p: MicroScalpParams) -> Sweep | None:
     An outside bar sweeping both sides keeps the higher confidence; a tie reports nothing."""
     b = f.bars
     look = p.sweep_lookback
-    last_close = b.close[-1]
+    start = max(f.n - p.sweep_recent_bars - look, 0)  # the bars any of the checks reads
+    highs, lows, closes = b.high[start:].tolist(), b.low[start:].tolist(), b.close[start:].tolist()
+    last_close = closes[-1]
     for ago in range(p.sweep_recent_bars):
         t = f.n - 1 - ago
         if t - look < 0:
             break
-        ref_high = float(np.max(b.high[t - look:t]))
-        ref_low = float(np.min(b.low[t - look:t]))
-        ref_vol = float(np.mean(b.volume[t - look:t]))
+        k = t - start
+        ref_high = max(highs[k - look:k])
+        ref_low = min(lows[k - look:k])
+        low, high, close = lows[k], highs[k], closes[k]
         found: list[Sweep] = []
-        if b.low[t] < ref_low < b.close[t] and last_close > ref_low:
-            found.append(Sweep("low", "buy", ref_low, float(b.low[t]), ago,
-                               _sweep_confidence(f, p, t, ref_low - b.low[t], f.lower_wick[t], ref_vol)))
-        if b.high[t] > ref_high > b.close[t] and last_close < ref_high:
-            found.append(Sweep("high", "sell", ref_high, float(b.high[t]), ago,
-                               _sweep_confidence(f, p, t, b.high[t] - ref_high, f.upper_wick[t], ref_vol)))
+        if low < ref_low < close and last_close > ref_low:
+            found.append(Sweep("low", "buy", ref_low, low, ago,
+                               _sweep_confidence(f, p, t, ref_low - low, f.lower_wick[t], look)))
+        if high > ref_high > close and last_close < ref_high:
+            found.append(Sweep("high", "sell", ref_high, high, ago,
+                               _sweep_confidence(f, p, t, high - ref_high, f.upper_wick[t], look)))
         if len(found) == 1:
             return found[0]
         if len(found) == 2:
@@ -132,10 +136,11 @@ def micro_sweep(f: Features, p: MicroScalpParams) -> Sweep | None:
 
 
 def _sweep_confidence(f: Features, p: MicroScalpParams, t: int, break_distance: float,
-                      wick: float, ref_vol: float) -> float:
+                      wick: float, look: int) -> float:
     confidence = 0.5
     if f.body[t] > 0 and wick >= 1.5 * f.body[t]:
         confidence += 0.3
+    ref_vol = array_mean(f.bars.volume[t - look:t])
     if ref_vol > 0 and f.bars.volume[t] >= 1.5 * ref_vol:
         confidence += 0.2
     if break_distance < p.sweep_min_break_atr * f.atr_now:
@@ -194,15 +199,16 @@ def equal_highs_lows(f: Features, p: MicroScalpParams) -> EqualLevels:
     each other inside the last ``equal_level_lookback`` bars."""
     start = f.n - p.equal_level_lookback
     tolerance = p.equal_level_tolerance_atr * f.atr_now
-    highs = f.bars.high[f.pivot_high[f.pivot_high >= start]]
-    lows = f.bars.low[f.pivot_low[f.pivot_low >= start]]
+    pivot_high, pivot_low = f.pivot_high, f.pivot_low  # ascending indices
+    highs = f.bars.high[pivot_high[pivot_high.searchsorted(start):]]
+    lows = f.bars.low[pivot_low[pivot_low.searchsorted(start):]]
     return EqualLevels(_clusters(highs, tolerance), _clusters(lows, tolerance))
 
 
 def _clusters(values: np.ndarray, tolerance: float) -> tuple[float, ...]:
     if len(values) < 2:
         return ()
-    ordered = np.sort(values)
+    ordered = sorted(values.tolist())
     levels: list[float] = []
     group = [ordered[0]]
     for value in ordered[1:]:
@@ -210,10 +216,10 @@ def _clusters(values: np.ndarray, tolerance: float) -> tuple[float, ...]:
             group.append(value)
         else:
             if len(group) >= 2:
-                levels.append(float(np.mean(group)))
+                levels.append(array_mean(np.array(group)))
             group = [value]
     if len(group) >= 2:
-        levels.append(float(np.mean(group)))
+        levels.append(array_mean(np.array(group)))
     return tuple(levels)
 
 
@@ -230,18 +236,16 @@ def micro_choch(f: Features, p: MicroScalpParams) -> Choch | None:
     the latest pivot high is a bullish CHOCH; the mirror is bearish. Pivots count only once
     confirmed (``pivot_right`` bars later) before the breaking bar. Most recent first."""
     b = f.bars
-    right = p.pivot_right
-    for ago in range(p.choch_recent_bars):
-        t = f.n - 1 - ago
-        if t < 1:
-            break
-        known = t - 1 - right  # pivots at or before this index are confirmed by bar t-1
-        hi = f.pivot_high[: np.searchsorted(f.pivot_high, known, side="right")]
-        lo = f.pivot_low[: np.searchsorted(f.pivot_low, known, side="right")]
-        if len(hi) < 2 or len(lo) < 2:
+    pivot_high, pivot_low = f.pivot_high, f.pivot_low
+    bars = [t for t in range(f.n - 1, f.n - 1 - p.choch_recent_bars, -1) if t >= 1]
+    known = [t - 1 - p.pivot_right for t in bars]  # pivots at or before these are confirmed by bar t-1
+    high_counts = pivot_high.searchsorted(known, side="right").tolist()
+    low_counts = pivot_low.searchsorted(known, side="right").tolist()
+    for ago, (t, hi_count, lo_count) in enumerate(zip(bars, high_counts, low_counts)):
+        if hi_count < 2 or lo_count < 2:
             continue
-        h1, h2 = b.high[hi[-2]], b.high[hi[-1]]
-        l1, l2 = b.low[lo[-2]], b.low[lo[-1]]
+        h1, h2 = b.high[pivot_high[hi_count - 2]], b.high[pivot_high[hi_count - 1]]
+        l1, l2 = b.low[pivot_low[lo_count - 2]], b.low[pivot_low[lo_count - 1]]
         if h2 < h1 and l2 < l1 and b.close[t] > h2 >= b.close[t - 1]:
             return Choch("buy", float(h2), ago)
         if h2 > h1 and l2 > l1 and b.close[t] < l2 <= b.close[t - 1]:
@@ -258,7 +262,7 @@ def volume_spike(f: Features, p: MicroScalpParams) -> bool:
     Data without volume never spikes."""
     v = f.bars.volume
     k = p.volume_spike_lookback
-    base = float(np.mean(v[-k - 1:-1]))
+    base = array_mean(v[-k - 1:-1])
     return base > 0 and v[-1] >= p.volume_spike_ratio * base
 
 
@@ -269,20 +273,18 @@ def increasing_volume(f: Features, p: MicroScalpParams) -> bool:
 
 def volatility_expanding(f: Features) -> bool:
     """Mean true range of the last 5 bars above 1.1 x the mean of the 5 before."""
-    return float(np.mean(f.tr[-5:])) > 1.1 * float(np.mean(f.tr[-10:-5]))
+    b = f.bars
+    # the true ranges of the last 10 bars need only the close before them
+    tr = ind.true_range(b.high[-11:], b.low[-11:], b.close[-11:])[1:] if f.n > 10 else f.tr
+    return array_mean(tr[-5:]) > 1.1 * array_mean(tr[-10:-5])
 
 
 def bb_squeeze(f: Features, p: MicroScalpParams) -> tuple[bool, float]:
     """Bollinger width contracting: mean of the last 5 widths / mean of the last 20 (complete
     windows only) below ``bb_squeeze_ratio``. Returns (squeezed, ratio)."""
-    recent = f.bb_width[-5:]
-    longer = f.bb_width[-20:]
-    if np.isnan(longer).any():
+    ratio = f.bb_width_ratio
+    if ratio is None:
         return False, float("nan")
-    denominator = float(np.mean(longer))
-    if denominator <= 0:
-        return False, float("nan")
-    ratio = float(np.mean(recent)) / denominator
     return ratio < p.bb_squeeze_ratio, ratio
 
 
@@ -294,7 +296,7 @@ def compression_block(f: Features, p: MicroScalpParams, end: int) -> tuple[bool,
     if len(h) < 6:
         return False, "too few bars"
     inside = all(h[i] < h[i - 1] and l[i] > l[i - 1] for i in (-1, -2))
-    mean_range = float(np.mean(h[-5:] - l[-5:]))
+    mean_range = array_mean(h[-5:] - l[-5:])
     small = mean_range < p.compression_range_atr * f.atr_now
     detail = f"inside_bars={inside} mean_range5={mean_range / f.atr_now:.2f}ATR"
     return inside or small, detail
@@ -304,11 +306,14 @@ def choppy(f: Features) -> bool:
     """Of the last 5 bars, >= 3 are mostly wick (wicks > 50 % of range) and < 2 are displacement
     bars (body > 70 % of range)."""
     b = f.bars
-    rng = b.high[-5:] - b.low[-5:]
-    safe = np.where(rng > 0, rng, 1.0)
-    wick_share = (f.upper_wick[-5:] + f.lower_wick[-5:]) / safe
-    body_share = f.body[-5:] / safe
-    return int(np.sum((wick_share > 0.5) & (rng > 0))) >= 3 and int(np.sum((body_share > 0.7) & (rng > 0))) < 2
+    wicky = displaced = 0
+    for high, low, upper, lower, body in zip(b.high[-5:].tolist(), b.low[-5:].tolist(), f.upper_wick[-5:].tolist(),
+                                             f.lower_wick[-5:].tolist(), f.body[-5:].tolist()):
+        rng = high - low
+        if rng > 0:
+            wicky += (upper + lower) / rng > 0.5
+            displaced += body / rng > 0.7
+    return wicky >= 3 and displaced < 2
 
 
 # ----------------------------------------------------------------------------------------------

@@ -222,3 +222,74 @@ def test_bad_arguments_are_named():
         ind.session_ids(np.array([0]), 24)
     with pytest.raises(ValueError, match="same length"):
         ind.session_vwap(np.array([0, 60]), [1.0], [1.0], [1.0], [1.0])
+
+
+# ----------------------------------------------------------------------------------------------
+# Speed helpers and incremental twins used by the engine's SeriesMemo: bit-identical, not close
+# ----------------------------------------------------------------------------------------------
+
+def _bits(values) -> bytes:
+    return np.asarray(values, dtype=np.float64).tobytes()
+
+
+def test_window_view_and_row_mean_std_equal_numpy(bars):
+    close = bars.close.to_numpy()[:500]
+    for width in (2, 5, 20, 37):
+        rows = ind.window_view(close, width)
+        reference = np.lib.stride_tricks.sliding_window_view(close, width)
+        assert rows.shape == reference.shape and rows.strides == reference.strides
+        mean, std = ind.row_mean_std(rows)
+        assert _bits(mean) == _bits(reference.mean(axis=1))
+        assert _bits(std) == _bits(reference.std(axis=1))
+    strided = close[::2]  # not contiguous: the plain sliding window view
+    assert np.array_equal(ind.window_view(strided, 3), np.lib.stride_tricks.sliding_window_view(strided, 3))
+
+
+def test_wilder_continue_is_wilder_smooth_after_its_seed(bars):
+    tr = ind.true_range(bars.high, bars.low, bars.close)
+    full = ind.wilder_smooth(tr, 14)
+    assert _bits(ind.wilder_continue(float(full[99]), tr[100:].tolist(), 14)) == _bits(full[100:])
+
+
+def test_swing_pivots_equal_max_min_rule_with_nan_and_ties():
+    rng = np.random.default_rng(3)
+    high = np.round(rng.random(400) * 5, 0) + 10  # many ties
+    high[[17, 150, 151]] = np.nan
+    low = high - 1
+    for left in (1, 2, 3):
+        for right in (1, 2, 4):
+            got_high, got_low = ind.swing_pivots(high, low, left, right)
+            n = len(high)
+            for i in range(n):
+                inside = left <= i < n - right
+                before, after = high[i - left:i], high[i + 1:i + 1 + right]
+                expect = inside and bool(high[i] > np.max(before) and high[i] >= np.max(after))
+                assert got_high[i] == expect, (left, right, i)
+                lb, la = low[i - left:i], low[i + 1:i + 1 + right]
+                assert got_low[i] == (inside and bool(low[i] < np.min(lb) and low[i] <= np.min(la)))
+
+
+@pytest.mark.parametrize("period", [5, 14])
+def test_adx_state_continues_the_array_adx(bars, period):
+    h, l, c = (bars[k].to_numpy() for k in ("high", "low", "close"))
+    expected = ind.adx(h, l, c, period).adx
+    assert not ind.AdxState.from_arrays(h[:2 * period - 1], l[:2 * period - 1], c[:2 * period - 1], period).ready
+    for cut in (2 * period, 300, 1700):
+        state = ind.AdxState.from_arrays(h[:cut], l[:cut], c[:cut], period)
+        assert state.ready and _bits(state.value) == _bits(expected[cut - 1])
+        got = [state.update(h[i], l[i], c[i]) for i in range(cut, min(cut + 400, len(c)))]
+        assert _bits(got) == _bits(expected[cut:cut + len(got)])
+
+
+def test_last_session_vwap_is_the_last_session_of_session_vwap_and_continues(bars):
+    time_s = bars.index.as_unit("s").asi8
+    h, l, c, v = (bars[k].to_numpy() for k in ("high", "low", "close", "volume"))
+    full = ind.session_vwap(time_s, h, l, c, v, 22)
+    assert len(set(full.session_start[700:2400].tolist())) > 1, "the continuations must cross a session reset"
+    for cut in (1, 700, 1500, 2000):
+        start, vwap, std, state = ind.last_session_vwap(time_s[:cut], h[:cut], l[:cut], c[:cut], v[:cut], 22)
+        assert start == full.session_start[cut - 1]
+        assert _bits(vwap) == _bits(full.vwap[start:cut]) and _bits(std) == _bits(full.std[start:cut])
+        got = [state.update(int(time_s[i]), h[i], l[i], c[i], v[i]) for i in range(cut, min(cut + 900, len(c)))]
+        assert _bits([g[0] for g in got]) == _bits(full.vwap[cut:cut + len(got)])  # across a session reset
+        assert _bits([g[1] for g in got]) == _bits(full.std[cut:cut + len(got)])

@@ -1,0 +1,206 @@
+"""The engine's SeriesMemo (series extended between evaluations) against fresh computations.
+
+The memo is only worth having if it is invisible: every decision, reason and indicator value must
+be the one a fresh evaluation gives, bit for bit. The walks follow the monitor's window (the
+first bar fixed, one more bar per step, the same bar re-checked) over real XAUUSD bars crossing a
+VWAP session reset, and the cases where the memo must start over.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from config.micro_scalp_model import MicroScalpConfig
+from engines import indicators as ind
+from engines.micro_scalp import RegimeState, evaluate
+from engines.micro_scalp_features import Bars, BadBars, SeriesMemo, compute_features
+from engines.spread import SpreadStats
+from tests.micro_scalp.real_bars import XAU_FILE, read_real_bars
+
+REPO = Path(__file__).resolve().parents[2]
+SPREAD = 0.20
+
+
+@pytest.fixture(scope="module")
+def xau() -> tuple[Bars, object]:
+    config = MicroScalpConfig.model_validate(json.loads((REPO / "config" / "micro_scalp.json").read_text()))
+    return Bars.from_frame(read_real_bars(XAU_FILE).iloc[:3000]), config.for_symbol("XAUUSD")
+
+
+def window(bars: Bars, start: int, end: int) -> Bars:
+    """A fresh copy, as the monitor gets a fresh frame every time."""
+    return Bars(*(a[start:end].copy() for a in (bars.time_s, bars.open, bars.high, bars.low, bars.close,
+                                               bars.volume)))
+
+
+def decide(bars: Bars, params, state: RegimeState | None):
+    close = float(bars.close[-1])
+    now = datetime.fromtimestamp(int(bars.time_s[-1]) + 60, tz=timezone.utc)
+    return evaluate(bars, (close - SPREAD / 2, close + SPREAD / 2), SpreadStats(SPREAD, SPREAD, SPREAD, 100), None,
+                    params, "XAUUSD", now, state, stops_level=0.1)
+
+
+def same_decision(a, b) -> bool:
+    return repr(a) == repr(b) and repr(a.regime_state.base) == repr(b.regime_state.base)
+
+
+def bits(values) -> bytes:
+    return np.asarray(values, dtype=np.float64).tobytes()
+
+
+def test_growing_window_with_memo_decides_exactly_as_fresh_evaluations(xau):
+    bars, params = xau
+    start = 1000
+    sessions = ind.session_ids(bars.time_s[start:1500], params.vwap_anchor_hour_utc)
+    assert len(set(sessions.tolist())) > 1, "the walk must cross a VWAP session reset"
+    kept = fresh = None
+    reused = 0
+    seen: set[tuple[str | None, str | None]] = set()
+    for end in range(start + 100, 1500):
+        for _ in range(2 if end % 7 == 0 else 1):  # some bars are checked twice, as at the 5 s cadence
+            data = window(bars, start, end)
+            memo_before = kept.regime_state.memo if kept else None
+            kept = decide(data, params, kept.regime_state if kept else None)
+            fresh = decide(data, params, replace(fresh.regime_state, memo=None) if fresh else None)
+            assert same_decision(kept, fresh), end
+            reused += kept.regime_state.memo is memo_before
+            seen.add((kept.strategy, kept.failed))
+    assert reused > 300  # the memo was carried (and extended) through the walk
+    assert ("edge_based", None) in seen and len({strategy for strategy, _ in seen}) >= 4  # ideas, every checker
+
+
+def test_memo_features_equal_fresh_features(xau):
+    bars, params = xau
+    memo = SeriesMemo()
+    for end in list(range(1100, 1160)) + [1160, 1400]:
+        data = window(bars, 1000, end)
+        memo.begin(data)
+        memo.validate(data)
+        kept = compute_features(data, 2000.0, 2000.2, params, memo)
+        fresh = compute_features(data, 2000.0, 2000.2, params)
+        for name in ("atr_now", "atr1", "avg_range", "vwap_now", "vwap_std_now", "ema_now", "adx_now"):
+            assert bits(getattr(kept, name)) == bits(getattr(fresh, name)), (end, name)
+        assert kept.vwap_session_start == fresh.vwap_session_start and kept.vwap_partial == fresh.vwap_partial
+        assert bits(kept.atr) == bits(ind.atr(data.high, data.low, data.close, params.atr_period))
+        assert bits(kept.vwap_tail(10)) == bits(fresh.vwap[-10:])
+        assert np.array_equal(kept.pivot_high, fresh.pivot_high) and np.array_equal(kept.pivot_low, fresh.pivot_low)
+        for left, right in ((3, 3), (1, 4)):
+            high, low = ind.swing_pivots(data.high, data.low, left, right)
+            got_high, got_low = kept.pivots(left, right)
+            assert np.array_equal(got_high, np.flatnonzero(high)) and np.array_equal(got_low, np.flatnonzero(low))
+        assert bits(kept.bb_width) == bits(ind.bollinger(data.close[-(params.bb_period + 19):], params.bb_period,
+                                                         params.bb_std).width)
+        reference_adx = ind.adx(data.high, data.low, data.close, params.adx_period).adx[-1]
+        assert bits(kept.adx_now) == bits(reference_adx)
+
+
+def test_memo_starts_over_when_the_window_is_not_an_extension(xau):
+    bars, params = xau
+    memo = SeriesMemo()
+    revised = window(bars, 1000, 1301)
+    revised.close[150] = (revised.high[150] + revised.low[150]) / 2  # a revised bar inside the kept window
+    assert revised.close[150] != bars.close[1150]
+    cases = [window(bars, 1000, 1300), window(bars, 1000, 1301), window(bars, 1001, 1302),  # slid
+             window(bars, 1001, 1290),                                                     # shorter
+             revised, window(bars, 1001, 1310)]
+    for data in cases:
+        memo.begin(data)
+        memo.validate(data)
+        kept = compute_features(data, 2000.0, 2000.2, params, memo)
+        fresh = compute_features(data, 2000.0, 2000.2, params)
+        for name in ("atr_now", "vwap_now", "vwap_std_now", "ema_now", "adx_now"):
+            assert bits(getattr(kept, name)) == bits(getattr(fresh, name)), name
+        assert np.array_equal(kept.pivot_high, fresh.pivot_high)
+
+
+def test_features_of_an_older_evaluation_stay_correct_after_the_memo_moves_on(xau):
+    bars, params = xau
+    names = ("atr_now", "vwap_now", "vwap_std_now", "ema_now", "adx_now")
+    for touch_first in (False, True):  # the series fetched before the move (values read after) or not
+        memo = SeriesMemo()
+        first = window(bars, 1000, 1200)
+        memo.begin(first)
+        early = compute_features(first, 2000.0, 2000.2, params, memo)
+        if touch_first:
+            early.atr_at(0), early.vwap_std_now
+        later = window(bars, 1000, 1260)
+        memo.begin(later)
+        moved = compute_features(later, 2000.0, 2000.2, params, memo)
+        for name in names:
+            getattr(moved, name)  # the memo's series now cover 1260 bars
+        fresh = compute_features(first, 2000.0, 2000.2, params)
+        for name in names:
+            assert bits(getattr(early, name)) == bits(getattr(fresh, name)), name
+        assert bits(early.atr) == bits(fresh.atr) and early.atr_at(-15) == fresh.atr_at(-15)
+        assert bits(early.vwap_tail(10)) == bits(fresh.vwap_tail(10))
+
+
+def test_validation_of_the_new_bars_reports_what_full_validation_reports(xau):
+    bars, _ = xau
+    problems = {
+        "bars contain NaN or infinite prices": lambda b, i: b.high.__setitem__(i, np.nan),
+        "bars contain zero or negative prices": lambda b, i: b.low.__setitem__(i, 0.0),
+        "bars have high below low/open/close or low above open/close": lambda b, i: b.high.__setitem__(i, b.low[i] - 1),
+        "bars contain NaN or negative volume": lambda b, i: b.volume.__setitem__(i, -1.0),
+        "bar times are not strictly increasing": lambda b, i: b.time_s.__setitem__(i, b.time_s[i - 1]),
+    }
+    for message, spoil in problems.items():
+        for new_bars in (1, 3, 30):  # the small (plain float) and the array tail check
+            memo = SeriesMemo()
+            good = window(bars, 1000, 1200)
+            memo.begin(good)
+            memo.validate(good)
+            bad = window(bars, 1000, 1200 + new_bars)
+            spoil(bad, len(bad) - 1)
+            memo.begin(bad)
+            with pytest.raises(BadBars, match=message.replace("(", r"\(").replace(")", r"\)")):
+                memo.validate(bad)
+            with pytest.raises(BadBars, match=message.replace("(", r"\(").replace(")", r"\)")):
+                bad.validate()
+
+
+def _reference_from_frame(frame: pd.DataFrame) -> Bars:
+    """The original column-by-column conversion."""
+    times = frame.index.tz_convert("UTC")
+    volume = np.zeros(len(frame))
+    for column in ("tick_volume", "volume"):
+        if column in frame.columns:
+            values = frame[column].to_numpy(np.float64)
+            if not np.isnan(values).all():
+                volume = values
+                break
+    return Bars(times.as_unit("s").asi8.astype(np.int64), *(frame[c].to_numpy(np.float64)
+                                                            for c in ("open", "high", "low", "close")), volume)
+
+
+def test_from_frame_gives_the_column_by_column_arrays(xau_bars):
+    base = xau_bars.iloc[:300].copy()
+    base["tick_volume"] = np.arange(len(base), dtype=np.uint64)
+    base["spread"] = np.int32(16)
+    variants = {"feed": base, "ns": base.set_axis(base.index.as_unit("ns")),
+                "sub-second": base.set_axis(base.index + pd.Timedelta(milliseconds=500)),
+                "new york": base.set_axis(base.index.tz_convert("America/New_York")),
+                "text column": base.assign(symbol="XAUUSD"), "no tick volume": base.assign(tick_volume=np.nan),
+                "no volume at all": base.drop(columns=["tick_volume", "volume"])}
+    for name, frame in variants.items():
+        got, expected = Bars.from_frame(frame), _reference_from_frame(frame)
+        for a, b in zip((got.time_s, got.open, got.high, got.low, got.close, got.volume),
+                        (expected.time_s, expected.open, expected.high, expected.low, expected.close,
+                         expected.volume)):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+
+
+def test_array_mean_is_numpy_mean_bit_for_bit():
+    from engines.micro_scalp_features import array_mean
+
+    rng = np.random.default_rng(11)
+    for size in (1, 2, 5, 7, 8, 9, 10, 16, 20, 33, 129, 1000):
+        values = rng.normal(2000.0, 3.0, size * 2)
+        for sample in (values[:size], values[::2][:size], values[-size:] - values[:size]):
+            assert bits(array_mean(sample)) == bits(float(np.mean(sample))), size
