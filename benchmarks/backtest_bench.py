@@ -9,6 +9,9 @@
   simulated terminal, bars read through the bar feed on demand (the default). Target >= 6,000
   (a year of M1, about 370,000 bars, in under a minute). ``backtest_year_m1_estimate_s`` is
   370,000 bars at that rate.
+- ``backtest_bars_per_s_bar_strategies``: the same day with the two strategies that read bars only,
+  micro-scalp and range-scalp (order flow reads the tick flow: the Binance tape live, the tick proxy
+  here).
 - ``backtest_bars_per_s_micro`` / ``_range`` / ``_flow``: the same day with one strategy on.
 - ``backtest_bars_per_s_refresh``: all three, with the bar feed refreshed before every step (as
   its thread does live) instead of read on demand: the comparison the driver's default rests on.
@@ -71,6 +74,7 @@ def throughput() -> dict[str, float]:
         figures["backtest_bars_per_s"] = rate
         figures["backtest_year_m1_estimate_s"] = round(YEAR_OF_M1 / rate, 1)
         figures["backtest_trades"] = float(report["overall"]["trades"])
+        figures["backtest_bars_per_s_bar_strategies"], _ = bars_per_s(["micro_scalp", "range_scalp"])
         for short, name in (("micro", "micro_scalp"), ("range", "range_scalp"), ("flow", "order_flow")):
             figures[f"backtest_bars_per_s_{short}"], _ = bars_per_s([name])
             stats = report["per_strategy"][name]
