@@ -55,7 +55,9 @@ class BarSeries:
             return cls.empty()
         time_s = np.asarray(rates["time"], dtype=np.int64)
         time_s = time_s - int(offset_s) if offset_s else time_s.copy()
-        return cls(time_s, *(np.ascontiguousarray(rates[f]) for f in FIELDS))
+        copy = np.ascontiguousarray
+        return cls(time_s, copy(rates["open"]), copy(rates["high"]), copy(rates["low"]), copy(rates["close"]),
+                   copy(rates["tick_volume"]), copy(rates["spread"]), copy(rates["real_volume"]))
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> "BarSeries":
@@ -82,8 +84,11 @@ class BarSeries:
             return first
         if first.is_empty:
             return second
-        return BarSeries(np.concatenate((first.time_s, second.time_s)),
-                         *(np.concatenate((getattr(first, f), getattr(second, f))) for f in FIELDS))
+        join = np.concatenate
+        return BarSeries(join((first.time_s, second.time_s)), join((first.open, second.open)),
+                         join((first.high, second.high)), join((first.low, second.low)),
+                         join((first.close, second.close)), join((first.tick_volume, second.tick_volume)),
+                         join((first.spread, second.spread)), join((first.real_volume, second.real_volume)))
 
     def same_bar(self, position: int, other: "BarSeries", other_position: int) -> bool:
         """Do both bars have the same open time, prices and tick volume?"""

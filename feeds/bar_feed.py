@@ -9,6 +9,7 @@ counted, and a bad fetch never replaces good data.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,9 +31,15 @@ class BadBars(ValueError):
     """A fetched bar series failed validation; ``problem`` says how."""
 
 
+SMALL_SERIES = 8  # an incremental fetch brings 2-4 bars: checked as plain numbers, without numpy's per-call cost
+
+
 def validate_bars(bars: BarSeries, symbol: str, timeframe: str) -> None:
     """Raise BadBars naming the first problem; an empty series is valid (market closed)."""
     if bars.is_empty:
+        return
+    if len(bars) <= SMALL_SERIES:
+        _validate_few(bars, symbol, timeframe)
         return
     o, h, l, c = bars.open, bars.high, bars.low, bars.close
     finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(l) & np.isfinite(c)
@@ -50,6 +57,27 @@ def validate_bars(bars: BarSeries, symbol: str, timeframe: str) -> None:
             if (steps == 0).any():
                 raise BadBars(f"{symbol} {timeframe}: duplicate bar time {bars.open_time(_first(steps == 0) + 1)}")
             raise BadBars(f"{symbol} {timeframe}: bars out of order")
+
+
+def _validate_few(bars: BarSeries, symbol: str, timeframe: str) -> None:
+    """``validate_bars`` bar by bar: the same checks in the same order, so the same message."""
+    rows = list(zip(bars.open.tolist(), bars.high.tolist(), bars.low.tolist(), bars.close.tolist()))
+    finite = math.isfinite
+    for i, (o, h, l, c) in enumerate(rows):
+        if not (finite(o) and finite(h) and finite(l) and finite(c)):
+            raise BadBars(f"{symbol} {timeframe}: non-finite price at {bars.open_time(i)}")
+    for i, (o, h, l, c) in enumerate(rows):
+        if not (o > 0 and h > 0 and l > 0 and c > 0):
+            raise BadBars(f"{symbol} {timeframe}: non-positive price at {bars.open_time(i)}")
+    for i, (o, h, l, c) in enumerate(rows):
+        if h < l or h < o or h < c or l > o or l > c:
+            raise BadBars(f"{symbol} {timeframe}: high/low do not contain open/close at {bars.open_time(i)}")
+    times = bars.time_s.tolist()
+    steps = [b - a for a, b in zip(times, times[1:])]
+    if any(step <= 0 for step in steps):
+        if 0 in steps:
+            raise BadBars(f"{symbol} {timeframe}: duplicate bar time {bars.open_time(steps.index(0) + 1)}")
+        raise BadBars(f"{symbol} {timeframe}: bars out of order")
 
 
 def _first(mask: np.ndarray) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -168,3 +169,27 @@ def test_a_fetch_after_a_long_gap_is_a_full_fetch(feed_stack) -> None:
     bars = feed.get("XAUUSD", "M1", 100)
     assert feed.stats.full_fetches == 2 and feed.stats.incremental_fetches == 0
     assert _same(bars, stack.broker.bars("XAUUSD", "M1", 100))
+
+
+@pytest.mark.parametrize("rows,index_change,message", [
+    ([(10, 11, 9, np.nan)], None, "non-finite price at 2026-01-05 10:00:00+00:00"),
+    ([(10, 11, 9, 10), (10, 11, 0, 10.5)], None, "non-positive price at 2026-01-05 10:01:00+00:00"),
+    ([(10, 9, 11, 10)], None, "high/low do not contain"),
+    (GOOD, "duplicate", "duplicate bar time 2026-01-05 10:01:00"),
+    (GOOD, "reverse", "out of order"),
+])
+def test_a_few_bars_get_the_same_verdict_as_many(rows, index_change, message) -> None:
+    """Incremental fetches bring a few bars, checked one by one: the same message as the array check."""
+    data = frame(rows)
+    if index_change == "duplicate":
+        data.index = data.index[[0, 1, 1]]
+    elif index_change == "reverse":
+        data.index = data.index[::-1]
+    few = BarSeries.from_frame(data)
+    many = BarSeries.from_frame(pd.concat([frame(GOOD * 4, start="2026-01-04 10:00"), data]))
+    errors = []
+    for bars in (few, many):
+        with pytest.raises(BadBars, match=re.escape(message)) as caught:
+            validate_bars(bars, "XAUUSD", "M1")
+        errors.append(str(caught.value))
+    assert len(few) <= 8 < len(many) and errors[0] == errors[1]
