@@ -568,12 +568,16 @@ class SymbolFlow:
         return SecondSeries(int(start_sec), buy, sell, trades, notional, o, h, lo, c, disc,
                             self._cvd_end(buy - sell))
 
-    def _window(self, window_seconds: int, now_ms: int) -> tuple[int, np.ndarray, np.ndarray, int | None]:
-        """(first second, ring slots, slot holds that second, position of the open second or None)."""
+    def _check_window(self, window_seconds: int) -> _SecondRing:
         ring = self.ring
         if not 1 <= window_seconds <= ring.size:
             raise ValueError(f"window_seconds must be 1..{ring.size} (the ring is sized for the "
                              f"longest configured window), got {window_seconds}")
+        return ring
+
+    def _window(self, window_seconds: int, now_ms: int) -> tuple[int, np.ndarray, np.ndarray, int | None]:
+        """(first second, ring slots, slot holds that second, position of the open second or None)."""
+        ring = self._check_window(window_seconds)
         now_sec = now_ms // 1000
         start_sec = now_sec - window_seconds + 1
         secs = np.arange(start_sec, now_sec + 1, dtype=np.int64)
@@ -608,26 +612,48 @@ class SymbolFlow:
 
     def _cvd_end(self, delta: np.ndarray) -> np.ndarray:
         """CVD at the end of each second of a window ending now."""
-        return (self.cvd - float(delta.sum())) + np.cumsum(delta)
+        return (self.cvd - float(np.add.reduce(delta))) + delta.cumsum()
 
     def metrics(self, window_seconds: int, now_ms: int) -> FlowMetrics:
-        """The numbers of ``seconds`` summed up; only the columns it reads are gathered (a
-        monitor asks for two windows every step)."""
+        """The numbers of ``seconds`` summed up; only the columns it reads are gathered."""
+        return self.metrics_many((window_seconds,), now_ms)[0]
+
+    def metrics_many(self, windows_seconds: Sequence[int], now_ms: int) -> list[FlowMetrics]:
+        """``metrics`` of several windows ending at ``now_ms``, in the order given. The ring is
+        gathered once for the longest window and each window reads its tail: the same values
+        in the same positions, so every number is the one ``metrics`` gives (a monitor asks
+        for two windows every step)."""
+        for window_seconds in windows_seconds:
+            self._check_window(window_seconds)
         now_ms = self._clamp_now(now_ms)
-        start_sec, slots, valid, open_at = self._window(window_seconds, now_ms)
-        buy_s, sell_s, notional_s, trades_s, disc = self._volumes(slots, valid, open_at)
-        buy = float(buy_s.sum())
-        sell = float(sell_s.sum())
+        longest = max(windows_seconds)
+        start_sec, slots, valid, open_at = self._window(longest, now_ms)
+        columns = self._volumes(slots, valid, open_at)
+        extremes: list[np.ndarray] = []  # high and low prices per second, gathered when first needed
+        return [self._summarise(window_seconds, now_ms, start_sec, slots, valid, open_at, columns, extremes,
+                                longest - window_seconds) for window_seconds in windows_seconds]
+
+    def _summarise(self, window_seconds: int, now_ms: int, start_sec: int, slots: np.ndarray, valid: np.ndarray,
+                   open_at: int | None, columns: tuple[np.ndarray, ...], extremes: list[np.ndarray],
+                   skip: int) -> FlowMetrics:
+        """One window's metrics from the longest window's gathered columns, ``skip`` seconds in."""
+        buy_s, sell_s, notional_s, trades_s, disc = (column[skip:] for column in columns)
+        add = np.add.reduce  # what ndarray.sum calls, without its Python layers
+        buy = float(add(buy_s))
+        sell = float(add(sell_s))
         volume = buy + sell
-        notional = float(notional_s.sum())
-        trades = int(trades_s.sum())
+        notional = float(add(notional_s))
+        trades = int(add(trades_s))
         slope = _least_squares_slope(self._cvd_end(buy_s - sell_s))
         if trades:
-            first = int(np.argmax(trades_s > 0))
+            if not extremes:
+                extremes += (self._prices(self.ring.high, slots, valid, open_at, self._h),
+                             self._prices(self.ring.low, slots, valid, open_at, self._l))
+            first = skip + int((trades_s > 0).argmax())  # in the longest window
             price_open = float(self._o if first == open_at else self.ring.open[slots[first]])
             # fmax/fmin skip NaN as nanmax/nanmin do (they are those, plus a warning when all NaN)
-            price_high = float(np.fmax.reduce(self._prices(self.ring.high, slots, valid, open_at, self._h)))
-            price_low = float(np.fmin.reduce(self._prices(self.ring.low, slots, valid, open_at, self._l)))
+            price_high = float(np.fmax.reduce(extremes[0][skip:]))
+            price_low = float(np.fmin.reduce(extremes[1][skip:]))
         else:
             price_open = price_high = price_low = None
         return FlowMetrics(
@@ -641,8 +667,8 @@ class SymbolFlow:
             price_open=price_open, price_high=price_high, price_low=price_low,
             last_price=self.last_price, last_trade_ms=self.last_time_ms,
             staleness_ms=now_ms - self.last_time_ms if self.last_time_ms is not None else None,
-            discontinuous=bool(disc.any()),
-            complete=self.first_time_ms is not None and self.first_time_ms // 1000 <= start_sec)
+            discontinuous=bool(np.logical_or.reduce(disc)),
+            complete=self.first_time_ms is not None and self.first_time_ms // 1000 <= start_sec + skip)
 
     def bars(self, seconds: int, include_forming: bool = True) -> list[FlowBar]:
         """Completed bars of ``seconds``, oldest first, plus the one still forming if asked."""
@@ -768,6 +794,17 @@ class OrderFlowEngine:
                 raise ValueError(f"window_seconds must be 1..{self.ring_seconds}, got {window_seconds}")
             return None
         return book.metrics(window_seconds, now_ms)
+
+    def get_metrics_many(self, symbol: str, windows_seconds: Sequence[int], now_ms: int
+                         ) -> list[FlowMetrics | None]:
+        """``get_metrics`` of each window, in order, from one pass over the ring."""
+        book = self._books.get(symbol)
+        if book is None or book.last_time_ms is None:
+            for window_seconds in windows_seconds:
+                if not 1 <= window_seconds <= self.ring_seconds:
+                    raise ValueError(f"window_seconds must be 1..{self.ring_seconds}, got {window_seconds}")
+            return [None] * len(windows_seconds)
+        return book.metrics_many(windows_seconds, now_ms)
 
     def all_metrics(self, symbol: str, now_ms: int) -> dict[int, FlowMetrics]:
         """Metrics for every configured window (empty when the symbol has never traded)."""

@@ -131,14 +131,32 @@ def _last_wilder_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, perio
         tr[1:] = np.maximum(tr[1:], np.maximum(np.abs(high[1:] - prev_close), np.abs(low[1:] - prev_close)))
     if period == 1:
         return float(tr[-1]) if len(tr) else math.nan
-    valid = np.flatnonzero(~np.isnan(tr))  # the Wilder seed starts at the first non-NaN value
-    if len(valid) == 0 or len(tr) - int(valid[0]) < period:
+    first = _first_number(tr)  # the Wilder seed starts at the first non-NaN value
+    if first is None or len(tr) - first < period:
         return math.nan
-    seed_end = int(valid[0]) + period
+    seed_end = first + period
     current = fast_mean(tr[seed_end - period:seed_end])
+    # a Python int: the same double Python converts it to at every division (numpy ints keep
+    # numpy's arithmetic, and its float64 result type)
+    divisor = float(period) if isinstance(period, int) else period
     for value in tr[seed_end:].tolist():
-        current = current + (value - current) / period
+        current = current + (value - current) / divisor
     return current
+
+
+def all_finite(values: np.ndarray) -> bool:
+    """``np.isfinite(values).all()`` without ``ndarray.all``'s Python layers (the same reduction)."""
+    return bool(np.logical_and.reduce(np.isfinite(values)))
+
+
+def _first_number(values: np.ndarray) -> int | None:
+    """Index of the first non-NaN value (None when all are NaN); broker bars start with one."""
+    if len(values) == 0:
+        return None
+    if values[0] == values[0]:
+        return 0
+    valid = (~np.isnan(values)).nonzero()[0]
+    return int(valid[0]) if len(valid) else None
 
 
 def _swing_pivots(high: np.ndarray, low: np.ndarray, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,11 +183,21 @@ def _swing_pivots(high: np.ndarray, low: np.ndarray, left: int, right: int) -> t
     return is_high, is_low
 
 
+_TREND_X: dict[int, tuple[np.ndarray, np.float64]] = {}
+
+
 def _trend(values: np.ndarray) -> float:
-    """Least-squares slope times (n - 1): the change along the fitted line over the window."""
+    """Least-squares slope times (n - 1): the change along the fitted line over the window.
+    The centred x and its sum of squares depend on n only: made once per n."""
     n = len(values)
-    x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
-    return float(x @ (values - fast_mean(values)) / (x @ x)) * (n - 1)
+    cached = _TREND_X.get(n)
+    if cached is None:
+        x = np.arange(n, dtype=np.float64) - (n - 1) / 2.0
+        cached = (x, x @ x)
+        if len(_TREND_X) < 64:
+            _TREND_X[n] = cached
+    x, xx = cached
+    return float(x @ (values - fast_mean(values)) / xx) * (n - 1)
 
 
 def flow_columns(flow_bars: Sequence[Any] | FlowBarColumns) -> FlowBarColumns:
@@ -198,7 +226,7 @@ def align_flow_to_bars(bar_start_ms: Sequence[int], flow_bars: Sequence[Any] | F
     delta = np.where(found, buy - sell, np.nan)
     volume = np.where(found, buy + sell, np.nan)
     quiet = ~found & (starts > flow.start_ms[0])
-    if quiet.any():
+    if np.logical_or.reduce(quiet):  # quiet.any() without its Python layers
         last_found = np.maximum.accumulate(np.where(found, np.arange(n), -1))
         carried = np.where(last_found >= 0, cvd[np.maximum(last_found, 0)], np.nan)
         cvd[quiet], delta[quiet], volume[quiet] = carried[quiet], 0.0, 0.0
@@ -208,7 +236,7 @@ def align_flow_to_bars(bar_start_ms: Sequence[int], flow_bars: Sequence[Any] | F
 def _unique_by_start(flow: FlowBarColumns) -> FlowBarColumns:
     """Sorted by start, one bar per start (the last given wins). The engine's bars already are."""
     starts = flow.start_ms
-    if len(starts) < 2 or bool((starts[1:] > starts[:-1]).all()):
+    if len(starts) < 2 or bool(np.logical_and.reduce(starts[1:] > starts[:-1])):
         return flow
     order = np.argsort(starts, kind="stable")
     ordered = starts[order]
@@ -225,11 +253,11 @@ def cvd_divergence(high, low, cvd, volume, atr_value: float | None,
     """Price makes HH (LL) on its last two M1 swing highs (lows) while CVD at those bars falls (rises)."""
     n = params.pivot_lookback_bars
     high, low, cvd, volume = _f(high)[-n:], _f(low)[-n:], _f(cvd)[-n:], _f(volume)[-n:]
-    if len(high) < n or not atr_value or not np.isfinite(cvd).all() or not np.isfinite(volume).all():
+    if len(high) < n or not atr_value or not all_finite(cvd) or not all_finite(volume):
         return None
     is_high, is_low = _swing_pivots(high, low, 1, 1)
     candidates = []
-    highs, lows = np.flatnonzero(is_high), np.flatnonzero(is_low)
+    highs, lows = is_high.nonzero()[0], is_low.nonzero()[0]
     if len(highs) >= 2:
         i1, i2 = int(highs[-2]), int(highs[-1])
         if high[i2] > high[i1] and cvd[i2] < cvd[i1]:
@@ -244,7 +272,7 @@ def cvd_divergence(high, low, cvd, volume, atr_value: float | None,
     if len(candidates) == 2 and candidates[0][2] == candidates[1][2]:
         return None  # both at the same bar: no direction
     side, i1, i2, price_move = candidates[-1]
-    traded = float(volume[i1 + 1:i2 + 1].sum())
+    traded = float(np.add.reduce(volume[i1 + 1:i2 + 1]))
     cvd_move = abs(float(cvd[i2] - cvd[i1]))
     price_part = min(1.0, price_move / (params.cvd_div_price_atr * atr_value))
     flow_part = min(1.0, cvd_move / traded) if traded > 0 else 0.0
@@ -258,7 +286,7 @@ def delta_divergence(close, delta, atr_value: float | None,
     """Price trend (in ATR) against the trend of per-bar delta (in mean |delta|) over N bars."""
     n = params.delta_div_bars
     close, delta = _f(close)[-n:], _f(delta)[-n:]
-    if len(close) < n or n < 3 or not atr_value or not np.isfinite(delta).all():
+    if len(close) < n or n < 3 or not atr_value or not all_finite(delta):
         return None
     scale = fast_mean(np.abs(delta))
     if scale <= 0:
@@ -314,12 +342,13 @@ def absorption(buy_volume: float, sell_volume: float, price_high: float | None, 
 def _liquidity_levels(high: np.ndarray, low: np.ndarray, tolerance: float) -> tuple[list[float], list[float]]:
     """Resting-liquidity levels: the window's extremes and clusters of >= 2 equal 5-bar swing points."""
     is_high, is_low = _swing_pivots(high, low, 2, 2)
-    levels_high, levels_low = [float(high.max())], [float(low.min())]
+    levels_high, levels_low = [float(np.maximum.reduce(high))], [float(np.minimum.reduce(low))]
     for values, out in ((high[is_high], levels_high), (low[is_low], levels_low)):
         points = np.sort(values)
+        plain = points.tolist()  # the same doubles: the same differences, without numpy scalars
         start = 0
-        for i in range(1, len(points) + 1):
-            if i == len(points) or points[i] - points[i - 1] > tolerance:
+        for i in range(1, len(plain) + 1):
+            if i == len(plain) or plain[i] - plain[i - 1] > tolerance:
                 if i - start >= 2:
                     out.append(fast_mean(points[start:i]))
                 start = i
@@ -336,7 +365,7 @@ def liquidity_sweep(high, low, close, atr_value: float | None,
     ref_high, ref_low = high[-(lookback + recent):-recent], low[-(lookback + recent):-recent]
     levels_high, levels_low = _liquidity_levels(ref_high, ref_low, params.sweep_cluster_atr * atr_value)
     last = float(close[-1])
-    reach_high, reach_low = float(high[-recent:].max()), float(low[-recent:].min())
+    reach_high, reach_low = float(np.maximum.reduce(high[-recent:])), float(np.minimum.reduce(low[-recent:]))
     full = params.sweep_reclaim_atr * atr_value
     swept_lows = [lv for lv in levels_low if reach_low < lv < last]  # ran the stops below, closed above
     swept_highs = [lv for lv in levels_high if last < lv < reach_high]
@@ -356,12 +385,14 @@ def vwap_deviation(high, low, close, volume, price: float,
     """Distance of ``price`` from the bars' VWAP in weighted standard deviations (reversion)."""
     n = params.vwap_bars
     high, low, close, volume = _f(high)[-n:], _f(low)[-n:], _f(close)[-n:], _f(volume)[-n:]
-    if len(close) < min(n, 20) or not np.isfinite(volume).all():
+    if len(close) < min(n, 20) or not all_finite(volume):
         return None
     typical = (high + low + close) / 3.0
-    weights = volume if volume.sum() > 0 else np.ones_like(volume)
-    vwap = float((typical * weights).sum() / weights.sum())
-    sigma = math.sqrt(float((weights * (typical - vwap) ** 2).sum() / weights.sum()))
+    add = np.add.reduce  # ndarray.sum without its Python layers (the same reduction)
+    weights = volume if add(volume) > 0 else np.ones_like(volume)
+    total = add(weights)
+    vwap = float(add(typical * weights) / total)
+    sigma = math.sqrt(float(add(weights * (typical - vwap) ** 2) / total))
     if sigma <= 0:
         return None
     deviation = (price - vwap) / sigma

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -340,6 +340,10 @@ class TickFlowProxy:
 
     def get_metrics(self, symbol: str, window_seconds: int, now_ms: int) -> FlowMetrics | None:
         return self.engine.get_metrics(symbol, window_seconds, now_ms)
+
+    def get_metrics_many(self, symbol: str, windows_seconds: Sequence[int], now_ms: int
+                         ) -> list[FlowMetrics | None]:
+        return self.engine.get_metrics_many(symbol, windows_seconds, now_ms)
 
     def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
         return self.engine.bars(symbol, seconds, include_forming)

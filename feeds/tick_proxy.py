@@ -21,7 +21,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -137,6 +137,12 @@ class TickProxyFeed:
     def get_metrics(self, symbol: str, window_seconds: int, now_ms: int) -> FlowMetrics | None:
         with self._lock:
             return self.proxy.get_metrics(symbol, window_seconds, now_ms)
+
+    def get_metrics_many(self, symbol: str, windows_seconds: Sequence[int], now_ms: int
+                         ) -> list[FlowMetrics | None]:
+        """``get_metrics`` of each window under one lock and one pass over the ring."""
+        with self._lock:
+            return self.proxy.get_metrics_many(symbol, windows_seconds, now_ms)
 
     def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
         with self._lock:

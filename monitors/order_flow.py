@@ -27,7 +27,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from config.order_flow_model import OrderFlowConfig, OrderFlowParams
 from engines.order_flow import FlowBarColumns, FlowMetrics
@@ -107,6 +107,15 @@ def _flow_bars(route: _Route) -> FlowBarColumns:
     if bar_columns is not None:
         return bar_columns(route.key, 60, False)
     return FlowBarColumns.from_bars(route.feed.bars(route.key, 60, False))
+
+
+def _window_metrics(route: _Route, windows_seconds: Sequence[int]) -> list[FlowMetrics | None]:
+    """``get_metrics`` of each window; in one pass over the tape when the feed offers it (the
+    tick proxy), else window by window (the Binance wrapper). Same values either way."""
+    many = getattr(route.feed, "get_metrics_many", None)
+    if many is not None:
+        return many(route.key, windows_seconds, route.now_ms)
+    return [route.feed.get_metrics(route.key, window, route.now_ms) for window in windows_seconds]
 
 
 class OrderFlowMonitor:
@@ -301,8 +310,9 @@ class OrderFlowMonitor:
         if route is None:
             raise _Skip("flow_missing", f"no flow source (binance mapped: {cfg.uses_binance(symbol)}, "
                                         f"proxy enabled: {cfg.proxy.enabled})")
-        entry_window = self._fresh(route, params.entry_delta_window_seconds, params.max_flow_age_seconds)
-        signal_window = self._fresh(route, params.absorption_window_seconds, params.max_flow_age_seconds)
+        entry_window, signal_window = self._fresh(
+            route, (params.entry_delta_window_seconds, params.absorption_window_seconds),
+            params.max_flow_age_seconds)
 
         try:
             bars = self.bar_feed.get(symbol, "M1", params.bars_needed)
@@ -358,13 +368,16 @@ class OrderFlowMonitor:
             self._count(f"executor_{outcome.status}")
             raise _Skip(f"executor_{outcome.status}", outcome.reason)
 
-    def _fresh(self, route: _Route, window_seconds: int, max_age_seconds: float) -> FlowMetrics:
-        metrics = route.feed.get_metrics(route.key, window_seconds, route.now_ms)
-        problem = flow_problem(metrics, max_age_seconds)
-        if problem is not None:
-            raise _Skip(problem[0], f"{route.source} {route.key}: {problem[1]}")
-        assert metrics is not None
-        return metrics
+    def _fresh(self, route: _Route, windows_seconds: tuple[int, int], max_age_seconds: float
+               ) -> tuple[FlowMetrics, FlowMetrics]:
+        """Both windows' metrics, checked in the order given (the first problem is the gate)."""
+        both = _window_metrics(route, windows_seconds)
+        for metrics in both:
+            problem = flow_problem(metrics, max_age_seconds)
+            if problem is not None:
+                raise _Skip(problem[0], f"{route.source} {route.key}: {problem[1]}")
+        assert both[0] is not None and both[1] is not None
+        return both[0], both[1]
 
     def _check_cooldown(self, symbol: str, cooldown_seconds: float, market_now: datetime) -> None:
         """Since the last entry attempt (this process) or the last open/close (the registry)."""

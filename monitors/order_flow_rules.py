@@ -19,8 +19,8 @@ import numpy as np
 
 from engines.bars import BarSeries
 from engines.order_flow import FlowBar, FlowBarColumns, FlowMetrics
-from engines.order_flow_signals import (Signal, SignalParams, absorption, align_flow_to_bars, cvd_divergence,
-                                        delta_divergence, flow_columns, last_atr, liquidity_sweep,
+from engines.order_flow_signals import (Signal, SignalParams, absorption, align_flow_to_bars, all_finite,
+                                        cvd_divergence, delta_divergence, flow_columns, last_atr, liquidity_sweep,
                                         typical_window_volume, vwap_deviation)
 
 
@@ -94,7 +94,7 @@ def signal_inputs(bars: BarSeries, flow_bars: Sequence[FlowBar] | FlowBarColumns
     starts, high, low, close, bar_volume = bar_arrays(bars)
     flow = flow_columns(flow_bars)
     cvd, delta, flow_volume = align_flow_to_bars(starts, flow)
-    before_window = np.flatnonzero(flow.end_ms <= window.now_ms - window.window_seconds * 1000)
+    before_window = (flow.end_ms <= window.now_ms - window.window_seconds * 1000).nonzero()[0]
     typical = typical_window_volume(flow.take(before_window[-params.absorption_typical_bars:]),
                                     window.window_seconds, params.absorption_typical_bars)
     return SignalInputs(high, low, close, bar_volume, cvd, delta, flow_volume, window, typical, price,
@@ -112,7 +112,7 @@ def default_signals(inputs: SignalInputs, params: SignalParams) -> list[Signal]:
     broker's tick volume before that (one unit per series, never mixed)."""
     w, atr_value = inputs.window, inputs.atr
     vwap_volume = inputs.flow_volume[-params.vwap_bars:]
-    if not np.isfinite(vwap_volume).all() or vwap_volume.sum() <= 0:
+    if not all_finite(vwap_volume) or np.add.reduce(vwap_volume) <= 0:
         vwap_volume = inputs.bar_volume[-params.vwap_bars:]
     found = [
         absorption(w.buy_volume, w.sell_volume, w.price_high, w.price_low, w.vwap, inputs.typical_volume,

@@ -127,6 +127,22 @@ def test_metrics_are_the_sums_of_the_seconds():
                 assert m.price_open == float(s.open[np.argmax(s.trades > 0)])
 
 
+def test_several_windows_in_one_pass_equal_one_window_at_a_time():
+    """``get_metrics_many`` reads each window as the tail of the longest: same numbers, bit for bit."""
+    rng = np.random.default_rng(4)
+    engine = OrderFlowEngine(windows_seconds=(30, 60, 300))
+    for ids, price, qty, times, maker, mark in random_batches(rng, 300):
+        if mark:
+            engine.mark_discontinuity(SYM)
+        engine.add_trades(SYM, ids, price, qty, times, maker)
+        now = int(engine.book(SYM).last_time_ms or T0) + int(rng.integers(-2_000, 20_000))
+        for windows in ((30, 60), (300, 30), (60, 60, 1), (300,)):
+            many = engine.get_metrics_many(SYM, windows, now)
+            assert [repr(m) for m in many] == [repr(engine.get_metrics(SYM, w, now)) for w in windows]
+    with pytest.raises(ValueError):
+        engine.get_metrics_many(SYM, (30, 301), T0)
+
+
 def test_fast_mean_is_numpys_mean_bit_for_bit():
     rng = np.random.default_rng(4)
     for n in list(range(1, 40)) + [127, 128, 129, 200, 900, 3600]:
