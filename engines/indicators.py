@@ -33,7 +33,8 @@ __all__ = [
     "true_range", "atr", "wilder_smooth", "ema", "sma", "rsi", "bollinger", "BollingerBands",
     "session_ids", "session_vwap", "VwapBands", "swing_pivots", "average_range", "adx", "AdxResult",
     "AtrState", "EmaState", "RsiState", "VwapState", "AdxState", "window_view", "row_mean_std",
-    "wilder_list", "wilder_continue", "true_range_step", "last_session_vwap",
+    "wilder_list", "wilder_continue", "true_range_step", "last_session_vwap", "pairwise_sum",
+    "bollinger_width_step",
 ]
 
 _NAN = float("nan")
@@ -567,6 +568,56 @@ class VwapState:
         else:
             mean_dev, second = self.cum_d / self.cum_n, self.cum_d2 / self.cum_n
         return self.ref + mean_dev, math.sqrt(max(second - mean_dev * mean_dev, 0.0))
+
+
+_PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
+
+
+def pairwise_sum(values: list[float]) -> float:
+    """``np.add.reduce`` of a contiguous float64 row on plain floats, in numpy's order (its
+    pairwise summation: eight running sums per block of at most 128 values, blocks split in
+    halves), so the bits are the same; for a handful of values numpy's per-call cost dominates."""
+    n = len(values)
+    if n < 8:
+        total = 0.0
+        for value in values:
+            total += value
+        return total
+    if n > _PAIRWISE_BLOCK:
+        half = n // 2
+        half -= half % 8
+        return pairwise_sum(values[:half]) + pairwise_sum(values[half:])
+    r0, r1, r2, r3, r4, r5, r6, r7 = values[:8]
+    full = n - n % 8
+    for i in range(8, full, 8):
+        r0 += values[i]
+        r1 += values[i + 1]
+        r2 += values[i + 2]
+        r3 += values[i + 3]
+        r4 += values[i + 4]
+        r5 += values[i + 5]
+        r6 += values[i + 6]
+        r7 += values[i + 7]
+    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(full, n):
+        total += values[i]
+    return total
+
+
+def bollinger_width_step(window: list[float], num_std: float) -> float:
+    """(upper - lower) / middle of ONE complete Bollinger window (``period`` closes, oldest
+    first) on plain floats, with ``row_mean_std``'s steps (pairwise sums, population std), so the
+    value is the one the array path gives for that bar."""
+    count = len(window)
+    mean = pairwise_sum(window) / count
+    squares = [(value - mean) * (value - mean) for value in window]
+    std = math.sqrt(pairwise_sum(squares) / count)
+    band = num_std * std
+    width = (mean + band) - (mean - band)
+    if mean == 0.0:  # numpy's inf/NaN instead of Python's ZeroDivisionError
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.float64(width) / np.float64(mean))
+    return width / mean
 
 
 def _maximum(a: float, b: float) -> float:

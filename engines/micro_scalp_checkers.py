@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_features import Features
 from engines.micro_scalp_regimes import RANGE, RangeStructure, RegimeScore, count_respects, vwap_deviation, \
@@ -25,6 +27,9 @@ from engines.micro_scalp_signals import (Side, bb_squeeze, compression_block, cv
 from engines.spread import SpreadStats
 
 EDGE = "edge_based"
+# ``ndarray.max()``/``min()`` without their Python-level wrapper (the same ufunc reductions)
+_highest = np.maximum.reduce
+_lowest = np.minimum.reduce
 
 
 class Trace:
@@ -188,8 +193,8 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
     vwap_dist = abs(f.mid - f.vwap_now)
     in_band = vwap_dist <= tol
     b = f.bars
-    box_high = float(b.high[-p.intraday_range_bars:].max())
-    box_low = float(b.low[-p.intraday_range_bars:].min())
+    box_high = float(_highest(b.high[-p.intraday_range_bars:]))
+    box_low = float(_lowest(b.low[-p.intraday_range_bars:]))
     edge_tol = p.edge_tolerance_atr * atr
     at_box = abs(f.mid - box_high) <= edge_tol or abs(f.mid - box_low) <= edge_tol
     blocks = micro_order_blocks(f, p)

@@ -108,7 +108,9 @@ def _series_volume(series: BarSeries) -> np.ndarray:
     """As ``_volume`` for a frame: tick volume unless it is all NaN (a reader's file without it);
     then zeros (the VWAP weighs bars equally)."""
     values = series.tick_volume.astype(np.float64, copy=False)
-    return values if len(values) and not np.isnan(values).all() else np.zeros(len(series))
+    if len(values) and (not math.isnan(values[0]) or not np.isnan(values).all()):  # a number first: not all NaN
+        return values
+    return np.zeros(len(series))
 
 
 def _epoch_seconds(times: pd.DatetimeIndex) -> np.ndarray:
@@ -322,6 +324,36 @@ class _SessionVwap(_Series):
             self.values = self.values[-self.KEEP:]  # a new list: views of the old one stay valid
 
 
+class _BollingerWidths(_Series):
+    """Bollinger width at every bar (NaN while the window is incomplete). A width depends on its
+    own window only, so new bars' widths are appended, computed on plain floats with the array
+    path's steps (``ind.bollinger_width_step``): the same bits."""
+
+    def __init__(self, period: int, num_std: float) -> None:
+        self.period, self.num_std = period, num_std
+        self.values: list[float] = []
+
+    def compute(self, bars: Bars, n: int) -> None:
+        period = self.period
+        self.values = [_NAN] * min(n, period - 1)
+        if n >= period:
+            close = np.ascontiguousarray(bars.close[:n], dtype=np.float64)
+            middle, std = ind.row_mean_std(ind.window_view(close, period))
+            band = self.num_std * std
+            with np.errstate(divide="ignore", invalid="ignore"):
+                self.values += (((middle + band) - (middle - band)) / middle).tolist()
+
+    def extend(self, bars: Bars, start: int, n: int) -> None:
+        period, num_std = self.period, self.num_std
+        first = max(start - period + 1, 0)
+        closes = bars.close[first:n].tolist()
+        for i in range(start, n):
+            if i < period - 1:
+                self.values.append(_NAN)
+            else:
+                self.values.append(ind.bollinger_width_step(closes[i - period + 1 - first:i + 1 - first], num_std))
+
+
 @dataclass(frozen=True)
 class _VwapView:
     """The session VWAP as one evaluation saw it: ``values[:count]`` are the session's last
@@ -379,7 +411,8 @@ class _Store:
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = make()
-        series.at(bars, n)
+        if series.upto != n:  # (``at`` would return at once: most reads of one evaluation)
+            series.at(bars, n)
         return series  # type: ignore[return-value]
 
 
@@ -605,11 +638,15 @@ class Features:
         """Mean of the last 5 Bollinger widths / mean of the last 20 (bb_squeeze); None unless
         those 20 are complete windows (an incomplete one is NaN, so is their mean) with a
         positive mean."""
-        width = self.bb_width
-        denominator = array_mean(width[-20:])
+        p, n = self.params, self.n
+        if n < p.bb_period + 19:  # some of the last 20 widths are incomplete (NaN): so is their mean
+            return None
+        width = self._series(("bb_width", p.bb_period, p.bb_std),
+                             lambda: _BollingerWidths(p.bb_period, p.bb_std)).values
+        denominator = ind.pairwise_sum(width[n - 20:n]) / 20
         if math.isnan(denominator) or denominator <= 0:
             return None
-        return array_mean(width[-5:]) / denominator
+        return ind.pairwise_sum(width[n - 5:n]) / 5 / denominator
 
     # ---------------------------------------------------------------- structure
     def pivots(self, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:

@@ -154,8 +154,8 @@ def find_range(f: Features, p: MicroScalpParams) -> RangeStructure | None:
         lows = pivot_lows[pivot_lows.searchsorted(start + left):]
         if len(highs) == 0 or len(lows) == 0:
             return None
-        high = float(b.high[highs].max())
-        low = float(b.low[lows].min())
+        high = float(np.maximum.reduce(b.high[highs]))  # ndarray.max() without its Python wrapper
+        low = float(np.minimum.reduce(b.low[lows]))
     else:
         ph, pl = ind.swing_pivots(b.high[start:], b.low[start:], left, p.range_pivot_right)
         if not ph.any() or not pl.any():
@@ -176,18 +176,17 @@ def count_respects(f: Features, high: float, low: float, p: MicroScalpParams, st
     tol = p.range_respect_tolerance * (high - low)
     h, l = b.high[start:].tolist(), b.low[start:].tolist()
     top_level, bottom_level = high - tol, low + tol
-    top = [h[i] >= top_level and l[i + 1] < l[i] for i in range(len(h) - 1)]
-    bottom = [l[i] <= bottom_level and h[i + 1] > h[i] for i in range(len(h) - 1)]
-    top_touches = _runs(top)
-    bottom_touches = _runs(bottom)
+    top_touches = bottom_touches = 0
+    was_top = was_bottom = False  # a run of touching bars is one touch
+    for high_i, low_i, high_next, low_next in zip(h, l, h[1:], l[1:]):
+        is_top = high_i >= top_level and low_next < low_i
+        is_bottom = low_i <= bottom_level and high_next > high_i
+        top_touches += is_top and not was_top
+        bottom_touches += is_bottom and not was_bottom
+        was_top, was_bottom = is_top, is_bottom
     if top_touches == 0 or bottom_touches == 0:
         return 0
     return top_touches + bottom_touches
-
-
-def _runs(flags: list[bool]) -> int:
-    """Number of runs of True (a run of touching bars is one touch)."""
-    return sum(1 for i, flag in enumerate(flags) if flag and (i == 0 or not flags[i - 1]))
 
 
 def detect_range(f: Features, p: MicroScalpParams) -> RegimeScore:

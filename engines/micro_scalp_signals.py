@@ -216,11 +216,16 @@ def _clusters(values: np.ndarray, tolerance: float) -> tuple[float, ...]:
             group.append(value)
         else:
             if len(group) >= 2:
-                levels.append(array_mean(np.array(group)))
+                levels.append(_mean(group))
             group = [value]
     if len(group) >= 2:
-        levels.append(array_mean(np.array(group)))
+        levels.append(_mean(group))
     return tuple(levels)
+
+
+def _mean(values: list[float]) -> float:
+    """``array_mean(np.array(values))`` on plain floats (numpy's summation order: the same bits)."""
+    return ind.pairwise_sum(values) / len(values)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ class SpreadTracker:
     window: int = 100
     _samples: deque[float] = field(default_factory=deque, repr=False)
     rejected: int = 0
+    # stats() of the current samples (the monitor reads them twice per quote): reset by add_quote
+    _stats: SpreadStats | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.window < 1:
@@ -51,19 +53,20 @@ class SpreadTracker:
             self.rejected += 1
             return False
         self._samples.append(ask - bid)
+        self._stats = None
         return True
 
     def __len__(self) -> int:
         return len(self._samples)
 
     def stats(self) -> SpreadStats | None:
-        if not self._samples:
-            return None
-        ordered = sorted(self._samples)
-        count = len(ordered)
-        middle = count // 2
-        median = ordered[middle] if count % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
-        return SpreadStats(self._samples[-1], median, sum(ordered) / count, count)
+        if self._stats is None and self._samples:
+            ordered = sorted(self._samples)
+            count = len(ordered)
+            middle = count // 2
+            median = ordered[middle] if count % 2 else (ordered[middle - 1] + ordered[middle]) / 2.0
+            self._stats = SpreadStats(self._samples[-1], median, sum(ordered) / count, count)
+        return self._stats
 
     def is_acceptable(self, bid: float, ask: float, max_spread_pct: float,
                       max_median_ratio: float | None, min_samples: int = 20) -> SpreadVerdict:

@@ -225,6 +225,9 @@ class MicroScalpMonitor:
         return None
 
     def _gate_caps(self, c: _Check) -> str | None:
+        kept = c.state.entry_count()
+        if kept < c.params.max_trades_per_hour and kept < c.params.max_trades_per_day:
+            return None  # no window can hold more entries than are kept
         hour = c.state.count_entries_since(c.now - timedelta(hours=1))
         if hour >= c.params.max_trades_per_hour:
             return f"{hour} entries in the last hour, cap {c.params.max_trades_per_hour}"

@@ -83,7 +83,7 @@ class SymbolState:
 
     def prune_entries(self, now: datetime) -> None:
         """Keep what the caps and the cooldown can still need (the last day and a bit)."""
-        if self.entries is None:
+        if not self.entries:
             return
         horizon = min(now - timedelta(hours=1), now.replace(hour=0, minute=0, second=0, microsecond=0))
         while self.entries and self.entries[0] < horizon:
@@ -91,6 +91,10 @@ class SymbolState:
 
     def count_entries_since(self, since: datetime) -> int:
         return sum(1 for t in self.entries or () if t >= since)
+
+    def entry_count(self) -> int:
+        """Entries kept (an upper bound of any ``count_entries_since``)."""
+        return len(self.entries) if self.entries else 0
 
 
 class MicroScalpState:

@@ -293,3 +293,20 @@ def test_last_session_vwap_is_the_last_session_of_session_vwap_and_continues(bar
         got = [state.update(int(time_s[i]), h[i], l[i], c[i], v[i]) for i in range(cut, min(cut + 900, len(c)))]
         assert _bits([g[0] for g in got]) == _bits(full.vwap[cut:cut + len(got)])  # across a session reset
         assert _bits([g[1] for g in got]) == _bits(full.std[cut:cut + len(got)])
+
+
+@pytest.mark.parametrize("n", [0, 1, 5, 7, 8, 9, 20, 31, 128, 129, 300, 1500])
+def test_pairwise_sum_has_numpys_bits(n):
+    rng = np.random.default_rng(n)
+    for scale in (1e-4, 1.0, 2000.0):
+        values = rng.normal(scale, scale / 3, n)
+        assert ind.pairwise_sum(values.tolist()) == float(np.add.reduce(values))
+
+
+def test_bollinger_width_step_has_the_array_paths_bits(bars):
+    close = bars["close"].to_numpy(np.float64)[:600]
+    for period, num_std in ((20, 2.0), (7, 1.5), (33, 2.5)):
+        width = ind.bollinger(close, period, num_std).width
+        steps = [ind.bollinger_width_step(close[i - period + 1:i + 1].tolist(), num_std)
+                 for i in range(period - 1, len(close))]
+        assert np.array_equal(np.array(steps).view(np.int64), width[period - 1:].view(np.int64))

@@ -98,6 +98,9 @@ def test_memo_features_equal_fresh_features(xau):
                                                          params.bb_std).width)
         reference_adx = ind.adx(data.high, data.low, data.close, params.adx_period).adx[-1]
         assert bits(kept.adx_now) == bits(reference_adx)
+        width = ind.bollinger(data.close[-(params.bb_period + 19):], params.bb_period, params.bb_std).width
+        reference_ratio = float(np.mean(width[-5:])) / float(np.mean(width[-20:]))
+        assert bits(kept.bb_width_ratio) == bits(reference_ratio), end
 
 
 def test_memo_starts_over_when_the_window_is_not_an_extension(xau):

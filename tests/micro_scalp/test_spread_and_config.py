@@ -23,6 +23,18 @@ def test_tracker_median_mean_and_window():
     assert stats.current == pytest.approx(0.6)
 
 
+def test_tracker_stats_follow_every_accepted_quote():
+    tracker = SpreadTracker(window=3)
+    seen = []
+    for spread in (0.3, 0.1, 0.2, 0.5):
+        tracker.add_quote(100.0, 100.0 + spread)
+        assert tracker.stats() is tracker.stats()  # read twice, summarised once
+        seen.append(tracker.stats())
+    assert [s.samples for s in seen] == [1, 2, 3, 3]
+    assert seen[-1].current == pytest.approx(0.5) and seen[-1].median == pytest.approx(0.2)
+    assert not tracker.add_quote(100.0, 99.0) and tracker.stats() is seen[-1]  # a rejected quote changes nothing
+
+
 def test_tracker_rejects_crossed_locked_and_nan_quotes():
     tracker = SpreadTracker()
     assert not tracker.add_quote(100.0, 100.0)
