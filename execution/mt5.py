@@ -640,7 +640,10 @@ class Mt5Broker:
         spec = self._spec(symbol)
         if not refresh:
             with self._state_lock:
-                return replace(spec, order_filling=self._filling.get(symbol, spec.order_filling))
+                filling = self._filling.get(symbol)
+            # The spec is immutable: hand out the cached object unless a filling fallback changed it
+            # (monitors ask at every evaluation).
+            return spec if filling is None or filling == spec.order_filling else replace(spec, order_filling=filling)
         info = self._call("symbol_info", spec.broker_name)
         fresh = self._spec_from_info(symbol, info, order_filling=self._filling.get(symbol, spec.order_filling))
         with self._state_lock:
