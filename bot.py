@@ -255,7 +255,7 @@ class BotApp:
         from execution.breaker import BreakerBroker, CircuitBreaker
         from execution.executor import Executor
         from execution.reconciler import Reconciler
-        from execution.trading_state import TradingGuard
+        from execution.trading_state import STREAK_TRADES, TradingGuard
         from monitors.supervisor import JobSpec
 
         reliability = lambda: self.holder.current.bot.reliability  # noqa: E731
@@ -264,8 +264,8 @@ class BotApp:
         self.trade_broker = BreakerBroker(self.broker, self.breaker)
         self.guard = TradingGuard(self.store, reliability, self.market_clock, journal=self.journal,
                                   events=self._on_trade_event, account=self.trade_broker.account,
-                                  closed_trades=self.registry.closed_trades, feeds=self.bar_feed.health,
-                                  breaker=self.breaker)
+                                  closed_trades=lambda: self.registry.recent_closed(STREAK_TRADES),
+                                  feeds=self.bar_feed.health, breaker=self.breaker)
         self.executor = Executor(self.trade_broker, self.registry, self.risk, self.journal,
                                  lambda: self.holder.current, self.market_clock, events=self._on_trade_event,
                                  trading_state=self.guard)

@@ -67,7 +67,7 @@ from execution.mt5 import Mt5Broker
 from execution.risk import RiskManager
 from execution.simterminal.terminal import SimTerminal
 from execution.trading_state import DOCUMENT as TRADING_STATE_DOCUMENT
-from execution.trading_state import TradingGuard
+from execution.trading_state import STREAK_TRADES, TradingGuard
 from feeds.bar_feed import BarFeed
 from feeds.tick_proxy import TickProxyFeed
 from monitors.micro_scalp import MicroScalpMonitor
@@ -180,7 +180,8 @@ class SegmentRunner:
         self.breaker = CircuitBreaker("broker", self.clock, reliability, events=self._on_event, journal=self.journal)
         trade_broker = BreakerBroker(self.broker, self.breaker)
         self.guard = TradingGuard(self.store, reliability, self.clock, journal=self.journal, events=self._on_event,
-                                  account=trade_broker.account, closed_trades=self.registry.closed_trades,
+                                  account=trade_broker.account,
+                                  closed_trades=lambda: self.registry.recent_closed(STREAK_TRADES),
                                   feeds=self.bar_feed.health, breaker=self.breaker) if guard else None
         self.executor = Executor(trade_broker, self.registry, self.risk, self.journal, lambda: self.holder.current,
                                  self.clock, events=self._on_event, sleep=self.clock.advance,

@@ -103,6 +103,9 @@ def stale_feeds(feed_health: dict[str, Any], now: datetime, limit_seconds: float
     return False, f"freshest feed {key} {max(0.0, freshest):.0f} s behind"
 
 
+STREAK_TRADES = 100  # the most trades a losing streak can need (reliability.loss_streak_count <= 100)
+
+
 class TradingGuard:
     """The trading state machine. ``step(now)`` (run as a monitor) measures the conditions;
     the executor asks ``entry_block()`` before every entry and reports orders and failures."""
@@ -115,7 +118,8 @@ class TradingGuard:
                  closed_trades: Callable[[], Iterable[Any]] | None = None,
                  feeds: Callable[[], dict[str, Any]] | None = None, breaker: Any = None) -> None:
         """``account``: equity for the daily loss and drawdown (``broker.account``);
-        ``closed_trades``: the registry's closed trades, oldest first (loss streak);
+        ``closed_trades``: the newest closed trades, oldest first (loss streak): at least
+        ``STREAK_TRADES`` of them, e.g. ``registry.recent_closed(STREAK_TRADES)``;
         ``feeds``: ``bar_feed.health`` (stale data); ``breaker``: subscribed to."""
         self.store = store
         self._config = config

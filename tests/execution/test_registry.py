@@ -63,3 +63,22 @@ def test_other_threads_keep_writing_during_a_batch(tmp_path: Path) -> None:
         assert store.writes == 1  # the other thread's trade is on disk already
         assert TradeRegistry(StateStore(tmp_path)).get(2) is not None
     assert TradeRegistry(StateStore(tmp_path)).get(1) is not None
+
+
+def test_recent_closed_is_the_tail_of_all_closed_trades_and_follows_new_closes(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    registry = TradeRegistry(StateStore(tmp_path))
+    strategies = ["micro_scalp", "range_scalp", "order_flow"]
+    for i in range(60):
+        registry.add(trade(i + 1, strategies[i % 3]))
+    for i in range(40):  # closes interleaved across strategies, two per minute (equal times too)
+        registry.close(i + 1, 2351.0, NOW + timedelta(minutes=i // 2), -10.0 if i % 4 else 5.0, "time")
+    for limit in (1, 5, 12, 100):
+        assert registry.recent_closed(limit) == registry.closed_trades()[-limit:]
+    first = registry.recent_closed(5)
+    first.clear()  # the caller's copy: the cache is not touched
+    assert len(registry.recent_closed(5)) == 5
+    registry.close(55, 2352.0, NOW + timedelta(hours=2), 1.0, "tp")
+    assert registry.recent_closed(5)[-1].ticket == 55
+    assert registry.recent_closed(5) == registry.closed_trades()[-5:]
