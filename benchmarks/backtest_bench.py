@@ -21,6 +21,9 @@
   entries early, and a halted day is cheaper to replay, which would flatter the rate.
   ``backtest_bars_per_s_guarded`` / ``backtest_guarded_trades``: the same with the guard, as bot.py
   runs (the default of ``bot.py backtest``).
+- ``backtest_bars_per_s_two_weeks``: all three with the guard over the whole bundled XAUUSD M1 file
+  (2023-04-16 to 2023-05-01, about 15,000 bars, some 70 trades): a rate close to the one-day
+  figure shows that nothing grows with the length of the run (closed trades, journal, state).
 - ``peak_rss_mb``: peak resident memory of ``python bot.py run`` (paper, simulated terminal) for
   one hour of simulated market time (sim speed 60 for 60 s) with all three monitors on 5 symbols:
   XAUUSD, EURUSD and BTCUSD, plus XAUUSD_2 and BTCUSD_2, two more names in the simulator's symbol
@@ -58,10 +61,11 @@ def bars_per_s(strategies: list[str], **options) -> tuple[float, dict]:
     from backtest.runner import BacktestOptions, run_backtest
 
     options.setdefault("guard", False)  # a halted day is cheaper to replay: measure the full work
+    options.setdefault("date_from", DAY_FROM)
+    options.setdefault("date_to", DAY_TO)
     with tempfile.TemporaryDirectory() as tmp:
         outcome = run_backtest(BacktestOptions(data=[str(XAU_M1)], report_dir=Path(tmp) / "report",
-                                               strategies=strategies, date_from=DAY_FROM, date_to=DAY_TO,
-                                               charts=False, **options), show_progress=False)
+                                               strategies=strategies, charts=False, **options), show_progress=False)
     overall = outcome.report["overall"]
     return float(overall["bars_per_s"]), outcome.report
 
@@ -86,6 +90,8 @@ def throughput() -> dict[str, float]:
         figures["backtest_bars_per_s_guarded"], guarded = bars_per_s(["micro_scalp", "range_scalp", "order_flow"],
                                                                     guard=True)
         figures["backtest_guarded_trades"] = float(guarded["overall"]["trades"])
+        figures["backtest_bars_per_s_two_weeks"], _ = bars_per_s(["micro_scalp", "range_scalp", "order_flow"],
+                                                                 guard=True, date_from=None, date_to=None)
         return figures
     finally:
         logging.disable(logging.NOTSET)
