@@ -137,7 +137,8 @@ class BarFeed:
         merged with the cache: a few bars per fetch instead of ``depth`` (1,500 for micro-scalp),
         less work for the terminal and for us. The merged series is what a full fetch would give,
         as long as the broker's closed bars do not change; if the overlapping bar differs (history
-        rewritten, server offset re-measured) or is missing, the full depth is fetched instead."""
+        rewritten, server offset re-measured) or is missing, or the cache holds fewer bars than
+        asked for (the terminal may still be loading older history), the full depth is fetched."""
         with self._lock:
             entry = self._cache.get((symbol, timeframe))
         merged = self._fetch_since(entry, symbol, timeframe, depth) if entry is not None and entry.depth >= depth \
@@ -153,8 +154,8 @@ class BarFeed:
     def _fetch_since(self, entry: CacheEntry, symbol: str, timeframe: str, depth: int) -> BarSeries | None:
         cached = entry.bars
         period = TIMEFRAME_SECONDS.get(timeframe)
-        if period is None or len(cached) < 2:
-            return None
+        if period is None or len(cached) < depth:
+            return None  # a short history may still grow at its start (a terminal downloading it): ask for all
         anchor = int(cached.time_s[-2])  # the newest closed bar we hold
         elapsed = int(self.clock.now().timestamp()) - anchor
         count = max(2, elapsed // period + 2)  # the anchor, the bars closed since, the forming one

@@ -193,3 +193,24 @@ def test_a_few_bars_get_the_same_verdict_as_many(rows, index_change, message) ->
             validate_bars(bars, "XAUUSD", "M1")
         errors.append(str(caught.value))
     assert len(few) <= 8 < len(many) and errors[0] == errors[1]
+
+
+def test_a_short_history_is_asked_for_in_full_until_it_fills(feed_stack) -> None:
+    """A terminal still loading history serves fewer bars than asked: merging new bars onto them
+    would never pick up the older ones, so a short cache means a full fetch every time."""
+    stack, feed = feed_stack
+    real_bars = stack.broker.bars
+    loaded = {"bars": 50}
+
+    def loading(symbol, timeframe, count, include_forming=False):
+        return real_bars(symbol, timeframe, count, include_forming).tail(loaded["bars"])
+
+    stack.broker.bars = loading
+    assert len(feed.get("XAUUSD", "M1", 150)) == 49
+    loaded["bars"] = 500  # the download finished
+    stack.clock.advance(60)
+    assert len(feed.get("XAUUSD", "M1", 150)) == 150
+    assert feed.stats.full_fetches == 2 and feed.stats.incremental_fetches == 0
+    stack.clock.advance(60)
+    feed.get("XAUUSD", "M1", 150)
+    assert feed.stats.incremental_fetches == 1
