@@ -77,6 +77,7 @@ class TradeRegistry:
         self._lock = threading.RLock()
         self._open: dict[str, dict[int, Trade]] = {s: {} for s in STRATEGIES}
         self._closed: dict[str, list[Trade]] = {s: [] for s in STRATEGIES}
+        self._closed_versions: dict[str, int] = {s: 0 for s in STRATEGIES}  # bumped whenever _closed changes
         self._on_change = on_change or (lambda event, trade: None)
         self._local = threading.local()  # per-thread batch depth and the documents it left unsaved
         self._json: dict[int, tuple[Trade, dict[str, Any]]] = {}  # id(trade) -> (trade, its to_json())
@@ -92,6 +93,7 @@ class TradeRegistry:
                 data = self.store.load(self.document(strategy), {"open": {}, "closed": []})
                 self._open[strategy] = {int(t): Trade.from_json(v) for t, v in data.get("open", {}).items()}
                 self._closed[strategy] = [Trade.from_json(v) for v in data.get("closed", [])]
+                self._closed_versions[strategy] += 1
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -180,6 +182,7 @@ class TradeRegistry:
             del self._open[trade.strategy][ticket]
             self._closed[trade.strategy].append(closed)
             self._closed[trade.strategy] = self._closed[trade.strategy][-CLOSED_KEPT:]
+            self._closed_versions[trade.strategy] += 1
             self._save(trade.strategy)
         self._on_change("closed", closed)
         return closed
@@ -203,6 +206,11 @@ class TradeRegistry:
             if strategy:
                 return list(self._closed[strategy])
             return sorted((t for pool in self._closed.values() for t in pool), key=lambda t: t.closed_at or "")
+
+    def closed_version(self, strategy: str) -> int:
+        """A number that changes whenever the strategy's closed trades change: readers that
+        scan ``closed_trades`` every step can skip the copy while it is unchanged."""
+        return self._closed_versions[strategy]
 
     def by_client_id(self, client_id: str) -> Trade | None:
         with self._lock:
