@@ -8,8 +8,8 @@ call's bars are this call's bars plus new ones (the monitor's window grows throu
 the ATR/EMA/ADX/VWAP series and the pivots are extended instead of recomputed, with the same
 results.
 
-Order of work (each step appears in ``decision.reasons``; ``decision.failed`` is the first gate
-that failed):
+Order of work (each step appears in ``decision.reasons``, unless ``explain=False`` asked for only
+the failing check's reason; ``decision.failed`` is the first gate that failed):
 1. data: enough bars (``params.min_bars``), sane bars and quote, ATR defined;
 2. regimes: the three detectors score 0..100 and the hysteresis updates the held regime (this runs
    even when a later layer fails, so the regime memory follows every bar);
@@ -33,7 +33,8 @@ from typing import Any
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_checkers import CHECKERS, EDGE, Context, Trace, layer1
 from engines.micro_scalp_features import Bars, BadBars, SeriesMemo, compute_features
-from engines.micro_scalp_regimes import NONE, RegimeState, advance_regime, detect_all
+from engines.micro_scalp_reasons import Deferred, Reason, failure_reason, texts
+from engines.micro_scalp_regimes import NONE, RegimeScore, RegimeState, advance_regime, detect_all
 from engines.spread import SpreadStats
 from engines.types import Decision, TradeIdea
 
@@ -58,6 +59,20 @@ def _quote(quote: Any) -> tuple[float, float]:
     return float(bid), float(ask)
 
 
+def _data_reason(n: int, last_bar: datetime, bid: float, ask: float, atr: float, vwap: float, vwap_std: float,
+                 vwap_partial: bool) -> str:
+    return (f"data: {n} bars to {last_bar:%Y-%m-%d %H:%M}Z, bid {bid:.6g} ask {ask:.6g}, "
+            f"ATR {atr:.6g}, VWAP {vwap:.6g} +/- {vwap_std:.6g}"
+            + (" (vwap partial: session began before the first bar)" if vwap_partial else ""))
+
+
+def _told(reasons: list[Reason], failed: str | None, explain: bool) -> tuple[str, ...]:
+    """A failed decision's reasons: all of them, or in quiet mode only the failing check's."""
+    if explain:
+        return texts(reasons)
+    return (failure_reason(reasons, failed),)
+
+
 def route(p: MicroScalpParams, state: RegimeState) -> tuple[str, str]:
     """(strategy, why). The fallback is the edge-based checker."""
     if not p.regime_detection_enabled:
@@ -71,13 +86,18 @@ def route(p: MicroScalpParams, state: RegimeState) -> tuple[str, str]:
 
 def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
              params: MicroScalpParams, symbol: str, now: datetime,
-             regime_state: RegimeState | None = None, *, stops_level: float = 0.0) -> MicroDecision:
+             regime_state: RegimeState | None = None, *, stops_level: float = 0.0,
+             explain: bool = True) -> MicroDecision:
     """Decide whether ``symbol`` has a micro-scalp entry now.
 
     ``quote`` is (bid, ask) or an object with ``bid``/``ask``; ``spread_stats`` may be None;
     ``flow`` is optional order-flow metrics (object or mapping with ``divergence``/``cvd_slope``);
     ``stops_level`` is the broker's minimum SL/TP distance in PRICE units (stops level x point),
-    0 if unknown; ``now`` is an aware UTC datetime (used for sessions only)."""
+    0 if unknown; ``now`` is an aware UTC datetime (used for sessions only).
+
+    ``explain=False`` (the monitor's quiet mode): a decision without an idea carries only the
+    reason of its failing check (``failure_reason``: what the monitor shows), formatted alone;
+    a decision with an idea always carries every reason. Decisions are otherwise identical."""
     if not isinstance(params, MicroScalpParams):
         raise TypeError(f"params must be MicroScalpParams, not {type(params).__name__}")
     if now.tzinfo is None:
@@ -112,30 +132,32 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
     if not math.isfinite(f.atr_now) or f.atr_now <= 0:
         return reject("data.atr", f"ATR({params.atr_period}) is {f.atr_now}: no movement to size anything on")
     last_bar = datetime.fromtimestamp(int(data.time_s[-1]), tz=timezone.utc)
-    reasons: list[str] = [
-        f"data: {f.n} bars to {last_bar:%Y-%m-%d %H:%M}Z, bid {bid:.6g} ask {ask:.6g}, "
-        f"ATR {f.atr_now:.6g}, VWAP {f.vwap_now:.6g} +/- {f.vwap_std_now:.6g}"
-        + (" (vwap partial: session began before the first bar)" if f.vwap_partial else "")]
+    data_args = (f.n, last_bar, bid, ask, f.atr_now, f.vwap_now, f.vwap_std_now, f.vwap_partial)
+    reasons: list[Reason] = [_data_reason(*data_args) if explain else Deferred("data: ", _data_reason, data_args)]
 
-    scores = detect_all(f, params)
-    reasons += [score.describe() for score in scores.values()]
+    scores = detect_all(f, params, explain)
+    if explain:
+        reasons += [score.describe() for score in scores.values()]
+    else:
+        reasons += [Deferred(f"regime {score.name}: ", RegimeScore.describe, (score,)) for score in scores.values()]
     if params.regime_detection_enabled:
         state, why = advance_regime(state, scores, int(data.time_s[-1]), params)
         reasons.append(f"hysteresis: {why} -> {state.regime}")
 
-    trace = Trace()
+    trace = Trace(explain)
     if not layer1(f, params, spread_stats, trace):
-        return MicroDecision(symbol, None, tuple(reasons + trace.reasons), trace.failed,
+        return MicroDecision(symbol, None, _told(reasons + trace.reasons, trace.failed, explain), trace.failed,
                              regime_state=state, regime=state.regime)
 
     strategy, why = route(params, state)
     reasons.append(f"router: {strategy} ({why})")
     ctx = Context(f, params, now, flow, scores, max(0.0, float(stops_level)))
     outcome = CHECKERS[strategy](ctx, trace)
-    all_reasons = tuple(reasons + list(outcome.reasons))
     if not outcome.passed:
-        return MicroDecision(symbol, None, all_reasons, outcome.failed, regime_state=state,
+        told = _told(reasons + list(outcome.reasons), outcome.failed, explain)
+        return MicroDecision(symbol, None, told, outcome.failed, regime_state=state,
                              regime=state.regime, strategy=strategy, score=outcome.score)
+    all_reasons = texts(reasons + list(outcome.reasons))
     assert outcome.side is not None and outcome.entry is not None and outcome.sl is not None \
         and outcome.tp is not None and outcome.score is not None
     meta = {**outcome.meta, "regime": state.regime, "regime_confidence": state.confidence,

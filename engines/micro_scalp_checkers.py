@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_features import Features
+from engines.micro_scalp_reasons import Deferred, Reason
 from engines.micro_scalp_regimes import RANGE, RangeStructure, RegimeScore, count_respects, vwap_deviation, \
     vwap_slope_atr
 from engines.micro_scalp_signals import (Side, bb_squeeze, compression_block, cvd_divergence, engulfing,
@@ -32,15 +33,35 @@ _highest = np.maximum.reduce
 _lowest = np.minimum.reduce
 
 
-class Trace:
-    """Collects reasons and remembers the first failing gate."""
+def _gate_line(name: str, passed: bool, text: str) -> str:
+    return f"{name}: {'pass' if passed else 'FAIL'} {text}"
 
-    def __init__(self) -> None:
-        self.reasons: list[str] = []
+
+def _deferred_gate_line(name: str, passed: bool, fmt: Callable[..., str], args: tuple[Any, ...]) -> str:
+    return _gate_line(name, passed, fmt(*args))
+
+
+class Trace:
+    """Collects reasons and remembers the first failing gate. With ``explain=False`` the
+    reasons of ``gate_later`` stay unformatted (engines/micro_scalp_reasons.py) until read."""
+
+    def __init__(self, explain: bool = True) -> None:
+        self.reasons: list[Reason] = []
         self.failed: str | None = None
+        self.explain = explain
 
     def gate(self, name: str, passed: bool, text: str) -> bool:
-        self.reasons.append(f"{name}: {'pass' if passed else 'FAIL'} {text}")
+        self.reasons.append(_gate_line(name, passed, text))
+        if not passed and self.failed is None:
+            self.failed = name
+        return passed
+
+    def gate_later(self, name: str, passed: bool, fmt: Callable[..., str], *args: Any) -> bool:
+        """``gate(name, passed, fmt(*args))``, formatted only when read in quiet mode (``args``
+        are values taken now: none of them may be changed afterwards)."""
+        if self.explain:
+            return self.gate(name, passed, fmt(*args))
+        self.reasons.append(Deferred(f"{name}: ", _deferred_gate_line, (name, passed, fmt, args)))
         if not passed and self.failed is None:
             self.failed = name
         return passed
@@ -53,7 +74,7 @@ class Trace:
 class CheckOutcome:
     strategy: str
     passed: bool
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]   # plain strings unless the Trace was quiet (explain=False)
     failed: str | None = None
     side: Side | None = None
     entry: float | None = None
@@ -87,18 +108,33 @@ def layer1(f: Features, p: MicroScalpParams, spread_stats: SpreadStats | None, t
     atr1_pct = 100.0 * f.atr1 / price
     range_pct = 100.0 * f.avg_range / price
     spread_pct = 100.0 * f.spread / price
-    ok = trace.gate("L1.atr1", atr1_pct >= p.atr1_min_pct,
-                    f"ATR(1) {f.atr1:.6g} = {atr1_pct:.4f}% >= {p.atr1_min_pct}%")
-    ok &= trace.gate("L1.avg_range", range_pct >= p.m1_range_avg_min_pct,
-                     f"avg range({p.m1_range_avg_bars}) {f.avg_range:.6g} = {range_pct:.4f}% >= {p.m1_range_avg_min_pct}%")
-    ok &= trace.gate("L1.spread", spread_pct <= p.max_spread_pct,
-                     f"spread {f.spread:.6g} = {spread_pct:.4f}% <= {p.max_spread_pct}%")
+    ok = trace.gate_later("L1.atr1", atr1_pct >= p.atr1_min_pct, _atr1_text, f.atr1, atr1_pct, p.atr1_min_pct)
+    ok &= trace.gate_later("L1.avg_range", range_pct >= p.m1_range_avg_min_pct, _avg_range_text,
+                           p.m1_range_avg_bars, f.avg_range, range_pct, p.m1_range_avg_min_pct)
+    ok &= trace.gate_later("L1.spread", spread_pct <= p.max_spread_pct, _spread_text,
+                           f.spread, spread_pct, p.max_spread_pct)
     if p.max_spread_median_ratio is not None and spread_stats is not None \
             and spread_stats.samples >= p.spread_min_samples and spread_stats.median > 0:
         ratio = f.spread / spread_stats.median
-        ok &= trace.gate("L1.spread_median", ratio <= p.max_spread_median_ratio,
-                         f"spread {ratio:.2f}x median {spread_stats.median:.6g} <= {p.max_spread_median_ratio}x")
+        ok &= trace.gate_later("L1.spread_median", ratio <= p.max_spread_median_ratio, _spread_median_text,
+                               ratio, spread_stats.median, p.max_spread_median_ratio)
     return bool(ok)
+
+
+def _atr1_text(atr1: float, atr1_pct: float, minimum: float) -> str:
+    return f"ATR(1) {atr1:.6g} = {atr1_pct:.4f}% >= {minimum}%"
+
+
+def _avg_range_text(bars: int, avg_range: float, range_pct: float, minimum: float) -> str:
+    return f"avg range({bars}) {avg_range:.6g} = {range_pct:.4f}% >= {minimum}%"
+
+
+def _spread_text(spread: float, spread_pct: float, maximum: float) -> str:
+    return f"spread {spread:.6g} = {spread_pct:.4f}% <= {maximum}%"
+
+
+def _spread_median_text(ratio: float, median: float, maximum: float) -> str:
+    return f"spread {ratio:.2f}x median {median:.6g} <= {maximum}x"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -203,10 +239,9 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
     at_cluster = any(abs(f.mid - level) <= edge_tol for level in levels.highs + levels.lows)
     tags = [name for name, hit in (("VWAP_BAND", in_band), ("INTRADAY_RANGE", at_box), ("OB_ZONE", in_ob),
                                    ("LIQUIDITY_CLUSTER", at_cluster)) if hit]
-    location_text = (f"tags {tags or 'none'} (vwap dist {vwap_dist:.6g} vs {tol:.6g} [{tol_text}]; "
-                     f"{p.intraday_range_bars}-bar range {box_low:.6g}-{box_high:.6g} tol {edge_tol:.6g}; "
-                     f"{len(blocks)} OB; equal highs {len(levels.highs)} lows {len(levels.lows)})")
-    if not trace.gate("L2.location", bool(tags), location_text):
+    if not trace.gate_later("L2.location", bool(tags), _edge_location_text, tags, vwap_dist, tol, tol_text,
+                            p.intraday_range_bars, box_low, box_high, edge_tol, len(blocks), len(levels.highs),
+                            len(levels.lows)):
         return _fail(EDGE, trace)
 
     choch = micro_choch(f, p)
@@ -227,8 +262,7 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
         "STRONG_ENGULFING": engulfing(f),
     }
     primary_hits = {k: v for k, v in primaries.items() if v == side}
-    if not trace.gate("L3.primary", bool(primary_hits),
-                      f"{_signals_text(primary_hits)} agree with {side}; seen {_signals_text({k: v for k, v in primaries.items() if v})}"):
+    if not trace.gate_later("L3.primary", bool(primary_hits), _edge_primary_text, primary_hits, side, primaries):
         return _fail(EDGE, trace, side)
     session = in_sessions(ctx.now, p.active_sessions_utc)
     secondaries = {
@@ -263,9 +297,27 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
                     {"location": tags, "primary": list(primary_hits), "secondary": secondary_hits})
 
 
+def _edge_location_text(tags: list[str], vwap_dist: float, tol: float, tol_text: str, range_bars: int,
+                        box_low: float, box_high: float, edge_tol: float, blocks: int, highs: int, lows: int) -> str:
+    return (f"tags {tags or 'none'} (vwap dist {vwap_dist:.6g} vs {tol:.6g} [{tol_text}]; "
+            f"{range_bars}-bar range {box_low:.6g}-{box_high:.6g} tol {edge_tol:.6g}; "
+            f"{blocks} OB; equal highs {highs} lows {lows})")
+
+
+def _edge_primary_text(primary_hits: dict[str, Any], side: Side | None, primaries: dict[str, Any]) -> str:
+    return f"{_signals_text(primary_hits)} agree with {side}; seen {_signals_text({k: v for k, v in primaries.items() if v})}"
+
+
 # ----------------------------------------------------------------------------------------------
 # VWAP reversion
 # ----------------------------------------------------------------------------------------------
+
+def _vwap_location_text(sigma: float, min_sigma: float, pct: float, min_pct: float, slope: float | None,
+                        max_slope: float, flat: bool) -> str:
+    slope_text = "n/a" if slope is None else f"{slope:+.3f}"
+    return (f"sigma {sigma:.2f} (>= {min_sigma}) or dev {pct:.3f}% (>= {min_pct}%); "
+            f"slope {slope_text}ATR (< {max_slope}) flat={flat}")
+
 
 def check_vwap_reversion(ctx: Context, trace: Trace) -> CheckOutcome:
     """Fade a stretched price back toward the session VWAP (below VWAP -> buy)."""
@@ -275,10 +327,8 @@ def check_vwap_reversion(ctx: Context, trace: Trace) -> CheckOutcome:
     slope = vwap_slope_atr(f, p)
     stretched = sigma >= p.vwap_min_sigma or pct >= p.vwap_min_deviation_pct
     flat = slope is not None and abs(slope) < p.vwap_max_slope_atr
-    slope_text = "n/a" if slope is None else f"{slope:+.3f}"
-    if not trace.gate("L2.location", f.vwap_std_now > 0 and stretched and flat,
-                      f"sigma {sigma:.2f} (>= {p.vwap_min_sigma}) or dev {pct:.3f}% (>= {p.vwap_min_deviation_pct}%); "
-                      f"slope {slope_text}ATR (< {p.vwap_max_slope_atr}) flat={flat}"):
+    if not trace.gate_later("L2.location", f.vwap_std_now > 0 and stretched and flat, _vwap_location_text,
+                            sigma, p.vwap_min_sigma, pct, p.vwap_min_deviation_pct, slope, p.vwap_max_slope_atr, flat):
         return _fail(name, trace)
     side = vwap_side(f)
     if not trace.gate("L3.direction", side is not None, f"{side} toward VWAP {f.vwap_now:.6g}"):
@@ -333,6 +383,12 @@ def _edge_of(rng: RangeStructure, price: float, tolerance: float) -> str | None:
     return None
 
 
+def _range_location_text(source: str, rng: RangeStructure, mid: float, edge: str | None, tol: float,
+                         min_respects: int) -> str:
+    return (f"{source} {rng.low:.6g}-{rng.high:.6g} position {rng.position(mid):.2f} edge {edge} "
+            f"(tol {tol}); respects {rng.respects} >= {min_respects}")
+
+
 def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
     """Fade a sweep of a range edge: near the low -> buy after the lows were swept; TP the range
     midpoint (TP2, the opposite edge, in meta); SL beyond the last 5 bars' extreme plus a buffer."""
@@ -357,9 +413,8 @@ def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
         trace.gate("L2.location", False, "no range")
         return _fail(name, trace)
     located = edge is not None and rng.respects >= p.range_min_respects
-    if not trace.gate("L2.location", located,
-                      f"{source} {rng.low:.6g}-{rng.high:.6g} position {rng.position(f.mid):.2f} edge {edge} "
-                      f"(tol {tol}); respects {rng.respects} >= {p.range_min_respects}"):
+    if not trace.gate_later("L2.location", located, _range_location_text, source, rng, f.mid, edge, tol,
+                            p.range_min_respects):
         return _fail(name, trace)
     side: Side = "buy" if edge == "low" else "sell"
     sweep = micro_sweep(f, p)

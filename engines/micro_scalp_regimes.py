@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 
@@ -62,6 +63,9 @@ class RegimeScore:
     threshold: float
     details: tuple[str, ...]
     range: RangeStructure | None = None
+    # quiet mode (evaluate(explain=False)): ``details`` is () and these format them when described
+    later: tuple[Callable[..., tuple[str, ...]], tuple[Any, ...]] | None = field(default=None, repr=False,
+                                                                              compare=False)
 
     @property
     def detected(self) -> bool:
@@ -69,7 +73,17 @@ class RegimeScore:
 
     def describe(self) -> str:
         verdict = "detected" if self.detected else "below"
-        return f"regime {self.name}: {self.confidence:.0f}/{self.threshold:.0f} {verdict} [{'; '.join(self.details)}]"
+        details = self.details if self.later is None else self.later[0](*self.later[1])
+        return f"regime {self.name}: {self.confidence:.0f}/{self.threshold:.0f} {verdict} [{'; '.join(details)}]"
+
+
+def _scored(name: str, confidence: float, threshold: float, explain: bool,
+            details: Callable[..., tuple[str, ...]], args: tuple[Any, ...],
+            rng: RangeStructure | None = None) -> RegimeScore:
+    """A RegimeScore whose details are ``details(*args)``: now, or when described (quiet mode)."""
+    if explain:
+        return RegimeScore(name, confidence, threshold, details(*args), rng)
+    return RegimeScore(name, confidence, threshold, (), rng, later=(details, args))
 
 
 def thresholds(p: MicroScalpParams) -> dict[str, float]:
@@ -116,14 +130,30 @@ def atr_ratio(f: Features, p: MicroScalpParams) -> float | None:
 # detectors
 # ----------------------------------------------------------------------------------------------
 
-def detect_vwap_reversion(f: Features, p: MicroScalpParams) -> RegimeScore:
+def _vwap_stretch_details(sigma: float, pct: float, min_sigma: float, min_pct: float) -> list[str]:
+    return [f"sigma {sigma:.2f} (min {min_sigma})", f"dev {pct:.3f}% (min {min_pct}%)"]
+
+
+def _vwap_gate_details(sigma: float, pct: float, min_sigma: float, min_pct: float) -> tuple[str, ...]:
+    return tuple(_vwap_stretch_details(sigma, pct, min_sigma, min_pct) + ["gate: not stretched"])
+
+
+def _vwap_details(sigma: float, pct: float, min_sigma: float, min_pct: float, spike: bool, slope: float | None,
+                  flat: bool, ratio: float | None, stable: bool) -> tuple[str, ...]:
+    return tuple(_vwap_stretch_details(sigma, pct, min_sigma, min_pct) + [
+        f"volume_spike {spike}",
+        f"slope {'n/a' if slope is None else f'{slope:+.3f}'}ATR flat={flat}",
+        f"atr_ratio {'n/a' if ratio is None else f'{ratio:.2f}'} stable={stable}"])
+
+
+def detect_vwap_reversion(f: Features, p: MicroScalpParams, explain: bool = True) -> RegimeScore:
     """Price stretched from the session VWAP in a flat, steady market: +40 sigma >= min, +20 volume
     spike, +20 VWAP flat, +20 ATR stable. Gate: sigma >= min or deviation >= min %."""
     threshold = p.vwap_reversion_threshold
     sigma, pct = vwap_deviation(f)
-    details = [f"sigma {sigma:.2f} (min {p.vwap_min_sigma})", f"dev {pct:.3f}% (min {p.vwap_min_deviation_pct}%)"]
+    stretch = (sigma, pct, p.vwap_min_sigma, p.vwap_min_deviation_pct)
     if sigma < p.vwap_min_sigma and pct < p.vwap_min_deviation_pct:
-        return RegimeScore(VWAP_REVERSION, 0.0, threshold, tuple(details + ["gate: not stretched"]))
+        return _scored(VWAP_REVERSION, 0.0, threshold, explain, _vwap_gate_details, stretch)
     score = 0.0
     if sigma >= p.vwap_min_sigma:
         score += 40
@@ -135,10 +165,8 @@ def detect_vwap_reversion(f: Features, p: MicroScalpParams) -> RegimeScore:
     ratio = atr_ratio(f, p)
     stable = ratio is not None and p.atr_stable_min <= ratio <= p.atr_stable_max
     score += 20 if stable else 0
-    details += [f"volume_spike {spike}",
-                f"slope {'n/a' if slope is None else f'{slope:+.3f}'}ATR flat={flat}",
-                f"atr_ratio {'n/a' if ratio is None else f'{ratio:.2f}'} stable={stable}"]
-    return RegimeScore(VWAP_REVERSION, score, threshold, tuple(details))
+    return _scored(VWAP_REVERSION, score, threshold, explain, _vwap_details,
+                   stretch + (spike, slope, flat, ratio, stable))
 
 
 def find_range(f: Features, p: MicroScalpParams) -> RangeStructure | None:
@@ -189,7 +217,27 @@ def count_respects(f: Features, high: float, low: float, p: MicroScalpParams, st
     return top_touches + bottom_touches
 
 
-def detect_range(f: Features, p: MicroScalpParams) -> RegimeScore:
+def _range_head(low: float, high: float, width_atr: float, pos: float, respects: int) -> list[str]:
+    return [f"range {low:.6g}-{high:.6g} width {width_atr:.1f}ATR", f"position {pos:.2f}", f"respects {respects}"]
+
+
+def _range_width_details(low: float, high: float, width_atr: float, pos: float, respects: int,
+                         min_width: float, max_width: float) -> tuple[str, ...]:
+    return tuple(_range_head(low, high, width_atr, pos, respects)
+                 + [f"gate: width outside {min_width}-{max_width}ATR"])
+
+
+def _range_outside_details(low: float, high: float, width_atr: float, pos: float, respects: int) -> tuple[str, ...]:
+    return tuple(_range_head(low, high, width_atr, pos, respects) + ["gate: price outside the range"])
+
+
+def _range_details(low: float, high: float, width_atr: float, pos: float, respects: int, squeezed: bool,
+                   ratio: float, adx: float, no_trend: bool) -> tuple[str, ...]:
+    return tuple(_range_head(low, high, width_atr, pos, respects)
+                 + [f"bb_squeeze {squeezed} ({ratio:.2f})", f"adx {adx:.1f} no_trend={no_trend}"])
+
+
+def detect_range(f: Features, p: MicroScalpParams, explain: bool = True) -> RegimeScore:
     """A contained, respected range: gate = a swing range 2..12 ATR wide (configurable) with price
     inside it (within ``range_edge_tolerance`` of the width beyond an edge); +30 contained,
     +30 respects >= min, +20 Bollinger squeeze, +20 ADX below ``range_max_adx``.
@@ -202,25 +250,31 @@ def detect_range(f: Features, p: MicroScalpParams) -> RegimeScore:
         return RegimeScore(RANGE, 0.0, threshold, ("no swing high/low pair in lookback",))
     width_atr = rng.width / f.atr_now
     pos = rng.position(f.mid)
-    details = [f"range {rng.low:.6g}-{rng.high:.6g} width {width_atr:.1f}ATR",
-               f"position {pos:.2f}", f"respects {rng.respects}"]
+    head = (rng.low, rng.high, width_atr, pos, rng.respects)
     if not p.range_min_width_atr <= width_atr <= p.range_max_width_atr:
-        return RegimeScore(RANGE, 0.0, threshold,
-                           tuple(details + [f"gate: width outside {p.range_min_width_atr}-{p.range_max_width_atr}ATR"]), rng)
+        return _scored(RANGE, 0.0, threshold, explain, _range_width_details,
+                       head + (p.range_min_width_atr, p.range_max_width_atr), rng)
     tol = p.range_edge_tolerance
     if not -tol <= pos <= 1 + tol:
-        return RegimeScore(RANGE, 0.0, threshold, tuple(details + ["gate: price outside the range"]), rng)
+        return _scored(RANGE, 0.0, threshold, explain, _range_outside_details, head, rng)
     score = 30.0
     score += 30 if rng.respects >= p.range_min_respects else 0
     squeezed, ratio = bb_squeeze(f, p)
     score += 20 if squeezed else 0
     no_trend = not np.isnan(f.adx_now) and f.adx_now < p.range_max_adx
     score += 20 if no_trend else 0
-    details += [f"bb_squeeze {squeezed} ({ratio:.2f})", f"adx {f.adx_now:.1f} no_trend={no_trend}"]
-    return RegimeScore(RANGE, score, threshold, tuple(details), rng)
+    return _scored(RANGE, score, threshold, explain, _range_details,
+                   head + (squeezed, ratio, f.adx_now, no_trend), rng)
 
 
-def detect_balanced(f: Features, p: MicroScalpParams) -> RegimeScore:
+def _balanced_details(squeezed: bool, ratio: float, compressed: bool, comp_detail: str, dropping: bool,
+                      atr_r: float | None, chop: bool, gap_atr: float, equilibrium: bool) -> tuple[str, ...]:
+    return (f"bb_squeeze {squeezed} ({ratio:.2f})", f"compression {compressed} ({comp_detail})",
+            f"atr_dropping {dropping} ({'n/a' if atr_r is None else f'{atr_r:.2f}'})",
+            f"choppy {chop}", f"ema_vwap_gap {gap_atr:.2f}ATR equilibrium={equilibrium}")
+
+
+def detect_balanced(f: Features, p: MicroScalpParams, explain: bool = True) -> RegimeScore:
     """Compressed, two-sided market around fair value: +30 Bollinger squeeze, +30 compression block,
     +20 ATR dropping, +10 choppy, +10 EMA/VWAP equilibrium."""
     threshold = p.balanced_threshold
@@ -232,15 +286,14 @@ def detect_balanced(f: Features, p: MicroScalpParams) -> RegimeScore:
     gap_atr = abs(f.ema_now - f.vwap_now) / f.atr_now
     equilibrium = gap_atr <= p.equilibrium_max_atr
     score = 30.0 * squeezed + 30.0 * compressed + 20.0 * dropping + 10.0 * chop + 10.0 * equilibrium
-    details = (f"bb_squeeze {squeezed} ({ratio:.2f})", f"compression {compressed} ({comp_detail})",
-               f"atr_dropping {dropping} ({'n/a' if atr_r is None else f'{atr_r:.2f}'})",
-               f"choppy {chop}", f"ema_vwap_gap {gap_atr:.2f}ATR equilibrium={equilibrium}")
-    return RegimeScore(BALANCED, score, threshold, details)
+    return _scored(BALANCED, score, threshold, explain, _balanced_details,
+                   (squeezed, ratio, compressed, comp_detail, dropping, atr_r, chop, gap_atr, equilibrium))
 
 
-def detect_all(f: Features, p: MicroScalpParams) -> dict[str, RegimeScore]:
-    return {VWAP_REVERSION: detect_vwap_reversion(f, p), RANGE: detect_range(f, p),
-            BALANCED: detect_balanced(f, p)}
+def detect_all(f: Features, p: MicroScalpParams, explain: bool = True) -> dict[str, RegimeScore]:
+    """The three scores; ``explain=False`` leaves their details unformatted until described."""
+    return {VWAP_REVERSION: detect_vwap_reversion(f, p, explain), RANGE: detect_range(f, p, explain),
+            BALANCED: detect_balanced(f, p, explain)}
 
 
 # ----------------------------------------------------------------------------------------------

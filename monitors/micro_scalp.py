@@ -333,8 +333,9 @@ class MicroScalpMonitor:
         with self.state.lock:
             spread_stats = c.state.spread.stats()
         try:
+            # quiet: a no-trade decision brings only its failing reason, the one used below
             decision = evaluate(c.bars, c.quote, spread_stats, flow, c.params, c.symbol, c.now, c.state.regime,
-                                stops_level=stops_level)
+                                stops_level=stops_level, explain=False)
         except Exception as exc:
             return self._engine_failed(c, exc)
         c.state.breaker.record_success()

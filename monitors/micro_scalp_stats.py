@@ -177,6 +177,7 @@ class MicroScalpStats:
         self.round_trip = LatencySeries()
         self._scored: deque[int] = deque(maxlen=SCORED_KEPT)
         self._scored_set: set[int] = set()
+        self._clean_version: int | None = None  # registry closed_version when every closed trade was scored
         self.last_trade: dict[str, Any] | None = None
         self.rebuilt = False
         self._load()
@@ -220,10 +221,18 @@ class MicroScalpStats:
 
     def score_new(self, save: bool = True) -> list[Trade]:
         """Score every closed trade of the strategy not scored yet (however it was closed:
-        broker SL/TP, this monitor's exits, the reconciler, by hand)."""
+        broker SL/TP, this monitor's exits, the reconciler, by hand).
+
+        Runs every step: while the registry's closed trades are unchanged since a scan found
+        nothing new, the answer is still nothing and the scan is skipped."""
+        version = self._closed_version()
+        if version is not None and version == self._clean_version:
+            return []
         fresh = [t for t in self.registry.closed_trades(STRATEGY) if t.ticket not in self._scored_set]
         if not fresh:
+            self._clean_version = version
             return []
+        self._clean_version = None  # scoring may evict old tickets: the next call scans again
         with self._lock:
             for trade in fresh:
                 hold = _hold_seconds(trade)
@@ -240,6 +249,11 @@ class MicroScalpStats:
         if save:
             self.save()
         return fresh
+
+    def _closed_version(self) -> int | None:
+        """The registry's change counter of the strategy's closed trades (None: unknown, always scan)."""
+        version = getattr(self.registry, "closed_version", None)
+        return None if version is None else version(STRATEGY)
 
     def record_latency(self, round_trip_ms: float, pipeline_ms: float | None) -> None:
         with self._lock:

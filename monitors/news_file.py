@@ -20,11 +20,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from engines.news import Blackout, NewsCalendar, NewsCalendarError, blackout_status, parse_news_calendar
+from engines.news import (Blackout, NewsCalendar, NewsCalendarError, applies_to, blackout_status,
+                          parse_news_calendar, symbol_profile, window_for)
 
 log = logging.getLogger(__name__)
 
 Signature = tuple[int, int]  # (st_mtime_ns, st_size)
+Spans = tuple[tuple[datetime, datetime], ...]  # (start, end) of every blocking window of one symbol
 
 
 class NewsFile:
@@ -41,6 +43,8 @@ class NewsFile:
         self._signature: Signature | None = None   # of the calendar in force
         self._bad_signature: Signature | None = None
         self._missing_warned = False
+        # the calendar the spans were computed for (held, so its id cannot be reused) and its spans per symbol
+        self._spans: tuple[NewsCalendar, dict[str, Spans]] = (self.calendar, {})
 
     def _stat(self) -> Signature | None:
         try:
@@ -96,7 +100,32 @@ class NewsFile:
         return False
 
     def blackout(self, symbol: str, now: datetime) -> Blackout:
-        return blackout_status(self.calendar, symbol, now)
+        """``blackout_status`` of the calendar in force. Asked every step: outside every window of
+        the symbol the answer is known without walking the events (the engine builds the
+        verdict, and raises for a naive ``now``, whenever ``now`` is inside a window)."""
+        calendar = self.calendar
+        if now.tzinfo is not None:
+            for start, end in self._symbol_spans(calendar, symbol):
+                if start <= now <= end:
+                    break
+            else:
+                return Blackout(False, f"no blackout for {symbol}")
+        return blackout_status(calendar, symbol, now)
+
+    def _symbol_spans(self, calendar: NewsCalendar, symbol: str) -> Spans:
+        """The windows ``blackout_status`` would test for ``symbol``, computed once per calendar."""
+        cached_for, spans = self._spans
+        if cached_for is not calendar:
+            spans = {}
+            self._spans = (calendar, spans)
+        found = spans.get(symbol)
+        if found is None:
+            profile = symbol_profile(calendar, symbol)
+            found = tuple((event.time - window.before, event.time + window.after)
+                          for event in calendar.events
+                          if (window := window_for(calendar, event)) is not None and applies_to(event, profile))
+            spans[symbol] = found
+        return found
 
     def health(self) -> dict[str, Any]:
         return {"path": str(self.path), "status": self.status, "events": len(self.calendar.events),

@@ -77,10 +77,10 @@ class TradeRegistry:
         self._lock = threading.RLock()
         self._open: dict[str, dict[int, Trade]] = {s: {} for s in STRATEGIES}
         self._closed: dict[str, list[Trade]] = {s: [] for s in STRATEGIES}
+        self._closed_versions: dict[str, int] = {s: 0 for s in STRATEGIES}  # bumped whenever _closed changes
         self._on_change = on_change or (lambda event, trade: None)
         self._local = threading.local()  # per-thread batch depth and the documents it left unsaved
         self._json: dict[int, tuple[Trade, dict[str, Any]]] = {}  # id(trade) -> (trade, its to_json())
-        self._closed_version = 0  # bumped at every close: keys the cache of recent_closed
         self._recent: tuple[tuple[int, int], list[Trade]] | None = None
         self.load()
 
@@ -94,7 +94,7 @@ class TradeRegistry:
                 data = self.store.load(self.document(strategy), {"open": {}, "closed": []})
                 self._open[strategy] = {int(t): Trade.from_json(v) for t, v in data.get("open", {}).items()}
                 self._closed[strategy] = [Trade.from_json(v) for v in data.get("closed", [])]
-            self._closed_version += 1
+                self._closed_versions[strategy] += 1
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -183,7 +183,7 @@ class TradeRegistry:
             del self._open[trade.strategy][ticket]
             self._closed[trade.strategy].append(closed)
             self._closed[trade.strategy] = self._closed[trade.strategy][-CLOSED_KEPT:]
-            self._closed_version += 1
+            self._closed_versions[trade.strategy] += 1
             self._save(trade.strategy)
         self._on_change("closed", closed)
         return closed
@@ -214,11 +214,16 @@ class TradeRegistry:
         every strategy at each call. Cached until the next close: the trading guard asks at every
         step, and a long run keeps up to 500 closed trades per strategy."""
         with self._lock:
-            key = (self._closed_version, limit)
+            key = (sum(self._closed_versions.values()), limit)  # versions only grow
             if self._recent is None or self._recent[0] != key:
                 newest = (t for pool in self._closed.values() for t in pool[-limit:])
                 self._recent = (key, sorted(newest, key=lambda t: t.closed_at or "")[-limit:])
             return list(self._recent[1])
+
+    def closed_version(self, strategy: str) -> int:
+        """A number that changes whenever the strategy's closed trades change: readers that
+        scan ``closed_trades`` every step can skip the copy while it is unchanged."""
+        return self._closed_versions[strategy]
 
     def by_client_id(self, client_id: str) -> Trade | None:
         with self._lock:

@@ -89,3 +89,25 @@ def test_a_broken_file_keeps_the_last_good_calendar_and_is_reported_once(
 def test_the_shipped_calendar_parses(tmp_path: Path) -> None:
     news = NewsFile(Path(__file__).resolve().parents[2] / "config" / "news.json")
     assert news.refresh() is True and news.status == "ok" and len(news.calendar.events) >= 1
+
+
+def test_the_quick_outside_window_answer_equals_the_engine_at_every_minute(tmp_path: Path) -> None:
+    """blackout skips the event walk outside the symbol's windows: the verdicts must be the
+    engine's, edges included, and a reloaded calendar must replace the cached windows."""
+    from datetime import timedelta
+
+    from engines.news import blackout_status
+
+    path = tmp_path / "news.json"
+    write(path, calendar(("2026-01-05T12:10:00Z", "US CPI", ["USD"]), ("2026-01-05T13:00:00Z", "ECB", ["EUR"])))
+    news = NewsFile(path)
+    news.refresh()
+    for minutes in range(-120, 120):
+        for symbol in ("XAUUSD", "EURUSD", "BTCUSD", "GBPJPY"):
+            now = NOW + timedelta(minutes=minutes)
+            assert news.blackout(symbol, now) == blackout_status(news.calendar, symbol, now)
+    write(path, calendar(("2026-01-05T12:10:00Z", "ECB", ["EUR"])), bump=1)
+    news.refresh()
+    assert not news.blackout("XAUUSD", NOW).blocked and news.blackout("EURUSD", NOW).blocked
+    with pytest.raises(ValueError):
+        news.blackout("XAUUSD", datetime(2026, 1, 5, 9, 0))  # naive: refused as by the engine

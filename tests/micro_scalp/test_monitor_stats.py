@@ -126,3 +126,19 @@ def test_a_trade_closed_while_the_monitor_was_stopped_is_scored_once(ms: Monitor
         ms.step()
     assert fresh.health()["performance"]["trades"] == 1
     assert fresh.health()["performance"]["last_trade"]["reason"] == "closed by hand"
+
+
+def test_a_trade_closed_after_a_quiet_step_is_scored_on_the_next_step(ms: MonitorStack) -> None:
+    """score_new skips the registry scan while its closed trades are unchanged: a close must
+    still be seen at once."""
+    ms.step()
+    ms.step()  # nothing new twice: the second call is the skipped scan
+    version = ms.stack.registry.closed_version("micro_scalp")
+    trade = ms.open_trade("XAUUSD", "buy", 2.0, 2.0, atr=0.5)
+    ms.stack.executor.close(ms.stack.registry.get(trade.ticket), "closed by hand")
+    assert ms.stack.registry.closed_version("micro_scalp") != version
+    ms.step()
+    assert ms.monitor.health()["performance"]["trades"] == 1
+    ms.stack.registry.load()  # a reload replaces the closed list: scanned again, nothing scored twice
+    assert ms.state.stats.score_new() == []
+    assert ms.monitor.health()["performance"]["trades"] == 1

@@ -1,0 +1,79 @@
+"""Quiet mode (``evaluate(explain=False)``, what the monitor uses): reasons formatted only when read.
+
+It must be invisible: every decision equal to the explaining one, an idea's reasons complete and
+identical, and a no-trade decision's one reason exactly the one the monitor picks from the full
+list (the last reason of the failing check, else the last reason). Walked over real bars so every
+regime detail, gate and checker path is formatted both ways.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from config.micro_scalp_model import MicroScalpConfig
+from engines.micro_scalp import RegimeState, evaluate
+from engines.micro_scalp_features import Bars
+from engines.micro_scalp_reasons import Deferred, failure_reason
+from engines.spread import SpreadStats
+from tests.micro_scalp.real_bars import EUR_FILE, XAU_FILE, read_real_bars
+
+REPO = Path(__file__).resolve().parents[2]
+WINDOW = 200
+CASES = {"XAUUSD": (XAU_FILE, 0.20, 0.10), "EURUSD": (EUR_FILE, 0.00010, 0.00010)}
+
+
+def monitor_why(reasons: tuple[str, ...], failed: str | None) -> str:
+    """monitors/micro_scalp.py's choice of the reason to show for a decision without an idea."""
+    failed = failed or "engine"
+    return next((r for r in reversed(reasons) if r.startswith(f"{failed}:")), reasons[-1] if reasons else "")
+
+
+@pytest.mark.parametrize("symbol", sorted(CASES))
+def test_quiet_decisions_equal_explaining_ones(symbol: str) -> None:
+    file, spread, stops_level = CASES[symbol]
+    config = MicroScalpConfig.model_validate(json.loads((REPO / "config" / "micro_scalp.json").read_text()))
+    params = config.for_symbol(symbol)
+    bars = Bars.from_frame(read_real_bars(file).iloc[:2600])
+    loud, quiet = RegimeState(), RegimeState()
+    failed: Counter[str | None] = Counter()
+    for step, end in enumerate(range(WINDOW, len(bars) + 1, 2)):
+        window = Bars(*(a[end - WINDOW:end] for a in (bars.time_s, bars.open, bars.high, bars.low,
+                                                        bars.close, bars.volume)))
+        close = float(window.close[-1])
+        now = datetime.fromtimestamp(int(window.time_s[-1]) + 60, tz=timezone.utc)
+        stats = SpreadStats(spread, spread / (1.2 + step % 3), spread, 50) if step % 5 == 0 else None
+        args = (window, (close - spread / 2, close + spread / 2), stats, None, params, symbol, now)
+        full = evaluate(*args, loud, stops_level=stops_level)
+        short = evaluate(*args, quiet, stops_level=stops_level, explain=False)
+        loud, quiet = full.regime_state, short.regime_state
+        assert (short.failed, short.regime, short.strategy, short.score, short.aplus, short.idea) == \
+               (full.failed, full.regime, full.strategy, full.score, full.aplus, full.idea)
+        assert loud == quiet
+        if full.idea is None:
+            assert short.reasons == (monitor_why(full.reasons, full.failed),)
+        else:
+            assert short.reasons == full.reasons and short.idea.reasons == full.reasons
+        failed[full.failed] += 1
+    assert {None, "L1.atr1", "L2.location", "L3.primary", "L4.score"} <= set(failed), failed
+
+
+def test_the_failure_reason_is_found_without_formatting_other_checks() -> None:
+    formatted: list[str] = []
+
+    def text(value: str) -> str:
+        formatted.append(value)
+        return value
+
+    reasons = ["data: ok", Deferred("L1.atr1: ", text, ("L1.atr1: pass x",)),
+               Deferred("L2.location: ", text, ("L2.location: FAIL y",)), "router: edge"]
+    assert failure_reason(reasons, "L2.location") == "L2.location: FAIL y"
+    assert formatted == ["L2.location: FAIL y"]
+    assert failure_reason(reasons, "L3.primary") == "router: edge"   # none of that check: the last one
+    assert failure_reason(reasons, None) == "router: edge"
+    assert failure_reason([], "x") == ""
+    long_key = Deferred("L1: ", text, ("L1: x: long text",))
+    assert failure_reason([long_key, "z"], "L1: x") == "L1: x: long text"  # a key longer than the head: read
