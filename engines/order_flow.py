@@ -23,6 +23,7 @@ means a gap that could not be filled.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -277,10 +278,15 @@ class _BarColumnStore:
         values[:, :keep] = self._values[:, self._lo:self._hi]
         self._start, self._values, self._lo, self._hi = start, values, 0, keep
 
-    def read(self, after: Sequence[FlowBar] = ()) -> FlowBarColumns:
+    def read(self, after: Sequence[FlowBar] = (), since_ms: int | None = None, before: int = 0) -> FlowBarColumns:
         """A copy of the stored bars (the buffer is reused as bars complete) followed by
-        ``after``, the builder's bars not stored yet."""
+        ``after``, the builder's bars not stored yet. With ``since_ms``, only the stored bars
+        starting at or after it and the ``before`` bars preceding those (a reader that needs
+        the recent bars copies those, not the whole history)."""
         lo, hi = self._lo, self._hi
+        if since_ms is not None:
+            first = lo + int(self._start[lo:hi].searchsorted(since_ms)) - before
+            lo = min(max(lo, first), hi)
         stored = hi - lo
         start = np.empty(stored + len(after), dtype=np.int64)
         seconds = np.full(stored + len(after), self.seconds, dtype=np.int64)
@@ -427,7 +433,7 @@ class SymbolFlow:
             raise ValueError("add_batch: all arrays must have the same length")
         if n == 0:
             return BatchResult()
-        if n <= FEW_TRADES and self._one_trade_per_second(time_ms):
+        if n <= FEW_TRADES and self._one_trade_per_second(time_ms.tolist()):
             # a group of one trade sums to itself: trade by trade is the same arithmetic, cheaper
             return self._add_loop(ids, price, qty, time_ms, maker)
         clean = (np.all(np.isfinite(price)) and np.all(price > 0) and np.all(np.isfinite(qty))
@@ -437,12 +443,29 @@ class SymbolFlow:
             return self._add_loop(ids, price, qty, time_ms, maker)
         return self._add_vectorised(ids, price, qty, time_ms, maker)
 
-    def _one_trade_per_second(self, time_ms: np.ndarray) -> bool:
+    def add_lists(self, first_id: int, price: list[float], qty: list[float], time_ms: list[int],
+                  is_buyer_maker: list[bool]) -> BatchResult:
+        """``add_batch`` of trades given as Python lists, with ids ``first_id, first_id + 1, ...``
+        (the tick proxy numbers its pseudo-trades so). A few trades, each in its own second, go
+        straight to ``add`` (what ``add_batch`` does with them, minus the round trip through
+        arrays); anything else takes ``add_batch`` itself."""
+        n = len(time_ms)
+        if n <= FEW_TRADES and self._one_trade_per_second(time_ms):
+            counts = [0, 0, 0, 0]
+            add = self.add
+            for t in zip(range(first_id, first_id + n), price, qty, time_ms, is_buyer_maker):
+                counts[add(*t)] += 1
+            return BatchResult(*counts)
+        return self.add_batch(np.arange(first_id, first_id + n, dtype=np.int64), np.array(price, dtype=np.float64),
+                              np.array(qty, dtype=np.float64), np.array(time_ms, dtype=np.int64),
+                              np.array(is_buyer_maker, dtype=bool))
+
+    def _one_trade_per_second(self, time_ms: list[int]) -> bool:
         """No two trades of the batch share a second (nor a second before the open one): then
         ``_add_vectorised``'s per-second sums are the trades themselves and ``add`` gives the
         same state bit for bit (its ``if``/``elif`` on high and low too: low <= high)."""
         previous = self._sec - 1
-        for t in time_ms.tolist():
+        for t in time_ms:
             sec = t // 1000
             if sec <= previous:
                 return False
@@ -587,12 +610,16 @@ class SymbolFlow:
 
     def _volumes(self, slots: np.ndarray, valid: np.ndarray, open_at: int | None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Per second of the window: buy, sell, notional, trades, discontinuous."""
+        """Per second of the window: buy, sell, notional, trades, discontinuous. Each column is
+        gathered, then its stale slots (seconds without trades) are zeroed: the values of
+        ``np.where(valid, column[slots], 0)``, same dtype, for half the cost."""
         ring = self.ring
-        buy = np.where(valid, ring.buy[slots], 0.0)
-        sell = np.where(valid, ring.sell[slots], 0.0)
-        notional = np.where(valid, ring.notional[slots], 0.0)
-        trades = np.where(valid, ring.trades[slots], 0)
+        stale = ~valid
+        buy, sell, notional, trades = ring.buy[slots], ring.sell[slots], ring.notional[slots], ring.trades[slots]
+        buy[stale] = 0.0
+        sell[stale] = 0.0
+        notional[stale] = 0.0
+        trades[stale] = 0
         disc = valid & ring.disc[slots]
         if open_at is not None:
             i = open_at
@@ -604,8 +631,10 @@ class SymbolFlow:
     @staticmethod
     def _prices(column: np.ndarray, slots: np.ndarray, valid: np.ndarray, open_at: int | None,
                 open_value: float) -> np.ndarray:
-        """One price column of the window (NaN in seconds without trades)."""
-        out = np.where(valid, column[slots], np.nan)
+        """One price column of the window (NaN in seconds without trades; as in ``_volumes``,
+        the values of ``np.where(valid, column[slots], np.nan)``)."""
+        out = column[slots]
+        out[~valid] = np.nan
         if open_at is not None:
             out[open_at] = open_value
         return out
@@ -629,56 +658,69 @@ class SymbolFlow:
         longest = max(windows_seconds)
         start_sec, slots, valid, open_at = self._window(longest, now_ms)
         columns = self._volumes(slots, valid, open_at)
+        # Integer and boolean facts of the longest window, read once (exact whatever the order):
+        # trade counts per second, the seconds with trades, the last second with a gap.
+        counts = columns[3].tolist()
+        traded = columns[3].nonzero()[0].tolist()
+        broken = columns[4].nonzero()[0]
+        last_broken = int(broken[-1]) if broken.shape[0] else -1
         extremes: list[np.ndarray] = []  # high and low prices per second, gathered when first needed
         return [self._summarise(window_seconds, now_ms, start_sec, slots, valid, open_at, columns, extremes,
-                                longest - window_seconds) for window_seconds in windows_seconds]
+                                longest - window_seconds, counts, traded, last_broken)
+                for window_seconds in windows_seconds]
 
     def _summarise(self, window_seconds: int, now_ms: int, start_sec: int, slots: np.ndarray, valid: np.ndarray,
                    open_at: int | None, columns: tuple[np.ndarray, ...], extremes: list[np.ndarray],
-                   skip: int) -> FlowMetrics:
-        """One window's metrics from the longest window's gathered columns, ``skip`` seconds in."""
-        buy_s, sell_s, notional_s, trades_s, disc = (column[skip:] for column in columns)
+                   skip: int, counts: list[int], traded: list[int], last_broken: int) -> FlowMetrics:
+        """One window's metrics from the longest window's gathered columns, ``skip`` seconds in
+        (``counts``, ``traded`` and ``last_broken`` are that window's, see ``metrics_many``)."""
+        if skip:
+            buy_s, sell_s, notional_s = columns[0][skip:], columns[1][skip:], columns[2][skip:]
+        else:
+            buy_s, sell_s, notional_s = columns[0], columns[1], columns[2]
         add = np.add.reduce  # what ndarray.sum calls, without its Python layers
         buy = float(add(buy_s))
         sell = float(add(sell_s))
         volume = buy + sell
         notional = float(add(notional_s))
-        trades = int(add(trades_s))
+        trades = sum(counts[skip:])
         slope = _least_squares_slope(self._cvd_end(buy_s - sell_s))
         if trades:
             if not extremes:
                 extremes += (self._prices(self.ring.high, slots, valid, open_at, self._h),
                              self._prices(self.ring.low, slots, valid, open_at, self._l))
-            first = skip + int((trades_s > 0).argmax())  # in the longest window
+            first = traded[bisect_left(traded, skip)]  # the window's first second with trades
             price_open = float(self._o if first == open_at else self.ring.open[slots[first]])
             # fmax/fmin skip NaN as nanmax/nanmin do (they are those, plus a warning when all NaN)
             price_high = float(np.fmax.reduce(extremes[0][skip:]))
             price_low = float(np.fmin.reduce(extremes[1][skip:]))
         else:
             price_open = price_high = price_low = None
+        last_time_ms = self.last_time_ms
+        # positional, in field order (cheaper than keywords on a path taken twice a step)
         return FlowMetrics(
-            symbol=self.symbol, window_seconds=window_seconds, now_ms=now_ms,
-            buy_volume=buy, sell_volume=sell, delta=buy - sell, trades=trades, notional=notional,
-            vwap=notional / volume if volume > 0 else None,
-            cvd=self.cvd, cvd_slope=slope,
-            cvd_slope_norm=slope * window_seconds / volume if volume > 0 else 0.0,
-            aggressor_ratio=buy / volume if volume > 0 else None,
-            imbalance=(buy - sell) / volume if volume > 0 else None,
-            price_open=price_open, price_high=price_high, price_low=price_low,
-            last_price=self.last_price, last_trade_ms=self.last_time_ms,
-            staleness_ms=now_ms - self.last_time_ms if self.last_time_ms is not None else None,
-            discontinuous=bool(np.logical_or.reduce(disc)),
-            complete=self.first_time_ms is not None and self.first_time_ms // 1000 <= start_sec + skip)
+            self.symbol, window_seconds, now_ms, buy, sell, buy - sell, trades, notional,
+            notional / volume if volume > 0 else None,  # vwap
+            self.cvd, slope,
+            slope * window_seconds / volume if volume > 0 else 0.0,  # cvd_slope_norm
+            buy / volume if volume > 0 else None,  # aggressor_ratio
+            (buy - sell) / volume if volume > 0 else None,  # imbalance
+            price_open, price_high, price_low, self.last_price, last_time_ms,
+            now_ms - last_time_ms if last_time_ms is not None else None,  # staleness_ms
+            last_broken >= skip,  # discontinuous
+            self.first_time_ms is not None and self.first_time_ms // 1000 <= start_sec + skip)  # complete
 
     def bars(self, seconds: int, include_forming: bool = True) -> list[FlowBar]:
         """Completed bars of ``seconds``, oldest first, plus the one still forming if asked."""
         builder = self._builder(seconds)
         return list(builder.completed) + self._unstored_bars(builder, include_forming)
 
-    def bar_columns(self, seconds: int, include_forming: bool = True) -> FlowBarColumns:
-        """The same bars as ``bars`` (same values, same order), as columns."""
+    def bar_columns(self, seconds: int, include_forming: bool = True, since_ms: int | None = None,
+                    before: int = 0) -> FlowBarColumns:
+        """The same bars as ``bars`` (same values, same order), as columns. ``since_ms``: only
+        the bars starting at or after it, plus ``before`` bars before those (when there are)."""
         builder = self._builder(seconds)
-        return builder.columns.read(self._unstored_bars(builder, include_forming))
+        return builder.columns.read(self._unstored_bars(builder, include_forming), since_ms, before)
 
     def _builder(self, seconds: int) -> _BarBuilder:
         builder = self.builders.get(seconds)
@@ -783,6 +825,11 @@ class OrderFlowEngine:
     def add_trades(self, symbol: str, ids, price, qty, time_ms, is_buyer_maker) -> BatchResult:
         return self.book(symbol).add_batch(ids, price, qty, time_ms, is_buyer_maker)
 
+    def add_trade_lists(self, symbol: str, first_id: int, price: list[float], qty: list[float],
+                        time_ms: list[int], is_buyer_maker: list[bool]) -> BatchResult:
+        """``add_trades`` from Python lists, ids counting up from ``first_id`` (``SymbolFlow.add_lists``)."""
+        return self.book(symbol).add_lists(first_id, price, qty, time_ms, is_buyer_maker)
+
     def mark_discontinuity(self, symbol: str) -> None:
         self.book(symbol).mark_discontinuity()
 
@@ -823,10 +870,14 @@ class OrderFlowEngine:
         book = self._books.get(symbol)
         return [] if book is None else book.bars(seconds, include_forming)
 
-    def bar_columns(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> FlowBarColumns:
-        """``bars`` as columns (no object per bar); empty when the symbol has never traded."""
+    def bar_columns(self, symbol: str, seconds: int = 60, include_forming: bool = True,
+                    since_ms: int | None = None, before: int = 0) -> FlowBarColumns:
+        """``bars`` as columns (no object per bar); empty when the symbol has never traded.
+        ``since_ms`` and ``before`` limit them to the recent ones (``SymbolFlow.bar_columns``)."""
         book = self._books.get(symbol)
-        return FlowBarColumns.from_bars([]) if book is None else book.bar_columns(seconds, include_forming)
+        if book is None:
+            return FlowBarColumns.from_bars([])
+        return book.bar_columns(seconds, include_forming, since_ms, before)
 
     def stats(self, symbol: str) -> dict[str, int | float | None]:
         book = self._books.get(symbol)

@@ -221,11 +221,16 @@ def align_flow_to_bars(bar_start_ms: Sequence[int], flow_bars: Sequence[Any] | F
         return np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
     at = np.minimum(np.searchsorted(flow.start_ms, starts), len(flow) - 1)
     found = flow.start_ms[at] == starts
+    missing = ~found
     buy, sell = flow.buy_volume[at], flow.sell_volume[at]
-    cvd = np.where(found, flow.cvd[at], np.nan)
-    delta = np.where(found, buy - sell, np.nan)
-    volume = np.where(found, buy + sell, np.nan)
-    quiet = ~found & (starts > flow.start_ms[0])
+    cvd, delta, volume = flow.cvd[at], buy - sell, buy + sell
+    if cvd.dtype == delta.dtype == np.float64:  # the engine's columns: NaN written in place, cheaper
+        cvd[missing] = np.nan
+        delta[missing] = np.nan
+        volume[missing] = np.nan
+    else:
+        cvd, delta, volume = (np.where(found, values, np.nan) for values in (cvd, delta, volume))
+    quiet = missing & (starts > flow.start_ms[0])
     if np.logical_or.reduce(quiet):  # quiet.any() without its Python layers
         last_found = np.maximum.accumulate(np.where(found, np.arange(n), -1))
         carried = np.where(last_found >= 0, cvd[np.maximum(last_found, 0)], np.nan)

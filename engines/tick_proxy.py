@@ -95,17 +95,26 @@ def classify_ticks(time_ms: Any, bid: Any, ask: Any, last: Any = None, volume: A
     as HistData ticks): then every tick is a quote tick priced at the mid, size 1.
     """
     state = state or TickRuleState()
+    columns = _tick_columns(time_ms, bid, ask, last, volume, flags, volume_real)
+    if columns[0].shape[0] <= FEW_TICKS:
+        return _classify_few(*columns, state)
+    return _classify_many(*columns, state)
+
+
+def _tick_columns(time_ms: Any, bid: Any, ask: Any, last: Any, volume: Any, flags: Any, volume_real: Any
+                  ) -> tuple[np.ndarray, ...]:
+    """(time_ms, bid, ask, last, volume, flags, volume_real) as arrays of the dtypes the classifier reads."""
     time_ms = np.asarray(time_ms, dtype=np.int64)
     n = time_ms.shape[0]
-    bid = _column(bid, n, np.float64, "bid")
-    ask = _column(ask, n, np.float64, "ask")
-    last = _column(last, n, np.float64, "last")
-    volume = _column(volume, n, np.float64, "volume")
-    volume_real = _column(volume_real, n, np.float64, "volume_real")
-    flags = _column(flags, n, np.int64, "flags")
-    if n <= FEW_TICKS:
-        return _classify_few(time_ms, bid, ask, last, volume, flags, volume_real, state)
+    return (time_ms, _column(bid, n, np.float64, "bid"), _column(ask, n, np.float64, "ask"),
+            _column(last, n, np.float64, "last"), _column(volume, n, np.float64, "volume"),
+            _column(flags, n, np.int64, "flags"), _column(volume_real, n, np.float64, "volume_real"))
 
+
+def _classify_many(time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: np.ndarray, volume: np.ndarray,
+                   flags: np.ndarray, volume_real: np.ndarray,
+                   state: TickRuleState) -> tuple[ClassifiedTicks, TickRuleState]:
+    """``classify_ticks`` vectorised (a batch too large for the tick-by-tick loop)."""
     with np.errstate(invalid="ignore"):
         prints_trades = last > 0
     is_print = prints_trades & ((flags == 0) | ((flags & TRADE_FLAGS) != 0))
@@ -150,12 +159,44 @@ def classify_ticks(time_ms: Any, bid: Any, ask: Any, last: Any = None, volume: A
     return result, TickRuleState(float(p[-1]), int(carried[-1]))
 
 
+@dataclass
+class _FewTicks:
+    """The pseudo-trades of a few ticks as Python lists (what the engine's per-trade path reads),
+    with ``ClassifiedTicks``' counts."""
+
+    time_ms: list[int] = field(default_factory=list)
+    price: list[float] = field(default_factory=list)
+    qty: list[float] = field(default_factory=list)
+    is_sell: list[bool] = field(default_factory=list)
+    by_flag: int = 0
+    by_tick_rule: int = 0
+    unclassified: int = 0
+    quote_updates: int = 0
+    invalid: int = 0
+
+    def arrays(self) -> ClassifiedTicks:
+        return ClassifiedTicks(np.array(self.time_ms, dtype=np.int64), np.array(self.price, dtype=np.float64),
+                               np.array(self.qty, dtype=np.float64), np.array(self.is_sell, dtype=bool),
+                               by_flag=self.by_flag, by_tick_rule=self.by_tick_rule,
+                               unclassified=self.unclassified, quote_updates=self.quote_updates,
+                               invalid=self.invalid)
+
+
 def _classify_few(time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: np.ndarray, volume: np.ndarray,
                   flags: np.ndarray, volume_real: np.ndarray,
                   state: TickRuleState) -> tuple[ClassifiedTicks, TickRuleState]:
     """``classify_ticks`` tick by tick for the few ticks of one poll, where numpy's cost per call
     dominates: the same tests and the same float operations in the same order, so the result is
     identical (tests/order_flow/test_fast_paths.py compares both on random batches)."""
+    few, state = _classify_few_lists(time_ms, bid, ask, last, volume, flags, volume_real, state)
+    return few.arrays(), state
+
+
+def _classify_few_lists(time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: np.ndarray,
+                        volume: np.ndarray, flags: np.ndarray, volume_real: np.ndarray,
+                        state: TickRuleState) -> tuple[_FewTicks, TickRuleState]:
+    """``_classify_few`` with the pseudo-trades left as lists (the tick proxy feeds them to the
+    engine as they are)."""
     kept_time: list[int] = []
     kept_price: list[float] = []
     kept_qty: list[float] = []
@@ -195,10 +236,8 @@ def _classify_few(time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: n
         kept_price.append(price)
         kept_qty.append(real if real > 0 else vol if vol > 0 else 1.0)
         kept_sell.append(side < 0)
-    result = ClassifiedTicks(np.array(kept_time, dtype=np.int64), np.array(kept_price, dtype=np.float64),
-                             np.array(kept_qty, dtype=np.float64), np.array(kept_sell, dtype=bool),
-                             by_flag=by_flag, by_tick_rule=by_tick_rule, unclassified=unclassified,
-                             quote_updates=quote_updates, invalid=invalid)
+    result = _FewTicks(kept_time, kept_price, kept_qty, kept_sell, by_flag=by_flag, by_tick_rule=by_tick_rule,
+                       unclassified=unclassified, quote_updates=quote_updates, invalid=invalid)
     if not used:
         return result, TickRuleState(state.last_price, state.last_direction)
     return result, TickRuleState(float(previous), int(direction))
@@ -273,7 +312,7 @@ class ProxyCounters:
     invalid: int = 0
     rejected_by_engine: int = 0
 
-    def add(self, classified: ClassifiedTicks, ticks: int, result: BatchResult) -> None:
+    def add(self, classified: ClassifiedTicks | _FewTicks, ticks: int, result: BatchResult) -> None:
         self.ticks += ticks
         self.trades += result.accepted
         self.by_flag += classified.by_flag
@@ -327,6 +366,26 @@ class TickFlowProxy:
         book.counters.add(classified, int(np.asarray(time_ms).shape[0]), result)
         return classified
 
+    def ingest(self, symbol: str, time_ms: Any, bid: Any, ask: Any, last: Any = None, volume: Any = None,
+               flags: Any = None, volume_real: Any = None) -> int:
+        """``add_ticks`` for a caller that only needs the number of pseudo-trades (a poll): the
+        few ticks of one poll go from the classifier's lists to the engine without building
+        arrays. Same engine state, counters and tick-rule state as ``add_ticks``."""
+        columns = _tick_columns(time_ms, bid, ask, last, volume, flags, volume_real)
+        if columns[0].shape[0] > FEW_TICKS:
+            return len(self.add_ticks(symbol, *columns))
+        book = self._book(symbol)
+        few, book.state = _classify_few_lists(*columns, book.state)
+        n = len(few.time_ms)
+        if n:
+            first_id = book.next_id
+            book.next_id += n
+            result = self.engine.add_trade_lists(symbol, first_id, few.price, few.qty, few.time_ms, few.is_sell)
+        else:
+            result = BatchResult()
+        book.counters.add(few, int(columns[0].shape[0]), result)
+        return n
+
     def add_frame(self, symbol: str, frame: pd.DataFrame) -> ClassifiedTicks:
         """Same as ``add_ticks`` from a DataFrame (``Broker.ticks`` or ``feeds.readers.read_ticks``)."""
         return self.add_ticks(symbol, **frame_columns(frame))
@@ -348,8 +407,9 @@ class TickFlowProxy:
     def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
         return self.engine.bars(symbol, seconds, include_forming)
 
-    def bar_columns(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> FlowBarColumns:
-        return self.engine.bar_columns(symbol, seconds, include_forming)
+    def bar_columns(self, symbol: str, seconds: int = 60, include_forming: bool = True,
+                    since_ms: int | None = None, before: int = 0) -> FlowBarColumns:
+        return self.engine.bar_columns(symbol, seconds, include_forming, since_ms, before)
 
     def seconds(self, symbol: str, window_seconds: int, now_ms: int) -> SecondSeries | None:
         return self.engine.seconds(symbol, window_seconds, now_ms)

@@ -80,7 +80,9 @@ class TickProxyFeed:
             return self._poll(symbol, now or self.clock.now())
 
     def _poll(self, symbol: str, now: datetime) -> PollResult:
-        state = self._state.setdefault(symbol, PollState())
+        state = self._state.get(symbol)
+        if state is None:
+            state = self._state[symbol] = PollState()
         state.polls += 1
         now_ms = int(now.timestamp() * 1000)
         warmup_ms = int(self.warmup_seconds * 1000)
@@ -97,7 +99,7 @@ class TickProxyFeed:
             return PollResult(symbol, 0, 0, 0, state.last_error)
         times = columns["time_ms"]
         fetched = int(times.shape[0])
-        if fetched > 1 and bool((times[1:] < times[:-1]).any()):
+        if fetched > 1 and bool(np.logical_or.reduce(times[1:] < times[:-1])):  # .any() minus its Python layers
             state.rejected_batches += 1
             state.last_error = "tick times go backwards in the fetched batch"
             log.warning("tick proxy %s: %s; batch of %d rejected", symbol, state.last_error, fetched)
@@ -112,17 +114,17 @@ class TickProxyFeed:
                 self.proxy.mark_discontinuity(symbol)
                 log.warning("tick proxy %s: no poll for %.0f s (> warmup %.0f s); flow marked discontinuous",
                             symbol, (now_ms - (state.last_ms or now_ms)) / 1000, self.warmup_seconds)
-            classified = self.proxy.add_ticks(symbol, **fresh) if count else None
+            trades = self.proxy.ingest(symbol, **fresh) if count else 0
         if count:
             newest = int(new_times[-1])
-            at_newest = int(np.count_nonzero(new_times == newest))
+            at_newest = count - int(new_times.searchsorted(newest))  # sorted: the ticks at the newest ms
             if newest == state.last_ms and not outage:
                 state.taken_at_last_ms += at_newest
             else:
                 state.last_ms, state.taken_at_last_ms = newest, at_newest
         state.last_ok_ms = now_ms
         state.last_error = None
-        return PollResult(symbol, fetched, count, len(classified) if classified is not None else 0)
+        return PollResult(symbol, fetched, count, trades)
 
     def _fetch(self, symbol: str, start_ms: int, now: datetime) -> dict[str, np.ndarray | None]:
         """The broker's ticks in [start, now) as ``frame_columns`` (time_ms, bid, ask, ...): the one
@@ -148,10 +150,12 @@ class TickProxyFeed:
         with self._lock:
             return self.proxy.bars(symbol, seconds, include_forming)
 
-    def bar_columns(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> FlowBarColumns:
-        """``bars`` as columns (what the order-flow monitor reads every step)."""
+    def bar_columns(self, symbol: str, seconds: int = 60, include_forming: bool = True,
+                    since_ms: int | None = None, before: int = 0) -> FlowBarColumns:
+        """``bars`` as columns (what the order-flow monitor reads every step); ``since_ms`` and
+        ``before`` limit them to the recent ones (``engines.order_flow.SymbolFlow.bar_columns``)."""
         with self._lock:
-            return self.proxy.bar_columns(symbol, seconds, include_forming)
+            return self.proxy.bar_columns(symbol, seconds, include_forming, since_ms, before)
 
     def last_poll_ms(self, symbol: str) -> int | None:
         state = self._state.get(symbol)

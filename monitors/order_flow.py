@@ -36,8 +36,8 @@ from engines.types import TradeIdea
 from execution.errors import BrokerError
 from feeds.bar_feed import BadBars
 from monitors.clock import Clock
-from monitors.order_flow_rules import (SignalInputs, check_flip, default_signals, flow_problem, plan_stops,
-                                       signal_inputs)
+from monitors.order_flow_rules import (SignalInputs, check_flip, default_signals, flow_bars_since, flow_problem,
+                                       plan_stops, signal_inputs)
 from monitors.why_not import WhyNoTrade
 from state.registry import Trade
 
@@ -100,12 +100,14 @@ class _ConfigCache:
         return list(self._active)
 
 
-def _flow_bars(route: _Route) -> FlowBarColumns:
-    """The route's completed M1 flow bars as columns. Feeds that only serve ``FlowBar`` lists
-    (the Binance wrapper) are converted here: same values either way."""
+def _flow_bars(route: _Route, since: tuple[int, int]) -> FlowBarColumns:
+    """The route's completed M1 flow bars as columns. Feeds that serve columns (the tick proxy)
+    copy only the recent bars ``since`` (``flow_bars_since``) names, the only ones the signal
+    inputs read; feeds that only serve ``FlowBar`` lists (the Binance wrapper) are converted
+    here, all of them. Same signal inputs either way."""
     bar_columns = getattr(route.feed, "bar_columns", None)
     if bar_columns is not None:
-        return bar_columns(route.key, 60, False)
+        return bar_columns(route.key, 60, False, since_ms=since[0], before=since[1])
     return FlowBarColumns.from_bars(route.feed.bars(route.key, 60, False))
 
 
@@ -326,7 +328,8 @@ class OrderFlowMonitor:
             raise _Skip("quote", str(exc)) from None
 
         signal_params = cached.signal_params(symbol)
-        inputs = signal_inputs(bars, _flow_bars(route), signal_window, quote.mid, signal_params)
+        since = flow_bars_since(int(bars.time_s[0]) * 1000, signal_window, signal_params)
+        inputs = signal_inputs(bars, _flow_bars(route, since), signal_window, quote.mid, signal_params)
         signals = self._signals(inputs, signal_params)
         verdict = classify(signals, signal_params.weights, signal_params.threshold)
         summary = ", ".join(f"{s.name} {s.side} {s.strength:.2f}" for s in signals) or "none"

@@ -101,6 +101,19 @@ def signal_inputs(bars: BarSeries, flow_bars: Sequence[FlowBar] | FlowBarColumns
                         last_atr(high, low, close, params.atr_period))
 
 
+def flow_bars_since(bar_start_ms: int, window: FlowMetrics, params: SignalParams, bar_seconds: int = 60
+                    ) -> tuple[int, int]:
+    """(since_ms, before) for ``bar_columns``: a superset of the flow bars ``signal_inputs``
+    reads, so it gives the same inputs as with the whole history. The alignment reads the bars
+    from the first price bar on, plus one earlier bar (it tells whether the tape started
+    before a price bar); the typical volume reads the last ``absorption_typical_bars`` bars
+    that end before the absorption window. Bars are sorted by start, so the bars starting
+    after ``since_ms`` and the ``before`` bars ahead of them hold both (one bar of margin)."""
+    window_start_ms = window.now_ms - window.window_seconds * 1000
+    since_ms = min(bar_start_ms, window_start_ms - 2 * bar_seconds * 1000)
+    return since_ms, params.absorption_typical_bars + 1
+
+
 def bar_arrays(bars: BarSeries) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(start ms, high, low, close, tick volume) of the broker's bars, as float64 (int64 ms)."""
     return (bars.time_s * 1000, bars.high.astype(np.float64, copy=False), bars.low.astype(np.float64, copy=False),

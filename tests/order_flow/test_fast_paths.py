@@ -22,7 +22,7 @@ from engines.order_flow_signals import (SignalParams, _swing_pivots, align_flow_
                                         typical_window_volume)
 from engines.tick_proxy import TickRuleState, classify_ticks, frame_columns
 from feeds.tick_proxy import _first_new
-from monitors.order_flow_rules import bar_arrays, signal_inputs
+from monitors.order_flow_rules import bar_arrays, flow_bars_since, signal_inputs
 
 T0 = 1_723_161_240_000  # a UTC minute boundary
 SYM = "X"
@@ -184,6 +184,34 @@ def test_few_ticks_one_by_one_equal_the_numpy_path(monkeypatch):
         assert type(got_state.last_price) is type(expected_state.last_price)
 
 
+def test_ingest_feeds_the_engine_as_add_ticks_does(monkeypatch):
+    """The poll's path (classifier lists straight into the engine) leaves the same engine state,
+    counters and tick-rule state as classifying into arrays and adding the batch, with the
+    engine's per-trade path turned off for the reference."""
+    rng = np.random.default_rng(7)
+    fast, reference = tick_proxy.TickFlowProxy(), tick_proxy.TickFlowProxy()
+    start = 1_700_000_000_000
+    for _ in range(1500):
+        n = int(rng.integers(0, tick_proxy.FEW_TICKS + 8))
+        ticks = list(random_ticks(rng, n))
+        spread = rng.choice([1000, 5000, 60_000])  # from one second to a minute per tick
+        ticks[0] = start + np.sort(rng.integers(0, spread * max(n, 1), n)).astype(np.int64)
+        start = int(ticks[0][-1]) if n else start
+        if rng.random() < 0.03:
+            fast.mark_discontinuity(SYM)
+            reference.mark_discontinuity(SYM)
+        got = fast.ingest(SYM, *ticks)
+        with monkeypatch.context() as patch, np.errstate(invalid="ignore"):
+            patch.setattr(order_flow, "FEW_TRADES", 0)
+            expected = reference.add_ticks(SYM, *ticks)
+        assert got == len(expected)
+        assert repr(fast.counters(SYM)) == repr(reference.counters(SYM))
+        assert repr(fast._book(SYM).state) == repr(reference._book(SYM).state)
+        assert fast._book(SYM).next_id == reference._book(SYM).next_id
+        if SYM in reference.engine.symbols:
+            assert engine_state(fast.engine) == engine_state(reference.engine)
+
+
 def _tick_frame(columns: dict, unit: str = "ms") -> pd.DataFrame:
     n = len(next(iter(columns.values())))
     index = pd.DatetimeIndex(pd.to_datetime(np.arange(n) * 1000 + 1_700_000_000_123, unit="ms", utc=True),
@@ -330,3 +358,51 @@ def test_classifier_weights_follow_a_changed_mapping():
     assert classify(signals, weights).probability == 0.75
     with pytest.raises(ValueError, match="unknown signal weights"):
         classify(signals, {"nope": 1.0})
+
+
+@pytest.mark.parametrize("history", [40, 1440])
+def test_signal_inputs_from_the_recent_flow_bars_equal_those_from_all(history):
+    """The monitor copies only the flow bars ``flow_bars_since`` names: the signal inputs are
+    those from every stored bar, whatever the price bars' span (before, across or after the
+    tape's start), the window's length and the typical-volume bar count."""
+    rng = np.random.default_rng(11)
+    engine = OrderFlowEngine(windows_seconds=(30, 60, 300), bar_history=history)
+    checked = 0
+    for ids, price, qty, times, maker, _ in random_batches(rng, 120):
+        engine.add_trades(SYM, ids, price, qty, times, maker)
+        every = engine.bar_columns(SYM, 60, False)
+        if len(every) == 0:
+            continue
+        n = int(rng.integers(15, 60))
+        last_start = int(every.start_ms[-1]) + 60_000 * int(rng.integers(-3, 3))
+        index = pd.DatetimeIndex(pd.to_datetime(last_start - 60_000 * np.arange(n)[::-1], unit="ms", utc=True))
+        close = 100 + np.cumsum(rng.normal(0, 0.3, n))
+        bars = BarSeries.from_frame(pd.DataFrame({"open": close, "high": close + 0.2, "low": close - 0.2,
+                                                  "close": close, "tick_volume": np.ones(n)}, index=index))
+        window = engine.get_metrics(SYM, int(rng.choice([30, 60, 300])), last_start + int(rng.integers(0, 200_000)))
+        params = SignalParams(absorption_typical_bars=int(rng.choice([1, 5, 30])))
+        since = flow_bars_since(int(bars.time_s[0]) * 1000, window, params)
+        recent = engine.bar_columns(SYM, 60, False, since_ms=since[0], before=since[1])
+        assert len(recent) <= len(every)
+        a = signal_inputs(bars, every, window, float(close[-1]), params)
+        b = signal_inputs(bars, recent, window, float(close[-1]), params)
+        for name in ("high", "low", "close", "bar_volume", "cvd", "delta", "flow_volume"):
+            assert same(getattr(a, name), getattr(b, name))
+        assert repr((a.typical_volume, a.atr)) == repr((b.typical_volume, b.atr))
+        checked += len(recent) < len(every)
+    assert checked > 10
+
+
+def test_bar_columns_since_are_the_tail_of_all():
+    rng = np.random.default_rng(12)
+    engine = OrderFlowEngine(windows_seconds=(30, 60))
+    for ids, price, qty, times, maker, _ in random_batches(rng, 80):
+        engine.add_trades(SYM, ids, price, qty, times, maker)
+    for forming in (True, False):
+        every = engine.bar_columns(SYM, 60, forming)
+        assert len(every) > 10
+        for since in (every.start_ms[0] - 1, every.start_ms[0], every.start_ms[5], every.start_ms[5] + 1):
+            for before in (0, 1, 3, 10_000):
+                got = engine.bar_columns(SYM, 60, forming, since_ms=int(since), before=before)
+                first = max(0, int(np.searchsorted(every.start_ms, since)) - before)
+                assert all(same(getattr(got, c), getattr(every, c)[first:]) for c in COLUMNS)
