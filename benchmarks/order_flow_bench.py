@@ -141,27 +141,28 @@ def bench_tick_proxy(batch: int = 50, rounds: int = 5) -> float:
 
 
 def bench_decision(calls: int = 200) -> float:
-    import pandas as pd
+    from engines.bars import BarSeries
     from engines.order_flow_signals import SignalParams, classify
     from feeds.readers import read_bars
     from monitors.order_flow_rules import default_signals, signal_inputs
     tape = read_trades(_trades_path())
-    bars = read_bars(_data_file("bars", "BTCPERP_M1_2022-01-16_2022-01-29.csv")).iloc[:200]
+    frame = read_bars(_data_file("bars", "BTCPERP_M1_2022-01-16_2022-01-29.csv")).iloc[:200]
+    bars = BarSeries.from_frame(frame)  # what the bar feed hands the monitor
     # put the tape's ~11 minutes on the last bars so alignment and every detector do real work
-    offset = int(bars.index[-12].value // 1_000_000) - int(tape.time_ms[0]) // 60_000 * 60_000
+    offset = int(bars.time_s[-12]) * 1000 - int(tape.time_ms[0]) // 60_000 * 60_000
     engine = OrderFlowEngine()
     engine.add_trades("BTCUSDT", tape.ids, tape.price, tape.qty, tape.time_ms + offset, tape.is_buyer_maker)
     now_ms = int(tape.time_ms[-1]) + offset
     params = SignalParams()
     flow_bars = engine.bars("BTCUSDT", 60, include_forming=False)
     window = engine.get_metrics("BTCUSDT", params.absorption_window_seconds, now_ms)
-    price = float(bars["close"].iloc[-1])
+    price = float(bars.close[-1])
     start = time.perf_counter()
     for _ in range(calls):
         inputs = signal_inputs(bars, flow_bars, window, price, params)
         verdict = classify(default_signals(inputs, params), params.weights, params.threshold)
     elapsed = time.perf_counter() - start
-    assert isinstance(bars.index, pd.DatetimeIndex) and 0.0 <= verdict.probability <= 1.0
+    assert len(bars) == 200 and 0.0 <= verdict.probability <= 1.0
     return elapsed / calls * 1000.0
 
 
