@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -136,6 +137,8 @@ class JournalIndex:
     def refresh(self) -> None:
         with self._lock:
             try:
+                if os.stat(self.path).st_size == self._offset:
+                    return  # nothing written since the last read (a stat is cheaper than an open)
                 with open(self.path, "rb") as handle:
                     handle.seek(self._offset)
                     data = handle.read()
@@ -388,6 +391,7 @@ class Reconciler:
     def _adopt(self, report: ReconcileReport, now: datetime, alive: dict[int, Position], magics: dict[int, str],
                inflight: set[str], by_position: dict[int, list[Deal]], external_into: str | None) -> None:
         unknown = {o.client_id for o in self.executor.unknown_orders()}
+        entries: list[tuple[str, datetime, str]] = []  # our own entries the trade caps must count
         for ticket, position in alive.items():
             if position.comment and (position.comment in inflight or position.comment in unknown):
                 continue  # the executor is registering it (or will settle it): never twice
@@ -400,6 +404,9 @@ class Reconciler:
                                     "position at our magic missing from the registry")
             if trade is not None:
                 report.adopted.append(ticket)
+                entries.append((strategy, position.time, trade.client_id))
+        if entries:  # one ledger write for all (a recovery may adopt dozens)
+            self.executor.risk.record_entries(entries)
         if external_into:
             for ticket, position in sorted(alive.items()):
                 if position.magic not in magics and self.registry.get(ticket) is None:
@@ -426,8 +433,6 @@ class Reconciler:
             self.registry.add(trade)
         except ValueError:
             return None  # registered meanwhile
-        if not external:  # our own entry the executor did not confirm: the trade caps must count it
-            self.executor.risk.record_entry(strategy, position.time, trade.client_id)
         self._announce_adoption(trade, why, intent)
         return trade
 

@@ -12,7 +12,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from config.models import RiskConfig
 from execution.broker import AccountInfo, SymbolSpec
@@ -184,8 +184,13 @@ class RiskManager:
         """Count an entry the executor did not confirm: a position adopted by the reconciler
         (the bot stopped between the fill and its registration). Without this, the hourly and
         daily trade caps would not see it. False when the client id is counted already."""
+        return self.record_entries([(strategy, opened_at, client_id)]) == 1
+
+    def record_entries(self, entries: Iterable[tuple[str, datetime, str]]) -> int:
+        """``record_entry`` for several (strategy, opened at, client id) at once, with one ledger
+        write (a recovery may adopt dozens). Returns how many were new."""
         with self._lock:
-            added = self._add_entry(strategy, opened_at, client_id)
+            added = sum(self._add_entry(strategy, at, client_id) for strategy, at, client_id in entries)
             ledger = self._ledger() if added else None
         if ledger is not None:
             self.store.save(LEDGER_DOCUMENT, ledger)
