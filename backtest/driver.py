@@ -174,7 +174,8 @@ class SegmentRunner:
         self.journal = journal_class(run_dir / "journal.jsonl", now=self.clock.now)
         first = {f.symbol: f.first for f in segment.feeds}
         self.market = RecordedHistory(self.broker, first)
-        self.bar_feed = BarFeed(self.market, self.clock, self._wanted_bars, depth=BAR_DEPTH)
+        self.bar_feed = BarFeed(self.market, self.clock, self._wanted_bars, depth=BAR_DEPTH,
+                                history_start=self.market.history_start)
         # As bot.py: the executor trades through the circuit breaker and asks the trading guard.
         reliability = lambda: self.holder.current.bot.reliability  # noqa: E731
         self.breaker = CircuitBreaker("broker", self.clock, reliability, events=self._on_event, journal=self.journal)

@@ -29,6 +29,10 @@ class RecordedHistory:
         self._first_ms = {symbol: -(-ns // 1_000_000) for symbol, ns in nanos.items()}  # tick times are ms
         self.trimmed = 0  # reads that had data from before the recording removed
 
+    def history_start(self, symbol: str) -> int | None:
+        """UTC epoch second of the symbol's first recorded instant: no bar before it is served."""
+        return self._first_s.get(symbol)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._broker, name)
 

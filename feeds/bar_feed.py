@@ -111,8 +111,13 @@ class BarFeed:
 
     def __init__(self, broker: Broker, clock: Clock, wanted: Callable[[], Iterable[tuple[str, str]]],
                  depth: int = 300, interval: float = 1.0, max_age_seconds: float = 5.0,
-                 market_log_seconds: float = 60.0) -> None:
+                 market_log_seconds: float = 60.0,
+                 history_start: Callable[[str], int | None] | None = None) -> None:
+        """``history_start(symbol)``: the UTC epoch second before which no bar can ever exist (a
+        backtest's recording start), or None; a cache reaching back to it is complete even when
+        shorter than the depth, so it is extended bar by bar too. Live there is no such bound."""
         self.broker = broker
+        self.history_start = history_start
         self.clock = clock
         self.wanted = wanted
         self.depth = depth
@@ -154,7 +159,9 @@ class BarFeed:
     def _fetch_since(self, entry: CacheEntry, symbol: str, timeframe: str, depth: int) -> BarSeries | None:
         cached = entry.bars
         period = TIMEFRAME_SECONDS.get(timeframe)
-        if period is None or len(cached) < depth:
+        if period is None or len(cached) < 2:
+            return None
+        if len(cached) < depth and not self._reaches_history_start(symbol, cached, period):
             return None  # a short history may still grow at its start (a terminal downloading it): ask for all
         anchor = int(cached.time_s[-2])  # the newest closed bar we hold
         elapsed = int(self.clock.now().timestamp()) - anchor
@@ -167,6 +174,10 @@ class BarFeed:
         if position >= len(recent) or not recent.same_bar(position, cached, -2):
             return None
         return BarSeries.concat(cached.slice(None, -1), recent.slice(position + 1, None)).tail(depth)
+
+    def _reaches_history_start(self, symbol: str, cached: BarSeries, period: int) -> bool:
+        start = self.history_start(symbol) if self.history_start is not None else None
+        return start is not None and int(cached.time_s[0]) - start < period
 
     def _validate(self, bars: BarSeries, symbol: str, timeframe: str) -> None:
         try:

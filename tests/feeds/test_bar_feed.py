@@ -214,3 +214,22 @@ def test_a_short_history_is_asked_for_in_full_until_it_fills(feed_stack) -> None
     stack.clock.advance(60)
     feed.get("XAUUSD", "M1", 150)
     assert feed.stats.incremental_fetches == 1
+
+
+def test_a_short_history_that_reaches_the_known_start_is_extended_bar_by_bar(feed_stack) -> None:
+    """In a backtest the recording's start bounds the history: a cache reaching back to it is
+    complete, so new bars are merged although there are fewer than the depth."""
+    stack, _ = feed_stack
+    real_bars = stack.broker.bars
+    start = int(real_bars("XAUUSD", "M1", 60, include_forming=True).time_s[0])
+
+    def recorded(symbol, timeframe, count, include_forming=False):
+        return real_bars(symbol, timeframe, count, include_forming).since(start)
+
+    stack.broker.bars = recorded
+    feed = BarFeed(stack.broker, stack.clock, lambda: [], depth=200, history_start=lambda symbol: start)
+    assert len(feed.get("XAUUSD", "M1", 150)) == 59
+    stack.clock.advance(60)
+    bars = feed.get("XAUUSD", "M1", 150)
+    assert len(bars) == 60 and feed.stats.incremental_fetches == 1 and feed.stats.full_fetches == 1
+    assert _same(bars, recorded("XAUUSD", "M1", 200).tail(150))
