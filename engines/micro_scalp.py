@@ -18,8 +18,8 @@ the failing check's reason; ``decision.failed`` is the first gate that failed):
    ``router_min_confidence`` -> the edge-based fallback; otherwise the regime's checker;
 5. the checker's Layers 2-4 and its SL/TP plan (see engines/micro_scalp_checkers.py).
 
-Bars: a DataFrame with a UTC DatetimeIndex (or ``Bars``), oldest first, CLOSED bars only: the last
-row is the signal bar, so the caller drops the bar still forming. The session VWAP anchors at the
+Bars: the bar feed's ``BarSeries``, a DataFrame with a UTC DatetimeIndex, or ``Bars``, oldest
+first, CLOSED bars only: the last row is the signal bar, so the caller drops the bar still forming. The session VWAP anchors at the
 first bar given when the session began earlier: pass bars back to ``vwap_anchor_hour_utc`` for a
 full-session VWAP (the reasons say "vwap partial" otherwise).
 """

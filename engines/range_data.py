@@ -1,8 +1,8 @@
 """Inputs of the range-scalp engine, normalised: bars as plain arrays, quote, order-flow metrics.
 
-The engine accepts what the rest of the bot hands it (a pandas DataFrame from the broker or a
-reader, an MT5-style numpy structured array, or a mapping of arrays) and turns it into
-``Bars``: epoch-second open times in UTC plus float arrays. Everything downstream works on
+The engine accepts what the rest of the bot hands it (the bar feed's ``BarSeries``, a pandas
+DataFrame from a reader, an MT5-style numpy structured array, or a mapping of arrays) and turns
+it into ``Bars``: epoch-second open times in UTC plus float arrays. Everything downstream works on
 ``Bars`` only, so the rule code never cares where the data came from.
 
 Time conventions: a bar's ``time`` is its OPEN time in UTC epoch seconds; it is closed once

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Mapping, Protocol, runtime_checkable
 
-import pandas as pd
-
 from engines.bars import FIELDS, BarSeries
 from engines.ticks import FIELDS as TICK_FIELDS
 from engines.ticks import TickSeries

@@ -38,10 +38,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-import pandas as pd
-
 from config.micro_scalp_model import MicroScalpConfig, MicroScalpParams
 from config.watcher import ConfigHolder
+from engines.bars import BarSeries
 from engines.micro_scalp import evaluate
 from engines.types import TradeIdea
 from execution.errors import BrokerError
@@ -85,7 +84,7 @@ class _Check:
     params: MicroScalpParams
     state: SymbolState
     now: datetime
-    bars: pd.DataFrame | None = None
+    bars: BarSeries | None = None
     quote: Any = None
 
 

@@ -12,7 +12,6 @@ import pytest
 
 from engines.bars import BarSeries
 from feeds.bar_feed import BadBars, BarFeed, validate_bars
-from monitors.clock import FakeClock
 from tests.execution.harness import build_stack
 
 
