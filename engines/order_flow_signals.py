@@ -321,10 +321,23 @@ def typical_window_volume(flow_bars: Sequence[Any] | FlowBarColumns, window_seco
     return per_second * window_seconds if per_second > 0 else None
 
 
+def absorption_possible(buy_volume: float, sell_volume: float, price_high: float | None,
+                        price_low: float | None, vwap: float | None, typical_volume: float | None,
+                        params: SignalParams = SignalParams()) -> bool:
+    """False when ``absorption`` returns None whatever the ATR (its tests that do not read the
+    ATR fail): a caller can then skip what only the other detectors need."""
+    volume = buy_volume + sell_volume
+    if volume <= 0 or not typical_volume or price_high is None or price_low is None or vwap is None:
+        return False
+    return not (volume / typical_volume < params.absorption_volume_ratio
+                or abs((buy_volume - sell_volume) / volume) < params.absorption_imbalance)
+
+
 def absorption(buy_volume: float, sell_volume: float, price_high: float | None, price_low: float | None,
                vwap: float | None, typical_volume: float | None, atr_value: float | None,
                params: SignalParams = SignalParams()) -> Signal | None:
-    """Heavy one-sided aggression that does not move price (one window of ``FlowMetrics``)."""
+    """Heavy one-sided aggression that does not move price (one window of ``FlowMetrics``).
+    (``absorption_possible`` repeats the tests that do not read the ATR: keep them alike.)"""
     volume = buy_volume + sell_volume
     if (volume <= 0 or not typical_volume or not atr_value or price_high is None or price_low is None
             or vwap is None):
@@ -446,6 +459,19 @@ def _normalised(items: tuple[tuple[str, float], ...] | None) -> Mapping[str, flo
     """``normalised_weights`` memoised on the weights' items, in order (the order of the sum is
     part of the result); read-only because it is shared. The classifier runs every step."""
     return MappingProxyType(normalised_weights(None if items is None else dict(items)))
+
+
+CEILING_MARGIN = 1e-9  # far above the rounding of a sum of five products, each at most its weight
+
+
+def can_meet_threshold(names: Iterable[str], weights: Mapping[str, float] | None = None,
+                       threshold: float = 0.75) -> bool:
+    """False when ``classify`` cannot reach ``threshold`` with signals from the detectors
+    ``names`` only, whatever they find: a side scores at most the sum of their normalised
+    weights (a strength is at most 1, a weight at least 0), so the others need not run."""
+    w = _normalised(None if weights is None else tuple(weights.items()))
+    ceiling = sum(w[name] for name in names)
+    return ceiling + CEILING_MARGIN >= threshold - SCORE_EPSILON
 
 
 def classify(signals: Iterable[Signal], weights: Mapping[str, float] | None = None, threshold: float = 0.75,

@@ -30,14 +30,15 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Sequence
 
 from config.order_flow_model import OrderFlowConfig, OrderFlowParams
+from engines.bars import BarSeries
 from engines.order_flow import FlowBarColumns, FlowMetrics
-from engines.order_flow_signals import Signal, SignalParams, classify
+from engines.order_flow_signals import Classification, Signal, SignalParams, classify
 from engines.types import TradeIdea
 from execution.errors import BrokerError
 from feeds.bar_feed import BadBars
 from monitors.clock import Clock
-from monitors.order_flow_rules import (SignalInputs, check_flip, default_signals, flow_bars_since, flow_problem,
-                                       plan_stops, signal_inputs)
+from monitors.order_flow_rules import (SignalInputs, check_flip, classifier_may_pass, default_signals,
+                                       flow_bars_since, flow_problem, plan_stops, signal_inputs, typical_volume)
 from monitors.why_not import WhyNoTrade
 from state.registry import Trade
 
@@ -47,6 +48,7 @@ STRATEGY = "order_flow"
 LATENCY_WARN_SECONDS = 1.0  # the planning document's budget for one 5 s pass
 SignalFn = Callable[[SignalInputs, SignalParams], list[Signal]]
 EventSink = Callable[[str, dict[str, Any]], None]
+Detail = str | Callable[[], str]  # a decision's detail, or how to format it when it is read
 
 
 @dataclass(frozen=True)
@@ -58,12 +60,54 @@ class _Route:
 
 
 class _Skip(Exception):
-    """One entry gate failed: ``gate`` goes to WhyNoTrade, ``detail`` to the debug log."""
+    """One entry gate failed: ``gate`` goes to WhyNoTrade, ``detail`` to the debug log and
+    ``last_decisions``. A detail may be a formatter: nearly every step fails a gate, and its
+    text is read only by a DEBUG log or a health reader, so it is formatted only then."""
 
-    def __init__(self, gate: str, detail: str = "") -> None:
+    def __init__(self, gate: str, detail: Detail = "") -> None:
         super().__init__(gate)
         self.gate = gate
         self.detail = detail
+
+
+def _text(detail: Detail) -> str:
+    return detail if isinstance(detail, str) else detail()
+
+
+class _Decision:
+    """The last decision for a symbol, as ``last_decisions`` shows it; the detail and the time
+    are formatted when read (the text is kept, so it is formatted once)."""
+
+    __slots__ = ("failed", "detail", "at")
+
+    def __init__(self, failed: str | None, detail: Detail, at: datetime) -> None:
+        self.failed = failed
+        self.detail = detail
+        self.at = at
+
+    def as_dict(self) -> dict[str, Any]:
+        self.detail = _text(self.detail)
+        return {"failed": self.failed, "detail": self.detail, "at": self.at.isoformat()}
+
+
+def _summary(signals: Sequence[Signal]) -> str:
+    return ", ".join(f"{s.name} {s.side} {s.strength:.2f}" for s in signals) or "none"
+
+
+def _classifier_detail(verdict: Classification, signals: Sequence[Signal]) -> str:
+    return (f"{verdict.side or 'no side'} {verdict.probability:.2f} < {verdict.threshold:.2f}; "
+            f"signals: {_summary(signals)}")
+
+
+def _unrun_classifier_detail(bars: BarSeries, flow: FlowBarColumns, window: FlowMetrics, price: float,
+                             params: SignalParams) -> str:
+    """The classifier's detail when the detectors were skipped (``classifier_may_pass``): they
+    run now, on the step's inputs, for the text the full path would have recorded."""
+    try:
+        signals = default_signals(signal_inputs(bars, flow, window, price, params), params)
+        return _classifier_detail(classify(signals, params.weights, params.threshold), signals)
+    except Exception as exc:  # a reader of the detail must not fail
+        return f"below the threshold without absorption; detectors failed: {type(exc).__name__}: {exc}"
 
 
 def _ms(when: datetime) -> int:
@@ -146,7 +190,7 @@ class OrderFlowMonitor:
         self._last_attempt: dict[str, datetime] = {}
         self._flip_hold: dict[int, str] = {}  # ticket -> why the flip exit is not acting (for log dedup)
         self.counters: dict[str, int] = {}
-        self.last_decisions: dict[str, dict[str, Any]] = {}
+        self._decisions: dict[str, _Decision] = {}
         self.last_step_ms: float | None = None
         self._config: _ConfigCache | None = None
         self._closed_seen: list[Trade] = []  # the registry's closed trades when _closed_latest was filled
@@ -187,9 +231,16 @@ class OrderFlowMonitor:
             log.warning("order-flow step took %.0f ms (budget %.0f ms)", self.last_step_ms,
                         LATENCY_WARN_SECONDS * 1000)
 
-    def _record(self, symbol: str, gate: str | None, detail: str = "") -> None:
-        self.why_not.record(symbol, gate, detail)
-        self.last_decisions[symbol] = {"failed": gate, "detail": detail, "at": self.clock.now().isoformat()}
+    @property
+    def last_decisions(self) -> dict[str, dict[str, Any]]:
+        """Per symbol: the last decision's failed gate (None for a trade), detail and time."""
+        return {symbol: decision.as_dict() for symbol, decision in self._decisions.items()}
+
+    def _record(self, symbol: str, gate: str | None, detail: Detail = "") -> None:
+        # WhyNoTrade reads the detail only for its DEBUG line: formatted only when that is on
+        text = _text(detail) if self.why_not.log.isEnabledFor(logging.DEBUG) else ""
+        self.why_not.record(symbol, gate, text)
+        self._decisions[symbol] = _Decision(gate, text or detail, self.clock.now())
 
     def _sync_closed(self) -> None:
         try:
@@ -302,7 +353,7 @@ class OrderFlowMonitor:
         if not params.enabled:
             raise _Skip("disabled", f"{symbol} is disabled in order_flow.json")
         if not params.in_session(market_now.hour):
-            raise _Skip("session", f"{market_now:%H:%M} UTC is outside {params.sessions_utc}")
+            raise _Skip("session", lambda: f"{market_now:%H:%M} UTC is outside {params.sessions_utc}")
         open_here = self.registry.open_trades(STRATEGY, symbol)
         if len(open_here) >= params.max_open_trades:
             raise _Skip("position_open", f"{len(open_here)} open (limit {params.max_open_trades})")
@@ -329,13 +380,16 @@ class OrderFlowMonitor:
 
         signal_params = cached.signal_params(symbol)
         since = flow_bars_since(int(bars.time_s[0]) * 1000, signal_window, signal_params)
-        inputs = signal_inputs(bars, _flow_bars(route, since), signal_window, quote.mid, signal_params)
+        flow = _flow_bars(route, since)
+        if self._signals is default_signals and not classifier_may_pass(
+                signal_window, typical_volume(flow, signal_window, signal_params), signal_params):
+            raise _Skip("classifier", lambda: _unrun_classifier_detail(bars, flow, signal_window, quote.mid,
+                                                                       signal_params))
+        inputs = signal_inputs(bars, flow, signal_window, quote.mid, signal_params)
         signals = self._signals(inputs, signal_params)
         verdict = classify(signals, signal_params.weights, signal_params.threshold)
-        summary = ", ".join(f"{s.name} {s.side} {s.strength:.2f}" for s in signals) or "none"
         if verdict.side is None or not verdict.meets_threshold:
-            raise _Skip("classifier", f"{verdict.side or 'no side'} {verdict.probability:.2f} < "
-                                      f"{verdict.threshold:.2f}; signals: {summary}")
+            raise _Skip("classifier", lambda: _classifier_detail(verdict, signals))
         side = verdict.side
         entry_delta = entry_window.delta
         flip_armed = entry_delta > 0 if side == "buy" else entry_delta < 0
@@ -352,7 +406,7 @@ class OrderFlowMonitor:
         idea = TradeIdea(
             symbol=symbol, side=side, entry=entry, sl=sl, tp=tp, strategy=STRATEGY,
             reasons=(f"classifier {verdict.probability:.2f} >= {verdict.threshold:.2f} ({verdict.pattern_type})",
-                     f"signals: {summary}",
+                     f"signals: {_summary(signals)}",
                      f"{route.source} {params.entry_delta_window_seconds} s delta {entry_delta:+.6g}",
                      f"stop: {stops.basis}"),
             meta={"entry_delta": entry_delta, "entry_delta_window_seconds": params.entry_delta_window_seconds,
@@ -378,7 +432,7 @@ class OrderFlowMonitor:
         for metrics in both:
             problem = flow_problem(metrics, max_age_seconds)
             if problem is not None:
-                raise _Skip(problem[0], f"{route.source} {route.key}: {problem[1]}")
+                raise _Skip(problem[0], lambda: f"{route.source} {route.key}: {problem[1]}")
         assert both[0] is not None and both[1] is not None
         return both[0], both[1]
 
@@ -393,7 +447,7 @@ class OrderFlowMonitor:
         latest = max((t for t in times if t is not None), default=None)
         if latest is not None and market_now - latest < timedelta(seconds=cooldown_seconds):
             left = cooldown_seconds - (market_now - latest).total_seconds()
-            raise _Skip("cooldown", f"{left:.0f} s left of {cooldown_seconds:g} s")
+            raise _Skip("cooldown", lambda: f"{left:.0f} s left of {cooldown_seconds:g} s")
 
     def _latest_closed(self, symbol: str) -> datetime | None:
         """The latest open or close time of the symbol's closed trades. The registry keeps up to
@@ -414,7 +468,7 @@ class OrderFlowMonitor:
 
     # ================================================================== health
     def health(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"counters": dict(self.counters), "last_decisions": dict(self.last_decisions),
+        out: dict[str, Any] = {"counters": dict(self.counters), "last_decisions": self.last_decisions,
                                "flip_inactive": {str(t): r for t, r in self._flip_hold.items()},
                                "last_step_ms": None if self.last_step_ms is None else round(self.last_step_ms, 1)}
         if self.proxy is not None:

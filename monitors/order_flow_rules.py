@@ -6,7 +6,8 @@
   <= -threshold x entry delta; a sell mirrors it; an entry delta of the wrong sign never arms).
 - ``signal_inputs`` / ``default_signals``: M1 price bars (broker) aligned by UTC minute with the
   flow bars of the tape (Binance or tick proxy), plus the absorption window's flow, through the
-  five detectors of ``engines.order_flow_signals``.
+  five detectors of ``engines.order_flow_signals``. ``classifier_may_pass`` tells, before any of
+  that, when the classifier cannot pass (no absorption and the other four weigh too little).
 - ``plan_stops``: stop and target from ATR, or beyond an agreeing absorption zone.
 """
 from __future__ import annotations
@@ -19,8 +20,9 @@ import numpy as np
 
 from engines.bars import BarSeries
 from engines.order_flow import FlowBar, FlowBarColumns, FlowMetrics
-from engines.order_flow_signals import (Signal, SignalParams, absorption, align_flow_to_bars, all_finite,
-                                        cvd_divergence, delta_divergence, flow_columns, last_atr, liquidity_sweep,
+from engines.order_flow_signals import (SIGNAL_NAMES, Signal, SignalParams, absorption, absorption_possible,
+                                        align_flow_to_bars, all_finite, can_meet_threshold, cvd_divergence,
+                                        delta_divergence, flow_columns, last_atr, liquidity_sweep,
                                         typical_window_volume, vwap_deviation)
 
 
@@ -94,11 +96,30 @@ def signal_inputs(bars: BarSeries, flow_bars: Sequence[FlowBar] | FlowBarColumns
     starts, high, low, close, bar_volume = bar_arrays(bars)
     flow = flow_columns(flow_bars)
     cvd, delta, flow_volume = align_flow_to_bars(starts, flow)
+    return SignalInputs(high, low, close, bar_volume, cvd, delta, flow_volume, window,
+                        typical_volume(flow, window, params), price, last_atr(high, low, close, params.atr_period))
+
+
+_BESIDES_ABSORPTION = tuple(name for name in SIGNAL_NAMES if name != "absorption")
+
+
+def typical_volume(flow: FlowBarColumns, window: FlowMetrics, params: SignalParams) -> float | None:
+    """The absorption detector's typical volume per window: from the last
+    ``absorption_typical_bars`` flow bars that end before the window starts."""
     before_window = (flow.end_ms <= window.now_ms - window.window_seconds * 1000).nonzero()[0]
-    typical = typical_window_volume(flow.take(before_window[-params.absorption_typical_bars:]),
-                                    window.window_seconds, params.absorption_typical_bars)
-    return SignalInputs(high, low, close, bar_volume, cvd, delta, flow_volume, window, typical, price,
-                        last_atr(high, low, close, params.atr_period))
+    return typical_window_volume(flow.take(before_window[-params.absorption_typical_bars:]),
+                                 window.window_seconds, params.absorption_typical_bars)
+
+
+def classifier_may_pass(window: FlowMetrics, typical: float | None, params: SignalParams) -> bool:
+    """False when the classifier cannot reach its threshold at this step: the absorption window
+    cannot be absorption (whatever the ATR) and the other four detectors together weigh less
+    than the threshold (0.70 against 0.75 with the default weights). Then the decision is
+    "classifier" without aligning the flow or running any detector."""
+    if absorption_possible(window.buy_volume, window.sell_volume, window.price_high, window.price_low,
+                           window.vwap, typical, params):
+        return True
+    return can_meet_threshold(_BESIDES_ABSORPTION, params.weights, params.threshold)
 
 
 def flow_bars_since(bar_start_ms: int, window: FlowMetrics, params: SignalParams, bar_seconds: int = 60

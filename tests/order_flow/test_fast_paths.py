@@ -406,3 +406,31 @@ def test_bar_columns_since_are_the_tail_of_all():
                 got = engine.bar_columns(SYM, 60, forming, since_ms=int(since), before=before)
                 first = max(0, int(np.searchsorted(every.start_ms, since)) - before)
                 assert all(same(getattr(got, c), getattr(every, c)[first:]) for c in COLUMNS)
+
+
+def test_absorption_possible_is_false_only_when_absorption_finds_nothing_at_any_atr():
+    from engines.order_flow_signals import absorption, absorption_possible
+    rng = np.random.default_rng(14)
+    params = SignalParams()
+    possible = 0
+    for _ in range(3000):
+        buy, sell = (float(v) for v in rng.choice([0.0, 0.5, 1.0, 3.0, 8.0], 2) * rng.random(2))
+        high = float(rng.choice([np.nan, 100.0 + rng.random()]))
+        args = (buy, sell, None if rng.random() < 0.05 else high, 99.5, None if rng.random() < 0.05 else 100.0,
+                float(rng.choice([0.0, 0.5, 2.0, np.nan])) if rng.random() < 0.9 else None)
+        if absorption_possible(*args, params):
+            possible += 1
+            continue
+        assert all(absorption(*args, atr, params) is None for atr in (None, 0.0, 1e-6, 0.5, 1e6, np.nan))
+    assert 100 < possible < 2900
+
+
+@pytest.mark.parametrize("weights,threshold,expected", [
+    (None, 0.75, False), (None, 0.70, True), (None, 0.70 + 3e-9, False),
+    ({"absorption": 0.0, "vwap_deviation": 1.0}, 1.0, True), ({"absorption": 1.0, "vwap_deviation": 1.0}, 0.51, False)])
+def test_can_meet_threshold_bounds_the_classifier(weights, threshold, expected):
+    from engines.order_flow_signals import SIGNAL_NAMES, Signal, can_meet_threshold
+    others = [n for n in SIGNAL_NAMES if n != "absorption"]
+    assert can_meet_threshold(others, weights, threshold) is expected
+    best = classify([Signal(n, "buy", 1.0) for n in others], weights, threshold)
+    assert best.meets_threshold is expected  # the bound is the score at full strength

@@ -181,3 +181,30 @@ def test_each_symbol_reads_the_flow_its_config_maps(tmp_path):
     holds = rig.monitor.health()["flip_inactive"]
     assert holds[str(trades["XAUUSD"].ticket)] == holds[str(trades["EURUSD"].ticket)] == "proxy_excluded"
     assert all(rig.stack.registry.get(t.ticket) is not None for t in trades.values())
+
+
+def test_skipping_the_detectors_records_the_decisions_of_running_them(tmp_path, tick_market, monkeypatch):
+    """Without absorption the other four detectors weigh 0.70 < 0.85: the monitor then records
+    "classifier" without running them, and its detail (formatted when read) is the text of the
+    full path (a monitor with a stand-in that runs the same detectors)."""
+    import monitors.order_flow as monitor_module
+    from monitors.order_flow_rules import default_signals
+
+    clock, terminal = tick_market
+    rig = Rig(tmp_path, tape_second=0, feed=False, with_proxy=True, clock=clock, terminal=terminal,
+              signals=default_signals, changes=eurusd_only())
+    skipping = rig.make_monitor()
+    rig.signals = lambda inputs, params: default_signals(inputs, params)
+    running = rig.make_monitor()
+    real_inputs, runs = monitor_module.signal_inputs, []
+    monkeypatch.setattr(monitor_module, "signal_inputs", lambda *a: runs.append(1) or real_inputs(*a))
+    skipped = 0
+    for _ in range(40):
+        clock.advance(30)
+        before = len(runs)
+        skipping.step(clock.now())
+        skipped += len(runs) == before
+        running.step(clock.now())
+        fast, full = skipping.last_decisions["EURUSD"], running.last_decisions["EURUSD"]
+        assert fast == full and fast["failed"] is not None
+    assert skipped > 20 and rig.open_trades() == []
