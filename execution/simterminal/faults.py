@@ -123,6 +123,13 @@ class FaultInjector:
     def autotrading_off(self) -> bool:
         return self._autotrading_off
 
+    @property
+    def idle(self) -> bool:
+        """Nothing armed and no frozen view: every question below would answer "no fault", so
+        the terminal may skip asking (a cheap read; schedule() from another thread simply
+        happens before or after the call)."""
+        return not self._scheduled and self._stale_until is None
+
     def disconnect_window(self, now: datetime) -> tuple[bool, bool]:
         """(inside a disconnect window now, a window has ended since the last question)."""
         inside = ended = False

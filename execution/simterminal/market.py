@@ -53,6 +53,7 @@ DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 SUNDAY_ORIGIN_MS = 3 * DAY_MS  # 1970-01-04 was a Sunday; MT5 weeks (W1 bars) start Sunday 00:00
 TICK_CONTINUITY_MS = 60_000
+TICK_TABLE_MAX = 2_000_000  # above this many ticks per period, build tick windows column by column (memory)
 PATH_FRACTIONS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
 TICK_FLAGS_BID_ASK = c.TICK_FLAG_BID | c.TICK_FLAG_ASK
 
@@ -360,6 +361,9 @@ class SymbolMarket:
         self.shift_ms = (anchor_ms - series.first_ms) // WEEK_MS * WEEK_MS
         self.window_virtual_ms = series.window_ms + self.shift_ms
         self.gap_ms = int(spec.market_gap_seconds * 1000)
+        self._rate_tables: dict[int, np.ndarray] = {}
+        self._tick_table: np.ndarray | None = None
+        self._quote_memo: tuple[int, Quote] | None = None  # (v_ms, quote()): one attribute, set atomically
 
     # --- phase mapping -----------------------------------------------------------------
     def _locate(self, v_ms: int) -> tuple[int, int]:
@@ -375,13 +379,13 @@ class SymbolMarket:
     def tick_index(self, v_ms: int) -> int:
         """Global index of the last tick at or before ``v_ms``."""
         cycle, phase = self._locate(v_ms)
-        i = int(np.searchsorted(self.series.tick_time, phase, side="right")) - 1
+        i = int(self.series.tick_time.searchsorted(phase, side="right")) - 1
         return cycle * self.series.ticks + i
 
     def first_tick_index(self, v_ms: int) -> int:
         """Global index of the first tick at or after ``v_ms``."""
         cycle, phase = self._locate(v_ms)
-        i = int(np.searchsorted(self.series.tick_time, phase, side="left"))
+        i = int(self.series.tick_time.searchsorted(phase, side="left"))
         return cycle * self.series.ticks + i
 
     def quote_at_index(self, g: int) -> Quote:
@@ -391,8 +395,14 @@ class SymbolMarket:
                      float(s.tick_ask[i]), int(s.tick_flags[i]))
 
     def quote(self, v_ms: int) -> Quote:
-        """The last tick at or before ``v_ms`` (stale during closed markets, as in MT5)."""
-        return self.quote_at_index(self.tick_index(v_ms))
+        """The last tick at or before ``v_ms`` (stale during closed markets, as in MT5).
+        The last answer is kept: the terminal asks several times per clock instant."""
+        memo = self._quote_memo
+        if memo is not None and memo[0] == v_ms:
+            return memo[1]
+        quote = self.quote_at_index(self.tick_index(v_ms))
+        self._quote_memo = (v_ms, quote)
+        return quote
 
     def tick_slice(self, g0: int, g1: int) -> TickSlice:
         """Ticks with global index in [g0, g1)."""
@@ -409,8 +419,35 @@ class SymbolMarket:
         """Ticks with virtual time in (after_ms, upto_ms]."""
         return self.tick_slice(self.tick_index(after_ms) + 1, self.tick_index(upto_ms) + 1)
 
+    def _ticks_table(self) -> np.ndarray:
+        """One period of ticks as the MT5 structured array in phase server time (built once):
+        any window is then copied from it cycle by cycle, times shifted by whole weeks."""
+        if self._tick_table is None:
+            s = self.series
+            table = np.zeros(s.ticks, dtype=TICKS_DTYPE)
+            msc = s.tick_time + s.server_offset_ms
+            table["time"] = msc // 1000
+            table["time_msc"] = msc
+            table["bid"] = s.tick_bid
+            table["ask"] = s.tick_ask
+            table["flags"] = s.tick_flags
+            self._tick_table = table
+        return self._tick_table
+
     def mt5_ticks(self, g0: int, g1: int) -> np.ndarray:
         """Ticks [g0, g1) as the MT5 structured array (times in server time)."""
+        s = self.series
+        if g1 <= g0 or s.ticks > TICK_TABLE_MAX:
+            return self._mt5_ticks_columns(g0, g1)
+        out, pieces = _table_window(self._ticks_table(), g0, g1, self.shift_ms, s.period_ms)
+        time_msc, time_s = out["time_msc"], out["time"]
+        for first, end, shift in pieces:
+            time_msc[first:end] += shift
+            time_s[first:end] += shift // 1000  # shifts are whole weeks, so whole seconds
+        return out
+
+    def _mt5_ticks_columns(self, g0: int, g1: int) -> np.ndarray:
+        """Ticks [g0, g1) built column by column (any span, across cycles too)."""
         s = self.series
         n = max(0, g1 - g0)
         out = np.zeros(n, dtype=TICKS_DTYPE)
@@ -449,7 +486,7 @@ class SymbolMarket:
         s = self.series
         k_count = len(agg.time)
         cycle, phase = self._locate(v_ms)
-        k = int(np.searchsorted(agg.time, phase, side="right")) - 1
+        k = int(agg.time.searchsorted(phase, side="right")) - 1
         if k >= 0 and phase < int(s.bar_time[int(agg.first_bar[k])]):
             k -= 1  # the bucket has begun on the clock but no recorded bar of it yet
         return cycle * k_count + k
@@ -464,37 +501,47 @@ class SymbolMarket:
         cycle, k = divmod(g, len(agg.time))
         return int(self._virtual(int(agg.time[k]), cycle))
 
+    def _rates_table(self, timeframe: int, agg: Aggregate) -> np.ndarray:
+        """One period of ``timeframe`` bars as the MT5 structured array in phase server time
+        (built once per timeframe): any window is then copied from it cycle by cycle, times
+        shifted by whole weeks; only a forming last bar is computed per call."""
+        table = self._rate_tables.get(timeframe)
+        if table is None:
+            table = np.empty(len(agg.time), dtype=RATES_DTYPE)
+            table["time"] = (agg.time + self.series.server_offset_ms) // 1000
+            table["open"] = agg.open
+            table["high"] = agg.high
+            table["low"] = agg.low
+            table["close"] = agg.close
+            table["tick_volume"] = agg.tick_volume
+            table["spread"] = agg.spread
+            table["real_volume"] = agg.real_volume
+            self._rate_tables[timeframe] = table
+        return table
+
     def rates(self, timeframe: int, g0: int, g1: int, now_ms: int) -> np.ndarray:
         """Bars [g0, g1) as the MT5 structured array; a bar still forming at ``now_ms`` is partial."""
         agg = self.aggregate(timeframe)
-        s = self.series
-        n = max(0, g1 - g0)
-        out = np.empty(n, dtype=RATES_DTYPE)
-        if not n:
-            return out
+        if g1 <= g0:
+            return np.empty(0, dtype=RATES_DTYPE)
+        out, pieces = _table_window(self._rates_table(timeframe, agg), g0, g1, self.shift_ms,
+                                    self.series.period_ms)
+        time_s = out["time"]
+        for first, end, shift in pieces:
+            time_s[first:end] += shift // 1000  # shifts are whole weeks, so whole seconds
         k_count = len(agg.time)
-        idx = np.arange(g0, g1, dtype=np.int64)
-        cycle = idx // k_count
-        k = idx - cycle * k_count
-        starts = self._virtual(agg.time[k], cycle)
-        out["time"] = (starts + s.server_offset_ms) // 1000
-        out["open"] = agg.open[k]
-        out["high"] = agg.high[k]
-        out["low"] = agg.low[k]
-        out["close"] = agg.close[k]
-        out["tick_volume"] = agg.tick_volume[k]
-        out["spread"] = agg.spread[k]
-        out["real_volume"] = agg.real_volume[k]
-        tf_ms = TIMEFRAME_MS[timeframe]
-        if int(starts[-1]) + tf_ms > now_ms:
-            self._fill_partial(out, n - 1, agg, int(k[-1]), now_ms - self.shift_ms - int(cycle[-1]) * s.period_ms)
+        cycle = (g1 - 1) // k_count
+        k_last = g1 - 1 - cycle * k_count
+        shift = self.shift_ms + cycle * self.series.period_ms
+        if int(agg.time[k_last]) + shift + TIMEFRAME_MS[timeframe] > now_ms:
+            self._fill_partial(out, len(out) - 1, agg, k_last, now_ms - shift)
         return out
 
     def _fill_partial(self, out: np.ndarray, row: int, agg: Aggregate, k: int, phase: int) -> None:
         """Overwrite ``out[row]`` with bucket ``k`` as it stands at ``phase`` (forming bar)."""
         s = self.series
         b0, b1 = int(agg.first_bar[k]), int(agg.end_bar[k])
-        started = min(int(np.searchsorted(s.bar_time, phase, side="right")), b1)
+        started = min(int(s.bar_time.searchsorted(phase, side="right")), b1)
         if started <= b0:
             return
         last = started - 1
@@ -502,14 +549,15 @@ class SymbolMarket:
         complete_end = last if partial else started
         high = float(s.bar_high[b0:complete_end].max()) if complete_end > b0 else -np.inf
         low = float(s.bar_low[b0:complete_end].min()) if complete_end > b0 else np.inf
-        volume = int(s.bar_tick_volume[b0:complete_end].sum())
+        volume = int(s.bar_tick_volume[b0:complete_end].sum()) if complete_end > b0 else 0
         if partial:
             t0 = int(s.bar_first_tick[last])
-            tn = int(np.searchsorted(s.tick_time, phase, side="right"))
+            tn = int(s.tick_time.searchsorted(phase, side="right"))
             prices = s.tick_bid[t0:max(t0, tn)]
             open_price = float(s.bar_open[last])
-            high = max(high, open_price, float(prices.max()) if len(prices) else open_price)
-            low = min(low, open_price, float(prices.min()) if len(prices) else open_price)
+            p_max, p_min = _max_min(prices) if len(prices) else (open_price, open_price)
+            high = max(high, open_price, p_max)
+            low = min(low, open_price, p_min)
             close = float(prices[-1]) if len(prices) else open_price
             if s.recorded_tick_volume and s.generated_ticks:  # a file's tick volume, pro rata
                 elapsed = (phase - int(s.bar_time[last])) / s.bar_ms
@@ -518,13 +566,50 @@ class SymbolMarket:
                 volume += max(1, len(prices))
         else:
             close = float(s.bar_close[complete_end - 1])
-        out["open"][row] = s.bar_open[b0]
-        out["high"][row] = high
-        out["low"][row] = low
-        out["close"][row] = close
-        out["tick_volume"][row] = volume
-        out["spread"][row] = int(s.bar_spread[b0:started].min())
-        out["real_volume"][row] = int(s.bar_real_volume[b0:started].sum())
+        if started - b0 == 1:  # one source bar so far (always so for the recorded timeframe)
+            spread, real_volume = int(s.bar_spread[b0]), int(s.bar_real_volume[b0])
+        else:
+            spread = int(s.bar_spread[b0:started].min())
+            real_volume = int(s.bar_real_volume[b0:started].sum())
+        # one row write (each field cast as the column assignments would)
+        out[row] = (out["time"][row], s.bar_open[b0], high, low, close, volume, spread, real_volume)
+
+
+def _table_window(table: np.ndarray, g0: int, g1: int, shift_ms: int,
+                  period_ms: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+    """Rows [g0, g1) (global indices, g1 > g0) of the endless repetition of one period's
+    ``table``, copied, and the (first row, end row, virtual-time shift in ms) of each cycle's
+    piece, for the caller to shift the time columns. The rows are copied as raw bytes: numpy
+    copies a packed structured dtype field by field, many times slower."""
+    rows, size = len(table), table.dtype.itemsize
+    source = table.view(np.uint8)
+    out = np.empty(g1 - g0, dtype=table.dtype)
+    target = out.view(np.uint8)
+    cycle = g0 // rows
+    start = g0 - cycle * rows
+    pieces = []
+    row = 0
+    while g0 < g1:
+        stop = min(g1 - cycle * rows, rows)
+        target[row * size:(row + stop - start) * size] = source[start * size:stop * size]
+        pieces.append((row, row + stop - start, shift_ms + cycle * period_ms))
+        row += stop - start
+        g0 += stop - start
+        cycle, start = cycle + 1, 0
+    return out, pieces
+
+
+SMALL_REDUCE = 16  # below this length, Python's max/min over a list beat two numpy reductions
+
+
+def _max_min(values: np.ndarray) -> tuple[float, float]:
+    """(max, min) of a non-empty float array as numpy's ``max()``/``min()`` give them."""
+    if len(values) <= SMALL_REDUCE:
+        items = values.tolist()
+        total = sum(items)
+        if total == total:  # no NaN (it would make the sum NaN): Python's max/min agree with numpy's
+            return max(items), min(items)
+    return float(values.max()), float(values.min())
 
 
 def months_from_days(daily: np.ndarray) -> np.ndarray:

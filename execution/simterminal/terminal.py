@@ -54,7 +54,7 @@ from execution.simterminal import constants as c
 from execution.simterminal.book import BookError, Deal, Order, Position, load_book, new_book, save_book
 from execution.simterminal.constants import PACKAGE_VERSION, Mt5Constants
 from execution.simterminal.faults import FaultInjector
-from execution.simterminal.market import (ALL_TIMEFRAMES, SymbolMarket,
+from execution.simterminal.market import (ALL_TIMEFRAMES, Quote, SymbolMarket,
                                           UnsupportedTimeframe, load_series, months_from_days)
 from execution.simterminal.symbols import (CALC_MODES, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC,
                                            SymbolSpec, load_symbol_specs)
@@ -266,6 +266,8 @@ class SimTerminal(Mt5Constants):
         self._request_id = 0
         self._clock_behind_warned = False
         self._call_now = clock.now()
+        self._call_ms_memo: tuple[datetime, int] | None = None  # (instant, _ms(instant))
+        self._tick_memo: dict[str, tuple[Quote, Tick]] = {}  # symbol -> (market quote, its Tick)
         self._last_save = time.monotonic()
         self._time_save_seconds = float(time_save_seconds)
         self.faults = FaultInjector(clock, _VALID_RETCODES)
@@ -420,9 +422,14 @@ class SimTerminal(Mt5Constants):
         if symbol not in self._markets or symbol not in self._selected:
             return self._fail(NOT_FOUND)
         quote = self._markets[symbol].quote(self._view_ms())
+        memo = self._tick_memo.get(symbol)
+        if memo is not None and memo[0] is quote:  # the same tick as last asked: same answer
+            return memo[1]
         msc = quote.time_ms + self._offset_ms
-        return Tick(time=msc // 1000, bid=quote.bid, ask=quote.ask, last=0.0, volume=0,
+        tick = Tick(time=msc // 1000, bid=quote.bid, ask=quote.ask, last=0.0, volume=0,
                     time_msc=msc, flags=quote.flags, volume_real=0.0)
+        self._tick_memo[symbol] = (quote, tick)
+        return tick
 
     @_api(failure=False)
     def symbol_select(self, symbol: str, enable: bool = True) -> bool:
@@ -698,6 +705,8 @@ class SimTerminal(Mt5Constants):
     # internals: gate, time, faults
 
     def _refuse(self, name: str, now: datetime) -> tuple[int, str] | None:
+        if self.faults.idle:  # the common case: no window, no armed error to consume
+            return None if self._initialized else NO_IPC
         inside, ended = self.faults.disconnect_window(now)
         if inside or ended:
             self._server_connected = False
@@ -726,9 +735,20 @@ class SimTerminal(Mt5Constants):
     def _ms(when: datetime) -> int:
         return int(round(when.timestamp() * 1000))
 
+    def _call_ms(self) -> int:
+        """``_ms(self._call_now)``, computed once per call instant (several checks ask for it)."""
+        now, memo = self._call_now, self._call_ms_memo
+        if memo is not None and memo[0] is now:
+            return memo[1]
+        ms = self._ms(now)
+        self._call_ms_memo = (now, ms)
+        return ms
+
     def _view_ms(self) -> int:
         """The terminal's view of market time: frozen while a stale-quotes fault lasts."""
         now = self._call_now
+        if self.faults.idle:
+            return self._call_ms()
         frozen = self.faults.stale_since(now)
         return self._ms(frozen if frozen is not None else now)
 
@@ -747,7 +767,7 @@ class SimTerminal(Mt5Constants):
 
     def _advance(self, now: datetime) -> None:
         """Let the trade server catch up to ``now``: stops hit since the last look, stop-out."""
-        now_ms = self._ms(now)
+        now_ms = self._call_ms() if now is self._call_now else self._ms(now)
         last = self._book.last_eval_ms
         if now_ms <= last:
             if now_ms < last and not self._clock_behind_warned:
@@ -1294,6 +1314,8 @@ def _server_filling(spec: SymbolSpec) -> int:
 
 
 def _is_int(value: Any) -> bool:
+    if type(value) is int:  # the common case, without the slower ABC check
+        return True
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 

@@ -1,0 +1,123 @@
+"""The per-call fast paths of the simulated terminal answer exactly as the general paths do.
+
+``SymbolMarket.rates``/``mt5_ticks`` slice prebuilt one-period tables, cycle by cycle; the
+references here (``_reference_rates``, the market's ``_mt5_ticks_columns``) build any window
+column by column, as the terminal did before the tables. The terminal skips the fault injector
+when nothing is armed and memoizes per-instant answers.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from execution.simterminal import SimTerminal
+from execution.simterminal import constants as c
+from execution.simterminal.market import TIMEFRAME_MS, SymbolMarket, _max_min, series_from_ticks
+from execution.simterminal.types import RATES_DTYPE
+from monitors.clock import FakeClock
+
+TIMEFRAMES = (c.TIMEFRAME_M1, c.TIMEFRAME_M5, c.TIMEFRAME_M15, c.TIMEFRAME_H1, c.TIMEFRAME_H4, c.TIMEFRAME_D1,
+              c.TIMEFRAME_W1)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _reference_rates(market: SymbolMarket, timeframe: int, g0: int, g1: int, now_ms: int) -> np.ndarray:
+    """``SymbolMarket.rates`` built column by column from the aggregate (the former code)."""
+    agg, s = market.aggregate(timeframe), market.series
+    n = max(0, g1 - g0)
+    out = np.empty(n, dtype=RATES_DTYPE)
+    if not n:
+        return out
+    idx = np.arange(g0, g1, dtype=np.int64)
+    cycle = idx // len(agg.time)
+    k = idx - cycle * len(agg.time)
+    starts = agg.time[k] + market.shift_ms + cycle * s.period_ms
+    out["time"] = (starts + s.server_offset_ms) // 1000
+    for name in ("open", "high", "low", "close", "tick_volume", "spread", "real_volume"):
+        out[name] = getattr(agg, name)[k]
+    if int(starts[-1]) + TIMEFRAME_MS[timeframe] > now_ms:
+        market._fill_partial(out, n - 1, agg, int(k[-1]), now_ms - market.shift_ms - int(cycle[-1]) * s.period_ms)
+    return out
+
+
+def _check_market(market: SymbolMarket, rng: random.Random, anchor_ms: int) -> None:
+    """Random windows (inside one cycle, across cycle ends, long and short) at random instants."""
+    for timeframe in TIMEFRAMES:
+        agg = market.aggregate(timeframe)
+        k_count = len(agg.time)
+        for _ in range(60):
+            now = anchor_ms + rng.randint(-30, 60) * 86_400_000 + rng.randint(0, 86_399_999)
+            g_hi = market.last_bar_index(agg, now) - rng.choice([0, 0, 1, 5])
+            g_lo = g_hi - rng.choice([0, 1, 2, 4, 60, k_count, k_count + 7]) + 1
+            fast = market.rates(timeframe, g_lo, g_hi + 1, now)
+            slow = _reference_rates(market, timeframe, g_lo, g_hi + 1, now)
+            assert _same(fast, slow), (timeframe, g_lo, g_hi, now)
+    ticks = market.series.ticks
+    for _ in range(300):
+        g0 = rng.randint(-ticks, 3 * ticks)
+        g1 = g0 + rng.choice([0, 1, 2, 7, 100, ticks, ticks + 3])
+        assert _same(market.mt5_ticks(g0, g1), market._mt5_ticks_columns(g0, g1)), (g0, g1)
+
+
+def test_table_slices_equal_column_building_for_bar_feeds(mt5: SimTerminal) -> None:
+    rng = random.Random(7)
+    anchor = int(mt5.anchor.timestamp() * 1000)
+    for market in mt5._markets.values():
+        _check_market(market, rng, anchor)
+
+
+def test_table_slices_equal_column_building_for_tick_feeds(mt5: SimTerminal) -> None:
+    """A tick recording (real ticks, bars built from bids), with a server offset of 2 h."""
+    rng = np.random.default_rng(3)
+    spec = mt5._specs["XAUUSD"]
+    start = pd.Timestamp("2026-01-05 00:00:00", tz="UTC")
+    times = start + pd.to_timedelta(np.cumsum(rng.integers(50, 20_000, 40_000)), unit="ms")
+    bid = np.round(2000 + np.cumsum(rng.normal(0, 0.05, len(times))), 2)
+    frame = pd.DataFrame({"bid": bid, "ask": bid + 0.2}, index=pd.DatetimeIndex(times))
+    series = series_from_ticks(frame, spec, 7_200_000)
+    anchor = int(start.timestamp() * 1000) + 3 * 86_400_000 + 12_345
+    _check_market(SymbolMarket("XAUUSD", spec, series, anchor), random.Random(11), anchor)
+
+
+@pytest.mark.parametrize("values", [[1.5], [2.0, 1.0, 3.0], [1.0, float("nan"), 3.0], [float("nan")],
+                                    [float("inf"), float("-inf"), 1.0], list(np.linspace(0, 1, 40))])
+def test_max_min_agrees_with_numpy(values: list[float]) -> None:
+    array = np.asarray(values, dtype=np.float64)
+    expected = (float(array.max()), float(array.min()))
+    assert np.array_equal(np.asarray(_max_min(array)), np.asarray(expected), equal_nan=True)
+
+
+def test_memoized_tick_follows_the_clock(mt5: SimTerminal, clock: FakeClock) -> None:
+    first = mt5.symbol_info_tick("XAUUSD")
+    assert mt5.symbol_info_tick("XAUUSD") == first
+    market = mt5._markets["XAUUSD"]
+    for _ in range(20):  # until the market has a newer tick
+        clock.advance(17)
+        tick = mt5.symbol_info_tick("XAUUSD")
+        view = int(clock.now().timestamp() * 1000)
+        quote = market.quote_at_index(market.tick_index(view))
+        assert (tick.time_msc, tick.bid, tick.ask, tick.flags) == (quote.time_ms, quote.bid, quote.ask, quote.flags)
+    assert tick.time_msc > first.time_msc
+
+
+def test_faults_armed_after_idle_calls_still_fire(mt5: SimTerminal, clock: FakeClock) -> None:
+    assert mt5.faults.idle
+    assert mt5.account_info() is not None
+    mt5.faults.schedule("ipc_error", count=1, function="account_info")
+    assert not mt5.faults.idle
+    assert mt5.account_info() is None
+    assert mt5.last_error() == (c.RES_E_INTERNAL_FAIL_CONNECT, "No IPC connection")
+    assert mt5.faults.idle and mt5.account_info() is not None
+    before = mt5.symbol_info_tick("XAUUSD")
+    mt5.faults.schedule("stale_quotes", seconds=120)
+    clock.advance(90)
+    assert mt5.symbol_info_tick("XAUUSD") == before  # the view is frozen
+    clock.advance(60)
+    assert mt5.symbol_info_tick("XAUUSD").time_msc >= before.time_msc
+    assert mt5.faults.idle
