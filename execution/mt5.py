@@ -33,8 +33,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
-import pandas as pd
 
 from config.models import BotConfig
 from config.secrets import Secrets
