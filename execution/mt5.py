@@ -33,7 +33,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-
 from config.models import BotConfig
 from config.secrets import Secrets
 from engines.bars import BarSeries
