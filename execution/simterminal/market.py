@@ -38,6 +38,7 @@ import math
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -124,6 +125,18 @@ class PhaseSeries:
     generated_ticks: bool
     _aggregates: dict[int, Aggregate] = field(default_factory=dict)
     _agg_lock: threading.Lock = field(default_factory=threading.Lock)
+    _tables: dict[object, np.ndarray] = field(default_factory=dict)  # MT5 arrays of one period, by kind
+
+    def table(self, kind: object, build: Callable[[], np.ndarray]) -> np.ndarray:
+        """One period as a ready MT5 structured array (``"ticks"`` or a timeframe), built once per
+        series: every market replaying this series (aliases of one recording) shares it."""
+        with self._agg_lock:
+            table = self._tables.get(kind)
+        if table is None:
+            table = build()
+            with self._agg_lock:
+                table = self._tables.setdefault(kind, table)
+        return table
 
     @property
     def bars(self) -> int:
@@ -361,8 +374,6 @@ class SymbolMarket:
         self.shift_ms = (anchor_ms - series.first_ms) // WEEK_MS * WEEK_MS
         self.window_virtual_ms = series.window_ms + self.shift_ms
         self.gap_ms = int(spec.market_gap_seconds * 1000)
-        self._rate_tables: dict[int, np.ndarray] = {}
-        self._tick_table: np.ndarray | None = None
         self._quote_memo: tuple[int, Quote] | None = None  # (v_ms, quote()): one attribute, set atomically
 
     # --- phase mapping -----------------------------------------------------------------
@@ -420,10 +431,11 @@ class SymbolMarket:
         return self.tick_slice(self.tick_index(after_ms) + 1, self.tick_index(upto_ms) + 1)
 
     def _ticks_table(self) -> np.ndarray:
-        """One period of ticks as the MT5 structured array in phase server time (built once):
-        any window is then copied from it cycle by cycle, times shifted by whole weeks."""
-        if self._tick_table is None:
-            s = self.series
+        """One period of ticks as the MT5 structured array in phase server time (built once per
+        series): any window is then copied from it cycle by cycle, times shifted by whole weeks."""
+        s = self.series
+
+        def build() -> np.ndarray:
             table = np.zeros(s.ticks, dtype=TICKS_DTYPE)
             msc = s.tick_time + s.server_offset_ms
             table["time"] = msc // 1000
@@ -431,8 +443,9 @@ class SymbolMarket:
             table["bid"] = s.tick_bid
             table["ask"] = s.tick_ask
             table["flags"] = s.tick_flags
-            self._tick_table = table
-        return self._tick_table
+            return table
+
+        return s.table("ticks", build)
 
     def mt5_ticks(self, g0: int, g1: int) -> np.ndarray:
         """Ticks [g0, g1) as the MT5 structured array (times in server time)."""
@@ -503,10 +516,10 @@ class SymbolMarket:
 
     def _rates_table(self, timeframe: int, agg: Aggregate) -> np.ndarray:
         """One period of ``timeframe`` bars as the MT5 structured array in phase server time
-        (built once per timeframe): any window is then copied from it cycle by cycle, times
-        shifted by whole weeks; only a forming last bar is computed per call."""
-        table = self._rate_tables.get(timeframe)
-        if table is None:
+        (built once per series and timeframe): any window is then copied from it cycle by cycle,
+        times shifted by whole weeks; only a forming last bar is computed per call."""
+
+        def build() -> np.ndarray:
             table = np.empty(len(agg.time), dtype=RATES_DTYPE)
             table["time"] = (agg.time + self.series.server_offset_ms) // 1000
             table["open"] = agg.open
@@ -516,8 +529,9 @@ class SymbolMarket:
             table["tick_volume"] = agg.tick_volume
             table["spread"] = agg.spread
             table["real_volume"] = agg.real_volume
-            self._rate_tables[timeframe] = table
-        return table
+            return table
+
+        return self.series.table(timeframe, build)
 
     def rates(self, timeframe: int, g0: int, g1: int, now_ms: int) -> np.ndarray:
         """Bars [g0, g1) as the MT5 structured array; a bar still forming at ``now_ms`` is partial."""
