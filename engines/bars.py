@@ -11,15 +11,14 @@ bar feed has validated it) and the MT5 rate fields with their MT5 dtypes: open, 
 (float64), tick_volume (uint64), spread (int32), real_volume (uint64). Readers' frames may carry
 other dtypes (NaN volume when a file has none); ``from_frame`` keeps what it is given.
 
-The series is also a read-only mapping of column name to array (``series["close"]``,
-``series["time"]``), the shape the range engine's ``to_bars`` reads, and ``to_frame()`` gives the
-pandas form (UTC ``DatetimeIndex`` named ``time``) for tools, reports and tests.
+``to_frame()`` gives the pandas form (UTC ``DatetimeIndex`` named ``time``) for tools, reports and
+tests.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -133,23 +132,7 @@ class BarSeries:
     def times(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(pd.to_datetime(self.time_s, unit="s", utc=True), name="time")
 
-    # ------------------------------------------------------------------ mapping view
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name == "time":
-            return self.time_s
-        if name in FIELDS:
-            return getattr(self, name)
-        raise KeyError(name)
-
-    def __contains__(self, name: object) -> bool:
-        return name == "time" or name in FIELDS
-
-    def keys(self) -> tuple[str, ...]:
-        return ("time",) + FIELDS
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
-
+    # ------------------------------------------------------------------ pandas
     def to_frame(self) -> pd.DataFrame:
         """The pandas form: one column per field, indexed by UTC open time (named ``time``)."""
         return pd.DataFrame({name: getattr(self, name) for name in FIELDS}, index=self.times())

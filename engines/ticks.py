@@ -56,10 +56,6 @@ class TickSeries:
             return self
         return TickSeries(self.time_ms[start:], *(getattr(self, f)[start:] for f in FIELDS))
 
-    def columns(self) -> dict[str, np.ndarray]:
-        """``time_ms`` and every field, by name."""
-        return {"time_ms": self.time_ms, **{f: getattr(self, f) for f in FIELDS}}
-
     def to_frame(self) -> pd.DataFrame:
         """The pandas form: one column per field, indexed by UTC time (ms precision, named ``time``)."""
         index = pd.DatetimeIndex(pd.to_datetime(self.time_ms, unit="ms", utc=True), name="time")
