@@ -24,6 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.common import percentile  # noqa: E402
 from config.notify_model import NotifyConfig  # noqa: E402
 from config.secrets import Secrets  # noqa: E402
 from monitors.clock import SystemClock  # noqa: E402
@@ -72,11 +73,6 @@ def _event(i: int) -> events.NotifyEvent:
                                tp=2020.0, strategy="micro_scalp", reason="bench", category="gold", ticket=i)
 
 
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))]
-
-
 def _time_enqueues(notifier: Notifier, prepared: list[events.NotifyEvent]) -> list[float]:
     samples = []
     clock = time.perf_counter_ns
@@ -101,7 +97,7 @@ def bench_enqueue(calls: int = 20000) -> dict[str, float]:
         notifier.stop(0.1)
         server.close()
     return {"notify_enqueue_us_p50": round(statistics.median(samples), 2),
-            "notify_enqueue_us_p99": round(_percentile(samples, 99), 2),
+            "notify_enqueue_us_p99": round(percentile(samples, 99), 2),
             "notify_enqueue_us_max": round(max(samples), 1)}
 
 
@@ -123,7 +119,7 @@ def bench_delivery(messages: int = 1500) -> dict[str, float]:
         notifier.stop(1.0)
         server.close()
     return {"notify_delivered_per_s": round(delivered / elapsed, 1),
-            "notify_enqueue_busy_us_p99": round(_percentile(busy_samples, 99), 2)}
+            "notify_enqueue_busy_us_p99": round(percentile(busy_samples, 99), 2)}
 
 
 def run() -> dict[str, float]:

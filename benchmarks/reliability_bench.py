@@ -17,20 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from config.secrets import Secrets
-from config.watcher import ConfigHolder
+from benchmarks.common import percentile, sim_stack
 from execution.breaker import BreakerBroker, CircuitBreaker
 from execution.executor import Executor, magic_for
-from execution.mt5 import Mt5Broker
 from execution.reconciler import Reconciler
-from execution.risk import RiskManager
 from execution.simterminal import SimTerminal
-from monitors.clock import FakeClock
-from state.journal import Journal
-from state.registry import STRATEGIES, TradeRegistry
-from state.store import StateStore
-from tests.execution.harness import load_test_config
-from benchmarks.executor_bench import TimedBroker, _percentile  # one timing proxy for all benches
+from state.registry import STRATEGIES
 
 POSITIONS = 50
 ROUND_TRIPS = 475  # 50 opening deals + 2 x 475 = 1,000 deals
@@ -56,24 +48,14 @@ def _send(terminal: SimTerminal, symbol: str, buy: bool, volume: float, magic: i
 
 def run(passes: int = 30) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
-        tmp = Path(folder)
-        clock = FakeClock()
-        snapshot = load_test_config(tmp, {"risk": {"max_open_total": 200, "max_open_per_symbol": 50,
-                                                   "max_open_per_strategy": 100, "max_trades_per_hour": 1000,
-                                                   "max_trades_per_day": 10000}})
-        holder = ConfigHolder(snapshot)
-        terminal = SimTerminal(clock, None, starting_balance=1e9)
-        broker = Mt5Broker(terminal, Secrets(), snapshot.bot, clock, sleep=clock.advance)
-        broker.connect()
+        stack = sim_stack(Path(folder))
+        clock, broker, terminal, timed = stack.clock, stack.broker, stack.terminal, stack.timed
+        holder, snapshot, registry, journal = stack.holder, stack.snapshot, stack.registry, stack.journal
         terminal.initialize()
-        timed = TimedBroker(broker)
         reliability = lambda: holder.current.bot.reliability  # noqa: E731
         wrapped = BreakerBroker(timed, CircuitBreaker("broker", clock, reliability))
-        store = StateStore(tmp / "state")
-        registry = TradeRegistry(store)
-        risk = RiskManager(lambda: holder.current.bot.risk, registry, store)
-        journal = Journal(tmp / "journal.jsonl", now=clock.now)
-        executor = Executor(wrapped, registry, risk, journal, lambda: holder.current, clock)  # type: ignore[arg-type]
+        executor = Executor(wrapped, registry, stack.risk, journal, lambda: holder.current,  # type: ignore[arg-type]
+                            clock)
         reconciler = Reconciler(wrapped, registry, journal, lambda: holder.current, clock, executor=executor)
 
         magics = [magic_for(snapshot, s) for s in STRATEGIES]
@@ -105,7 +87,7 @@ def run(passes: int = 30) -> dict[str, float]:
             clock.advance(10)
         journal.close()
     return {"reconcile_50pos_1000deals_ms": round(statistics.median(samples), 3),
-            "reconcile_50pos_1000deals_ms_p95": round(_percentile(samples, 95), 3),
+            "reconcile_50pos_1000deals_ms_p95": round(percentile(samples, 95), 3),
             "reconcile_recovery_50pos_1000deals_ms": round(recovery_ms, 1)}
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.common import percentile
 from config.loader import load_config
 from config.watcher import ConfigHolder, ConfigWatcher
 from monitors.base import MonitorLoop
@@ -16,12 +17,6 @@ from monitors.clock import SystemClock
 from state.store import StateStore
 
 PROJECT = Path(__file__).resolve().parent.parent
-
-
-def _percentile(values: list[float], pct: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def bench_state_write(writes: int = 300) -> dict[str, float]:
@@ -37,7 +32,7 @@ def bench_state_write(writes: int = 300) -> dict[str, float]:
             store.save("trades", {"n": n, "open": trades})
             samples.append((time.perf_counter() - started) * 1000)
     return {"state_write_ms_p50": round(statistics.median(samples), 3),
-            "state_write_ms_p99": round(_percentile(samples, 99), 3)}
+            "state_write_ms_p99": round(percentile(samples, 99), 3)}
 
 
 def bench_config_reload(edits: int = 4) -> dict[str, float]:
