@@ -20,3 +20,12 @@ def config_dir(tmp_path: Path) -> Path:
     for path in (PROJECT_DIR / "config").glob("*.json"):
         shutil.copy(path, target / path.name)
     return target
+
+
+@pytest.fixture
+def bots():
+    """Every ``bot.py`` process a test starts (``tests.recovery.botproc``); none survives the test."""
+    started: list = []
+    yield started
+    for bot in started:
+        bot.stop()

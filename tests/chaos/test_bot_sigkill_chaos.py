@@ -37,16 +37,7 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32",
                                 reason="SIGKILL does not exist on Windows (Popen.kill is TerminateProcess there)")
 
 CHAOS_BOT = bp.PROJECT / "tests" / "chaos" / "chaos_bot.py"
-STEPPING = ("micro-scalp", "range-scalp", "order-flow")
 ENTRY_POINTS = tuple(p for p in CRASH_POINTS if p != "after_close_send")  # natural exits rarely send a close
-
-
-@pytest.fixture
-def bots():
-    started: list[bp.BotProcess] = []
-    yield started
-    for bot in started:
-        bot.stop()
 
 
 def fired_faults(hook_dir: Path) -> Counter:
@@ -55,22 +46,6 @@ def fired_faults(hook_dir: Path) -> Counter:
         return Counter(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return Counter()
-
-
-def monitors_stepped(runtime: Path, pid: int) -> bool:
-    h = bp.health(runtime)
-    threads = h.get("threads", {})
-    return (h.get("pid") == pid and h.get("status") == "running"
-            and all((threads.get(name) or {}).get("steps", 0) >= 1 for name in STEPPING))
-
-
-def after_kill_checks(runtime: Path, when: str) -> dict[str, list[int]]:
-    """What must hold at any instant a kill may leave behind; returns the registry/broker diff."""
-    assert bp.load_every_state_file(runtime) == [], when
-    assert bp.opened_twice(runtime) == {"client_ids": [], "tickets": [], "broker_fills": []}, when
-    diff = bp.registry_vs_broker(runtime)
-    assert diff["gone_unexplained"] == [] and diff["never_filled"] == [], (when, diff)
-    return diff
 
 
 def wait_for_position(runtime: Path, bot: bp.BotProcess, timeout: float) -> None:
@@ -126,7 +101,7 @@ def test_sigkill_under_randomized_faults_loses_and_duplicates_no_position(tmp_pa
                 how = "SIGKILL during the start-up"
                 bot.kill()
             else:
-                bot.wait_for("every monitor to step", lambda: monitors_stepped(runtime, bot.pid), timeout=30)
+                bot.wait_for("every monitor to step", lambda: bp.monitors_stepped(runtime, bot.pid), timeout=30)
                 wait_for_position(runtime, bot, timeout=4.0)
                 time.sleep(rng.uniform(0.0, 0.8))
                 how = "SIGKILL while trading"
@@ -134,7 +109,7 @@ def test_sigkill_under_randomized_faults_loses_and_duplicates_no_position(tmp_pa
             fired = fired_faults(hook_dir)
             pending += fired
             report.record("bot kill", [how.split(" (")[0]], survived=False)
-            diff = after_kill_checks(runtime, when)
+            diff = bp.crash_checks(runtime, when)
             fill_window |= set(diff["unknown_to_registry"])
             report.notes.append(f"life {life + 1}: {how}; faults fired {dict(fired)}; "
                                 f"positions open {len(bp.book_positions(runtime))}; "

@@ -306,3 +306,27 @@ def registry_vs_broker(runtime_dir: Path) -> dict[str, list[int]]:
         "closed_not_recorded": sorted(t for t in registry.open if t not in positions and t in closing),
         "never_filled": sorted(t for t in registry.open if t not in filled),
     }
+
+
+# ------------------------------------------------------------------ shared by the kill tests
+
+STEPPING_MONITORS = ("micro-scalp", "range-scalp", "order-flow")
+
+
+def monitors_stepped(runtime_dir: Path, pid: int) -> bool:
+    """Process ``pid`` runs, and each strategy monitor finished a step (so each has settled the
+    broker-side closes of its strategy: sync_closed runs first in every step)."""
+    h = health(runtime_dir)
+    if h.get("pid") != pid or h.get("status") != "running":
+        return False
+    threads = h.get("threads", {})
+    return all((threads.get(name) or {}).get("steps", 0) >= 1 for name in STEPPING_MONITORS)
+
+
+def crash_checks(runtime_dir: Path, when: str) -> dict[str, list[int]]:
+    """What must hold at ANY instant a kill may leave behind; returns the registry/broker diff."""
+    assert load_every_state_file(runtime_dir) == [], when
+    assert opened_twice(runtime_dir) == {"client_ids": [], "tickets": [], "broker_fills": []}, when
+    diff = registry_vs_broker(runtime_dir)
+    assert diff["gone_unexplained"] == [] and diff["never_filled"] == [], (when, diff)
+    return diff

@@ -74,15 +74,6 @@ FLOW_BTC = {"symbol": "BTCUSD", "side": "sell", "strategy": "order_flow", "sl_di
             "meta": {"entry_delta": -12.5, "flow_source": "tick_proxy"}}
 
 
-@pytest.fixture
-def bots():
-    """Every bot process a test starts; none survives the test."""
-    started: list[bp.BotProcess] = []
-    yield started
-    for bot in started:
-        bot.stop()
-
-
 def crash(tmp_path: Path, bots: list, point: str, strategy: str, ideas: list[dict],
           nth: int = 1) -> tuple[Path, Path, dict, list]:
     """Run the hooked bot until it SIGKILLs itself at ``point`` (on ``strategy``'s ``nth`` order).

@@ -47,15 +47,6 @@ SEEDS = [
 ]
 
 
-@pytest.fixture
-def bots():
-    """Every bot process a test starts; none survives the test."""
-    started: list[bp.BotProcess] = []
-    yield started
-    for bot in started:
-        bot.stop()
-
-
 def start(bots: list, config_dir: Path, runtime_dir: Path, duration: float | None = None) -> bp.BotProcess:
     bot = bp.BotProcess(config_dir, runtime_dir, duration, label=f"run{len(bots) + 1}")
     bots.append(bot)
@@ -168,25 +159,6 @@ def test_a_fill_the_registry_never_saw_is_adopted_or_reported_at_restart(tmp_pat
 
 
 # ================================================================================ killed at random instants
-def monitors_stepped(runtime_dir: Path, pid: int) -> bool:
-    """Process ``pid`` runs, and each strategy monitor finished a step (so each has settled the
-    broker-side closes of its strategy: sync_closed runs first in every step)."""
-    h = bp.health(runtime_dir)
-    if h.get("pid") != pid or h.get("status") != "running":
-        return False
-    threads = h.get("threads", {})
-    return all((threads.get(name) or {}).get("steps", 0) >= 1 for name in ("micro-scalp", "range-scalp", "order-flow"))
-
-
-def crash_checks(runtime_dir: Path, when: str) -> dict[str, list[int]]:
-    """What must hold at ANY instant a kill may leave behind; returns the registry/broker diff."""
-    assert bp.load_every_state_file(runtime_dir) == [], when
-    assert bp.opened_twice(runtime_dir) == {"client_ids": [], "tickets": [], "broker_fills": []}, when
-    diff = bp.registry_vs_broker(runtime_dir)
-    assert diff["gone_unexplained"] == [] and diff["never_filled"] == [], (when, diff)
-    return diff
-
-
 def fill_window(runtime_dir: Path, tickets: list[int]) -> list[int]:
     """Of ``tickets`` (positions unknown to the registry), those killed inside the executor's
     fill window: the intent is journaled and the broker filled it, but no "opened" line exists
@@ -246,7 +218,7 @@ def test_killed_at_random_instants_while_trading_every_restart_finds_registry_an
         if loop % 2:
             time.sleep(rng.uniform(0.2, 1.6))  # somewhere in the start-up
         else:
-            bot.wait_for("every monitor to step after the restart", lambda: monitors_stepped(runtime, bot.pid))
+            bot.wait_for("every monitor to step after the restart", lambda: bp.monitors_stepped(runtime, bot.pid))
             settled = {e["ticket"] for e in bp.journal(runtime, "closed")}
             missing = [t for t in carried if t not in settled]
             assert not missing, f"{when}: closed while the bot was down, never journaled after the restart: {missing}"
@@ -254,7 +226,7 @@ def test_killed_at_random_instants_while_trading_every_restart_finds_registry_an
             wait_for_position(runtime, timeout=5.0)  # kill near trading activity: open, trail, close
             time.sleep(rng.uniform(0.0, 0.6))
         bot.kill()
-        diff = crash_checks(runtime, when)
+        diff = bp.crash_checks(runtime, when)
         open_at_kill.append(len(bp.book_positions(runtime)))
         carried = sorted(set(carried) | set(diff["closed_not_recorded"]))
         lost = diff["unknown_to_registry"]
@@ -275,7 +247,7 @@ def test_killed_at_random_instants_while_trading_every_restart_finds_registry_an
     final = start(bots, config_dir, runtime, duration=3)
     assert final.wait(timeout=60) == 0, final.output()[-3000:]
     settle_in_process(config_dir, runtime)
-    crash_checks(runtime, "after the final run")
+    bp.crash_checks(runtime, "after the final run")
     diff = bp.registry_vs_broker(runtime)
     assert diff["closed_not_recorded"] == []
     # the registry holds exactly the broker's positions: fills killed inside the fill window
