@@ -8,6 +8,7 @@ when the trade is registered (the registry then carries it) or released when the
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import threading
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from config.models import RiskConfig
 from execution.broker import AccountInfo, SymbolSpec
 from state.registry import Trade, TradeRegistry
 from state.store import StateStore
+
+log = logging.getLogger(__name__)
 
 LEDGER_DOCUMENT = "risk_ledger"
 
@@ -87,13 +90,19 @@ class _Ledger:
 
 
 def _read_ledger(ledger: dict[str, Any]) -> dict[str, list[tuple[datetime, str]]]:
-    """Entry times per strategy with their client ids; the older format (times only) too."""
+    """Entry times per strategy with their client ids; the older format (times only) too. An
+    entry that cannot be read is skipped with a warning naming it (the registry's trades are
+    counted again at start, so a trade it stood for is not lost from the caps)."""
     out: dict[str, list[tuple[datetime, str]]] = {}
-    for strategy, items in ledger.get("entries", {}).items():
+    for strategy, items in (ledger.get("entries") or {}).items():
         entries = []
-        for item in items:
-            when, client_id = (item, "") if isinstance(item, str) else (item[0], str(item[1] or ""))
-            entries.append((datetime.fromisoformat(when), client_id))
+        for item in items or ():
+            try:
+                when, client_id = (item, "") if isinstance(item, str) else (item[0], str(item[1] or ""))
+                entries.append((datetime.fromisoformat(when), client_id))
+            except (TypeError, ValueError, IndexError, KeyError):
+                log.warning("%s.json: entries.%s: unreadable entry %r skipped (expected [ISO time, client id])",
+                            LEDGER_DOCUMENT, strategy, item)
         out[strategy] = sorted(entries, key=lambda entry: entry[0])
     return out
 

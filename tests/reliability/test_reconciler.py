@@ -384,3 +384,14 @@ def test_a_ledger_in_the_older_format_still_loads(tmp_path: Path) -> None:
     rig.stack.store.save(LEDGER_DOCUMENT, {"entries": {"range_scalp": [now.isoformat()]}})
     risk = RiskManager(lambda: rig.stack.holder.current.bot.risk, rig.stack.registry, rig.stack.store)
     assert risk._entries_since("range_scalp", now - timedelta(minutes=1)) == 1
+
+
+def test_an_unreadable_ledger_entry_is_skipped_with_a_warning(tmp_path: Path, caplog) -> None:
+    rig = build_rig(tmp_path)
+    now = rig.clock.now()
+    rig.stack.store.save(LEDGER_DOCUMENT, {"entries": {"micro_scalp": [[now.isoformat(), "ms-1"], "yesterday",
+                                                                       [None], [now.isoformat(), "ms-2"]]}})
+    risk = RiskManager(lambda: rig.stack.holder.current.bot.risk, rig.stack.registry, rig.stack.store)
+    assert risk._entries_since("micro_scalp", now - timedelta(minutes=1)) == 2
+    assert "risk_ledger.json: entries.micro_scalp: unreadable entry 'yesterday' skipped" in caplog.text
+    assert "unreadable entry [None] skipped" in caplog.text
