@@ -99,21 +99,43 @@ def wilder_smooth(values: np.ndarray, period: int) -> np.ndarray:
 def wilder_list(values: np.ndarray, period: int) -> list[float]:
     """``wilder_smooth`` of a float64 array, as a list (NaN where undefined)."""
     n = len(values)
+    seeded = _wilder_seed(values, period)
+    if seeded is None:
+        return [_NAN] * n
+    seed_end, current = seeded
+    result = [_NAN] * (seed_end - 1)
+    result.append(current)
+    result += wilder_continue(current, values[seed_end:].tolist(), period)
+    return result
+
+
+def wilder_last(values: np.ndarray, period: int) -> float:
+    """``wilder_smooth(values, period)[-1]`` of a float64 array (NaN when undefined), without
+    building the series: the same operations in the same order."""
+    seeded = _wilder_seed(values, period)
+    if seeded is None:
+        return _NAN
+    seed_end, current = seeded
+    for value in values[seed_end:].tolist():
+        current = current + (value - current) / period
+    return current
+
+
+def _wilder_seed(values: np.ndarray, period: int) -> tuple[int, float] | None:
+    """(index after the seed, the seed: the mean of the first ``period`` non-NaN-led values), or
+    None when there are not enough values after the leading NaNs."""
+    n = len(values)
     if n and values[0] == values[0]:
         start = 0
     else:
         valid = np.flatnonzero(~np.isnan(values))
         if len(valid) == 0:
-            return [_NAN] * n
+            return None
         start = int(valid[0])
     if n - start < period:
-        return [_NAN] * n
+        return None
     seed_end = start + period
-    current = float(np.mean(values[start:seed_end]))
-    result = [_NAN] * (seed_end - 1)
-    result.append(current)
-    result += wilder_continue(current, values[seed_end:].tolist(), period)
-    return result
+    return seed_end, float(np.mean(values[start:seed_end]))
 
 
 def wilder_continue(current: float, values: list[float], period: int) -> list[float]:
@@ -134,6 +156,16 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
     if period == 1:
         return tr
     return wilder_smooth(tr, period)
+
+
+def atr_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> float:
+    """``atr(high, low, close, period)[-1]`` (NaN when undefined) for callers that read only the
+    newest value: the same operations in the same order, without the whole series."""
+    _check_period(period)
+    tr = true_range(high, low, close)
+    if period == 1:
+        return float(tr[-1]) if len(tr) else _NAN
+    return wilder_last(tr, period)
 
 
 def average_range(high: np.ndarray, low: np.ndarray, period: int = 10) -> np.ndarray:

@@ -35,6 +35,7 @@ from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
+from engines.indicators import atr_last, swing_pivots
 from engines.order_flow import FlowBarColumns, fast_mean
 
 Side = Literal["buy", "sell"]
@@ -116,71 +117,13 @@ def last_atr(high, low, close, period: int = 14) -> float | None:
     high, low, close = _f(high), _f(low), _f(close)
     if len(close) < period:
         return None
-    value = _last_wilder_atr(high, low, close, period)
+    value = atr_last(high, low, close, period)
     return value if math.isfinite(value) and value > 0 else None
-
-
-def _last_wilder_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> float:
-    """``engines.indicators.atr(high, low, close, period)[-1]`` bit for bit (same operations in
-    the same order), without building the whole output series: the detectors read one value."""
-    if not isinstance(period, (int, np.integer)) or period < 1:
-        raise ValueError(f"period must be an integer >= 1, got {period!r}")
-    tr = high - low
-    if len(tr) > 1:
-        prev_close = close[:-1]
-        tr[1:] = np.maximum(tr[1:], np.maximum(np.abs(high[1:] - prev_close), np.abs(low[1:] - prev_close)))
-    if period == 1:
-        return float(tr[-1]) if len(tr) else math.nan
-    first = _first_number(tr)  # the Wilder seed starts at the first non-NaN value
-    if first is None or len(tr) - first < period:
-        return math.nan
-    seed_end = first + period
-    current = fast_mean(tr[seed_end - period:seed_end])
-    # a Python int: the same double Python converts it to at every division (numpy ints keep
-    # numpy's arithmetic, and its float64 result type)
-    divisor = float(period) if isinstance(period, int) else period
-    for value in tr[seed_end:].tolist():
-        current = current + (value - current) / divisor
-    return current
 
 
 def all_finite(values: np.ndarray) -> bool:
     """``np.isfinite(values).all()`` without ``ndarray.all``'s Python layers (the same reduction)."""
     return bool(np.logical_and.reduce(np.isfinite(values)))
-
-
-def _first_number(values: np.ndarray) -> int | None:
-    """Index of the first non-NaN value (None when all are NaN); broker bars start with one."""
-    if len(values) == 0:
-        return None
-    if values[0] == values[0]:
-        return 0
-    valid = (~np.isnan(values)).nonzero()[0]
-    return int(valid[0]) if len(valid) else None
-
-
-def _swing_pivots(high: np.ndarray, low: np.ndarray, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
-    """``engines.indicators.swing_pivots`` (same booleans: max and min are exact whatever the
-    order), from shifted slices instead of a sliding window view, which costs far more on the
-    few dozen bars the detectors scan every step."""
-    n = len(high)
-    is_high, is_low = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    rows = n - left - right  # bars with ``left`` bars before and ``right`` after
-    if rows < 1:
-        return is_high, is_low
-
-    def shifted(values: np.ndarray, first: int, count: int, fold: Any) -> np.ndarray:
-        out = values[first:first + rows]
-        for j in range(first + 1, first + count):
-            out = fold(out, values[j:j + rows])
-        return out
-
-    centre_h, centre_l = high[left:left + rows], low[left:left + rows]
-    is_high[left:n - right] = ((centre_h > shifted(high, 0, left, np.maximum))
-                               & (centre_h >= shifted(high, left + 1, right, np.maximum)))
-    is_low[left:n - right] = ((centre_l < shifted(low, 0, left, np.minimum))
-                              & (centre_l <= shifted(low, left + 1, right, np.minimum)))
-    return is_high, is_low
 
 
 _TREND_X: dict[int, tuple[np.ndarray, np.float64]] = {}
@@ -260,7 +203,7 @@ def cvd_divergence(high, low, cvd, volume, atr_value: float | None,
     high, low, cvd, volume = _f(high)[-n:], _f(low)[-n:], _f(cvd)[-n:], _f(volume)[-n:]
     if len(high) < n or not atr_value or not all_finite(cvd) or not all_finite(volume):
         return None
-    is_high, is_low = _swing_pivots(high, low, 1, 1)
+    is_high, is_low = swing_pivots(high, low, 1, 1)
     candidates = []
     highs, lows = is_high.nonzero()[0], is_low.nonzero()[0]
     if len(highs) >= 2:
@@ -359,7 +302,7 @@ def absorption(buy_volume: float, sell_volume: float, price_high: float | None, 
 
 def _liquidity_levels(high: np.ndarray, low: np.ndarray, tolerance: float) -> tuple[list[float], list[float]]:
     """Resting-liquidity levels: the window's extremes and clusters of >= 2 equal 5-bar swing points."""
-    is_high, is_low = _swing_pivots(high, low, 2, 2)
+    is_high, is_low = swing_pivots(high, low, 2, 2)
     levels_high, levels_low = [float(np.maximum.reduce(high))], [float(np.minimum.reduce(low))]
     for values, out in ((high[is_high], levels_high), (low[is_low], levels_low)):
         points = np.sort(values)

@@ -18,7 +18,7 @@ import engines.tick_proxy as tick_proxy
 from engines import indicators
 from engines.bars import BarSeries
 from engines.order_flow import FlowBar, FlowBarColumns, OrderFlowEngine, fast_mean
-from engines.order_flow_signals import (SignalParams, _swing_pivots, align_flow_to_bars, classify, last_atr,
+from engines.order_flow_signals import (SignalParams, align_flow_to_bars, classify, last_atr,
                                         typical_window_volume)
 from engines.tick_proxy import TickRuleState, classify_ticks, frame_columns
 from feeds.tick_proxy import _first_new
@@ -293,7 +293,7 @@ def test_alignment_equals_the_per_bar_loop_also_on_unsorted_and_repeated_bars():
             assert repr(typical_window_volume(FlowBarColumns.from_bars(bars), 60, count)) == repr(by_list)
 
 
-def test_last_atr_and_pivots_equal_the_indicators():
+def test_last_atr_equals_the_indicator():
     rng = np.random.default_rng(8)
     for _ in range(1500):
         n, period = int(rng.integers(0, 260)), int(rng.choice([1, 2, 3, 14, 20]))
@@ -305,10 +305,8 @@ def test_last_atr_and_pivots_equal_the_indicators():
         if expected is not None and not (math.isfinite(expected) and expected > 0):
             expected = None
         assert repr(last_atr(high, low, close, period)) == repr(expected)
-        for left, right in ((1, 1), (2, 2), (3, 1)):
-            ph, pl = _swing_pivots(high, low, left, right)
-            eh, el = indicators.swing_pivots(high, low, left, right)
-            assert same(ph, eh) and same(pl, el)
+        assert repr(indicators.atr_last(high, low, close, period)) == repr(float(indicators.atr(
+            high, low, close, period)[-1]) if n else float("nan"))
 
 
 def test_bar_arrays_equal_the_columns_read_one_by_one():
