@@ -63,14 +63,15 @@ def window_view(values: np.ndarray, width: int) -> np.ndarray:
     return view
 
 
-def row_mean_std(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``rows.mean(axis=1)`` and ``rows.std(axis=1)`` (population) with numpy's own steps (the
-    same pairwise sums, the same squared deviations, so the same bits) without the wrappers."""
+def row_mean_std(rows: np.ndarray, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``rows.mean(axis=1)`` and ``rows.std(axis=1, ddof=ddof)`` (population by default) with
+    numpy's own steps (the same pairwise sums, the same squared deviations, so the same bits)
+    without the wrappers."""
     count = rows.shape[1]
     mean = np.true_divide(np.add.reduce(rows, axis=1, keepdims=True), count)
     deviation = rows - mean
     np.multiply(deviation, deviation, out=deviation)
-    variance = np.true_divide(np.add.reduce(deviation, axis=1), count)
+    variance = np.true_divide(np.add.reduce(deviation, axis=1), max(count - ddof, 0))
     return mean[:, 0], np.sqrt(variance)
 
 

@@ -16,37 +16,12 @@ import math
 
 import numpy as np
 
-from engines.indicators import sma, swing_pivots, true_range
+from engines.indicators import row_mean_std, sma, swing_pivots, true_range, window_view
 
-__all__ = ["mean_atr", "stochastic", "rolling_vwap", "candle_cvd", "ema_direction", "window_view",
-           "row_mean_std", "mean_atr_last", "bollinger_last", "stochastic_last", "rsi_last", "session_vwap_last", "pivots",
-           "last_pivot_points", "last_pivot_high_low"]
+__all__ = ["mean_atr", "stochastic", "rolling_vwap", "candle_cvd", "ema_direction", "mean_atr_last", "bollinger_last",
+           "stochastic_last", "rsi_last", "session_vwap_last", "pivots", "last_pivot_points", "last_pivot_high_low"]
 
 _NAN = math.nan
-
-
-def window_view(values: np.ndarray, width: int) -> np.ndarray:
-    """Read-only rows of ``width`` consecutive values: ``sliding_window_view(values, width)``
-    without its Python-level argument handling (the same memory, strides and results)."""
-    values = np.ascontiguousarray(values, dtype=np.float64)
-    count = len(values) - width + 1
-    if count <= 0 or width <= 0:
-        raise ValueError(f"window of {width} does not fit {len(values)} values")
-    view = np.ndarray((count, width), np.float64, values, 0, (8, 8))
-    view.flags.writeable = False
-    return view
-
-
-def row_mean_std(rows: np.ndarray, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``rows.mean(axis=1)`` and ``rows.std(axis=1, ddof=ddof)`` with numpy's own steps (one
-    pairwise sum for the mean, the same squared deviations), without the wrappers."""
-    n = rows.shape[1]
-    total = np.add.reduce(rows, axis=1, keepdims=True)
-    mean = np.true_divide(total, n)
-    deviation = rows - mean
-    np.multiply(deviation, deviation, out=deviation)
-    variance = np.true_divide(np.add.reduce(deviation, axis=1), max(n - ddof, 0))
-    return mean[:, 0], np.sqrt(variance)
 
 
 def _divide(a: float, b: float) -> float:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines.indicators import true_range
-from engines.range_indicators import last_pivot_points, row_mean_std, window_view
+from engines.indicators import row_mean_std, true_range, window_view
+from engines.range_indicators import last_pivot_points
 
 __all__ = ["effective_atr", "vwap_momentum", "bb_width_expansion_pct", "expansion_state",
            "body_expansion", "step_divergence", "Divergence", "BreakOfStructure", "break_of_structure",
