@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -57,11 +58,11 @@ class Bars:
 
     def since(self, time_s: int) -> "Bars":
         """Bars that open at or after ``time_s``."""
-        return self.slice(int(np.searchsorted(self.time, time_s, side="left")), len(self))
+        return self.slice(int(self.time.searchsorted(time_s, side="left")), len(self))
 
     def closed_at(self, now_s: float) -> "Bars":
         """Drop the bars still forming at ``now_s`` (open time + period > now)."""
-        stop = int(np.searchsorted(self.time, now_s - self.period_s, side="right"))
+        stop = int(self.time.searchsorted(now_s - self.period_s, side="right"))
         return self if stop == len(self) else self.slice(0, stop)
 
 
@@ -112,9 +113,11 @@ def to_bars(data: Any, period_s: int, what: str = "bars") -> Bars:
     if data is None:
         raise BarDataError(f"{what}: no bars given")
     if isinstance(data, BarSeries):  # the bar feed's numpy columns: no conversion but the dtype
+        volume = data.tick_volume  # MT5's is an integer count: never NaN once converted
         return _checked_bars(data.time_s, [np.ascontiguousarray(getattr(data, name), dtype=np.float64)
                                            for name in _PRICE_COLUMNS],
-                             np.ascontiguousarray(data.tick_volume, dtype=np.float64), period_s, what)
+                             np.ascontiguousarray(volume, dtype=np.float64), period_s, what,
+                             may_be_nan=volume.dtype.kind not in "iub")
     fast = _indexed_frame_bars(data, period_s, what)
     if fast is not None:
         return fast
@@ -128,8 +131,8 @@ def to_bars(data: Any, period_s: int, what: str = "bars") -> Bars:
 
 
 def _checked_bars(time_s: np.ndarray, columns: list[np.ndarray], volume: np.ndarray, period_s: int,
-                  what: str) -> Bars:
-    if np.isnan(volume).any():  # "not recorded" in the readers' frames: no volume, not bad data
+                  what: str, may_be_nan: bool = True) -> Bars:
+    if may_be_nan and np.isnan(volume).any():  # "not recorded" in the readers' frames: no volume, not bad data
         volume = np.nan_to_num(volume, nan=0.0)
     lengths = {len(time_s), len(volume), *(len(c) for c in columns)}
     if len(lengths) != 1:
@@ -368,5 +371,8 @@ def epoch_s(moment: datetime) -> float:
     return moment.timestamp()
 
 
+@lru_cache(maxsize=256)
 def iso(time_s: float) -> str:
+    """``YYYY-MM-DD HH:MM`` UTC of epoch seconds (cached: reason texts name the same few times
+    bar after bar)."""
     return datetime.fromtimestamp(float(time_s), tz=timezone.utc).strftime("%Y-%m-%d %H:%M")

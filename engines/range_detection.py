@@ -17,7 +17,7 @@ import numpy as np
 from config.range_scalp_model import RangeScalpParams
 from engines.indicators import swing_pivots
 from engines.range_data import Bars, iso
-from engines.range_market import MarketCore, RangeMarket, session_start_s
+from engines.range_market import MarketCore, MarketMemo, RangeMarket, session_start_s
 
 INVALIDATION_SIGNALS = ("m15_bos_confirmed", "candles_outside_range", "vwap_momentum_high", "bb_width_expansion")
 
@@ -132,12 +132,11 @@ def count_touches(bars: Bars, high: float, low: float, tolerance_pct: float) -> 
     tol_l = tolerance_pct / 100.0 * low
     near_h = np.abs(bars.high - high) <= tol_h
     near_l = np.abs(bars.low - low) <= tol_l
-    fresh_h = near_h.copy()
-    fresh_h[1:] &= ~near_h[:-1]
-    fresh_l = near_l.copy()
-    fresh_l[1:] &= ~near_l[:-1]
-    upper = int(np.count_nonzero(fresh_h & (bars.close <= high + tol_h)))
-    lower = int(np.count_nonzero(fresh_l & (bars.close >= low - tol_l)))
+    held_h = bars.close <= high + tol_h
+    held_l = bars.close >= low - tol_l
+    # a fresh touch: near now and not near at the bar before (``a > b`` is ``a and not b`` on booleans)
+    upper = int(near_h[0] and held_h[0]) + int(np.count_nonzero((near_h[1:] > near_h[:-1]) & held_h[1:]))
+    lower = int(near_l[0] and held_l[0]) + int(np.count_nonzero((near_l[1:] > near_l[:-1]) & held_l[1:]))
     return upper, lower
 
 
@@ -161,7 +160,7 @@ def session_candidate(market: MarketCore, params: RangeScalpParams) -> Candidate
     need = params.detection.session_min_bars_m15
     if len(bars) < need:
         return f"session range: {len(bars)} closed M15 bars since {iso(start)} UTC, need {need}"
-    return Candidate("session", float(bars.high.max()), float(bars.low.min()), bars,
+    return Candidate("session", float(np.maximum.reduce(bars.high)), float(np.minimum.reduce(bars.low)), bars,
                      (f"session since {iso(start)} UTC",))
 
 
@@ -184,7 +183,7 @@ def adaptive_anchors(pdh: float, pdl: float, market: MarketCore, params: RangeSc
     bars = market.m15.since(session_start_s(market, params))
     if len(bars) == 0:
         return pdh, pdl, ()
-    s_high, s_low = float(bars.high.max()), float(bars.low.min())
+    s_high, s_low = float(np.maximum.reduce(bars.high)), float(np.minimum.reduce(bars.low))
     hold_s = det.anchor_hold_minutes * 60.0
     high_held = market.now_s - _held_since(bars, s_high, True) >= hold_s
     low_held = market.now_s - _held_since(bars, s_low, False) >= hold_s
@@ -253,9 +252,14 @@ def width_problem(high: float, low: float, atr_eff: float, params: RangeScalpPar
     return None
 
 
-def build_range(candidate: Candidate, market: MarketCore, params: RangeScalpParams) -> RangeStructure:
+def build_range(candidate: Candidate, market: MarketCore, params: RangeScalpParams,
+                memo: MarketMemo | None = None) -> RangeStructure:
     det = params.detection
-    upper, lower = count_touches(candidate.touch_bars, candidate.high, candidate.low, det.touch_tolerance_pct)
+    if memo is None:
+        upper, lower = count_touches(candidate.touch_bars, candidate.high, candidate.low, det.touch_tolerance_pct)
+    else:  # the same candidate object (a reused session candidate): the same touches
+        upper, lower = memo.last("touches", (candidate, det.touch_tolerance_pct), lambda: count_touches(
+            candidate.touch_bars, candidate.high, candidate.low, det.touch_tolerance_pct))
     mid = market.vwap if math.isfinite(market.vwap) else (candidate.high + candidate.low) / 2.0
     return RangeStructure(
         range_type=candidate.range_type, high=candidate.high, low=candidate.low, mid=mid,
@@ -265,12 +269,18 @@ def build_range(candidate: Candidate, market: MarketCore, params: RangeScalpPara
         expansion_state=market.expansion_state, detected_at=market.now_s, notes=candidate.notes)
 
 
-def detect_range(market: MarketCore, params: RangeScalpParams) -> tuple[RangeStructure | None, tuple[str, ...]]:
+def detect_range(market: MarketCore, params: RangeScalpParams, memo: MarketMemo | None = None
+                 ) -> tuple[RangeStructure | None, tuple[str, ...]]:
     """The first range type, in order of preference, with usable geometry; plus why each
-    earlier type was passed over."""
+    earlier type was passed over. ``memo``: the symbol's MarketMemo, which reuses the session
+    candidate and the touch counts while the M15 bars are the same object (speed only)."""
     passed_over: list[str] = []
     for range_type in params.detection.range_types:
-        candidate = _BUILDERS[range_type](market, params)
+        if memo is not None and range_type == "session":
+            key = (params, market.m15, session_start_s(market, params))
+            candidate = memo.last("session_candidate", key, lambda: session_candidate(market, params))
+        else:
+            candidate = _BUILDERS[range_type](market, params)
         if isinstance(candidate, str):
             passed_over.append(candidate)
             continue
@@ -278,7 +288,7 @@ def detect_range(market: MarketCore, params: RangeScalpParams) -> tuple[RangeStr
         if problem:
             passed_over.append(f"{range_type} range {candidate.low:.6g}-{candidate.high:.6g}: {problem}")
             continue
-        return build_range(candidate, market, params), tuple(passed_over)
+        return build_range(candidate, market, params, memo), tuple(passed_over)
     return None, tuple(passed_over)
 
 

@@ -43,9 +43,15 @@ def mean_atr_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: 
     n = len(close)
     if n < period or n == 0:
         return _NAN
-    start = max(n - period - 1, 0)
-    ranges = true_range(high[start:], low[start:], close[start:])
-    return float(np.add.reduce(ranges[len(ranges) - period:]) / period)
+    if n == period or not (isinstance(high, np.ndarray) and isinstance(low, np.ndarray)
+                           and isinstance(close, np.ndarray) and high.dtype == low.dtype == close.dtype == np.float64):
+        start = max(n - period - 1, 0)
+        ranges = true_range(high[start:], low[start:], close[start:])
+        return float(np.add.reduce(ranges[len(ranges) - period:]) / period)
+    # true_range's element-wise steps on its last ``period`` values only (each needs the close before)
+    h, l, prev = high[n - period:], low[n - period:], close[n - period - 1:n - 1]
+    ranges = np.maximum(h - l, np.maximum(np.abs(h - prev), np.abs(l - prev)))
+    return float(np.add.reduce(ranges) / period)
 
 
 def bollinger_last(close: np.ndarray, period: int = 20, num_std: float = 2.0) -> tuple[float, float, float, float]:
@@ -111,9 +117,10 @@ def rsi_last(close: np.ndarray, period: int = 14) -> float:
     loss = np.where(change < 0, -change, 0.0)
     avg_gain = float(np.add.reduce(gain[:period]) / period)
     avg_loss = float(np.add.reduce(loss[:period]) / period)
+    divisor = float(period)  # the same division, without converting the int at every step
     for g, l in zip(gain[period:].tolist(), loss[period:].tolist()):  # the Wilder recursion, as indicators.py
-        avg_gain += (g - avg_gain) / period
-        avg_loss += (l - avg_loss) / period
+        avg_gain += (g - avg_gain) / divisor
+        avg_loss += (l - avg_loss) / divisor
     if avg_loss == 0:
         if avg_gain > 0:
             return 100.0

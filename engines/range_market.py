@@ -12,18 +12,22 @@ read (``market_core``), ``RangeMarket`` adds the rest (``complete_market``), so 
 whose decision those gates already make can stop early. ``MarketMemo`` (owned by the caller,
 one per symbol) reuses results of exactly identical inputs: the H1 values while the H1 bars do
 not change, the M15 values while the newest M15 bars do not, and a whole market when the exit
-pass and the entry check of one step see the same inputs.
+pass and the entry check of one step see the same inputs; its ``M5Window`` carries what the
+last M5 window gave over to the next one (engines/range_window.py). The M15 values the core
+does not read (all but the expansion state) are computed by ``complete_market`` only.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from config.range_scalp_model import RangeScalpParams
 from engines.indicators import adx as adx_indicator
+from engines.bars import BarSeries
 from engines.range_data import (
     H1, M5, M15, Bars, Quote, RangeFlow, aggregate, bar_problem, epoch_s, to_bars, to_flow, to_quote,
 )
@@ -36,7 +40,9 @@ from engines.range_metrics import (
     effective_atr, expansion_state, step_divergence, swing_levels, vwap_momentum,
 )
 from engines.range_sessions import session_key_at, session_range_start, trading_day_start
+from engines.range_window import M5Window, same_bars
 
+_T = TypeVar("_T")
 _MTF_TAIL = 200  # bars fed to the direction EMA: ~10 periods, so the seed no longer matters
 _WILDER_TAIL_PERIODS = 20  # Wilder RSI over 20 periods of bars: the seed's weight is < 1e-8 by then
 _EXPANSION_TAIL = 60  # M15 bars of the expansion state
@@ -59,16 +65,21 @@ class MarketInputs:
 
 
 def read_inputs(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpParams, symbol: str,
-                now: Any, flow: Any = None) -> MarketInputs:
-    """Convert and cut the inputs; raises ValueError (naming the input) on unreadable data."""
+                now: Any, flow: Any = None, memo: MarketMemo | None = None) -> MarketInputs:
+    """Convert and cut the inputs; raises ValueError (naming the input) on unreadable data.
+    ``memo``: the symbol's MarketMemo (its M5Window builds the M15 bars from the last ones)."""
     now_s = epoch_s(now)
     m5_all = to_bars(bars_m5, M5, "bars_m5").closed_at(now_s)
     m5 = m5_all.tail(params.data.lookback_m5_bars)
-    m15 = aggregate(m5, M15, now_s)
+    m15 = memo.window.aggregate_m15(m5, now_s) if memo is not None else aggregate(m5, M15, now_s)
     if bars_h1 is None:
         h1 = aggregate(m5, H1, now_s)
     else:
-        h1 = to_bars(bars_h1, H1, "bars_h1").closed_at(now_s).tail(params.data.lookback_h1_bars)
+        lookback = params.data.lookback_h1_bars
+        if memo is not None:
+            h1 = memo.h1_bars(bars_h1, now_s, lookback)
+        else:
+            h1 = to_bars(bars_h1, H1, "bars_h1").closed_at(now_s).tail(lookback)
     return MarketInputs(symbol, now_s, m5, m15, h1, to_quote(quote), to_flow(flow), len(m5_all))
 
 
@@ -76,7 +87,10 @@ def input_problem(inputs: MarketInputs, memo: "MarketMemo | None" = None) -> str
     """Bad market data in the bars actually used (NaN, order, high < low...), or None."""
     for bars, what in ((inputs.m5, "M5 bars"), (inputs.h1, "H1 bars")):
         if len(bars):
-            problem = memo.bar_problem(bars, what) if memo is not None and bars is inputs.h1 else bar_problem(bars, what)
+            if memo is None:
+                problem = bar_problem(bars, what)
+            else:
+                problem = memo.window.bar_problem(bars, what) if bars is inputs.m5 else memo.bar_problem(bars, what)
             if problem:
                 return problem
     return None
@@ -111,7 +125,6 @@ class MarketCore:
     previous_day_note: str
     session_key: str
     # what the rest of the market is built from (not compared, not shown)
-    m15_values: M15Values = field(repr=False, compare=False)
     h1_values: H1Values = field(repr=False, compare=False)
 
     @property
@@ -152,6 +165,7 @@ class RangeMarket(MarketCore):
     body_expansion: bool
     body_expansion_ratio: float
     candle_divergence: Divergence | None
+    m15_values: M15Values = field(repr=False, compare=False)
 
 
 def _last(values: np.ndarray) -> float:
@@ -164,10 +178,10 @@ def previous_day_levels(m5: Bars, now_s: float, day_start_hour_utc: int, min_hou
     ``min_hours`` (a Sunday open) is skipped for the one before it. The day must be fully inside
     the bars given (a bar before it exists), otherwise its levels would be partial."""
     day_start = trading_day_start(now_s, day_start_hour_utc)
-    end = int(np.searchsorted(m5.time, day_start, side="left"))
+    end = int(m5.time.searchsorted(day_start, side="left"))
     while end > 0:
         start_s = trading_day_start(float(m5.time[end - 1]), day_start_hour_utc)
-        start = int(np.searchsorted(m5.time, start_s, side="left"))
+        start = int(m5.time.searchsorted(start_s, side="left"))
         span_h = (m5.time[end - 1] + m5.period_s - m5.time[start]) / 3600.0
         if start == 0 and m5.time[0] > start_s:
             return None, "previous day not fully inside the bars given"
@@ -202,7 +216,9 @@ def h1_values(h1: Bars, params: RangeScalpParams) -> H1Values:
 
 @dataclass(frozen=True)
 class M15Values:
-    """What the market reads from the newest M15 bars (``m15_tail_size`` of them)."""
+    """What the complete market reads from the newest M15 bars (``m15_tail_size`` of them);
+    the core reads only the expansion state (``m15_expansion``), so an entry check that stops
+    at range detection or the ADX gate never computes these."""
 
     atr: float  # simple-mean ATR(14)
     rolling_vwap: np.ndarray | None  # the momentum window's rolling VWAP, None: too few bars
@@ -211,7 +227,6 @@ class M15Values:
     body_expansion: bool
     body_expansion_ratio: float
     divergence: Divergence | None
-    expansion_state: str
     direction: int
 
 
@@ -219,7 +234,7 @@ def m15_tail_size(params: RangeScalpParams) -> int:
     """The newest M15 bars every M15Values field depends on: each is computed from at most
     this many of the last bars, and branches on lengths up to it (longer series agree)."""
     ind, inv, det = params.indicators, params.invalidation, params.detection
-    return max(_MTF_TAIL, _EXPANSION_TAIL, _DIVERGENCE_TAIL, _BODY_TAIL, ind.atr_period + 1, det.bos_min_bars,
+    return max(_MTF_TAIL, _DIVERGENCE_TAIL, _BODY_TAIL, ind.atr_period + 1, det.bos_min_bars,
                inv.vwap_window_m15 + inv.vwap_momentum_bars - 1)
 
 
@@ -245,10 +260,15 @@ def m15_values(m15: Bars, total: int, params: RangeScalpParams) -> M15Values:
     if len(m15) >= _DIVERGENCE_TAIL:
         tail = m15.tail(_DIVERGENCE_TAIL)
         divergence = step_divergence(tail.close, candle_cvd(tail.open, tail.close, tail.volume))
-    state = expansion_state(m15.high[-_EXPANSION_TAIL:], m15.low[-_EXPANSION_TAIL:], m15.close[-_EXPANSION_TAIL:],
-                            ind.atr_period, ind.bb_period, det.expansion_ratio_high, det.expansion_ratio_low)
-    return M15Values(atr, rolling, bos, bos_known, body_fires, body_ratio, divergence, state,
+    return M15Values(atr, rolling, bos, bos_known, body_fires, body_ratio, divergence,
                      ema_direction(m15.close[-_MTF_TAIL:], ind.mtf_ema_period, ind.mtf_slope_bars))
+
+
+def m15_expansion(m15: Bars, params: RangeScalpParams) -> str:
+    """The expansion state of the M15 bars (their last ``_EXPANSION_TAIL``), which the core reads."""
+    ind, det = params.indicators, params.detection
+    return expansion_state(m15.high[-_EXPANSION_TAIL:], m15.low[-_EXPANSION_TAIL:], m15.close[-_EXPANSION_TAIL:],
+                           ind.atr_period, ind.bb_period, det.expansion_ratio_high, det.expansion_ratio_low)
 
 
 def market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMemo | None = None) -> MarketCore:
@@ -265,25 +285,33 @@ def _market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMem
     atr = mean_atr_last(m5.high, m5.low, m5.close, ind.atr_period)
     bb_middle, bb_upper, bb_lower, bb_width = bollinger_last(m5.close[-(ind.bb_period + 1):], ind.bb_period,
                                                              ind.bb_std)
-    tail = m15.tail(m15_tail_size(params))
-    m15v = memo.m15(tail, len(m15), params) if memo is not None else m15_values(tail, len(m15), params)
+    tail = m15.tail(_EXPANSION_TAIL)
+    state = memo.m15_expansion(tail, params) if memo is not None else m15_expansion(tail, params)
     h1v = memo.h1(h1, params) if memo is not None else h1_values(h1, params)
-    day, note = previous_day_levels(m5, inputs.now_s, det.day_start_hour_utc, det.min_previous_day_hours)
+    if memo is None:
+        day, note = previous_day_levels(m5, inputs.now_s, det.day_start_hour_utc, det.min_previous_day_hours)
+        vwap = session_vwap_last(m5.time, m5.high, m5.low, m5.close, m5.volume, ind.vwap_anchor_hour_utc)
+    else:
+        day, note = memo.window.previous_day(m5, inputs.now_s, det.day_start_hour_utc, det.min_previous_day_hours,
+                                             previous_day_levels)
+        vwap = memo.window.session_vwap(m5, ind.vwap_anchor_hour_utc)
     return MarketCore(
         inputs=inputs, price=price, atr=atr,
         atr_eff=effective_atr(atr, bb_width, price, ind.bb_width_multiplier, ind.effective_atr),
         atr_h1=h1v.atr, atr_h1_prev=h1v.atr_prev,
         bb_upper=bb_upper, bb_middle=bb_middle, bb_lower=bb_lower, bb_width=bb_width,
-        vwap=session_vwap_last(m5.time, m5.high, m5.low, m5.close, m5.volume, ind.vwap_anchor_hour_utc),
-        expansion_state=m15v.expansion_state, adx=h1v.adx, previous_day=day, previous_day_note=note,
-        session_key=session_key_at(inputs.now_s, params.sessions), m15_values=m15v, h1_values=h1v)
+        vwap=vwap,
+        expansion_state=state, adx=h1v.adx, previous_day=day, previous_day_note=note,
+        session_key=session_key_at(inputs.now_s, params.sessions), h1_values=h1v)
 
 
-def complete_market(core: MarketCore, params: RangeScalpParams) -> RangeMarket:
-    """The core plus every other value the range rules read."""
+def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo | None = None) -> RangeMarket:
+    """The core plus every other value the range rules read; ``memo``: see MarketMemo."""
     ind, inv, det = params.indicators, params.invalidation, params.detection
     m5, m15 = core.m5, core.m15
-    m15v, h1v = core.m15_values, core.h1_values
+    tail = m15.tail(m15_tail_size(params))
+    m15v = memo.m15(tail, len(m15), params) if memo is not None else m15_values(tail, len(m15), params)
+    h1v = core.h1_values
     momentum = 0.0
     if m15v.rolling_vwap is not None:
         momentum = vwap_momentum(m15v.rolling_vwap[-inv.vwap_momentum_bars:], core.atr_eff)
@@ -300,7 +328,7 @@ def complete_market(core: MarketCore, params: RangeScalpParams) -> RangeMarket:
         atr_h1_prev=core.atr_h1_prev, bb_upper=core.bb_upper, bb_middle=core.bb_middle, bb_lower=core.bb_lower,
         bb_width=core.bb_width, vwap=core.vwap, expansion_state=core.expansion_state, adx=core.adx,
         previous_day=core.previous_day, previous_day_note=core.previous_day_note, session_key=core.session_key,
-        m15_values=m15v, h1_values=h1v,
+        h1_values=h1v,
         atr_m15=m15v.atr,
         rsi=rsi_last(m5.close[-_WILDER_TAIL_PERIODS * ind.rsi_period:], ind.rsi_period),
         stoch_k=stoch_k, stoch_d=stoch_d, vwap_momentum=momentum,
@@ -311,7 +339,7 @@ def complete_market(core: MarketCore, params: RangeScalpParams) -> RangeMarket:
         directions={"m5": ema_direction(m5.close[-_MTF_TAIL:], ind.mtf_ema_period, ind.mtf_slope_bars),
                     "m15": m15v.direction, "h1": h1v.direction},
         bos=bos, body_expansion=m15v.body_expansion, body_expansion_ratio=m15v.body_expansion_ratio,
-        candle_divergence=m15v.divergence,
+        candle_divergence=m15v.divergence, m15_values=m15v,
     )
 
 
@@ -324,10 +352,12 @@ def compute_market(inputs: MarketInputs, params: RangeScalpParams, memo: MarketM
     return complete_market(_market_core(inputs, params, None), params)
 
 
-def _bars_key(bars: Bars) -> tuple[Any, ...]:
-    """The exact content of ``bars``: equal keys, equal bars to the last bit."""
-    return (bars.period_s, bars.time.tobytes(), bars.open.tobytes(), bars.high.tobytes(), bars.low.tobytes(),
-            bars.close.tobytes(), bars.volume.tobytes())
+def _same_columns(last: tuple[np.ndarray, ...], new: tuple[np.ndarray, ...]) -> bool:
+    """The same arrays, or arrays of the same dtype, shape and bytes."""
+    for a, b in zip(last, new):
+        if a is not b and (a.dtype != b.dtype or a.shape != b.shape or a.tobytes() != b.tobytes()):
+            return False
+    return True
 
 
 class MarketMemo:
@@ -335,77 +365,122 @@ class MarketMemo:
 
     The H1 bars change once an hour but the engine runs every 5 minutes; the newest M15 bars
     change every third M5 bar; a step that runs the exit pass and the entry check builds the
-    same market twice. Every entry is keyed on the exact bytes of the bars it was computed
-    from (plus the params object and the other inputs), so a hit returns what the computation
-    would return: the memo changes speed, never a result. One slot per kind (the last key).
+    same market twice. Every slot keeps the inputs it was computed from (the params object,
+    the bars, the other inputs) and is reused only when the new ones are the same object or
+    equal to the last bit (``same_bars``), so a hit returns what the computation would return:
+    the memo changes speed, never a result. One slot per kind (the last inputs). ``window``
+    carries the M5 window from one evaluation to the next (engines/range_window.py).
     The caller owns it (the monitor keeps one per symbol); not thread-safe."""
 
     def __init__(self) -> None:
-        self._h1: tuple[Any, H1Values] | None = None
-        self._m15: tuple[Any, M15Values] | None = None
-        self._problem: tuple[Any, str | None] | None = None
-        self._core: tuple[Any, MarketCore] | None = None
-        self._market: tuple[Any, RangeMarket] | None = None
-        self._inputs: tuple[MarketInputs, RangeScalpParams, Any] | None = None
+        self._h1: tuple[RangeScalpParams, Bars, H1Values] | None = None
+        self._m15: tuple[RangeScalpParams, Bars, bool, M15Values] | None = None
+        self._expansion: tuple[RangeScalpParams, Bars, str] | None = None
+        self._problem: tuple[str, Bars, str | None] | None = None
+        self._core: tuple[MarketInputs, RangeScalpParams, MarketCore] | None = None
+        self._market: tuple[MarketInputs, RangeScalpParams, RangeMarket] | None = None
+        self._h1_raw: tuple[tuple[np.ndarray, ...], int, int, Bars] | None = None
+        self._last: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        self.window = M5Window()  # the last M5 window and what was derived from it
         self.hits = 0
         self.misses = 0
 
-    def _found(self, slot: tuple[Any, Any] | None, key: Any) -> bool:
-        hit = slot is not None and slot[0] == key
+    def _count(self, hit: bool) -> bool:
         if hit:
             self.hits += 1
         else:
             self.misses += 1
         return hit
 
+    def last(self, kind: str, key: tuple[Any, ...], compute: Callable[[], _T]) -> _T:
+        """``compute()``, or its last result for ``kind`` when that was computed from the same
+        ``key`` (the same objects, or equal values): for results that depend only on the key
+        (range detection reuses its session candidate and touch counts while the M15 bars
+        object is the same one)."""
+        slot = self._last.get(kind)
+        if self._count(slot is not None and slot[0] == key):
+            assert slot is not None
+            return slot[1]
+        value = compute()
+        self._last[kind] = (key, value)
+        return value
+
+    def h1_bars(self, raw: Any, now_s: float, lookback: int) -> Bars:
+        """``to_bars(raw, H1).closed_at(now_s).tail(lookback)``; the very Bars of the last call
+        when ``raw`` is a bar feed BarSeries with the same columns (dtypes and bytes) cut at the
+        same bar (the H1 bars change once an hour): every H1 slot then knows them by identity."""
+        if not isinstance(raw, BarSeries) or raw.time_s.dtype != np.int64:
+            return to_bars(raw, H1, "bars_h1").closed_at(now_s).tail(lookback)
+        columns = (raw.time_s, raw.open, raw.high, raw.low, raw.close, raw.tick_volume)  # what to_bars reads
+        stop = int(raw.time_s.searchsorted(now_s - H1, side="right"))  # closed_at's cut
+        last = self._h1_raw
+        if last is not None and last[1] == stop and last[2] == lookback and _same_columns(last[0], columns):
+            return last[3]
+        h1 = to_bars(raw, H1, "bars_h1").closed_at(now_s).tail(lookback)
+        self._h1_raw = (columns, stop, lookback, h1)
+        return h1
+
     def h1(self, h1: Bars, params: RangeScalpParams) -> H1Values:
-        key = (id(params), params, _bars_key(h1))
-        if not self._found(self._h1, key):
-            self._h1 = (key, h1_values(h1, params))
-        assert self._h1 is not None
-        return self._h1[1]
+        slot = self._h1
+        if not self._count(slot is not None and slot[0] is params and same_bars(slot[1], h1)):
+            slot = self._h1 = (params, h1, h1_values(h1, params))
+        assert slot is not None
+        return slot[2]
 
     def m15(self, tail: Bars, total: int, params: RangeScalpParams) -> M15Values:
         """``m15_values`` keyed on the tail: a bar more or less at the head of the lookback
         window (which the tail never reaches) reuses the values."""
-        key = (id(params), params, len(tail) == total, _bars_key(tail))
-        if not self._found(self._m15, key):
-            self._m15 = (key, m15_values(tail, total, params))
-        assert self._m15 is not None
-        return self._m15[1]
+        slot, whole = self._m15, len(tail) == total
+        if not self._count(slot is not None and slot[0] is params and slot[2] == whole and same_bars(slot[1], tail)):
+            slot = self._m15 = (params, tail, whole, m15_values(tail, total, params))
+        assert slot is not None
+        return slot[3]
+
+    def m15_expansion(self, tail: Bars, params: RangeScalpParams) -> str:
+        """``m15_expansion`` keyed on the columns it reads."""
+        slot = self._expansion
+        if not self._count(slot is not None and slot[0] is params
+                           and same_bars(slot[1], tail, ("high", "low", "close"))):
+            slot = self._expansion = (params, tail, m15_expansion(tail, params))
+        assert slot is not None
+        return slot[2]
 
     def bar_problem(self, bars: Bars, what: str) -> str | None:
-        key = (what, _bars_key(bars))
-        if not self._found(self._problem, key):
-            self._problem = (key, bar_problem(bars, what))
-        assert self._problem is not None
-        return self._problem[1]
+        slot = self._problem
+        if not self._count(slot is not None and slot[0] == what and same_bars(slot[1], bars)):
+            slot = self._problem = (what, bars, bar_problem(bars, what))
+        assert slot is not None
+        return slot[2]
 
-    def _inputs_key(self, inputs: MarketInputs, params: RangeScalpParams) -> Any:
-        last = self._inputs
-        if last is not None and last[0] is inputs and last[1] is params:
-            return last[2]
-        key = (id(params), params, inputs.symbol, inputs.now_s, inputs.quote, inputs.flow, inputs.raw_m5_count,
-               _bars_key(inputs.m5), _bars_key(inputs.h1))
-        self._inputs = (inputs, params, key)
-        return key
+    @staticmethod
+    def _same_inputs(slot: tuple[MarketInputs, RangeScalpParams, Any] | None, inputs: MarketInputs,
+                     params: RangeScalpParams) -> bool:
+        if slot is None or slot[1] is not params:
+            return False
+        last = slot[0]
+        return last is inputs or (
+            last.now_s == inputs.now_s and last.symbol == inputs.symbol and last.quote == inputs.quote
+            and last.flow == inputs.flow and last.raw_m5_count == inputs.raw_m5_count
+            and same_bars(last.m5, inputs.m5) and same_bars(last.h1, inputs.h1))
 
     def core(self, inputs: MarketInputs, params: RangeScalpParams) -> MarketCore:
-        key = self._inputs_key(inputs, params)
-        if self._market is not None and self._market[0] == key:
+        market = self._market
+        if self._same_inputs(market, inputs, params):
+            assert market is not None
             self.hits += 1
-            return self._market[1]
-        if not self._found(self._core, key):
-            self._core = (key, _market_core(inputs, params, self))
-        assert self._core is not None
-        return self._core[1]
+            return market[2]
+        core = self._core
+        if not self._count(self._same_inputs(core, inputs, params)):
+            core = self._core = (inputs, params, _market_core(inputs, params, self))
+        assert core is not None
+        return core[2]
 
     def market(self, inputs: MarketInputs, params: RangeScalpParams) -> RangeMarket:
-        key = self._inputs_key(inputs, params)
-        if not self._found(self._market, key):
-            self._market = (key, complete_market(self.core(inputs, params), params))
-        assert self._market is not None
-        return self._market[1]
+        market = self._market
+        if not self._count(self._same_inputs(market, inputs, params)):
+            market = self._market = (inputs, params, complete_market(self.core(inputs, params), params, self))
+        assert market is not None
+        return market[2]
 
 
 def session_start_s(market: MarketCore, params: RangeScalpParams) -> int:

@@ -21,7 +21,8 @@ stops a decision at its first failing gate instead, skipping the work of the gat
 For an exit pass over many trades, build the market once per symbol with ``prepare_market``
 and call ``exit_action(trade, market, params)`` for each trade. A caller that evaluates one
 symbol bar after bar passes the symbol's ``MarketMemo`` (``memo=``): identical inputs are not
-computed twice (engines/range_market.py); it changes no decision.
+computed twice (engines/range_market.py) and what the last M5 window gave is carried over to the
+next one (engines/range_window.py); it changes no decision.
 """
 from __future__ import annotations
 
@@ -83,7 +84,7 @@ def prepare_market(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpPar
                    now: datetime, flow: Any = None, *, memo: MarketMemo | None = None) -> RangeMarket:
     """One symbol's market state for ``now``; raises MarketUnavailable when data quality fails.
     ``memo``: the symbol's MarketMemo (engines/range_market.py), which only saves time."""
-    inputs = read_inputs(bars_m5, bars_h1, quote, params, symbol, now, flow)
+    inputs = read_inputs(bars_m5, bars_h1, quote, params, symbol, now, flow, memo)
     check = data_quality(inputs, params, memo)
     if not check.passed:
         raise MarketUnavailable(f"{symbol}: {check.reason}")
@@ -192,13 +193,13 @@ def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpPar
     ``summary()`` and every decision with a trade are exactly those of a full evaluation.
     Unreadable inputs (missing columns, naive datetimes, a bad quote) raise ValueError."""
     history = history or RangeHistory()
-    inputs = read_inputs(bars_m5, bars_h1, quote, params, symbol, now, flow)
+    inputs = read_inputs(bars_m5, bars_h1, quote, params, symbol, now, flow, memo)
     checks = [data_quality(inputs, params, memo)]
     if not checks[0].passed:
         return _no_trade(inputs, checks, "data_quality")
     core = market_core(inputs, params, memo)  # all that detection and the ADX gate read
 
-    detected, passed_over = detect_range(core, params)
+    detected, passed_over = detect_range(core, params, memo)
     if detected is None:
         checks.append(Check("range", False, "no range: " + "; ".join(passed_over)))
         return _no_trade(inputs, checks, "range")

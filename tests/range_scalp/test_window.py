@@ -1,0 +1,199 @@
+"""The M5 window carried from one evaluation to the next (engines/range_window.py) gives, window
+after window, BIT FOR BIT what the whole-window computations give: the bar check, the M15
+buckets, the session VWAP and the previous day's levels. The windows slide the way a bar feed
+serves them (one or a few bars on, the oldest dropped) and also jump, repeat, shrink, carry a
+revised bar, a gap, a bad bar or data without volume."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from engines.range_data import M5, M15, Bars, aggregate, bar_problem
+from engines.range_indicators import session_vwap_last
+from engines.range_market import previous_day_levels
+from engines.range_window import M5Window, carried_count
+
+RNG = np.random.default_rng(20261121)
+START = 1_780_272_000  # 2026-06-01 00:00 UTC, a Monday
+
+
+def series(n: int, gaps: bool = False, volume: bool = True) -> Bars:
+    steps = RNG.integers(1, 4, n) if gaps else np.ones(n, dtype=np.int64)
+    time = START + M5 * np.cumsum(steps).astype(np.int64) + int(RNG.integers(0, 3)) * M5
+    close = 100 + np.cumsum(RNG.normal(0, 0.3, n))
+    if RNG.random() < 0.5:
+        close = np.round(close, 1)
+    open_ = np.r_[100.0, close[:-1]]
+    high = np.maximum(open_, close) + RNG.uniform(0, 0.2, n) * (RNG.random() > 0.1)
+    low = np.minimum(open_, close) - RNG.uniform(0, 0.2, n) * (RNG.random() > 0.1)
+    vol = RNG.integers(0, 50, n).astype(float) * (RNG.random() > 0.2) if volume else np.zeros(n)
+    if volume and RNG.random() < 0.5:
+        vol = vol + RNG.random(n)  # fractional volume: sums in a different order would show
+    return Bars(time, open_, high, low, close, vol, M5)
+
+
+def same_float(a: float, b: float) -> bool:
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
+def same_bars(a: Bars, b: Bars) -> bool:
+    return a.period_s == b.period_s and all(
+        getattr(a, n).dtype == getattr(b, n).dtype and getattr(a, n).tobytes() == getattr(b, n).tobytes()
+        for n in ("time", "open", "high", "low", "close", "volume"))
+
+
+def changed(bars: Bars, index: int, column: str, value: float) -> Bars:
+    arrays = {n: getattr(bars, n).copy() for n in ("time", "open", "high", "low", "close", "volume")}
+    arrays[column][index] = value
+    return Bars(arrays["time"], arrays["open"], arrays["high"], arrays["low"], arrays["close"], arrays["volume"], M5)
+
+
+def windows(bars: Bars, lookback: int):
+    """Windows as a feed serves them, with the odd jump, repeat, shrink and revision; and the
+    evaluation time (a bar closed, now somewhere before the next close)."""
+    end = lookback // 2
+    while end < len(bars):
+        roll = RNG.random()
+        window = bars.slice(max(0, end - lookback), end)
+        if roll < 0.05:
+            window = changed(window, len(window) - 1 - int(RNG.integers(0, 5)), "close",
+                             float(window.close[-1]) + 0.1)
+        elif roll < 0.08 and len(window) > 3:
+            window = changed(window, len(window) - 1, "high", math.nan)
+        elif roll < 0.10:
+            window = bars.slice(max(0, end - lookback // 2), end)
+        now = int(window.time[-1]) + M5 + int(RNG.integers(0, 4)) * 100
+        yield window, float(now)
+        if roll > 0.97:
+            yield Bars(*(getattr(window, n).copy() for n in ("time", "open", "high", "low", "close", "volume")),
+                       M5), float(now)  # the same bars again, in new arrays (exit pass, then entry)
+        end += int(RNG.choice([1, 1, 1, 1, 2, 3, 40]))
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_the_carried_window_equals_the_whole_window_computations(case: int) -> None:
+    bars = series(1500, gaps=case % 3 == 1, volume=case % 4 != 3)
+    lookback = int(RNG.choice([60, 300, 720]))
+    anchor, day_hour, min_hours = int(RNG.integers(0, 24)), int(RNG.integers(0, 24)), float(RNG.choice([4.0, 12.0]))
+    memo = M5Window()
+    for window, now_s in windows(bars, lookback):
+        want_m15 = aggregate(window, M15, now_s)
+        assert same_bars(memo.aggregate_m15(window, now_s), want_m15)
+        problem = bar_problem(window, "M5 bars")
+        assert memo.bar_problem(window, "M5 bars") == problem
+        if problem is not None:
+            continue  # the engine stops at the data-quality check
+        want_vwap = session_vwap_last(window.time, window.high, window.low, window.close, window.volume, anchor)
+        assert same_float(memo.session_vwap(window, anchor), want_vwap)
+        want_day = previous_day_levels(window, now_s, day_hour, min_hours)
+        assert memo.previous_day(window, now_s, day_hour, min_hours, previous_day_levels) == want_day
+
+
+def test_the_carried_count_compares_every_bit() -> None:
+    bars = series(50)
+    window = bars.slice(0, 40)
+    assert carried_count(window, bars.slice(1, 41)) == 39
+    assert carried_count(window, bars.slice(5, 45)) == 35
+    assert carried_count(window, window) == 40
+    assert carried_count(window, bars.slice(40, 50)) == 0  # nothing in common
+    assert carried_count(window, changed(bars.slice(1, 41), 20, "volume", float(bars.volume[21]) + 1)) == 0
+    assert carried_count(window, changed(bars.slice(1, 41), 3, "close", -0.0 if bars.close[4] == 0 else 0.0)) == 0
+    assert carried_count(window, bars.slice(0, 30)) == 0  # a shorter window is not "the same bars plus new ones"
+
+
+def test_new_bad_bars_are_reported_as_the_whole_window_check_reports_them() -> None:
+    bars = series(200)
+    memo = M5Window()
+    assert memo.bar_problem(bars.slice(0, 100), "M5 bars") is None
+    for column, value in (("high", math.nan), ("low", 0.0), ("volume", -1.0), ("volume", math.inf),
+                          ("close", 1e9), ("time", int(bars.time[99]))):
+        window = changed(bars.slice(1, 101), 99, column, value)
+        assert memo.bar_problem(window, "M5 bars") == bar_problem(window, "M5 bars") is not None
+        assert memo.bar_problem(bars.slice(0, 100), "M5 bars") is None
+
+
+def test_m15_buckets_of_bars_that_are_not_positive_come_from_numpy() -> None:
+    """Python's max and min could differ from numpy's on NaN or signed zeros: such buckets are
+    left to ``aggregate``."""
+    bars = series(120)
+    memo = M5Window()
+    first = bars.slice(0, 90)
+    now = float(first.time[-1] + M5)
+    memo.aggregate_m15(first, now)
+    memo.bar_problem(first, "M5 bars")
+    for column, value in (("high", math.nan), ("low", -0.0), ("volume", math.nan)):
+        window = changed(bars.slice(3, 93), 89, column, value)
+        later = float(window.time[-1] + M5)
+        assert same_bars(memo.aggregate_m15(window, later), aggregate(window, M15, later))
+
+
+def test_decisions_with_the_memo_equal_those_without_it() -> None:
+    """Window after window (and the same inputs twice, as an exit pass and an entry check of one
+    step see them), the remembered window, M15 buckets, candidates and touches change nothing."""
+    from datetime import datetime, timezone
+
+    from engines.range_market import MarketMemo
+    from engines.range_scalp import evaluate_entry
+    from tests.range_scalp.helpers import params
+
+    p = params()
+    bars = series(1400, volume=True)
+    memo = MarketMemo()
+    decided = set()
+    for end in range(p.data.lookback_m5_bars, len(bars), 1):
+        window = bars.slice(end - p.data.lookback_m5_bars, end)
+        now = datetime.fromtimestamp(int(window.time[-1]) + M5 + 2, tz=timezone.utc)
+        quote = (float(window.close[-1]), float(window.close[-1]) + 0.02)
+        plain = evaluate_entry(window, None, quote, p, "TEST", now)
+        for _ in range(1 + (end % 7 == 0)):
+            remembered = evaluate_entry(window, None, quote, p, "TEST", now, memo=memo)
+            assert repr(remembered) == repr(plain)
+        decided.add(plain.failed)
+    assert len(decided) >= 3 and memo.hits > 0
+
+
+def test_feed_h1_bars_are_reused_only_while_they_are_the_same() -> None:
+    """The bar feed serves a new H1 BarSeries at every step: the memo gives back the last H1
+    Bars while the columns and the closed-bar cut are the same, and the market is the same."""
+    from datetime import datetime, timezone
+
+    from engines.bars import BarSeries
+    from engines.range_data import H1
+    from engines.range_market import MarketMemo, compute_market, read_inputs
+    from tests.range_scalp.helpers import params
+
+    p = params()
+    bars = series(1200)
+    hourly = aggregate(bars, H1, float(bars.time[-1] + M5), drop_partial_first=False)
+    memo = MarketMemo()
+    reused = 0
+    last_h1 = None
+    for end in range(p.data.lookback_m5_bars, len(bars), 2):
+        window = bars.slice(end - p.data.lookback_m5_bars, end)
+        now = datetime.fromtimestamp(int(window.time[-1]) + M5 + 2, tz=timezone.utc)
+        shown = hourly.slice(0, int(hourly.time.searchsorted(now.timestamp())))  # with the forming hour
+        close = shown.close.copy()
+        if end % 10 == 0 and len(close) > 2:
+            close[-2] += 0.01  # the broker revised a closed hour: not the bars of the last step
+        feed = BarSeries(shown.time.copy(), shown.open.copy(), shown.high.copy(), shown.low.copy(),
+                         close, shown.volume.astype(np.uint64), np.zeros(len(shown), np.int32),
+                         np.zeros(len(shown), np.uint64))
+        quote = (float(window.close[-1]), float(window.close[-1]) + 0.02)
+        plain = read_inputs(window, feed, quote, p, "TEST", now)
+        inputs = read_inputs(window, feed, quote, p, "TEST", now, memo=memo)
+        assert same_bars(inputs.h1, plain.h1)
+        reused += inputs.h1 is last_h1
+        last_h1 = inputs.h1
+        assert market_text(compute_market(inputs, p, memo)) == market_text(compute_market(plain, p))
+    assert reused > 50
+
+
+def market_text(market) -> dict[str, str]:
+    """Every value the rules read, as exact text (the bars themselves are compared above)."""
+    from dataclasses import fields
+
+    return {f.name: repr(getattr(market, f.name)) for f in fields(market) if f.name != "inputs"}
