@@ -28,6 +28,10 @@ class RecordedHistory:
         self._first_s = {symbol: -(-ns // 1_000_000_000) for symbol, ns in nanos.items()}  # ceil: bar times are s
         self._first_ms = {symbol: -(-ns // 1_000_000) for symbol, ns in nanos.items()}  # tick times are ms
         self.trimmed = 0  # reads that had data from before the recording removed
+        # the calls monitors make at every step, bound once: ``__getattr__`` runs only after a
+        # failed lookup, which costs more than the call itself
+        self.quote = broker.quote
+        self.symbol_spec = broker.symbol_spec
 
     def history_start(self, symbol: str) -> int | None:
         """UTC epoch second of the symbol's first recorded instant: no bar before it is served."""
@@ -39,7 +43,7 @@ class RecordedHistory:
     def bars(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> BarSeries:
         series = self._broker.bars(symbol, timeframe, count, include_forming)
         first = self._first_s.get(symbol)
-        if first is None or series.is_empty or int(series.time_s[0]) >= first:
+        if first is None or series.is_empty or series.time_s.item(0) >= first:
             return series
         self.trimmed += 1
         return series.since(first)

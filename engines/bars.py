@@ -5,6 +5,8 @@ offset and hands the columns on as a ``BarSeries`` without building a pandas Dat
 of 1,500 bars costs about half a millisecond to build and index, a ``BarSeries`` a few
 microseconds, and the bar feed serves one at every monitor step (in a backtest, every bar).
 Slicing returns views, never copies: nothing may write into the arrays after construction.
+A few bars from ``from_rates`` are views of the rates array itself (strided), all others
+contiguous.
 
 Columns: ``time_s`` (int64 UTC epoch seconds, the bar's OPEN time, strictly increasing once the
 bar feed has validated it) and the MT5 rate fields with their MT5 dtypes: open, high, low, close
@@ -24,6 +26,9 @@ import numpy as np
 import pandas as pd
 
 FIELDS = ("open", "high", "low", "close", "tick_volume", "spread", "real_volume")
+VIEW_ROWS = 8  # up to this many bars, ``from_rates`` columns are views of the rates array
+MT5_RATES_DTYPE = np.dtype([("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"), ("close", "<f8"),
+                            ("tick_volume", "<u8"), ("spread", "<i4"), ("real_volume", "<u8")])
 _EMPTY_DTYPES = {"open": np.float64, "high": np.float64, "low": np.float64, "close": np.float64,
                  "tick_volume": np.float64, "spread": np.float64, "real_volume": np.float64}
 
@@ -41,6 +46,13 @@ class BarSeries:
     spread: np.ndarray
     real_volume: np.ndarray
 
+    def __init__(self, time_s: np.ndarray, open: np.ndarray, high: np.ndarray, low: np.ndarray,  # noqa: A002
+                 close: np.ndarray, tick_volume: np.ndarray, spread: np.ndarray, real_volume: np.ndarray) -> None:
+        # The generated frozen __init__ sets each field through object.__setattr__ (~2.5 us); a
+        # series is built at every slice, so the fields go into the instance dict at once (~0.8 us).
+        self.__dict__.update(time_s=time_s, open=open, high=high, low=low, close=close, tick_volume=tick_volume,
+                             spread=spread, real_volume=real_volume)
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def empty(cls) -> "BarSeries":
@@ -49,12 +61,22 @@ class BarSeries:
     @classmethod
     def from_rates(cls, rates: Any, offset_s: int = 0) -> "BarSeries":
         """From an MT5 rates array (fields ``time`` + ``FIELDS``), times shifted by ``-offset_s``
-        (server time to UTC). Each column is copied once into its own contiguous array."""
+        (server time to UTC). Each column is copied once into its own contiguous array, except
+        for a few bars (``VIEW_ROWS``, an incremental fetch): their columns are views of
+        ``rates`` (strided), which the caller hands over (the terminal's answer, new at each
+        call), as sixteen numpy calls cost more than all a reader of a few bars does with them."""
         if rates is None or len(rates) == 0:
             return cls.empty()
-        time_s = np.asarray(rates["time"], dtype=np.int64)
-        time_s = time_s - int(offset_s) if offset_s else time_s.copy()
-        copy = np.ascontiguousarray
+        if len(rates) <= VIEW_ROWS:
+            time_s = np.asarray(rates["time"], dtype=np.int64)
+            series = cls(time_s - int(offset_s) if offset_s else time_s, rates["open"], rates["high"], rates["low"],
+                         rates["close"], rates["tick_volume"], rates["spread"], rates["real_volume"])
+            if rates.dtype == MT5_RATES_DTYPE:  # its rows are ours, fields in order: ``rows()`` reads them at once
+                series.__dict__["_rates"] = (rates, int(offset_s))
+            return series
+        copy = np.array  # always a new C-contiguous array of the field's dtype (ascontiguousarray is slower)
+        time_s = np.asarray(rates["time"], dtype=np.int64) - int(offset_s) if offset_s else \
+            copy(rates["time"], dtype=np.int64)
         return cls(time_s, copy(rates["open"]), copy(rates["high"]), copy(rates["low"]), copy(rates["close"]),
                    copy(rates["tick_volume"]), copy(rates["spread"]), copy(rates["real_volume"]))
 
@@ -100,11 +122,11 @@ class BarSeries:
 
     # ------------------------------------------------------------------ shape
     def __len__(self) -> int:
-        return int(self.time_s.shape[0])
+        return len(self.time_s)
 
     @property
     def is_empty(self) -> bool:
-        return self.time_s.shape[0] == 0
+        return not len(self.time_s)
 
     def slice(self, start: int | None, stop: int | None) -> "BarSeries":
         """Bars ``[start:stop]`` as views (Python slice semantics, negative indices allowed)."""
@@ -117,12 +139,26 @@ class BarSeries:
         """The last ``count`` bars (all of them when there are fewer); ``count <= 0`` gives none."""
         if count <= 0:
             return self.slice(0, 0)
-        return self if count >= len(self) else self.slice(len(self) - count, None)
+        size = len(self.time_s)
+        return self if count >= size else self.slice(size - count, None)
 
     def since(self, time_s: int) -> "BarSeries":
         """Bars that open at or after ``time_s`` (UTC epoch seconds)."""
         start = int(np.searchsorted(self.time_s, time_s, side="left"))
         return self if start == 0 else self.slice(start, None)
+
+    def rows(self) -> list[tuple]:
+        """The bars as ``(time_s, open, high, low, close, tick_volume, spread, real_volume)`` tuples
+        of plain numbers, exactly the columns' values (float64 to float, integers to int). A few
+        bars made ``from_rates`` keep their rates array and read it in one call."""
+        source = self.__dict__.get("_rates")
+        if source is not None:
+            rates, offset_s = source
+            rows = rates.tolist()
+            return [(row[0] - offset_s,) + row[1:] for row in rows] if offset_s else rows
+        return list(zip(self.time_s.tolist(), self.open.tolist(), self.high.tolist(), self.low.tolist(),
+                        self.close.tolist(), self.tick_volume.tolist(), self.spread.tolist(),
+                        self.real_volume.tolist()))
 
     # ------------------------------------------------------------------ times
     def open_time(self, position: int = -1) -> datetime:

@@ -28,6 +28,12 @@ class TickSeries:
     flags: np.ndarray
     volume_real: np.ndarray
 
+    def __init__(self, time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: np.ndarray, volume: np.ndarray,
+                 flags: np.ndarray, volume_real: np.ndarray) -> None:
+        # as BarSeries: the fields go into the instance dict at once, not one frozen setattr each
+        self.__dict__.update(time_ms=time_ms, bid=bid, ask=ask, last=last, volume=volume, flags=flags,
+                             volume_real=volume_real)
+
     @classmethod
     def empty(cls) -> "TickSeries":
         return cls(np.empty(0, dtype=np.int64), *(np.empty(0, dtype=np.float64) for _ in FIELDS))
@@ -40,14 +46,15 @@ class TickSeries:
             return cls.empty()
         time_ms = np.asarray(ticks["time_msc"], dtype=np.int64)  # type: ignore[index]
         time_ms = time_ms - int(offset_ms) if offset_ms else time_ms.copy()
-        return cls(time_ms, *(np.ascontiguousarray(ticks[f]) for f in FIELDS))  # type: ignore[index]
+        copy = np.array  # always a new C-contiguous array of the field's dtype
+        return cls(time_ms, *[copy(ticks[f]) for f in FIELDS])  # type: ignore[index]
 
     def __len__(self) -> int:
-        return int(self.time_ms.shape[0])
+        return len(self.time_ms)
 
     @property
     def is_empty(self) -> bool:
-        return self.time_ms.shape[0] == 0
+        return not len(self.time_ms)
 
     def since(self, time_ms: int) -> "TickSeries":
         """Ticks at or after ``time_ms`` (views)."""

@@ -95,6 +95,10 @@ class Quote:
     time: datetime
     spread_points: int
 
+    def __init__(self, symbol: str, bid: float, ask: float, time: datetime, spread_points: int) -> None:
+        # made at every monitor step: the fields set at once, not one frozen setattr each
+        self.__dict__.update(symbol=symbol, bid=bid, ask=ask, time=time, spread_points=spread_points)
+
     @property
     def mid(self) -> float:
         return (self.bid + self.ask) / 2.0

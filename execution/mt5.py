@@ -188,6 +188,8 @@ class Mt5Broker:
         self._terminal_build: int | None = None
         self._trade_server_connected: bool | None = None
         self._last_tick_stamp: dict[str, float] = {}
+        self._timeframes: dict[str, int] = {}  # "M1" -> the module's TIMEFRAME_M1
+        self._quotes: dict[str, tuple[Any, SymbolSpec, float, Quote]] = {}  # symbol -> (tick, spec, offset, quote)
 
     # ------------------------------------------------------------------ connection
 
@@ -507,19 +509,28 @@ class Mt5Broker:
 
         ``empty_ok``: the list functions may answer None with last_error RES_S_OK for "nothing".
         """
-        err: tuple[int, str] = (RES_S_OK, "")
-        generation = self._generation
+        with self._lock:  # the first attempt inline: it is almost always the only one
+            generation = self._generation
+            result, err = self._invoke(name, args, kwargs)
+        if err is None:
+            self._note_success()
+            return result
+        return self._retry(name, args, kwargs, empty_ok, err, generation)
+
+    def _retry(self, name: str, args: tuple, kwargs: dict, empty_ok: bool, err: tuple[int, str],
+               generation: int) -> Any:
+        """``_call`` once its first attempt answered ``err``: handle that, reconnect and call again."""
         for attempt in range(self._settings.reconnect_attempts + 1):
             if attempt:
                 self._sleep(self._backoff(attempt - 1))
                 if not self._reconnect(generation):
                     continue
-            with self._lock:
-                generation = self._generation
-                result, err = self._invoke(name, args, kwargs)
-            if err is None:
-                self._note_success()
-                return result
+                with self._lock:
+                    generation = self._generation
+                    result, err = self._invoke(name, args, kwargs)
+                if err is None:
+                    self._note_success()
+                    return result
             code, desc = err
             if empty_ok and code == RES_S_OK:
                 return ()
@@ -575,6 +586,8 @@ class Mt5Broker:
 
     def _note_success(self) -> None:
         """A call answered: the IPC link works (it may have come back by itself)."""
+        if self._connected and not self._consecutive_failures:
+            return  # nothing to note (the usual case); a racing failure simply comes after this call
         with self._state_lock:
             self._consecutive_failures = 0
             if not self._connected and self._connected_since is not None:
@@ -615,9 +628,13 @@ class Mt5Broker:
         return datetime.fromtimestamp(when.timestamp() + self._offset_s, tz=timezone.utc)
 
     def _timeframe(self, timeframe: str) -> int:
+        code = self._timeframes.get(timeframe)
+        if code is not None:
+            return code
         if timeframe not in TIMEFRAMES:
             raise ValueError(f"unknown timeframe {timeframe!r}; use one of {', '.join(TIMEFRAMES)}")
-        return getattr(self._mt5, f"TIMEFRAME_{timeframe}")
+        code = self._timeframes[timeframe] = getattr(self._mt5, f"TIMEFRAME_{timeframe}")
+        return code
 
     # ------------------------------------------------------------------ market data and account
 
@@ -660,18 +677,27 @@ class Mt5Broker:
             raise OrderRejected(10021, f"{spec.name}: no prices (bid {tick.bid}, ask {tick.ask})", transient=True)
         return tick
 
-    def _quote_from_tick(self, spec: SymbolSpec, tick: Any) -> Quote:
-        stamp = _tick_seconds(tick)
+    def _quote_from_tick(self, spec: SymbolSpec, tick: Any, stamp: float | None = None) -> Quote:
+        stamp = _tick_seconds(tick) if stamp is None else stamp
         return Quote(symbol=spec.name, bid=float(tick.bid), ask=float(tick.ask), time=self._server_to_utc(stamp),
                      spread_points=int(round((tick.ask - tick.bid) / spec.point)))
 
     def quote(self, symbol: str) -> Quote:
         spec = self._spec(symbol)
         tick = self._call("symbol_info_tick", spec.broker_name)
-        self._observe_tick(spec.name, _tick_seconds(tick))
+        stamp = _tick_seconds(tick)
+        self._observe_tick(spec.name, stamp)
         if not (tick.bid > 0 and tick.ask > 0):
             raise BrokerError(10021, f"{spec.name}: no prices (bid {tick.bid}, ask {tick.ask})")
-        return self._quote_from_tick(spec, tick)
+        # The same tick object as last time (a terminal that keeps its answer while no new tick
+        # came), read with the same spec and offset, makes the same quote: reuse it.
+        offset = self._offset_s
+        memo = self._quotes.get(symbol)
+        if memo is not None and memo[0] is tick and memo[1] is spec and memo[2] == offset:
+            return memo[3]
+        quote = self._quote_from_tick(spec, tick, stamp)
+        self._quotes[symbol] = (tick, spec, offset, quote)
+        return quote
 
     def bars(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> BarSeries:
         """The last ``count`` bars, oldest first, times in UTC (``engines.bars.BarSeries``: numpy

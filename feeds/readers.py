@@ -321,8 +321,11 @@ def _parse_time_column(path: Path, column: pd.Series, header_lines: int,
                        offset_hours: float) -> pd.DatetimeIndex:
     """A time column of datetime text or epoch numbers (s, ms or ns judged by magnitude)."""
     text = column.astype(str).str.strip()
-    numeric = pd.to_numeric(text, errors="coerce")
-    if len(text) and numeric.notna().all():
+    if not len(text) or np.isnan(pd.to_numeric(text.iloc[:1], errors="coerce").to_numpy(dtype="float64")[0]):
+        numeric = None  # the first time is no number: not an epoch column (a whole column's attempt saved)
+    else:
+        numeric = pd.to_numeric(text, errors="coerce")
+    if numeric is not None and numeric.notna().all():
         magnitude = float(numeric.abs().max())
         unit = "ns" if magnitude > 1e17 else "ms" if magnitude > 1e11 else "s"
         return _parse_epoch(path, column, header_lines, unit=unit, offset_hours=offset_hours)
@@ -364,6 +367,14 @@ def _numeric_frame(path: Path, raw: pd.DataFrame, header_lines: int,
     out: dict[str, np.ndarray] = {}
     for source, target in mapping.items():
         if source not in raw.columns:
+            continue
+        # Usually every cell is a number: parsed as written (the parser skips the spaces that
+        # strip() would remove), no missing cell to look for. Otherwise the cells are stripped and
+        # each problem located.
+        values = pd.to_numeric(raw[source].to_numpy(dtype=object), errors="coerce")
+        kind = values.dtype.kind
+        if kind in "iu" or (kind == "f" and not np.isnan(values).any()):
+            out[target] = values.astype("float64")
             continue
         text = raw[source].astype(str).str.strip()
         values = pd.to_numeric(text, errors="coerce")

@@ -95,6 +95,7 @@ class Aggregate:
     real_volume: np.ndarray
     first_bar: np.ndarray
     end_bar: np.ndarray
+    unit: bool = False  # the recorded timeframe: bucket k is source bar k (first_bar = k, end_bar = k + 1)
 
 
 @dataclass
@@ -161,7 +162,7 @@ class PhaseSeries:
             n = self.bars
             agg = Aggregate(self.bar_time, self.bar_open, self.bar_high, self.bar_low, self.bar_close,
                             self.bar_tick_volume, self.bar_spread, self.bar_real_volume,
-                            np.arange(n, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64))
+                            np.arange(n, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64), unit=True)
         else:
             origin = SUNDAY_ORIGIN_MS if timeframe == c.TIMEFRAME_W1 else 0
             keys = (self.bar_time + self.server_offset_ms - origin) // tf_ms
@@ -349,6 +350,10 @@ class Quote:
     ask: float
     flags: int
 
+    def __init__(self, time_ms: int, bid: float, ask: float, flags: int) -> None:
+        # one per new tick asked for: the fields set at once, not one frozen setattr each
+        self.__dict__.update(time_ms=time_ms, bid=bid, ask=ask, flags=flags)
+
 
 @dataclass(frozen=True)
 class TickSlice:
@@ -374,7 +379,10 @@ class SymbolMarket:
         self.shift_ms = (anchor_ms - series.first_ms) // WEEK_MS * WEEK_MS
         self.window_virtual_ms = series.window_ms + self.shift_ms
         self.gap_ms = int(spec.market_gap_seconds * 1000)
-        self._quote_memo: tuple[int, Quote] | None = None  # (v_ms, quote()): one attribute, set atomically
+        self._quote_memo: tuple[int, int, Quote] | None = None  # (v_ms, tick index, quote()): set atomically
+        self._aggregates: dict[int, Aggregate] = {}  # the series' ones, without its lock
+        self._rates_tables: dict[int, tuple[np.ndarray, memoryview]] = {}  # timeframe -> (table, its bytes)
+        self._ticks_bytes: memoryview | None = None
 
     # --- phase mapping -----------------------------------------------------------------
     def _locate(self, v_ms: int) -> tuple[int, int]:
@@ -402,17 +410,18 @@ class SymbolMarket:
     def quote_at_index(self, g: int) -> Quote:
         s = self.series
         cycle, i = divmod(g, s.ticks)
-        return Quote(int(self._virtual(int(s.tick_time[i]), cycle)), float(s.tick_bid[i]),
-                     float(s.tick_ask[i]), int(s.tick_flags[i]))
+        return Quote(self._virtual(s.tick_time.item(i), cycle), s.tick_bid.item(i), s.tick_ask.item(i),
+                     s.tick_flags.item(i))
 
     def quote(self, v_ms: int) -> Quote:
         """The last tick at or before ``v_ms`` (stale during closed markets, as in MT5).
         The last answer is kept: the terminal asks several times per clock instant."""
         memo = self._quote_memo
         if memo is not None and memo[0] == v_ms:
-            return memo[1]
-        quote = self.quote_at_index(self.tick_index(v_ms))
-        self._quote_memo = (v_ms, quote)
+            return memo[2]
+        g = self.tick_index(v_ms)
+        quote = memo[2] if memo is not None and memo[1] == g else self.quote_at_index(g)  # no tick since: the same
+        self._quote_memo = (v_ms, g, quote)
         return quote
 
     def tick_slice(self, g0: int, g1: int) -> TickSlice:
@@ -452,11 +461,14 @@ class SymbolMarket:
         s = self.series
         if g1 <= g0 or s.ticks > TICK_TABLE_MAX:
             return self._mt5_ticks_columns(g0, g1)
-        out, pieces = _table_window(self._ticks_table(), g0, g1, self.shift_ms, s.period_ms)
-        time_msc, time_s = out["time_msc"], out["time"]
+        table = self._ticks_table()
+        if self._ticks_bytes is None:  # the series builds its table once: the same object every time
+            self._ticks_bytes = _row_bytes(table)
+        out, pieces = _table_window(table, self._ticks_bytes, g0, g1, self.shift_ms, s.period_ms)
         for first, end, shift in pieces:
-            time_msc[first:end] += shift
-            time_s[first:end] += shift // 1000  # shifts are whole weeks, so whole seconds
+            if shift:  # a backtest's market plays its recording unshifted: nothing to add
+                out["time_msc"][first:end] += shift
+                out["time"][first:end] += shift // 1000  # shifts are whole weeks, so whole seconds
         return out
 
     def _mt5_ticks_columns(self, g0: int, g1: int) -> np.ndarray:
@@ -492,7 +504,12 @@ class SymbolMarket:
 
     # --- bars ------------------------------------------------------------------------------
     def aggregate(self, timeframe: int) -> Aggregate:
-        return self.series.aggregate(timeframe)
+        """The series' aggregate, also kept here: a data call asks for it several times and the
+        series' own cache takes a lock each time."""
+        agg = self._aggregates.get(timeframe)
+        if agg is None:
+            agg = self._aggregates.setdefault(timeframe, self.series.aggregate(timeframe))
+        return agg
 
     def last_bar_index(self, agg: Aggregate, v_ms: int) -> int:
         """Global index of the last bar that has begun (has data) at ``v_ms``."""
@@ -500,7 +517,8 @@ class SymbolMarket:
         k_count = len(agg.time)
         cycle, phase = self._locate(v_ms)
         k = int(agg.time.searchsorted(phase, side="right")) - 1
-        if k >= 0 and phase < int(s.bar_time[int(agg.first_bar[k])]):
+        # (a bucket of the recorded timeframe begins with its bar: agg.time is bar_time)
+        if k >= 0 and not agg.unit and phase < s.bar_time.item(agg.first_bar.item(k)):
             k -= 1  # the bucket has begun on the clock but no recorded bar of it yet
         return cycle * k_count + k
 
@@ -514,98 +532,128 @@ class SymbolMarket:
         cycle, k = divmod(g, len(agg.time))
         return int(self._virtual(int(agg.time[k]), cycle))
 
-    def _rates_table(self, timeframe: int, agg: Aggregate) -> np.ndarray:
+    def _rates_table(self, timeframe: int, agg: Aggregate) -> tuple[np.ndarray, memoryview]:
         """One period of ``timeframe`` bars as the MT5 structured array in phase server time
-        (built once per series and timeframe): any window is then copied from it cycle by cycle,
-        times shifted by whole weeks; only a forming last bar is computed per call."""
-
-        def build() -> np.ndarray:
-            table = np.empty(len(agg.time), dtype=RATES_DTYPE)
-            table["time"] = (agg.time + self.series.server_offset_ms) // 1000
-            table["open"] = agg.open
-            table["high"] = agg.high
-            table["low"] = agg.low
-            table["close"] = agg.close
-            table["tick_volume"] = agg.tick_volume
-            table["spread"] = agg.spread
-            table["real_volume"] = agg.real_volume
-            return table
-
-        return self.series.table(timeframe, build)
+        (built once per series and timeframe, kept here too, with its bytes): any window is then
+        copied from it cycle by cycle, times shifted by whole weeks; only a forming last bar is
+        computed per call."""
+        kept = self._rates_tables.get(timeframe)
+        if kept is None:
+            offset_ms = self.series.server_offset_ms
+            table = self.series.table(timeframe, lambda: _build_rates_table(agg, offset_ms))
+            kept = self._rates_tables.setdefault(timeframe, (table, _row_bytes(table)))
+        return kept
 
     def rates(self, timeframe: int, g0: int, g1: int, now_ms: int) -> np.ndarray:
         """Bars [g0, g1) as the MT5 structured array; a bar still forming at ``now_ms`` is partial."""
         agg = self.aggregate(timeframe)
         if g1 <= g0:
             return np.empty(0, dtype=RATES_DTYPE)
-        out, pieces = _table_window(self._rates_table(timeframe, agg), g0, g1, self.shift_ms,
-                                    self.series.period_ms)
-        time_s = out["time"]
+        period_ms = self.series.period_ms
+        table, data = self._rates_table(timeframe, agg)
+        out, pieces = _table_window(table, data, g0, g1, self.shift_ms, period_ms)
         for first, end, shift in pieces:
-            time_s[first:end] += shift // 1000  # shifts are whole weeks, so whole seconds
+            if shift:  # a backtest's market plays its recording unshifted: nothing to add
+                out["time"][first:end] += shift // 1000  # shifts are whole weeks, so whole seconds
         k_count = len(agg.time)
         cycle = (g1 - 1) // k_count
         k_last = g1 - 1 - cycle * k_count
-        shift = self.shift_ms + cycle * self.series.period_ms
-        if int(agg.time[k_last]) + shift + TIMEFRAME_MS[timeframe] > now_ms:
-            self._fill_partial(out, len(out) - 1, agg, k_last, now_ms - shift)
+        shift = self.shift_ms + cycle * period_ms
+        start_ms = agg.time.item(k_last)
+        if start_ms + shift + TIMEFRAME_MS[timeframe] > now_ms:
+            time_s = (start_ms + self.series.server_offset_ms) // 1000 + shift // 1000  # as the table and shift give
+            self._fill_partial(out, len(out) - 1, agg, k_last, now_ms - shift, time_s)
         return out
 
-    def _fill_partial(self, out: np.ndarray, row: int, agg: Aggregate, k: int, phase: int) -> None:
-        """Overwrite ``out[row]`` with bucket ``k`` as it stands at ``phase`` (forming bar)."""
+    def _fill_partial(self, out: np.ndarray, row: int, agg: Aggregate, k: int, phase: int,
+                      time_s: int | None = None) -> None:
+        """Overwrite ``out[row]`` with bucket ``k`` as it stands at ``phase`` (forming bar);
+        ``time_s``: the row's time when the caller knows it (else it is read from the row)."""
         s = self.series
-        b0, b1 = int(agg.first_bar[k]), int(agg.end_bar[k])
-        started = min(int(s.bar_time.searchsorted(phase, side="right")), b1)
+        b0, b1 = (k, k + 1) if agg.unit else (agg.first_bar.item(k), agg.end_bar.item(k))
+        single = b1 - b0 == 1  # one source bar (always so for the recorded timeframe): begun or not
+        if single:
+            last_start = s.bar_time.item(b0)
+            started = b1 if last_start <= phase else b0
+        else:
+            started = min(int(s.bar_time.searchsorted(phase, side="right")), b1)
         if started <= b0:
             return
-        last = started - 1
-        partial = phase < int(s.bar_time[last]) + s.bar_ms
+        last = started - 1  # the newest source bar begun
+        if not single:
+            last_start = s.bar_time.item(last)
+        partial = phase < last_start + s.bar_ms
         complete_end = last if partial else started
-        high = float(s.bar_high[b0:complete_end].max()) if complete_end > b0 else -np.inf
-        low = float(s.bar_low[b0:complete_end].min()) if complete_end > b0 else np.inf
-        volume = int(s.bar_tick_volume[b0:complete_end].sum()) if complete_end > b0 else 0
+        if complete_end > b0:
+            high = float(s.bar_high[b0:complete_end].max())
+            low = float(s.bar_low[b0:complete_end].min())
+            volume = int(s.bar_tick_volume[b0:complete_end].sum())
+        else:
+            high, low, volume = -math.inf, math.inf, 0
         if partial:
-            t0 = int(s.bar_first_tick[last])
+            t0 = s.bar_first_tick.item(last)
             tn = int(s.tick_time.searchsorted(phase, side="right"))
             prices = s.tick_bid[t0:max(t0, tn)]
-            open_price = float(s.bar_open[last])
-            p_max, p_min = _max_min(prices) if len(prices) else (open_price, open_price)
+            open_price = s.bar_open.item(last)
+            p_max, p_min, close = _max_min_last(prices) if len(prices) else (open_price, open_price, open_price)
             high = max(high, open_price, p_max)
             low = min(low, open_price, p_min)
-            close = float(prices[-1]) if len(prices) else open_price
             if s.recorded_tick_volume and s.generated_ticks:  # a file's tick volume, pro rata
-                elapsed = (phase - int(s.bar_time[last])) / s.bar_ms
-                volume += int(int(s.bar_tick_volume[last]) * elapsed)
+                elapsed = (phase - last_start) / s.bar_ms
+                volume += int(s.bar_tick_volume.item(last) * elapsed)
             else:  # the ticks seen so far (a bar exists from its first tick on)
                 volume += max(1, len(prices))
         else:
             close = float(s.bar_close[complete_end - 1])
         if started - b0 == 1:  # one source bar so far (always so for the recorded timeframe)
-            spread, real_volume = int(s.bar_spread[b0]), int(s.bar_real_volume[b0])
+            spread, real_volume = s.bar_spread.item(b0), s.bar_real_volume.item(b0)
         else:
             spread = int(s.bar_spread[b0:started].min())
             real_volume = int(s.bar_real_volume[b0:started].sum())
+        if time_s is None:
+            time_s = out["time"].item(row)
+        first_open = open_price if partial and last == b0 else s.bar_open.item(b0)
         # one row write (each field cast as the column assignments would)
-        out[row] = (out["time"][row], s.bar_open[b0], high, low, close, volume, spread, real_volume)
+        out[row] = (time_s, first_open, high, low, close, volume, spread, real_volume)
 
 
-def _table_window(table: np.ndarray, g0: int, g1: int, shift_ms: int,
+def _build_rates_table(agg: Aggregate, server_offset_ms: int) -> np.ndarray:
+    table = np.empty(len(agg.time), dtype=RATES_DTYPE)
+    table["time"] = (agg.time + server_offset_ms) // 1000
+    table["open"] = agg.open
+    table["high"] = agg.high
+    table["low"] = agg.low
+    table["close"] = agg.close
+    table["tick_volume"] = agg.tick_volume
+    table["spread"] = agg.spread
+    table["real_volume"] = agg.real_volume
+    return table
+
+
+def _row_bytes(table: np.ndarray) -> memoryview:
+    """The raw bytes of a table's rows, for ``_table_window`` (made once per table)."""
+    return memoryview(table.view(np.uint8))
+
+
+def _table_window(table: np.ndarray, data: memoryview, g0: int, g1: int, shift_ms: int,
                   period_ms: int) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
     """Rows [g0, g1) (global indices, g1 > g0) of the endless repetition of one period's
-    ``table``, copied, and the (first row, end row, virtual-time shift in ms) of each cycle's
-    piece, for the caller to shift the time columns. The rows are copied as raw bytes: numpy
-    copies a packed structured dtype field by field, many times slower."""
+    ``table`` (``data``: its ``_row_bytes``), copied, and the (first row, end row, virtual-time
+    shift in ms) of each cycle's piece, for the caller to shift the time columns. The rows are
+    copied as raw bytes: numpy copies a packed structured dtype field by field, many times slower."""
     rows, size = len(table), table.dtype.itemsize
-    source = table.view(np.uint8)
-    out = np.empty(g1 - g0, dtype=table.dtype)
-    target = out.view(np.uint8)
     cycle = g0 // rows
     start = g0 - cycle * rows
+    if g1 - cycle * rows <= rows:  # one cycle's piece (the usual case): a writable array over a byte copy
+        out = np.frombuffer(bytearray(data[start * size:(start + g1 - g0) * size]), dtype=table.dtype)
+        return out, [(0, g1 - g0, shift_ms + cycle * period_ms)]
+    out = np.empty(g1 - g0, dtype=table.dtype)
+    target = out.view(np.uint8)
     pieces = []
     row = 0
     while g0 < g1:
         stop = min(g1 - cycle * rows, rows)
-        target[row * size:(row + stop - start) * size] = source[start * size:stop * size]
+        target[row * size:(row + stop - start) * size] = data[start * size:stop * size]
         pieces.append((row, row + stop - start, shift_ms + cycle * period_ms))
         row += stop - start
         g0 += stop - start
@@ -616,14 +664,14 @@ def _table_window(table: np.ndarray, g0: int, g1: int, shift_ms: int,
 SMALL_REDUCE = 16  # below this length, Python's max/min over a list beat two numpy reductions
 
 
-def _max_min(values: np.ndarray) -> tuple[float, float]:
-    """(max, min) of a non-empty float array as numpy's ``max()``/``min()`` give them."""
+def _max_min_last(values: np.ndarray) -> tuple[float, float, float]:
+    """(max, min, last) of a non-empty float array as numpy's ``max()``/``min()``/``[-1]`` give them."""
     if len(values) <= SMALL_REDUCE:
         items = values.tolist()
         total = sum(items)
         if total == total:  # no NaN (it would make the sum NaN): Python's max/min agree with numpy's
-            return max(items), min(items)
-    return float(values.max()), float(values.min())
+            return max(items), min(items), items[-1]
+    return float(values.max()), float(values.min()), values.item(-1)
 
 
 def months_from_days(daily: np.ndarray) -> np.ndarray:

@@ -104,10 +104,11 @@ def _api(failure: Any = None) -> Callable:
             with self._lock:
                 now = self._clock.now()
                 self._call_now = now  # one instant per call: checks and fills agree
-                refused = self._refuse(name, now)
-                if refused is not None:
-                    self._last_error = refused
-                    return failure
+                if not (self._initialized and self.faults.idle):  # else nothing can refuse the call
+                    refused = self._refuse(name, now)
+                    if refused is not None:
+                        self._last_error = refused
+                        return failure
                 self._last_error = OK
                 self._advance(now)
                 return fn(self, *args, **kwargs)
@@ -268,6 +269,7 @@ class SimTerminal(Mt5Constants):
         self._call_now = clock.now()
         self._call_ms_memo: tuple[datetime, int] | None = None  # (instant, _ms(instant))
         self._tick_memo: dict[str, tuple[Quote, Tick]] = {}  # symbol -> (market quote, its Tick)
+        self._account_memo: tuple[tuple, AccountInfo] | None = None  # (inputs, answer) while flat
         self._last_save = time.monotonic()
         self._time_save_seconds = float(time_save_seconds)
         self.faults = FaultInjector(clock, _VALID_RETCODES)
@@ -382,6 +384,20 @@ class SimTerminal(Mt5Constants):
 
     @_api()
     def account_info(self) -> AccountInfo:
+        if self._book.positions or not self.faults.idle:
+            return self._account_info()
+        # Flat (and no fault to age), the answer depends on the balance and the account's fixed
+        # fields alone: the same balance object (no deal since) with the same fields, the same answer.
+        key = (self._book.balance, self._login, self._leverage, self._currency, self._account_name,
+               self._server, self._company)
+        memo = self._account_memo
+        if memo is not None and memo[0][0] is key[0] and memo[0][1:] == key[1:]:
+            return memo[1]
+        info = self._account_info()
+        self._account_memo = (key, info)
+        return info
+
+    def _account_info(self) -> AccountInfo:
         balance, profit, equity, margin, free, level = self._account_figures(self._view_ms())
         return AccountInfo(
             login=self._login, trade_mode=c.ACCOUNT_TRADE_MODE_DEMO, leverage=self._leverage,

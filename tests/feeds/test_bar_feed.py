@@ -232,3 +232,58 @@ def test_a_short_history_that_reaches_the_known_start_is_extended_bar_by_bar(fee
     bars = feed.get("XAUUSD", "M1", 150)
     assert len(bars) == 60 and feed.stats.incremental_fetches == 1 and feed.stats.full_fetches == 1
     assert _same(bars, recorded("XAUUSD", "M1", 200).tail(150))
+
+
+def _copy(bars: BarSeries) -> BarSeries:
+    return BarSeries(*(np.array(getattr(bars, name)) for name in ("time_s", "open", "high", "low", "close",
+                                                                   "tick_volume", "spread", "real_volume")))
+
+
+def test_merged_bars_equal_full_fetches_and_handed_out_bars_never_change(feed_stack, monkeypatch) -> None:
+    """New closed bars are written in place after the cached ones (a store with spare rows, here
+    tiny so it is copied over often): every answer equals a full fetch, with the adapter's
+    dtypes, and no series handed out earlier changes, whatever depth and count are asked."""
+    import feeds.bar_feed as bar_feed
+
+    monkeypatch.setattr(bar_feed, "SPARE_ROWS", 3)
+    stack, feed = feed_stack
+    real_bars = stack.broker.bars
+    handed: list[tuple[BarSeries, BarSeries]] = []
+    rng = np.random.default_rng(5)
+    for step in range(120):
+        stack.clock.advance(float(rng.choice([20, 60, 60, 60, 90, 150, 400])))
+        count = int(rng.choice([1, 5, 150, 199, 250]))  # 250: deeper than the feed, a direct fetch that deep
+        if step % 7 == 3:
+            feed.refresh("XAUUSD", "M1")  # the feed's own depth (200), fresh: served from it
+            count = min(count, 199)
+        forming = bool(rng.integers(0, 2))
+        bars = feed.get("XAUUSD", "M1", count, include_forming=forming)
+        full = real_bars("XAUUSD", "M1", count, include_forming=forming)
+        assert _same(bars, full), step
+        assert all(getattr(bars, f).dtype == getattr(full, f).dtype for f in ("time_s", "open", "tick_volume",
+                                                                                "spread", "real_volume"))
+        handed.append((bars, _copy(bars)))
+    assert feed.stats.incremental_fetches > 50
+    for bars, copy in handed:
+        assert _same(bars, copy)
+
+
+@pytest.mark.parametrize("offset_s", [0, 7200])
+def test_rows_of_a_few_rates_are_the_columns_values(offset_s) -> None:
+    """A few bars made from MT5 rates keep the rates array and read their rows from it in one
+    call: exactly the values (and Python types) the columns give, times shifted to UTC."""
+    from engines.bars import MT5_RATES_DTYPE
+
+    rates = np.zeros(3, dtype=MT5_RATES_DTYPE)
+    rates["time"] = [1_767_600_000, 1_767_600_060, 1_767_600_120]
+    rates["open"], rates["high"], rates["low"], rates["close"] = 10.1, 11.3, 9.7, 10.9
+    rates["tick_volume"], rates["spread"], rates["real_volume"] = 2 ** 63 + 5, -3, 7
+    series = BarSeries.from_rates(rates, offset_s)
+    from_columns = list(zip(*(getattr(series, name).tolist() for name in (
+        "time_s", "open", "high", "low", "close", "tick_volume", "spread", "real_volume"))))
+    rows = series.rows()
+    assert rows == from_columns and [type(v) for v in rows[0]] == [type(v) for v in from_columns[0]]
+    assert rows[0][0] == 1_767_600_000 - offset_s
+    rates["low"][1] = 12.0  # high below low: the same verdict as an array check of many bars
+    with pytest.raises(BadBars, match="high/low do not contain open/close at 2026-01-05 08:01:00"):
+        validate_bars(BarSeries.from_rates(rates, 0), "XAUUSD", "M1")

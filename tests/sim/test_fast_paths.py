@@ -15,7 +15,7 @@ import pytest
 
 from execution.simterminal import SimTerminal
 from execution.simterminal import constants as c
-from execution.simterminal.market import TIMEFRAME_MS, SymbolMarket, _max_min, series_from_ticks
+from execution.simterminal.market import TIMEFRAME_MS, SymbolMarket, _max_min_last, series_from_ticks
 from execution.simterminal.types import RATES_DTYPE
 from monitors.clock import FakeClock
 
@@ -42,8 +42,46 @@ def _reference_rates(market: SymbolMarket, timeframe: int, g0: int, g1: int, now
     for name in ("open", "high", "low", "close", "tick_volume", "spread", "real_volume"):
         out[name] = getattr(agg, name)[k]
     if int(starts[-1]) + TIMEFRAME_MS[timeframe] > now_ms:
-        market._fill_partial(out, n - 1, agg, int(k[-1]), now_ms - market.shift_ms - int(cycle[-1]) * s.period_ms)
+        _reference_fill_partial(market, out, n - 1, agg, int(k[-1]),
+                                now_ms - market.shift_ms - int(cycle[-1]) * s.period_ms)
     return out
+
+
+def _reference_fill_partial(market: SymbolMarket, out: np.ndarray, row: int, agg, k: int, phase: int) -> None:
+    """``SymbolMarket._fill_partial`` as it was, with numpy reads and searches throughout."""
+    s = market.series
+    b0, b1 = int(agg.first_bar[k]), int(agg.end_bar[k])
+    started = min(int(s.bar_time.searchsorted(phase, side="right")), b1)
+    if started <= b0:
+        return
+    last = started - 1
+    partial = phase < int(s.bar_time[last]) + s.bar_ms
+    complete_end = last if partial else started
+    high = float(s.bar_high[b0:complete_end].max()) if complete_end > b0 else -np.inf
+    low = float(s.bar_low[b0:complete_end].min()) if complete_end > b0 else np.inf
+    volume = int(s.bar_tick_volume[b0:complete_end].sum()) if complete_end > b0 else 0
+    if partial:
+        t0 = int(s.bar_first_tick[last])
+        tn = int(s.tick_time.searchsorted(phase, side="right"))
+        prices = s.tick_bid[t0:max(t0, tn)]
+        open_price = float(s.bar_open[last])
+        p_max, p_min = (float(prices.max()), float(prices.min())) if len(prices) else (open_price, open_price)
+        high = max(high, open_price, p_max)
+        low = min(low, open_price, p_min)
+        close = float(prices[-1]) if len(prices) else open_price
+        if s.recorded_tick_volume and s.generated_ticks:
+            elapsed = (phase - int(s.bar_time[last])) / s.bar_ms
+            volume += int(int(s.bar_tick_volume[last]) * elapsed)
+        else:
+            volume += max(1, len(prices))
+    else:
+        close = float(s.bar_close[complete_end - 1])
+    if started - b0 == 1:
+        spread, real_volume = int(s.bar_spread[b0]), int(s.bar_real_volume[b0])
+    else:
+        spread = int(s.bar_spread[b0:started].min())
+        real_volume = int(s.bar_real_volume[b0:started].sum())
+    out[row] = (out["time"][row], s.bar_open[b0], high, low, close, volume, spread, real_volume)
 
 
 def _check_market(market: SymbolMarket, rng: random.Random, anchor_ms: int) -> None:
@@ -87,10 +125,10 @@ def test_table_slices_equal_column_building_for_tick_feeds(mt5: SimTerminal) -> 
 
 @pytest.mark.parametrize("values", [[1.5], [2.0, 1.0, 3.0], [1.0, float("nan"), 3.0], [float("nan")],
                                     [float("inf"), float("-inf"), 1.0], list(np.linspace(0, 1, 40))])
-def test_max_min_agrees_with_numpy(values: list[float]) -> None:
+def test_max_min_last_agrees_with_numpy(values: list[float]) -> None:
     array = np.asarray(values, dtype=np.float64)
-    expected = (float(array.max()), float(array.min()))
-    assert np.array_equal(np.asarray(_max_min(array)), np.asarray(expected), equal_nan=True)
+    expected = (float(array.max()), float(array.min()), float(array[-1]))
+    assert np.array_equal(np.asarray(_max_min_last(array)), np.asarray(expected), equal_nan=True)
 
 
 def test_memoized_tick_follows_the_clock(mt5: SimTerminal, clock: FakeClock) -> None:
