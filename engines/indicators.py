@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import reduce
+from itertools import repeat
+from operator import add as _add, mul as _mul, sub as _sub
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -612,29 +615,17 @@ def pairwise_sum(values: list[float]) -> float:
     halves), so the bits are the same; for a handful of values numpy's per-call cost dominates."""
     n = len(values)
     if n < 8:
-        total = 0.0
-        for value in values:
-            total += value
-        return total
+        return reduce(_add, values, 0.0)  # ((0.0 + v0) + v1) + ...: numpy's loop for a short row
     if n > _PAIRWISE_BLOCK:
         half = n // 2
         half -= half % 8
         return pairwise_sum(values[:half]) + pairwise_sum(values[half:])
-    r0, r1, r2, r3, r4, r5, r6, r7 = values[:8]
     full = n - n % 8
+    sums = values[:8]  # the eight running sums, each advanced by one value of every full block
     for i in range(8, full, 8):
-        r0 += values[i]
-        r1 += values[i + 1]
-        r2 += values[i + 2]
-        r3 += values[i + 3]
-        r4 += values[i + 4]
-        r5 += values[i + 5]
-        r6 += values[i + 6]
-        r7 += values[i + 7]
-    total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    for i in range(full, n):
-        total += values[i]
-    return total
+        sums = list(map(_add, sums, values[i:i + 8]))
+    r0, r1, r2, r3, r4, r5, r6, r7 = sums
+    return reduce(_add, values[full:], ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)))
 
 
 def bollinger_width_step(window: list[float], num_std: float) -> float:
@@ -643,7 +634,8 @@ def bollinger_width_step(window: list[float], num_std: float) -> float:
     value is the one the array path gives for that bar."""
     count = len(window)
     mean = pairwise_sum(window) / count
-    squares = [(value - mean) * (value - mean) for value in window]
+    deviations = list(map(_sub, window, repeat(mean, count)))
+    squares = list(map(_mul, deviations, deviations))
     std = math.sqrt(pairwise_sum(squares) / count)
     band = num_std * std
     width = (mean + band) - (mean - band)
@@ -653,15 +645,12 @@ def bollinger_width_step(window: list[float], num_std: float) -> float:
     return width / mean
 
 
-def _maximum(a: float, b: float) -> float:
-    """``np.maximum`` on two floats: the larger, NaN if either is NaN (Python's max is not)."""
-    return a if a >= b or a != a else b
-
-
 def true_range_step(high: float, low: float, prev_close: float) -> float:
-    """``true_range`` of one bar after the first, on plain floats (numpy's maximum, so the same
-    value, NaN included)."""
-    return _maximum(high - low, _maximum(abs(high - prev_close), abs(low - prev_close)))
+    """``true_range`` of one bar after the first, on plain floats, with ``np.maximum``'s rule
+    (the larger, NaN if either is NaN: Python's max is not), so the same value, NaN included."""
+    span, up, down = high - low, abs(high - prev_close), abs(low - prev_close)
+    gap = up if up >= down or up != up else down
+    return span if span >= gap or span != span else gap
 
 
 @dataclass

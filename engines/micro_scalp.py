@@ -28,13 +28,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_checkers import CHECKERS, EDGE, Context, Trace, layer1
 from engines.micro_scalp_features import Bars, BadBars, SeriesMemo, compute_features
 from engines.micro_scalp_reasons import Deferred, Reason, failure_reason, texts
-from engines.micro_scalp_regimes import NONE, RegimeScore, RegimeState, advance_regime, detect_all
+from engines.micro_scalp_regimes import NONE, REGIMES, RegimeScore, RegimeState, Why, detect_all, transition
 from engines.spread import SpreadStats
 from engines.types import Decision, TradeIdea
 
@@ -59,9 +59,16 @@ def _quote(quote: Any) -> tuple[float, float]:
     return float(bid), float(ask)
 
 
-def _data_reason(n: int, last_bar: datetime, bid: float, ask: float, atr: float, vwap: float, vwap_std: float,
+_REGIME_HEADS = {name: f"regime {name}: " for name in REGIMES}
+
+
+def _bar_time(time_s: int) -> datetime:
+    return datetime.fromtimestamp(time_s, tz=timezone.utc)
+
+
+def _data_reason(n: int, last_bar_s: int, bid: float, ask: float, atr: float, vwap: float, vwap_std: float,
                  vwap_partial: bool) -> str:
-    return (f"data: {n} bars to {last_bar:%Y-%m-%d %H:%M}Z, bid {bid:.6g} ask {ask:.6g}, "
+    return (f"data: {n} bars to {_bar_time(last_bar_s):%Y-%m-%d %H:%M}Z, bid {bid:.6g} ask {ask:.6g}, "
             f"ATR {atr:.6g}, VWAP {vwap:.6g} +/- {vwap_std:.6g}"
             + (" (vwap partial: session began before the first bar)" if vwap_partial else ""))
 
@@ -75,13 +82,32 @@ def _told(reasons: list[Reason], failed: str | None, explain: bool) -> tuple[str
 
 def route(p: MicroScalpParams, state: RegimeState) -> tuple[str, str]:
     """(strategy, why). The fallback is the edge-based checker."""
+    strategy, (template, args) = _route(p, state)
+    return strategy, template.format(*args)
+
+
+def _route(p: MicroScalpParams, state: RegimeState) -> tuple[str, Why]:
+    """``route`` with the explanation not yet formatted."""
     if not p.regime_detection_enabled:
-        return EDGE, "regime detection disabled"
+        return EDGE, ("regime detection disabled", ())
     if state.regime == NONE:
-        return EDGE, "no regime held"
+        return EDGE, ("no regime held", ())
     if state.confidence < p.router_min_confidence:
-        return EDGE, f"{state.regime} confidence {state.confidence:.0f} < {p.router_min_confidence:.0f}"
-    return state.regime, f"{state.regime} confidence {state.confidence:.0f} >= {p.router_min_confidence:.0f}"
+        return EDGE, ("{} confidence {:.0f} < {:.0f}", (state.regime, state.confidence, p.router_min_confidence))
+    return state.regime, ("{} confidence {:.0f} >= {:.0f}", (state.regime, state.confidence, p.router_min_confidence))
+
+
+def _hysteresis_text(why: Why, regime: str) -> str:
+    return f"hysteresis: {why[0].format(*why[1])} -> {regime}"
+
+
+def _router_text(strategy: str, why: Why) -> str:
+    return f"router: {strategy} ({why[0].format(*why[1])})"
+
+
+def _explained(explain: bool, head: str, fn: Callable[..., str], *args: Any) -> Reason:
+    """``fn(*args)`` now, or in quiet mode when read."""
+    return fn(*args) if explain else Deferred(head, fn, args)
 
 
 def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
@@ -131,26 +157,26 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
     f = compute_features(data, bid, ask, params, memo)
     if not math.isfinite(f.atr_now) or f.atr_now <= 0:
         return reject("data.atr", f"ATR({params.atr_period}) is {f.atr_now}: no movement to size anything on")
-    last_bar = datetime.fromtimestamp(int(data.time_s[-1]), tz=timezone.utc)
-    data_args = (f.n, last_bar, bid, ask, f.atr_now, f.vwap_now, f.vwap_std_now, f.vwap_partial)
-    reasons: list[Reason] = [_data_reason(*data_args) if explain else Deferred("data: ", _data_reason, data_args)]
+    last_bar_s = int(data.time_s[-1])
+    reasons: list[Reason] = [_explained(explain, "data: ", _data_reason, f.n, last_bar_s, bid, ask, f.atr_now,
+                                        f.vwap_now, f.vwap_std_now, f.vwap_partial)]
 
     scores = detect_all(f, params, explain)
     if explain:
         reasons += [score.describe() for score in scores.values()]
     else:
-        reasons += [Deferred(f"regime {score.name}: ", RegimeScore.describe, (score,)) for score in scores.values()]
+        reasons += [Deferred(_REGIME_HEADS[name], RegimeScore.describe, (score,)) for name, score in scores.items()]
     if params.regime_detection_enabled:
-        state, why = advance_regime(state, scores, int(data.time_s[-1]), params)
-        reasons.append(f"hysteresis: {why} -> {state.regime}")
+        state, why = transition(state, scores, last_bar_s, params)
+        reasons.append(_explained(explain, "hysteresis: ", _hysteresis_text, why, state.regime))
 
     trace = Trace(explain)
     if not layer1(f, params, spread_stats, trace):
         return MicroDecision(symbol, None, _told(reasons + trace.reasons, trace.failed, explain), trace.failed,
                              regime_state=state, regime=state.regime)
 
-    strategy, why = route(params, state)
-    reasons.append(f"router: {strategy} ({why})")
+    strategy, why = _route(params, state)
+    reasons.append(_explained(explain, "router: ", _router_text, strategy, why))
     ctx = Context(f, params, now, flow, scores, max(0.0, float(stops_level)))
     outcome = CHECKERS[strategy](ctx, trace)
     if not outcome.passed:
@@ -162,7 +188,7 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
         and outcome.tp is not None and outcome.score is not None
     meta = {**outcome.meta, "regime": state.regime, "regime_confidence": state.confidence,
             "score": outcome.score, "aplus": outcome.aplus, "atr": f.atr_now, "atr1": f.atr1,
-            "vwap": f.vwap_now, "bar_time": last_bar.isoformat()}
+            "vwap": f.vwap_now, "bar_time": _bar_time(last_bar_s).isoformat()}
     idea = TradeIdea(symbol, outcome.side, outcome.entry, outcome.sl, outcome.tp, strategy, all_reasons, meta)
     return MicroDecision(symbol, idea, all_reasons, None, regime_state=state, regime=state.regime,
                          strategy=strategy, score=outcome.score, aplus=outcome.aplus)

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Callable
 
-import numpy as np
-
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_features import Features
 from engines.micro_scalp_reasons import Deferred, Reason
@@ -28,9 +26,6 @@ from engines.micro_scalp_signals import (Side, bb_squeeze, compression_block, cv
 from engines.spread import SpreadStats
 
 EDGE = "edge_based"
-# ``ndarray.max()``/``min()`` without their Python-level wrapper (the same ufunc reductions)
-_highest = np.maximum.reduce
-_lowest = np.minimum.reduce
 
 
 def _gate_line(name: str, passed: bool, text: str) -> str:
@@ -141,6 +136,14 @@ def _spread_median_text(ratio: float, median: float, maximum: float) -> str:
 # shared helpers
 # ----------------------------------------------------------------------------------------------
 
+def _box(f: Features, count: int, end: int | None = None) -> tuple[float, float]:
+    """(highest high, lowest low) of the ``count`` bars before index ``end`` (default: the last
+    ``count`` bars); validated prices, so the same values as the arrays' max/min."""
+    c, end = f.cols, f.n if end is None else end
+    first = max(end - count, 0)
+    return max(c.high[first:end]), min(c.low[first:end])
+
+
 def entry_price(f: Features, side: Side) -> float:
     return f.ask if side == "buy" else f.bid
 
@@ -228,9 +231,7 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
     tol, tol_text = vwap_tolerance(f, p)
     vwap_dist = abs(f.mid - f.vwap_now)
     in_band = vwap_dist <= tol
-    b = f.bars
-    box_high = float(_highest(b.high[-p.intraday_range_bars:]))
-    box_low = float(_lowest(b.low[-p.intraday_range_bars:]))
+    box_high, box_low = _box(f, p.intraday_range_bars)
     edge_tol = p.edge_tolerance_atr * atr
     at_box = abs(f.mid - box_high) <= edge_tol or abs(f.mid - box_low) <= edge_tol
     blocks = micro_order_blocks(f, p)
@@ -344,9 +345,10 @@ def check_vwap_reversion(ctx: Context, trace: Trace) -> CheckOutcome:
     if not trace.gate("L3.primary", bool(primary_hits), f"{primary_hits or 'none'} for {side}"):
         return _fail(name, trace, side)
     spike = volume_spike(f, p)
-    absorption_wick = f.lower_wick[-1] if side == "buy" else f.upper_wick[-1]
-    absorption = f.body[-1] > 0 and absorption_wick > p.absorption_wick_ratio * f.body[-1] \
-        or f.body[-1] == 0 and absorption_wick > 0
+    c, last = f.cols, f.n - 1
+    body = c.body[last]
+    absorption_wick = c.lower[last] if side == "buy" else c.upper[last]
+    absorption = body > 0 and absorption_wick > p.absorption_wick_ratio * body or body == 0 and absorption_wick > 0
     secondaries = {"VOLUME_CONFIRMED": spike, "ABSORPTION_WICK": bool(absorption),
                    "CVD_DIVERGENCE": cvd_divergence(ctx.flow) == side}
     secondary_hits = [k for k, v in secondaries.items() if v]
@@ -394,7 +396,7 @@ def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
     midpoint (TP2, the opposite edge, in meta); SL beyond the last 5 bars' extreme plus a buffer."""
     name = "range_scalp"
     f, p = ctx.f, ctx.p
-    b = f.bars
+    close = f.cols.close
     tol = p.range_edge_tolerance
     regime_range = ctx.scores[RANGE].range if RANGE in ctx.scores else None
     rng, source, edge = None, "", None
@@ -403,7 +405,7 @@ def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
         rng, source = regime_range, "regime swing range"
     if edge is None:
         k = p.intraday_range_bars
-        high, low = float(b.high[-k:].max()), float(b.low[-k:].min())
+        high, low = _box(f, k)
         if high > low:
             box = RangeStructure(high, low, count_respects(f, high, low, p, f.n - k))
             box_edge = _edge_of(box, f.mid, tol)
@@ -425,8 +427,8 @@ def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
     assert sweep is not None
     choch = micro_choch(f, p)
     sweep_bar = f.n - 1 - sweep.bars_ago
-    follow = sweep.bars_ago > 0 and ((b.close[-1] > b.close[sweep_bar]) if side == "buy"
-                                     else (b.close[-1] < b.close[sweep_bar]))
+    follow = sweep.bars_ago > 0 and ((close[f.n - 1] > close[sweep_bar]) if side == "buy"
+                                     else (close[f.n - 1] < close[sweep_bar]))
     secondaries = {"CHOCH_REVERSAL": choch is not None and choch.side == side,
                    "FOLLOW_THROUGH": bool(follow),
                    "INCREASING_VOLUME": increasing_volume(f, p),
@@ -449,10 +451,10 @@ def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
     entry = entry_price(f, side)
     unit = stop_unit(ctx, entry)
     if side == "buy":
-        extreme = min(float(b.low[-5:].min()), sweep.extreme)
+        extreme = min(_box(f, 5)[1], sweep.extreme)
         sl, tp, tp2 = extreme - p.range_sl_buffer * unit, rng.mid, rng.high
     else:
-        extreme = max(float(b.high[-5:].max()), sweep.extreme)
+        extreme = max(_box(f, 5)[0], sweep.extreme)
         sl, tp, tp2 = extreme + p.range_sl_buffer * unit, rng.mid, rng.low
     trace.note(f"stops.plan: sl beyond 5-bar extreme {extreme:.6g} + {p.range_sl_buffer} x {unit:.6g}; "
                f"tp range mid {rng.mid:.6g}; tp2 {tp2:.6g}")
@@ -470,18 +472,15 @@ def check_balanced(ctx: Context, trace: Trace) -> CheckOutcome:
     the breakout when the last bar closes outside the box of the bars before it."""
     name = "balanced_zone"
     f, p = ctx.f, ctx.p
-    b = f.bars
     atr = f.atr_now
     compressed, comp_detail = compression_block(f, p, f.n - 1)
     levels = equal_highs_lows(f, p)
-    k20 = p.intraday_range_bars
-    box20_mid = (float(b.high[-k20:].max()) + float(b.low[-k20:].min())) / 2.0
+    box20_high, box20_low = _box(f, p.intraday_range_bars)
+    box20_mid = (box20_high + box20_low) / 2.0
     alignment = abs(f.vwap_now - box20_mid) / atr
     aligned = alignment <= p.balanced_alignment_atr
-    k = p.balanced_box_bars
-    box_high = float(b.high[-k - 1:-1].max())
-    box_low = float(b.low[-k - 1:-1].min())
-    close = b.close[-1]
+    box_high, box_low = _box(f, p.balanced_box_bars, f.n - 1)
+    close = f.cols.close[f.n - 1]
     entry_type = "breakout" if close > box_high or close < box_low else "fade"
     equilibrium = abs(f.ema_now - f.vwap_now) / atr
     located = compressed and bool(levels.highs or levels.lows) and aligned and \
@@ -497,7 +496,7 @@ def check_balanced(ctx: Context, trace: Trace) -> CheckOutcome:
         primary_hits = ["COMPRESSION_BREAKOUT"]
         trace.gate("L3.primary", True, f"COMPRESSION_BREAKOUT {side}: close {close:.6g} outside {box_low:.6g}-{box_high:.6g}")
     else:
-        high5, low5 = float(b.high[-5:].max()), float(b.low[-5:].min())
+        high5, low5 = _box(f, 5)
         side = "sell" if high5 - f.mid < f.mid - low5 else "buy"
         choch = micro_choch(f, p)
         fade_hits = {"FADE_EXTREME_CHOCH": choch is not None and choch.side == side,

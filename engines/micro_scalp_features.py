@@ -10,13 +10,16 @@ tick volume is preferred).
 The recursive series (Wilder ATR and ADX, EMA, session VWAP) and the swing pivots can be kept in
 a ``SeriesMemo`` between evaluations of one symbol: while each new window is the previous one
 plus new bars, they are extended by the new bars instead of recomputed from the first bar (see
-``SeriesMemo`` for why that gives the same bits).
+``SeriesMemo`` for why that gives the same bits). The memo also keeps the bars as plain lists
+(``Features.cols``): the rules read a few recent values per evaluation, and a list index costs a
+fraction of a numpy call; and a rule may keep its own per-bar state in it (``Features.kept``).
 """
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -95,11 +98,13 @@ class Bars:
         checked (the last known one for the time step), the same problems in the same order.
         Float64 prices and volume, int64 times."""
         start = max(start - 1, 0)
-        columns = (self.time_s, self.open, self.high, self.low, self.close, self.volume)
         if len(self.close) - start <= _SMALL_TAIL:
-            problem = _first_problem_small(*(c[start:].tolist() for c in columns))
+            problem = _first_problem_small(self.time_s[start:].tolist(), self.open[start:].tolist(),
+                                           self.high[start:].tolist(), self.low[start:].tolist(),
+                                           self.close[start:].tolist(), self.volume[start:].tolist())
         else:
-            problem = _first_problem(*(c[start:] for c in columns))
+            problem = _first_problem(self.time_s[start:], self.open[start:], self.high[start:],
+                                     self.low[start:], self.close[start:], self.volume[start:])
         if problem is not None:
             raise BadBars(problem)
 
@@ -200,7 +205,7 @@ def _first_problem_small(time_s: list, open_: list, high: list, low: list, close
             return _INCONSISTENT
     if not all(map(math.isfinite, volume)) or min(volume) < 0:
         return _BAD_VOLUME
-    if any(later <= earlier for earlier, later in zip(time_s, time_s[1:])):
+    if not all(map(operator.lt, time_s, time_s[1:])):
         return _NOT_INCREASING
     return None
 
@@ -211,24 +216,77 @@ def array_mean(values: np.ndarray) -> float:
     return float(np.add.reduce(values) / len(values))
 
 
+def list_mean(values: list[float]) -> float:
+    """``array_mean(np.array(values))`` on plain floats: numpy's pairwise summation order
+    (``ind.pairwise_sum``), so the same bits; NaN for no values, as numpy's 0 / 0."""
+    return ind.pairwise_sum(values) / len(values) if values else _NAN
+
+
 # ----------------------------------------------------------------------------------------------
 # Series kept between evaluations
 # ----------------------------------------------------------------------------------------------
 
+class _Columns:
+    """The bars as plain lists (times, prices, volume) and each bar's candle parts (body
+    ``|close - open|``, upper and lower wick) computed as the array expressions would
+    (``np.maximum``/``np.minimum`` of open and close pick the same value as the comparison below
+    for the validated, NaN-free bars), and the wicks' and the body's share of the bar's range
+    (NaN for a bar without range). The rules read a handful of recent values and the series
+    extend themselves by the new bars: from a list that costs no numpy call and no scalar boxing.
+    Append-only: read by index below the evaluation's n, never from the end."""
+
+    def __init__(self) -> None:
+        self.upto = 0
+        self.time: list[int] = []
+        self.open: list[float] = []
+        self.high: list[float] = []
+        self.low: list[float] = []
+        self.close: list[float] = []
+        self.volume: list[float] = []
+        self.body: list[float] = []
+        self.upper: list[float] = []
+        self.lower: list[float] = []
+        self.wick_share: list[float] = []
+        self.body_share: list[float] = []
+
+    def at(self, bars: Bars, n: int) -> "_Columns":
+        """Bring the lists to ``bars[:n]`` (appending the new bars when they extend the last)."""
+        if self.upto != n:
+            if self.upto > n:
+                self.__init__()  # type: ignore[misc]
+            start = self.upto
+            self.append(bars.time_s[start:n].tolist(), bars.open[start:n].tolist(), bars.high[start:n].tolist(),
+                        bars.low[start:n].tolist(), bars.close[start:n].tolist(), bars.volume[start:n].tolist())
+        return self
+
+    def append(self, times: list[int], opens: list[float], highs: list[float], lows: list[float],
+               closes: list[float], volumes: list[float]) -> None:
+        """Append the bars that follow the last one."""
+        self.upto += len(times)
+        self.time += times
+        self.open += opens
+        self.high += highs
+        self.low += lows
+        self.close += closes
+        self.volume += volumes
+        body, upper, lower = self.body.append, self.upper.append, self.lower.append
+        wick_share, body_share = self.wick_share.append, self.body_share.append
+        for o, h, lo, c in zip(opens, highs, lows, closes):
+            top, bottom = (o, c) if o >= c else (c, o)
+            candle, upper_wick, lower_wick, span = top - bottom, h - top, bottom - lo, h - lo
+            body(candle)
+            upper(upper_wick)
+            lower(lower_wick)
+            wick_share((upper_wick + lower_wick) / span if span > 0 else _NAN)
+            body_share(candle / span if span > 0 else _NAN)
+
+
 class _Series:
-    """One indicator series over bars[:upto]; ``at(bars, n)`` brings it to ``n`` bars, extending
-    it when it can (bars[:upto] unchanged, guaranteed by the memo) and recomputing otherwise."""
+    """One indicator series over bars[:upto]; the store brings it to ``n`` bars, extending it by
+    the new bars (``extend``, from the column lists) when it can (bars[:upto] unchanged,
+    guaranteed by the memo) and recomputing it from the arrays (``compute``) otherwise."""
 
     upto = 0
-
-    def at(self, bars: Bars, n: int) -> "_Series":
-        if self.upto != n:
-            if 0 < self.upto < n and self.extendable():
-                self.extend(bars, self.upto, n)
-            else:
-                self.compute(bars, n)
-            self.upto = n
-        return self
 
     def extendable(self) -> bool:
         return True
@@ -236,7 +294,7 @@ class _Series:
     def compute(self, bars: Bars, n: int) -> None:
         raise NotImplementedError
 
-    def extend(self, bars: Bars, start: int, n: int) -> None:
+    def extend(self, cols: _Columns, start: int, n: int) -> None:
         raise NotImplementedError
 
 
@@ -254,10 +312,9 @@ class _Atr(_Series):
     def compute(self, bars: Bars, n: int) -> None:
         self.values = ind.wilder_list(ind.true_range(bars.high[:n], bars.low[:n], bars.close[:n]), self.period)
 
-    def extend(self, bars: Bars, start: int, n: int) -> None:
-        highs, lows = bars.high[start:n].tolist(), bars.low[start:n].tolist()
-        closes = bars.close[start - 1:n - 1].tolist()
-        trs = [ind.true_range_step(h, lo, c) for h, lo, c in zip(highs, lows, closes)]
+    def extend(self, cols: _Columns, start: int, n: int) -> None:
+        step = ind.true_range_step
+        trs = [step(h, lo, c) for h, lo, c in zip(cols.high[start:n], cols.low[start:n], cols.close[start - 1:n - 1])]
         self.values += ind.wilder_continue(self.values[-1], trs, self.period)
 
 
@@ -271,8 +328,8 @@ class _Ema(_Series):
     def compute(self, bars: Bars, n: int) -> None:
         self.state.value = float(ind.ema(bars.close[:n], self.state.period)[-1])
 
-    def extend(self, bars: Bars, start: int, n: int) -> None:
-        for close in bars.close[start:n].tolist():
+    def extend(self, cols: _Columns, start: int, n: int) -> None:
+        for close in cols.close[start:n]:
             self.state.update(close)
 
 
@@ -286,8 +343,8 @@ class _Adx(_Series):
     def compute(self, bars: Bars, n: int) -> None:
         self.state = ind.AdxState.from_arrays(bars.high[:n], bars.low[:n], bars.close[:n], self.state.period)
 
-    def extend(self, bars: Bars, start: int, n: int) -> None:
-        for h, lo, c in zip(bars.high[start:n].tolist(), bars.low[start:n].tolist(), bars.close[start:n].tolist()):
+    def extend(self, cols: _Columns, start: int, n: int) -> None:
+        for h, lo, c in zip(cols.high[start:n], cols.low[start:n], cols.close[start:n]):
             self.state.update(h, lo, c)
 
 
@@ -310,10 +367,10 @@ class _SessionVwap(_Series):
         self.values = vwap[-self.KEEP:].tolist()
         self.std = float(std[-1])
 
-    def extend(self, bars: Bars, start: int, n: int) -> None:
+    def extend(self, cols: _Columns, start: int, n: int) -> None:
         state = self.state
-        rows = zip(bars.time_s[start:n].tolist(), bars.high[start:n].tolist(), bars.low[start:n].tolist(),
-                   bars.close[start:n].tolist(), bars.volume[start:n].tolist())
+        rows = zip(cols.time[start:n], cols.high[start:n], cols.low[start:n], cols.close[start:n],
+                   cols.volume[start:n])
         for i, (t, h, lo, c, v) in enumerate(rows, start):
             session = state.session
             vwap, self.std = state.update(t, h, lo, c, v)
@@ -343,19 +400,16 @@ class _BollingerWidths(_Series):
             with np.errstate(divide="ignore", invalid="ignore"):
                 self.values += (((middle + band) - (middle - band)) / middle).tolist()
 
-    def extend(self, bars: Bars, start: int, n: int) -> None:
-        period, num_std = self.period, self.num_std
-        first = max(start - period + 1, 0)
-        closes = bars.close[first:n].tolist()
+    def extend(self, cols: _Columns, start: int, n: int) -> None:
+        period, num_std, closes = self.period, self.num_std, cols.close
         for i in range(start, n):
             if i < period - 1:
                 self.values.append(_NAN)
             else:
-                self.values.append(ind.bollinger_width_step(closes[i - period + 1 - first:i + 1 - first], num_std))
+                self.values.append(ind.bollinger_width_step(closes[i - period + 1:i + 1], num_std))
 
 
-@dataclass(frozen=True)
-class _VwapView:
+class _VwapView(NamedTuple):
     """The session VWAP as one evaluation saw it: ``values[:count]`` are the session's last
     values (the list is append-only: later evaluations only add after ``count``)."""
 
@@ -366,54 +420,73 @@ class _VwapView:
 
 
 class _Pivots(_Series):
-    """Swing pivot indices (``swing_pivots``); a bar's pivot status is final once ``right`` bars
-    follow it, so only the newly decidable bars are examined."""
+    """Swing pivot indices (``swing_pivots``), ascending lists; a bar's pivot status is final once
+    ``right`` bars follow it, so only the newly decidable bars are examined."""
 
     def __init__(self, left: int, right: int) -> None:
         self.left, self.right = left, right
-        self.highs = np.empty(0, dtype=np.intp)
-        self.lows = np.empty(0, dtype=np.intp)
+        self.highs: list[int] = []
+        self.lows: list[int] = []
 
     def compute(self, bars: Bars, n: int) -> None:
         is_high, is_low = ind.swing_pivots(bars.high[:n], bars.low[:n], self.left, self.right)
-        self.highs, self.lows = np.flatnonzero(is_high), np.flatnonzero(is_low)
+        self.highs, self.lows = np.flatnonzero(is_high).tolist(), np.flatnonzero(is_low).tolist()
 
-    def extend(self, bars: Bars, start: int, n: int) -> None:
+    def extend(self, cols: _Columns, start: int, n: int) -> None:
         left, right = self.left, self.right
         first = max(start - right, left)   # centres before it were decided with the old bars
         last = n - right                   # centres from here on wait for later bars
         if last <= first:
             return
-        highs = bars.high[first - left:n].tolist()
-        lows = bars.low[first - left:n].tolist()
+        highs, lows = cols.high, cols.low
         new_highs, new_lows = [], []
-        for k in range(left, left + last - first):  # max/min of neighbours: the bars are validated (no NaN)
+        for k in range(first, last):  # max/min of neighbours: the bars are validated (no NaN)
             if highs[k] > max(highs[k - left:k]) and highs[k] >= max(highs[k + 1:k + 1 + right]):
-                new_highs.append(first + k - left)
+                new_highs.append(k)
             if lows[k] < min(lows[k - left:k]) and lows[k] <= min(lows[k + 1:k + 1 + right]):
-                new_lows.append(first + k - left)
-        if new_highs:
-            self.highs = np.append(self.highs, new_highs)
+                new_lows.append(k)
+        if new_highs:  # new lists: an older evaluation's pivots stay as they were
+            self.highs = self.highs + new_highs
         if new_lows:
-            self.lows = np.append(self.lows, new_lows)
+            self.lows = self.lows + new_lows
 
 
 S = TypeVar("S", bound=_Series)
+T = TypeVar("T")
 
 
 class _Store:
-    """The series of one window lineage, by kind and parameters."""
+    """The series of one window lineage, by kind and parameters, and the column lists they are
+    extended from."""
 
     def __init__(self) -> None:
-        self._series: dict[tuple[Any, ...], _Series] = {}
+        self.upto = 0
+        self.series: dict[tuple[Any, ...], _Series] = {}
+        self.columns = _Columns()
+        self.kept: dict[tuple[Any, ...], Any] = {}
 
-    def get(self, key: tuple[Any, ...], make: Callable[[], S], bars: Bars, n: int) -> S:
-        series = self._series.get(key)
-        if series is None:
-            series = self._series[key] = make()
-        if series.upto != n:  # (``at`` would return at once: most reads of one evaluation)
-            series.at(bars, n)
-        return series  # type: ignore[return-value]
+    def at(self, bars: Bars, n: int) -> "_Store":
+        """This store with its columns and every series it holds brought to bars[:n] at once
+        (a series not read this time would be extended by the same bars later: the same work,
+        without a trip through the store for each read)."""
+        if self.upto != n:
+            columns = self.columns.at(bars, n)
+            for series in self.series.values():
+                upto = series.upto
+                if 0 < upto < n and series.extendable():
+                    series.extend(columns, upto, n)
+                else:
+                    series.compute(bars, n)
+                series.upto = n
+            self.upto = n
+        return self
+
+    def add(self, key: tuple[Any, ...], series: S, bars: Bars, n: int) -> S:
+        """Keep the new ``series`` as ``key``, computed over bars[:n] (the store is at n)."""
+        series.compute(bars, n)
+        series.upto = n
+        self.series[key] = series
+        return series
 
 
 class SeriesMemo:
@@ -440,9 +513,7 @@ class SeriesMemo:
         self.generation += 1
         self.bars = bars
         columns = _column_bytes(bars)
-        old = self._columns
-        if columns is None or old is None or len(columns[0]) < len(old[0]) \
-                or not all(new.startswith(prev) for new, prev in zip(columns, old)):
+        if columns is None or not _extends(columns, self._columns):
             self.store, self._validated = _Store(), 0
         self._columns = columns
 
@@ -452,19 +523,39 @@ class SeriesMemo:
         if bars is not self.bars or self._columns is None:
             bars.validate()
             return
-        bars.validate_from(self._validated)
-        self._validated = len(bars)
+        start, n, columns = self._validated, len(bars), self.store.columns
+        if 0 < start == columns.upto and n - start < _SMALL_TAIL:
+            # the usual step: a few new bars, checked as plain numbers (with the last known bar,
+            # for the time step) and then appended to the column lists the series extend from
+            first = start - 1
+            t, o, h, lo, c, v = rows = (
+                bars.time_s[first:].tolist(), bars.open[first:].tolist(), bars.high[first:].tolist(),
+                bars.low[first:].tolist(), bars.close[first:].tolist(), bars.volume[first:].tolist())
+            problem = _first_problem_small(*rows)
+            if problem is not None:
+                raise BadBars(problem)
+            columns.append(t[1:], o[1:], h[1:], lo[1:], c[1:], v[1:])
+        else:
+            bars.validate_from(start)
+        self._validated = n
+
+
+_DTYPES = (np.dtype(np.int64),) + (np.dtype(np.float64),) * 5
 
 
 def _column_bytes(bars: Bars) -> tuple[bytes, ...] | None:
     """The bars' bytes, column by column; None unless they are 1-D int64 times and float64 values
     of one length (anything else is never reused)."""
-    columns = (bars.time_s, bars.open, bars.high, bars.low, bars.close, bars.volume)
-    n = len(bars.close)
-    if bars.time_s.dtype != np.int64 or any(
-            c.dtype != np.float64 for c in columns[1:]) or any(c.ndim != 1 or len(c) != n for c in columns):
+    t, o, h, lo, c, v = bars.time_s, bars.open, bars.high, bars.low, bars.close, bars.volume
+    if (t.dtype, o.dtype, h.dtype, lo.dtype, c.dtype, v.dtype) != _DTYPES or t.ndim != 1 \
+            or not t.shape == o.shape == h.shape == lo.shape == c.shape == v.shape:
         return None
-    return tuple(c.tobytes() for c in columns)
+    return t.tobytes(), o.tobytes(), h.tobytes(), lo.tobytes(), c.tobytes(), v.tobytes()
+
+
+def _extends(columns: tuple[bytes, ...], old: tuple[bytes, ...] | None) -> bool:
+    """Does every column of ``columns`` start with the same column of ``old``?"""
+    return old is not None and len(columns[0]) >= len(old[0]) and all(map(bytes.startswith, columns, old))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -488,9 +579,11 @@ class _lazy:
 
 
 class Features:
-    """Indicator values for one evaluation, each computed on first read. Arrays are full-length;
-    scalars describe the last bar (the signal bar: the caller passes closed bars only). The bars
-    are validated first (``Bars.validate``): rules may compare their prices as plain floats."""
+    """Indicator values for one evaluation, each computed on first read. Arrays and lists are
+    full-length (lists may run on past ``n`` once a later evaluation extended them: index them
+    below ``n``); scalars describe the last bar (the signal bar: the caller passes closed bars
+    only). The bars are validated first (``Bars.validate``): rules may compare their prices as
+    plain floats."""
 
     def __init__(self, bars: Bars, bid: float, ask: float, p: MicroScalpParams,
                  memo: SeriesMemo | None = None) -> None:
@@ -501,19 +594,47 @@ class Features:
         self.mid = (bid + ask) / 2.0
         self.spread = ask - bid
         self.params = p
-        self._memo = memo
+        self._memo = memo if memo is not None and memo.bars is bars else None  # begun with these bars
         self._generation = memo.generation if memo is not None else -1
         self._own: _Store | None = None
 
-    def _series(self, key: tuple[Any, ...], make: Callable[[], S]) -> S:
+    def _store(self) -> _Store:
+        """The memo's store (this evaluation's own once the memo has moved on, or without one),
+        brought to these bars."""
         memo = self._memo
-        if memo is not None and memo.bars is self.bars and memo.generation == self._generation:
+        if memo is not None and memo.generation == self._generation:
             store = memo.store
-        else:  # no memo, or it has moved on to another window: this evaluation's own series
+        else:
             if self._own is None:
                 self._own = _Store()
             store = self._own
-        return store.get(key, make, self.bars, self.n)
+        return store if store.upto == self.n else store.at(self.bars, self.n)
+
+    def _series(self, key: tuple[Any, ...], make: Callable[[], S]) -> S:
+        memo = self._memo
+        if memo is not None and memo.generation == self._generation and memo.store.upto == self.n:
+            store = memo.store  # (the usual case, without the call)
+        else:
+            store = self._store()
+        series = store.series.get(key)
+        if series is None:
+            return store.add(key, make(), self.bars, self.n)
+        return series  # type: ignore[return-value]
+
+    def kept(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
+        """A rule's own state for this window lineage, kept in the memo between evaluations like
+        the series (``make()`` at first; the rule must give the same answer as from a fresh one)."""
+        kept = self._store().kept
+        state = kept.get(key)
+        if state is None:
+            state = kept[key] = make()
+        return state  # type: ignore[no-any-return]
+
+    @_lazy
+    def cols(self) -> _Columns:
+        """The bars and candle parts as plain float lists (``_Columns``): index them below ``n``
+        (``cols.high[n - 1]`` is the signal bar's high), never from the end."""
+        return self._store().columns
 
     # ---------------------------------------------------------------- ATR and ranges
     @_lazy
@@ -541,10 +662,10 @@ class Features:
     @_lazy
     def atr1(self) -> float:
         """ATR(1) = true range of the last bar."""
-        b, n = self.bars, self.n
+        c, n = self.cols, self.n
         if n == 1:
-            return float(b.high[0] - b.low[0])
-        return ind.true_range_step(float(b.high[-1]), float(b.low[-1]), float(b.close[-2]))
+            return c.high[0] - c.low[0]
+        return ind.true_range_step(c.high[n - 1], c.low[n - 1], c.close[n - 2])
 
     @_lazy
     def tr(self) -> np.ndarray:
@@ -553,8 +674,9 @@ class Features:
     @_lazy
     def avg_range(self) -> float:
         """Mean high-low of the last m1_range_avg_bars bars."""
-        k = self.params.m1_range_avg_bars
-        return array_mean(self.bars.high[-k:] - self.bars.low[-k:])
+        c, n = self.cols, self.n
+        first = max(n - self.params.m1_range_avg_bars, 0)
+        return list_mean([h - lo for h, lo in zip(c.high[first:n], c.low[first:n])])
 
     # ---------------------------------------------------------------- VWAP
     @_lazy
@@ -598,10 +720,14 @@ class Features:
 
     def vwap_tail(self, count: int) -> np.ndarray:
         """``vwap[-count:]`` for ``count`` bars inside the current session."""
+        return np.array(self.vwap_window(count))
+
+    def vwap_window(self, count: int) -> list[float]:
+        """``vwap[-count:]`` as a list, for ``count`` bars inside the current session."""
         view = self._vwap_series
         if count <= view.count:
-            return np.array(view.values[view.count - count:view.count])
-        return self.vwap[-count:]
+            return view.values[view.count - count:view.count]
+        return self.vwap[-count:].tolist()
 
     # ---------------------------------------------------------------- trend and volatility
     @_lazy
@@ -649,39 +775,33 @@ class Features:
         return ind.pairwise_sum(width[n - 5:n]) / 5 / denominator
 
     # ---------------------------------------------------------------- structure
-    def pivots(self, left: int, right: int) -> tuple[np.ndarray, np.ndarray]:
-        """Indices of the swing pivot highs and lows (``swing_pivots`` over all bars)."""
+    def pivots(self, left: int, right: int) -> tuple[list[int], list[int]]:
+        """Indices of the swing pivot highs and lows (``swing_pivots`` over all bars), ascending
+        (read-only lists)."""
         series = self._series(("pivots", left, right), lambda: _Pivots(left, right))
         return series.highs, series.lows
 
     @_lazy
-    def pivot_high(self) -> np.ndarray:
+    def pivot_high(self) -> list[int]:
         """Micro structure pivots (pivot_left/right)."""
         return self.pivots(self.params.pivot_left, self.params.pivot_right)[0]
 
     @_lazy
-    def pivot_low(self) -> np.ndarray:
+    def pivot_low(self) -> list[int]:
         return self.pivots(self.params.pivot_left, self.params.pivot_right)[1]
 
     @_lazy
-    def _candles(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        b = self.bars
-        top = np.maximum(b.open, b.close)
-        bottom = np.minimum(b.open, b.close)
-        return top - bottom, b.high - top, bottom - b.low
-
-    @_lazy
     def body(self) -> np.ndarray:
-        """|close - open|"""
-        return self._candles[0]
+        """|close - open| at every bar (the rules read ``cols.body``)."""
+        return np.array(self.cols.body[:self.n])
 
     @_lazy
     def upper_wick(self) -> np.ndarray:
-        return self._candles[1]
+        return np.array(self.cols.upper[:self.n])
 
     @_lazy
     def lower_wick(self) -> np.ndarray:
-        return self._candles[2]
+        return np.array(self.cols.lower[:self.n])
 
 
 def compute_features(bars: Bars, bid: float, ask: float, p: MicroScalpParams,

@@ -20,6 +20,7 @@ same bar gets the same answer:
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from config.micro_scalp_model import MicroScalpParams
 from engines import indicators as ind
-from engines.micro_scalp_features import Features, SeriesMemo, array_mean
+from engines.micro_scalp_features import Features, SeriesMemo, list_mean
 from engines.micro_scalp_signals import bb_squeeze, choppy, compression_block, volume_spike
 
 VWAP_REVERSION = "vwap_reversion"
@@ -109,9 +110,9 @@ def vwap_slope_atr(f: Features, p: MicroScalpParams) -> float | None:
     k = p.vwap_slope_bars
     if f.n - 2 * k < f.vwap_session_start or f.atr_now <= 0:
         return None
-    line = f.vwap_tail(2 * k)
-    recent = array_mean(line[k:])
-    before = array_mean(line[:k])
+    line = f.vwap_window(2 * k)
+    recent = list_mean(line[k:])
+    before = list_mean(line[:k])
     return (recent - before) / f.atr_now
 
 
@@ -178,12 +179,12 @@ def find_range(f: Features, p: MicroScalpParams) -> RangeStructure | None:
     if start >= 0:
         # the pivots of bars[start:] are the pivots of all bars with ``left`` bars inside the slice
         pivot_highs, pivot_lows = f.pivots(left, p.range_pivot_right)
-        highs = pivot_highs[pivot_highs.searchsorted(start + left):]
-        lows = pivot_lows[pivot_lows.searchsorted(start + left):]
-        if len(highs) == 0 or len(lows) == 0:
+        first_high, first_low = bisect_left(pivot_highs, start + left), bisect_left(pivot_lows, start + left)
+        if first_high == len(pivot_highs) or first_low == len(pivot_lows):
             return None
-        high = float(np.maximum.reduce(b.high[highs]))  # ndarray.max() without its Python wrapper
-        low = float(np.minimum.reduce(b.low[lows]))
+        bar_high, bar_low = f.cols.high, f.cols.low  # max/min of validated (NaN-free) prices: numpy's
+        high = max([bar_high[i] for i in pivot_highs[first_high:]])
+        low = min([bar_low[i] for i in pivot_lows[first_low:]])
     else:
         ph, pl = ind.swing_pivots(b.high[start:], b.low[start:], left, p.range_pivot_right)
         if not ph.any() or not pl.any():
@@ -200,21 +201,56 @@ def count_respects(f: Features, high: float, low: float, p: MicroScalpParams, st
     ``range_respect_tolerance`` of the width) followed by a lower low, or touching the bottom band
     followed by a higher high. A run of touching bars is one touch. Returns 0 unless BOTH edges
     rejected price at least once (a one-sided 'range' is a trend leg)."""
-    b = f.bars
+    n = f.n
+    first = start if start >= 0 else max(n + start, 0)  # a negative start counts from the end
     tol = p.range_respect_tolerance * (high - low)
-    h, l = b.high[start:].tolist(), b.low[start:].tolist()
-    top_level, bottom_level = high - tol, low + tol
-    top_touches = bottom_touches = 0
-    was_top = was_bottom = False  # a run of touching bars is one touch
-    for high_i, low_i, high_next, low_next in zip(h, l, h[1:], l[1:]):
-        is_top = high_i >= top_level and low_next < low_i
-        is_bottom = low_i <= bottom_level and high_next > high_i
-        top_touches += is_top and not was_top
-        bottom_touches += is_bottom and not was_bottom
-        was_top, was_bottom = is_top, is_bottom
-    if top_touches == 0 or bottom_touches == 0:
+    touches = f.kept(("respects", n - first), EdgeTouches)
+    tops, bottoms = touches.update(f.cols.high, f.cols.low, first, n - 1, high - tol, low + tol)
+    if not tops or not bottoms:
         return 0
-    return top_touches + bottom_touches
+    return _runs(tops) + _runs(bottoms)
+
+
+def _runs(indices: list[int]) -> int:
+    """Runs of consecutive numbers in ascending ``indices`` (a run of touching bars is one touch)."""
+    runs, last = 0, -2
+    for index in indices:
+        runs += index != last + 1
+        last = index
+    return runs
+
+
+class EdgeTouches:
+    """The bars touching a range's bands that the next bar rejected (``count_respects``), kept
+    between evaluations of one growing window: a bar's touch depends only on its own and the
+    next bar's prices and on the levels, so while the levels stay the same (most bars) only the
+    new bars are examined. Anything else is examined afresh."""
+
+    def __init__(self) -> None:
+        self.levels: tuple[float, float] | None = None
+        self.first = self.end = 0
+        self.tops: list[int] = []     # bars i in [first, end) with high >= top level, next low lower
+        self.bottoms: list[int] = []  # ... with low <= bottom level, next high higher
+
+    def update(self, high: list[float], low: list[float], first: int, end: int, top_level: float,
+               bottom_level: float) -> tuple[list[int], list[int]]:
+        """(tops, bottoms) of the bars in [first, end) (bar ``end`` exists: it rejects or not)."""
+        if (top_level, bottom_level) != self.levels or first < self.first or end < self.end:
+            self.levels, self.first, self.end, self.tops, self.bottoms = (top_level, bottom_level), first, first, [], []
+        tops, bottoms = self.tops, self.bottoms
+        for i in range(self.end, end):
+            if high[i] >= top_level and low[i + 1] < low[i]:
+                tops.append(i)
+            if low[i] <= bottom_level and high[i + 1] > high[i]:
+                bottoms.append(i)
+        self.end = end
+        if first > self.first:  # bars that left the window
+            self.first = first
+            if tops and tops[0] < first:
+                self.tops = tops = tops[bisect_left(tops, first):]
+            if bottoms and bottoms[0] < first:
+                self.bottoms = bottoms = bottoms[bisect_left(bottoms, first):]
+        return tops, bottoms
 
 
 def _range_head(low: float, high: float, width_atr: float, pos: float, respects: int) -> list[str]:
@@ -261,7 +297,7 @@ def detect_range(f: Features, p: MicroScalpParams, explain: bool = True) -> Regi
     score += 30 if rng.respects >= p.range_min_respects else 0
     squeezed, ratio = bb_squeeze(f, p)
     score += 20 if squeezed else 0
-    no_trend = not np.isnan(f.adx_now) and f.adx_now < p.range_max_adx
+    no_trend = not math.isnan(f.adx_now) and f.adx_now < p.range_max_adx
     score += 20 if no_trend else 0
     return _scored(RANGE, score, threshold, explain, _range_details,
                    head + (squeezed, ratio, f.adx_now, no_trend), rng)
@@ -327,9 +363,20 @@ def _best(scores: dict[str, RegimeScore]) -> str:
     return max(candidates, key=lambda name: (scores[name].confidence, -REGIMES.index(name)))
 
 
+Why = tuple[str, tuple[Any, ...]]  # an explanation as a ``str.format`` template and its arguments
+
+
 def advance_regime(state: RegimeState, scores: dict[str, RegimeScore], bar_time_s: int,
                    p: MicroScalpParams) -> tuple[RegimeState, str]:
     """Apply one bar's detector scores to ``state``; returns (new state, explanation)."""
+    new, (template, args) = transition(state, scores, bar_time_s, p)
+    return new, template.format(*args)
+
+
+def transition(state: RegimeState, scores: dict[str, RegimeScore], bar_time_s: int,
+               p: MicroScalpParams) -> tuple[RegimeState, Why]:
+    """``advance_regime`` with the explanation not yet formatted (the engine's quiet mode
+    formats it only when it is read)."""
     memo = state.memo
     if state.bar_time_s is not None and bar_time_s == state.bar_time_s and state.base is not None:
         state = state.base                       # same bar again: recompute from the prior state
@@ -340,32 +387,32 @@ def advance_regime(state: RegimeState, scores: dict[str, RegimeScore], bar_time_
     current = state.regime
     top = _best(scores)
 
-    def held(reason: str) -> tuple[RegimeState, str]:
+    def held(*why: Any) -> tuple[RegimeState, Why]:
         confidence = scores[current].confidence if current != NONE else 0.0
-        return (RegimeState(current, confidence, state.since_s, None, 0, bar_time_s, base, memo), reason)
+        return RegimeState(current, confidence, state.since_s, None, 0, bar_time_s, base, memo), (why[0], why[1:])
 
-    def adopt(name: str, reason: str) -> tuple[RegimeState, str]:
+    def adopt(name: str, *why: Any) -> tuple[RegimeState, Why]:
         confidence = scores[name].confidence if name != NONE else 0.0
         since = bar_time_s if name != current else state.since_s
-        return (RegimeState(name, confidence, since, None, 0, bar_time_s, base, memo), reason)
+        return RegimeState(name, confidence, since, None, 0, bar_time_s, base, memo), (why[0], why[1:])
 
     current_ok = current != NONE and scores[current].confidence >= scores[current].threshold - p.regime_exit_margin
     if current_ok:
         challenger_wins = top not in (NONE, current) and \
             scores[top].confidence >= scores[current].confidence + p.regime_switch_margin
         if not challenger_wins:
-            return held(f"hold {current} ({scores[current].confidence:.0f} >= exit "
-                        f"{scores[current].threshold - p.regime_exit_margin:.0f})")
+            return held("hold {} ({:.0f} >= exit {:.0f})", current, scores[current].confidence,
+                        scores[current].threshold - p.regime_exit_margin)
     if top == NONE:
         if current == NONE:
             return held("no regime detected")
-        return adopt(NONE, f"drop {current} ({scores[current].confidence:.0f} below exit level)")
+        return adopt(NONE, "drop {} ({:.0f} below exit level)", current, scores[current].confidence)
     count = state.pending_count + 1 if state.pending == top else 1
     if count >= p.regime_confirm_bars:
-        return adopt(top, f"switch {current} -> {top} ({scores[top].confidence:.0f}, confirmed {count} bars)")
-    waiting = f"{top} pending {count}/{p.regime_confirm_bars}"
+        return adopt(top, "switch {} -> {} ({:.0f}, confirmed {} bars)", current, top, scores[top].confidence, count)
     if current_ok:
         return (RegimeState(current, scores[current].confidence, state.since_s, top, count, bar_time_s, base,
-                            memo), f"hold {current}; {waiting}")
+                            memo), ("hold {}; {} pending {}/{}", (current, top, count, p.regime_confirm_bars)))
     return (RegimeState(NONE, 0.0, None, top, count, bar_time_s, base, memo),
-            (f"drop {current}; " if current != NONE else "") + waiting)
+            ("drop {}; {} pending {}/{}" if current != NONE else "{1} pending {2}/{3}",
+             (current, top, count, p.regime_confirm_bars)))

@@ -12,15 +12,14 @@ Directions are the trade side a pattern supports: "buy", "sell" or None (non-dir
 """
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import numpy as np
-
 from config.micro_scalp_model import MicroScalpParams
 from engines import indicators as ind
-from engines.micro_scalp_features import Features, array_mean
+from engines.micro_scalp_features import Features, list_mean
 
 Side = Literal["buy", "sell"]
 
@@ -36,30 +35,33 @@ def opposite(side: Side) -> Side:
 def wick_trap(f: Features, ratio: float, i: int = -1) -> Side | None:
     """Long-wick trap on bar ``i``: a wick at least ``ratio`` x the body (body > 0). A long lower
     wick (sellers trapped) supports a buy, a long upper wick a sell; if both qualify, the longer."""
-    body = f.body[i]
+    c, i = f.cols, i if i >= 0 else f.n + i
+    body = c.body[i]
     if body <= 0:
         return None
-    lower_ok = f.lower_wick[i] >= ratio * body
-    upper_ok = f.upper_wick[i] >= ratio * body
-    if lower_ok and (not upper_ok or f.lower_wick[i] > f.upper_wick[i]):
+    lower, upper = c.lower[i], c.upper[i]
+    lower_ok = lower >= ratio * body
+    upper_ok = upper >= ratio * body
+    if lower_ok and (not upper_ok or lower > upper):
         return "buy"
-    if upper_ok and (not lower_ok or f.upper_wick[i] > f.lower_wick[i]):
+    if upper_ok and (not lower_ok or upper > lower):
         return "sell"
     return None
 
 
 def wick_ratio(f: Features, i: int = -1) -> float:
     """Largest wick / body of bar ``i`` (0 for a zero body: a doji is not a quality wick)."""
-    body = f.body[i]
-    return 0.0 if body <= 0 else float(max(f.upper_wick[i], f.lower_wick[i]) / body)
+    c, i = f.cols, i if i >= 0 else f.n + i
+    body = c.body[i]
+    return 0.0 if body <= 0 else max(c.upper[i], c.lower[i]) / body
 
 
 def engulfing(f: Features) -> Side | None:
     """Strong engulfing: the last body covers the previous, opposite-coloured body. The open may
     equal the previous close (continuous M1 data rarely gaps; the original's strict gap made the
     pattern almost impossible)."""
-    b = f.bars
-    po, pc, lo, lc = b.open[-2], b.close[-2], b.open[-1], b.close[-1]
+    c, n = f.cols, f.n
+    po, pc, lo, lc = c.open[n - 2], c.close[n - 2], c.open[n - 1], c.close[n - 1]
     if pc < po and lc > lo and lo <= pc and lc > po:
         return "buy"
     if pc > po and lc < lo and lo >= pc and lc < po:
@@ -71,13 +73,13 @@ def vwap_tap_rejection(f: Features, tolerance: float, ratio: float) -> Side | No
     """The last bar tapped the VWAP band and was rejected: it crossed the VWAP with a wick of at
     least ``ratio`` x body and closed back on its side (upper wick through VWAP, close below ->
     sell; lower wick through VWAP, close above -> buy)."""
-    b, vw = f.bars, f.vwap_now
-    h, l, c, body = b.high[-1], b.low[-1], b.close[-1], f.body[-1]
+    cols, vw, last = f.cols, f.vwap_now, f.n - 1
+    h, l, c, body = cols.high[last], cols.low[last], cols.close[last], cols.body[last]
     if body <= 0 or h < vw - tolerance or l > vw + tolerance:
         return None
-    if c < vw < h and f.upper_wick[-1] >= ratio * body:
+    if c < vw < h and cols.upper[last] >= ratio * body:
         return "sell"
-    if c > vw > l and f.lower_wick[-1] >= ratio * body:
+    if c > vw > l and cols.lower[last] >= ratio * body:
         return "buy"
     return None
 
@@ -106,26 +108,24 @@ def micro_sweep(f: Features, p: MicroScalpParams) -> Sweep | None:
     Confidence: 0.5 for the close back inside, +0.3 wick on the break side >= 1.5 x body, +0.2 bar
     volume >= 1.5 x the reference mean; halved if the break is under ``sweep_min_break_atr`` ATR.
     An outside bar sweeping both sides keeps the higher confidence; a tie reports nothing."""
-    b = f.bars
+    c = f.cols
     look = p.sweep_lookback
-    start = max(f.n - p.sweep_recent_bars - look, 0)  # the bars any of the checks reads
-    highs, lows, closes = b.high[start:].tolist(), b.low[start:].tolist(), b.close[start:].tolist()
-    last_close = closes[-1]
+    highs, lows, closes = c.high, c.low, c.close
+    last_close = closes[f.n - 1]
     for ago in range(p.sweep_recent_bars):
         t = f.n - 1 - ago
         if t - look < 0:
             break
-        k = t - start
-        ref_high = max(highs[k - look:k])
-        ref_low = min(lows[k - look:k])
-        low, high, close = lows[k], highs[k], closes[k]
+        ref_high = max(highs[t - look:t])
+        ref_low = min(lows[t - look:t])
+        low, high, close = lows[t], highs[t], closes[t]
         found: list[Sweep] = []
         if low < ref_low < close and last_close > ref_low:
             found.append(Sweep("low", "buy", ref_low, low, ago,
-                               _sweep_confidence(f, p, t, ref_low - low, f.lower_wick[t], look)))
+                               _sweep_confidence(f, p, t, ref_low - low, c.lower[t], look)))
         if high > ref_high > close and last_close < ref_high:
             found.append(Sweep("high", "sell", ref_high, high, ago,
-                               _sweep_confidence(f, p, t, high - ref_high, f.upper_wick[t], look)))
+                               _sweep_confidence(f, p, t, high - ref_high, c.upper[t], look)))
         if len(found) == 1:
             return found[0]
         if len(found) == 2:
@@ -137,11 +137,12 @@ def micro_sweep(f: Features, p: MicroScalpParams) -> Sweep | None:
 
 def _sweep_confidence(f: Features, p: MicroScalpParams, t: int, break_distance: float,
                       wick: float, look: int) -> float:
+    c = f.cols
     confidence = 0.5
-    if f.body[t] > 0 and wick >= 1.5 * f.body[t]:
+    if c.body[t] > 0 and wick >= 1.5 * c.body[t]:
         confidence += 0.3
-    ref_vol = array_mean(f.bars.volume[t - look:t])
-    if ref_vol > 0 and f.bars.volume[t] >= 1.5 * ref_vol:
+    ref_vol = list_mean(c.volume[t - look:t])
+    if ref_vol > 0 and c.volume[t] >= 1.5 * ref_vol:
         confidence += 0.2
     if break_distance < p.sweep_min_break_atr * f.atr_now:
         confidence *= 0.5
@@ -167,23 +168,23 @@ def micro_order_blocks(f: Features, p: MicroScalpParams) -> list[OrderBlock]:
     """Impulse bar followed by a pause bar whose body is under ``ob_next_body_max_ratio`` x the
     impulse body, among the last ``ob_lookback`` (impulse, pause) pairs. The zone spans both bars
     and must be ``ob_zone_min_atr``..``ob_zone_max_atr`` ATR tall. Newest first."""
-    b = f.bars
+    c, body = f.cols, f.cols.body
     blocks: list[OrderBlock] = []
     for k in range(1, p.ob_lookback + 1):
         nxt = f.n - k
         cand = nxt - 1
         if cand < 0:
             break
-        body_c = f.body[cand]
-        if body_c <= 0 or f.body[nxt] >= p.ob_next_body_max_ratio * body_c:
+        body_c = body[cand]
+        if body_c <= 0 or body[nxt] >= p.ob_next_body_max_ratio * body_c:
             continue
-        zone_low = float(min(b.low[cand], b.low[nxt]))
-        zone_high = float(max(b.high[cand], b.high[nxt]))
+        zone_low = min(c.low[cand], c.low[nxt])
+        zone_high = max(c.high[cand], c.high[nxt])
         height = zone_high - zone_low
         if not (p.ob_zone_min_atr * f.atr_now <= height <= p.ob_zone_max_atr * f.atr_now):
             continue
-        side: Side = "buy" if b.close[cand] > b.open[cand] else "sell"
-        strength = 1.0 if f.body[nxt] == 0 else min(1.0, body_c / f.body[nxt])
+        side: Side = "buy" if c.close[cand] > c.open[cand] else "sell"
+        strength = 1.0 if body[nxt] == 0 else min(1.0, body_c / body[nxt])
         blocks.append(OrderBlock(side, zone_low, zone_high, strength))
     return blocks
 
@@ -199,16 +200,16 @@ def equal_highs_lows(f: Features, p: MicroScalpParams) -> EqualLevels:
     each other inside the last ``equal_level_lookback`` bars."""
     start = f.n - p.equal_level_lookback
     tolerance = p.equal_level_tolerance_atr * f.atr_now
-    pivot_high, pivot_low = f.pivot_high, f.pivot_low  # ascending indices
-    highs = f.bars.high[pivot_high[pivot_high.searchsorted(start):]]
-    lows = f.bars.low[pivot_low[pivot_low.searchsorted(start):]]
+    pivot_high, pivot_low, high, low = f.pivot_high, f.pivot_low, f.cols.high, f.cols.low  # ascending indices
+    highs = [high[i] for i in pivot_high[bisect_left(pivot_high, start):]]
+    lows = [low[i] for i in pivot_low[bisect_left(pivot_low, start):]]
     return EqualLevels(_clusters(highs, tolerance), _clusters(lows, tolerance))
 
 
-def _clusters(values: np.ndarray, tolerance: float) -> tuple[float, ...]:
+def _clusters(values: list[float], tolerance: float) -> tuple[float, ...]:
     if len(values) < 2:
         return ()
-    ordered = sorted(values.tolist())
+    ordered = sorted(values)
     levels: list[float] = []
     group = [ordered[0]]
     for value in ordered[1:]:
@@ -240,21 +241,22 @@ def micro_choch(f: Features, p: MicroScalpParams) -> Choch | None:
     two confirmed pivot highs falling AND the last two pivot lows falling) the first close above
     the latest pivot high is a bullish CHOCH; the mirror is bearish. Pivots count only once
     confirmed (``pivot_right`` bars later) before the breaking bar. Most recent first."""
-    b = f.bars
+    c = f.cols
+    high, low, close = c.high, c.low, c.close
     pivot_high, pivot_low = f.pivot_high, f.pivot_low
-    bars = [t for t in range(f.n - 1, f.n - 1 - p.choch_recent_bars, -1) if t >= 1]
-    known = [t - 1 - p.pivot_right for t in bars]  # pivots at or before these are confirmed by bar t-1
-    high_counts = pivot_high.searchsorted(known, side="right").tolist()
-    low_counts = pivot_low.searchsorted(known, side="right").tolist()
-    for ago, (t, hi_count, lo_count) in enumerate(zip(bars, high_counts, low_counts)):
+    for ago, t in enumerate(range(f.n - 1, f.n - 1 - p.choch_recent_bars, -1)):
+        if t < 1:
+            break
+        known = t - 1 - p.pivot_right  # pivots at or before it are confirmed by bar t-1
+        hi_count, lo_count = bisect_right(pivot_high, known), bisect_right(pivot_low, known)
         if hi_count < 2 or lo_count < 2:
             continue
-        h1, h2 = b.high[pivot_high[hi_count - 2]], b.high[pivot_high[hi_count - 1]]
-        l1, l2 = b.low[pivot_low[lo_count - 2]], b.low[pivot_low[lo_count - 1]]
-        if h2 < h1 and l2 < l1 and b.close[t] > h2 >= b.close[t - 1]:
-            return Choch("buy", float(h2), ago)
-        if h2 > h1 and l2 > l1 and b.close[t] < l2 <= b.close[t - 1]:
-            return Choch("sell", float(l2), ago)
+        h1, h2 = high[pivot_high[hi_count - 2]], high[pivot_high[hi_count - 1]]
+        l1, l2 = low[pivot_low[lo_count - 2]], low[pivot_low[lo_count - 1]]
+        if h2 < h1 and l2 < l1 and close[t] > h2 >= close[t - 1]:
+            return Choch("buy", h2, ago)
+        if h2 > h1 and l2 > l1 and close[t] < l2 <= close[t - 1]:
+            return Choch("sell", l2, ago)
     return None
 
 
@@ -265,23 +267,24 @@ def micro_choch(f: Features, p: MicroScalpParams) -> Choch | None:
 def volume_spike(f: Features, p: MicroScalpParams) -> bool:
     """Last bar volume >= ``volume_spike_ratio`` x mean of the previous ``volume_spike_lookback``.
     Data without volume never spikes."""
-    v = f.bars.volume
-    k = p.volume_spike_lookback
-    base = array_mean(v[-k - 1:-1])
-    return base > 0 and v[-1] >= p.volume_spike_ratio * base
+    v, last = f.cols.volume, f.n - 1
+    base = list_mean(v[max(last - p.volume_spike_lookback, 0):last])
+    return base > 0 and v[last] >= p.volume_spike_ratio * base
 
 
 def increasing_volume(f: Features, p: MicroScalpParams) -> bool:
-    v = f.bars.volume
-    return v[-2] > 0 and v[-1] > p.increasing_volume_ratio * v[-2]
+    v, last = f.cols.volume, f.n - 1
+    return v[last - 1] > 0 and v[last] > p.increasing_volume_ratio * v[last - 1]
 
 
 def volatility_expanding(f: Features) -> bool:
     """Mean true range of the last 5 bars above 1.1 x the mean of the 5 before."""
-    b = f.bars
-    # the true ranges of the last 10 bars need only the close before them
-    tr = ind.true_range(b.high[-11:], b.low[-11:], b.close[-11:])[1:] if f.n > 10 else f.tr
-    return array_mean(tr[-5:]) > 1.1 * array_mean(tr[-10:-5])
+    c, n = f.cols, f.n
+    if n > 10:  # the true ranges of the last 10 bars need only the close before them
+        tr = [ind.true_range_step(c.high[i], c.low[i], c.close[i - 1]) for i in range(n - 10, n)]
+    else:
+        tr = f.tr.tolist()
+    return list_mean(tr[-5:]) > 1.1 * list_mean(tr[-10:-5])
 
 
 def bb_squeeze(f: Features, p: MicroScalpParams) -> tuple[bool, float]:
@@ -296,28 +299,28 @@ def bb_squeeze(f: Features, p: MicroScalpParams) -> tuple[bool, float]:
 def compression_block(f: Features, p: MicroScalpParams, end: int) -> tuple[bool, str]:
     """Compression in the bars before index ``end`` (exclusive): the last two of them are strict
     inside bars, or their last 5 ranges average under ``compression_range_atr`` ATR."""
-    b = f.bars
-    h, l = b.high[:end], b.low[:end]
-    if len(h) < 6:
+    c = f.cols
+    h, l = c.high, c.low
+    if end < 6:
         return False, "too few bars"
-    inside = all(h[i] < h[i - 1] and l[i] > l[i - 1] for i in (-1, -2))
-    mean_range = array_mean(h[-5:] - l[-5:])
+    inside = all(h[i] < h[i - 1] and l[i] > l[i - 1] for i in (end - 1, end - 2))
+    mean_range = list_mean([hi - lo for hi, lo in zip(h[end - 5:end], l[end - 5:end])])
     small = mean_range < p.compression_range_atr * f.atr_now
     detail = f"inside_bars={inside} mean_range5={mean_range / f.atr_now:.2f}ATR"
     return inside or small, detail
 
 
+_MOSTLY_WICK = (0.5).__lt__   # share > 0.5 (False for NaN)
+_DISPLACEMENT = (0.7).__lt__  # share > 0.7
+
+
 def choppy(f: Features) -> bool:
     """Of the last 5 bars, >= 3 are mostly wick (wicks > 50 % of range) and < 2 are displacement
-    bars (body > 70 % of range)."""
-    b = f.bars
-    wicky = displaced = 0
-    for high, low, upper, lower, body in zip(b.high[-5:].tolist(), b.low[-5:].tolist(), f.upper_wick[-5:].tolist(),
-                                             f.lower_wick[-5:].tolist(), f.body[-5:].tolist()):
-        rng = high - low
-        if rng > 0:
-            wicky += (upper + lower) / rng > 0.5
-            displaced += body / rng > 0.7
+    bars (body > 70 % of range). Bars without range count as neither (their shares are NaN)."""
+    c, n = f.cols, f.n
+    first = max(n - 5, 0)
+    wicky = sum(map(_MOSTLY_WICK, c.wick_share[first:n]))
+    displaced = sum(map(_DISPLACEMENT, c.body_share[first:n]))
     return wicky >= 3 and displaced < 2
 
 

@@ -1,12 +1,14 @@
 """The three regime detectors on constructed sequences, with the intended formulas."""
 from __future__ import annotations
 
+import random
 from datetime import datetime, timezone
 
 import pytest
 
 from config.micro_scalp_model import MicroScalpParams
-from engines.micro_scalp_regimes import (atr_ratio, detect_all, detect_balanced, detect_range,
+from engines.micro_scalp_features import Bars, SeriesMemo, compute_features
+from engines.micro_scalp_regimes import (atr_ratio, count_respects, detect_all, detect_balanced, detect_range,
                                          detect_vwap_reversion, vwap_slope_atr)
 from tests.micro_scalp.scenarios import features, flat_base, oscillation, path
 
@@ -99,3 +101,47 @@ def test_detect_all_reports_every_regime_with_numbers():
     assert set(scores) == {"vwap_reversion", "range_scalp", "balanced_zone"}
     text = scores["vwap_reversion"].describe()
     assert text.startswith("regime vwap_reversion: 80/70 detected") and "sigma 7.5" in text
+
+
+def _respects_by_definition(high: list[float], low: list[float], top: float, bottom: float, tol: float,
+                            first: int, n: int) -> int:
+    """count_respects as first written: every consecutive pair of bars in the window, one pass."""
+    h, l = high[first:n], low[first:n]
+    tops = bottoms = 0
+    was_top = was_bottom = False
+    for high_i, low_i, high_next, low_next in zip(h, l, h[1:], l[1:]):
+        is_top = high_i >= top - tol and low_next < low_i
+        is_bottom = low_i <= bottom + tol and high_next > high_i
+        tops += is_top and not was_top
+        bottoms += is_bottom and not was_bottom
+        was_top, was_bottom = is_top, is_bottom
+    return 0 if tops == 0 or bottoms == 0 else tops + bottoms
+
+
+def test_count_respects_kept_between_evaluations_matches_the_definition():
+    """The memo keeps the touches while the levels stay the same: a growing window with levels
+    that hold for a while and then change gives the one-pass count at every bar."""
+    rng = random.Random(7)
+    closes = [100.0]
+    for _ in range(299):
+        closes.append(closes[-1] + rng.choice((-0.3, -0.1, 0.1, 0.3)))
+    rows = path(closes, 100.0)
+    memo = SeriesMemo()
+    checked = 0
+    for n in range(60, len(rows)):
+        bars = features(rows[:n]).bars
+        data = Bars(*(column.copy() for column in (bars.time_s, bars.open, bars.high, bars.low, bars.close,
+                                                   bars.volume)))
+        memo.begin(data)
+        kept = compute_features(data, 100.0, 100.1, P, memo)
+        fresh = compute_features(data, 100.0, 100.1, P)
+        high, low = data.high.tolist(), data.low.tolist()
+        for start in (n - P.range_lookback, n - 20):
+            top = max(high[start:n]) if n % 17 else max(high[start:n]) + 0.05  # some level changes
+            bottom = min(low[start:n])
+            expected = _respects_by_definition(high, low, top, bottom, P.range_respect_tolerance * (top - bottom),
+                                               start, n)
+            assert count_respects(kept, top, bottom, P, start) == expected, n
+            assert count_respects(fresh, top, bottom, P, start) == expected, n
+            checked += expected > 0
+    assert checked > 50

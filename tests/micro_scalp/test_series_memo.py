@@ -7,6 +7,7 @@ VWAP session reset, and the cases where the memo must start over.
 """
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -153,12 +154,15 @@ def test_validation_of_the_new_bars_reports_what_full_validation_reports(xau):
         "bars contain NaN or negative volume": lambda b, i: b.volume.__setitem__(i, -1.0),
         "bar times are not strictly increasing": lambda b, i: b.time_s.__setitem__(i, b.time_s[i - 1]),
     }
+    params = MicroScalpConfig().for_symbol("XAUUSD")
     for message, spoil in problems.items():
-        for new_bars in (1, 3, 30):  # the small (plain float) and the array tail check
+        for new_bars, read in itertools.product((1, 3, 30), (False, True)):  # small (plain float) and array tail
             memo = SeriesMemo()
             good = window(bars, 1000, 1200)
             memo.begin(good)
             memo.validate(good)
+            if read:  # the memo's column lists are current: the new bars are checked as they are appended
+                compute_features(good, 2000.0, 2000.2, params, memo).cols
             bad = window(bars, 1000, 1200 + new_bars)
             spoil(bad, len(bad) - 1)
             memo.begin(bad)
