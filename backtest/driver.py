@@ -37,6 +37,10 @@ timeframe fetches and later readers in the same instant hit the cache); ``bars="
 refreshes every wanted pair before each step, as the feed thread does live. Direct is faster:
 it never fetches M5/H1 bars at steps where range-scalp does not run (benchmarks/backtest_bench.py).
 
+The news calendar (config/news.json) is read once, at the first step: a replay runs on the
+calendar it started with (live, the file is hot-reloaded). The equity curve gets one point per
+step; the terminal is asked for the account only when it may have changed (``_sample``).
+
 At the end of a segment every open position is closed through ``executor.close`` (reason
 ``backtest_end``) inside the last replayed bar. A position whose market is closed then stays
 open; it is reported with its floating P&L and counted in the final equity.
@@ -187,7 +191,7 @@ class SegmentRunner:
         self.executor = Executor(trade_broker, self.registry, self.risk, self.journal, lambda: self.holder.current,
                                  self.clock, events=self._on_event, sleep=self.clock.advance,
                                  trading_state=self.guard, id_factory=id_factory or counter_client_ids())
-        news = NewsFile(Path(config_dir) / "news.json")
+        news = NewsFile(Path(config_dir) / "news.json", watch=False)  # the calendar the run starts with
         self.why = {name: WhyNoTradeTotals(name, getattr(snapshot.strategy(name), "summary_minutes", 15.0))
                     for name in self.strategies}
         self.monitors: dict[str, Any] = {}
@@ -212,6 +216,8 @@ class SegmentRunner:
         if self.guard is not None:
             self.timings["trading_guard"] = MonitorTiming()
         self.error_budget = snapshot.bot.runtime.monitor_error_budget
+        # executor.orders_sent when an equity sample last found the terminal flat (None: not flat)
+        self._flat_at_send_count: int | None = None
 
     # ------------------------------------------------------------------ wiring callbacks
     def _wanted_bars(self) -> list[tuple[str, str]]:
@@ -250,8 +256,7 @@ class SegmentRunner:
         if "range_scalp" in self.monitors:
             self.monitors["range_scalp"].recover(self.clock.now())
         self._sample(equity_time, equity, balance)
-        micro = self.monitors.get("micro_scalp")
-        flow = self.monitors.get("order_flow")
+        every_step = [(name, self.monitors[name]) for name in ("micro_scalp", "order_flow") if name in self.monitors]
         range_ = self.monitors.get("range_scalp")
         refresh = self.bar_mode == "refresh"
         live = self.cadence == "live"
@@ -265,9 +270,7 @@ class SegmentRunner:
             now = self.clock.now()
             if refresh:
                 self.bar_feed.step(now)
-            for name, monitor in (("micro_scalp", micro), ("order_flow", flow)):
-                if monitor is None:
-                    continue
+            for name, monitor in every_step:
                 if live:
                     previous = last_step.get(name)
                     if previous is not None and t - previous < monitor.interval_seconds - 1e-6:
@@ -324,10 +327,21 @@ class SegmentRunner:
             timing.seconds += time.perf_counter() - began
 
     def _sample(self, times: array.array, equity: array.array, balance: array.array) -> None:
-        account = self.terminal.account_info()
+        """One point of the equity curve. A flat account's equity is its balance, the balance moves
+        only with a deal, and a position appears only through an order: once a sample finds the
+        terminal flat, its figures hold until the executor sends an order, and the terminal is not
+        asked in between (most bars of a day are flat)."""
+        sent = self.executor.orders_sent
+        if self._flat_at_send_count == sent and equity:
+            equity.append(equity[-1])
+            balance.append(balance[-1])
+        else:
+            account = self.terminal.account_info()
+            equity.append(float(account.equity))
+            balance.append(float(account.balance))
+            flat = self.terminal.positions_total() == 0
+            self._flat_at_send_count = sent if flat else None
         times.append(self.clock.now().timestamp())
-        equity.append(float(account.equity))
-        balance.append(float(account.balance))
 
     def _liquidate(self) -> list[dict[str, Any]]:
         """Close what is still open inside the last replayed bar (see the module docstring)."""

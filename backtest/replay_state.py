@@ -13,8 +13,9 @@ those syncs cost about 3 ms each, a large share of a backtest step. So in a back
   each (indented JSON, about 5 ms) would dominate a long backtest. Every caller builds a fresh
   document per save and never changes it afterwards (registry, risk ledger, trading guard, range
   book, statistics), which is what makes keeping the reference safe.
-- ``ReplayJournal`` is the live ``Journal`` (one JSON line per event, flushed per line) that never
-  fsyncs.
+- ``ReplayJournal`` is the live ``Journal`` (one JSON line per event) that never fsyncs and lets
+  the file buffer fill instead of flushing every line; the driver closes it at the end of the
+  segment, also when a monitor aborts the run.
 
 Nothing the strategies, the executor or the risk manager decide depends on either difference.
 """
@@ -36,7 +37,7 @@ class ReplayStateStore(StateStore):
     def save(self, name: str, data: dict[str, Any]) -> None:
         document = dict(data)
         document[SCHEMA_VERSION_KEY] = self.schema_version
-        self.path(name)  # the same name check as a live save
+        self.check_name(name)  # the same name check as a live save (without building the path)
         self._pending[name] = document
         self.writes += 1
 
@@ -56,5 +57,7 @@ class ReplayStateStore(StateStore):
 
 
 class ReplayJournal(Journal):
+    flush_lines = False
+
     def append(self, event: str, durable: bool = False, **fields: Any) -> dict[str, Any]:
         return super().append(event, durable=False, **fields)

@@ -2,7 +2,9 @@
 
 Live, ``WhyNoTrade`` logs a summary every ``summary_minutes`` and resets its counts. A backtest
 report wants the totals of the run: this subclass keeps them too, per symbol and first failing
-gate, and the driver hands one to each monitor (the live constructors accept it).
+gate, and the driver hands one to each monitor (the live constructors accept it). Each window's
+counts are added to the totals when the window closes, not decision by decision: ``record``
+stays the live one, and a key's first window keeps it in the order of its first occurrence.
 """
 from __future__ import annotations
 
@@ -15,21 +17,25 @@ from monitors.why_not import WhyNoTrade
 class WhyNoTradeTotals(WhyNoTrade):
     def __init__(self, strategy: str, summary_minutes: float = 15.0) -> None:
         super().__init__(strategy, summary_minutes)
-        self.total_checks: Counter[str] = Counter()
-        self.total_failed: dict[str, Counter[str]] = {}
+        self._closed_checks: Counter[str] = Counter()  # of the windows already closed
+        self._closed_failed: dict[str, Counter[str]] = {}
 
-    def record(self, symbol: str, failed: str | None, detail: str = "") -> None:
-        self.total_checks[symbol] += 1
-        if failed is not None:
-            self.total_failed.setdefault(symbol, Counter())[failed] += 1
-        super().record(symbol, failed, detail)
+    def _close_window(self) -> None:
+        self._closed_checks.update(self._checks)
+        for symbol, failed in self._failed.items():
+            self._closed_failed.setdefault(symbol, Counter()).update(failed)
+        super()._close_window()
 
     def totals(self) -> dict[str, Any]:
         """Per symbol: decisions, trades taken and the first failing gates, most frequent first."""
+        with self._lock:
+            checks = self._closed_checks + self._checks
+            failed_by_symbol = {symbol: self._closed_failed.get(symbol, Counter()) + self._failed.get(symbol, Counter())
+                                for symbol in checks}
         out = {}
-        for symbol in sorted(self.total_checks):
-            failed = self.total_failed.get(symbol, Counter())
-            out[symbol] = {"checks": self.total_checks[symbol],
-                           "trades": self.total_checks[symbol] - sum(failed.values()),
+        for symbol in sorted(checks):
+            failed = failed_by_symbol[symbol]
+            out[symbol] = {"checks": checks[symbol],
+                           "trades": checks[symbol] - sum(failed.values()),
                            "waiting_for": dict(failed.most_common())}
         return out

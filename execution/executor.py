@@ -166,6 +166,9 @@ class Executor:
         self._orders_lock = threading.Lock()
         self.counters: dict[str, int] = {}
         self.latencies_ms: list[float] = []  # idea received -> order_send call (broker time excluded)
+        # Trade requests sent to the broker (entries, closes, modifies), counted before each send:
+        # a reader of the account (the backtest's equity sampling) can tell that nothing traded.
+        self.orders_sent = 0
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -177,6 +180,7 @@ class Executor:
             log.exception("event sink failed for %s", kind)
 
     def _note_order(self, kind: str) -> None:
+        self.orders_sent += 1
         if self.trading_state is not None:
             self.trading_state.note_order(kind, self.clock.now())
 

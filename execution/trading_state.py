@@ -34,7 +34,8 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any, Callable, Iterable
 from zoneinfo import ZoneInfo
 
@@ -77,15 +78,31 @@ class Lock:
 
 def day_of(now: datetime, zone: str) -> tuple[str, datetime]:
     """The trading day containing ``now`` in ``zone``: its date (ISO) and its END as UTC."""
-    local = now.astimezone(ZoneInfo(zone))
-    next_midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=ZoneInfo(zone))
-    return local.date().isoformat(), next_midnight.astimezone(timezone.utc)
+    return _day(now.astimezone(_zone(zone)).date(), zone)
+
+
+@lru_cache(maxsize=32)
+def _zone(zone: str) -> ZoneInfo:
+    return ZoneInfo(zone)
+
+
+@lru_cache(maxsize=32)
+def _day(local_date: date, zone: str) -> tuple[str, datetime]:
+    """``day_of`` from the local date: the guard asks at every step, the answer changes once a day."""
+    next_midnight = datetime.combine(local_date + timedelta(days=1), datetime.min.time(), tzinfo=_zone(zone))
+    return local_date.isoformat(), next_midnight.astimezone(timezone.utc)
 
 
 def stale_feeds(feed_health: dict[str, Any], now: datetime, limit_seconds: float) -> tuple[bool, str]:
     """(every feed is stale, detail) from ``BarFeed.health()``: a feed is stale when its last
     (forming) bar started more than its timeframe plus ``limit_seconds`` before ``now``
     (market time). No feeds yet: not stale (nothing to judge)."""
+    freshest = freshest_feed(feed_health, now)
+    return freshest is not None and freshest[0] > limit_seconds, feed_detail(freshest, limit_seconds)
+
+
+def freshest_feed(feed_health: dict[str, Any], now: datetime) -> tuple[float, str] | None:
+    """(lag in seconds beyond its timeframe, key) of the freshest feed; None without feed data."""
     feeds = (feed_health or {}).get("feeds") or {}
     lags = []
     for key, info in feeds.items():
@@ -95,12 +112,17 @@ def stale_feeds(feed_health: dict[str, Any], now: datetime, limit_seconds: float
         timeframe = key.rsplit(":", 1)[-1]
         lag = (now - datetime.fromisoformat(last_bar)).total_seconds() - TIMEFRAME_SECONDS.get(timeframe, 60)
         lags.append((lag, key))
-    if not lags:
-        return False, "no feed data yet"
-    freshest, key = min(lags)
-    if freshest > limit_seconds:
-        return True, f"every bar feed is stale: the freshest ({key}) is {freshest:.0f} s behind (limit {limit_seconds:g} s)"
-    return False, f"freshest feed {key} {max(0.0, freshest):.0f} s behind"
+    return min(lags) if lags else None
+
+
+def feed_detail(freshest: tuple[float, str] | None, limit_seconds: float) -> str:
+    """``stale_feeds``' detail: only needed when the stale-data lock changes, so made apart."""
+    if freshest is None:
+        return "no feed data yet"
+    lag, key = freshest
+    if lag > limit_seconds:
+        return f"every bar feed is stale: the freshest ({key}) is {lag:.0f} s behind (limit {limit_seconds:g} s)"
+    return f"freshest feed {key} {max(0.0, lag):.0f} s behind"
 
 
 STREAK_TRADES = 100  # the most trades a losing streak can need (reliability.loss_streak_count <= 100)
@@ -136,7 +158,7 @@ class TradingGuard:
         self._failures: deque[tuple[datetime, str]] = deque()
         self._last_peak_save = -1e18
         self.last_step_at: datetime | None = None
-        self.last_figures: dict[str, Any] = {}
+        self._figures: tuple[float, float, str, float, float, float, float] | None = None  # see last_figures
         doc = store.load(DOCUMENT, {})
         self._locks: dict[str, Lock] = {}
         for item in doc.get("locks", []):
@@ -175,6 +197,16 @@ class TradingGuard:
             if top is None or (LEVELS[lock.level], -lock.since.timestamp()) > (LEVELS[top.level], -top.since.timestamp()):
                 top = lock
         return (top.level if top else ACTIVE), top
+
+    @property
+    def last_figures(self) -> dict[str, Any]:
+        """The last step's equity figures (for health): built when asked, not at every step."""
+        if self._figures is None:
+            return {}
+        equity, balance, day, start, day_loss_pct, peak, drawdown_pct = self._figures
+        return {"equity": equity, "day": day, "day_start_equity": start, "day_loss_percent": round(day_loss_pct, 3),
+                "peak_equity": peak, "drawdown_percent": round(drawdown_pct, 3),
+                "unrealised": round(equity - balance, 2)}
 
     @property
     def state(self) -> str:
@@ -293,11 +325,13 @@ class TradingGuard:
                 if "stale_data" in self._locks:
                     self._clear_lock("stale_data", "stale-data check switched off", now)
             elif feeds is not None:
-                stale, detail = stale_feeds(feeds, now, config.stale_data_seconds)
+                limit = config.stale_data_seconds
+                freshest = freshest_feed(feeds, now)
+                stale = freshest is not None and freshest[0] > limit
                 if stale and "stale_data" not in self._locks:
-                    self._set_lock("stale_data", REDUCING, detail, now)
+                    self._set_lock("stale_data", REDUCING, feed_detail(freshest, limit), now)
                 elif not stale and "stale_data" in self._locks:
-                    self._clear_lock("stale_data", f"data fresh again ({detail})", now)
+                    self._clear_lock("stale_data", f"data fresh again ({feed_detail(freshest, limit)})", now)
         self._flush()
 
     def _operator(self, config: ReliabilityConfig, now: datetime, account: AccountInfo | None) -> None:
@@ -338,10 +372,7 @@ class TradingGuard:
                 self._dirty = True
         day_loss_pct = (start - equity) / start * 100.0 if start > 0 else 0.0
         drawdown_pct = (self._peak - equity) / self._peak * 100.0 if self._peak and self._peak > 0 else 0.0
-        self.last_figures = {"equity": equity, "day": day, "day_start_equity": start,
-                             "day_loss_percent": round(day_loss_pct, 3), "peak_equity": self._peak,
-                             "drawdown_percent": round(drawdown_pct, 3),
-                             "unrealised": round(account.equity - account.balance, 2)}
+        self._figures = (equity, account.balance, day, start, day_loss_pct, self._peak, drawdown_pct)
         limit = config.daily_loss_limit_percent
         if limit is not None and day_loss_pct >= limit and "daily_loss" not in self._locks:
             self._set_lock("daily_loss", HALTED,

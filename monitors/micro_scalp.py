@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 
 Notify = Callable[[str, dict[str, Any]], None]
 BAR_SECONDS = 60
+BAR = timedelta(seconds=BAR_SECONDS)
+HOUR = timedelta(hours=1)
 
 
 def in_sessions(hour: int, sessions: list[tuple[int, int]]) -> bool:
@@ -67,15 +69,16 @@ def in_sessions(hour: int, sessions: list[tuple[int, int]]) -> bool:
 
 def bars_needed(params: MicroScalpParams, now: datetime) -> int:
     """Closed M1 bars reaching back before the session VWAP's anchor hour (so the VWAP is the
-    full session's), at least ``min_bars`` and at most ``max_bars``."""
-    anchor = now.replace(hour=params.vwap_anchor_hour_utc, minute=0, second=0, microsecond=0)
-    if anchor > now:
-        anchor -= timedelta(days=1)
-    minutes = int((now - anchor).total_seconds() // BAR_SECONDS)
+    full session's), at least ``min_bars`` and at most ``max_bars``.
+
+    The anchor is the last time the clock showed the anchor hour (today's, else yesterday's):
+    whole minutes since then, from the clock fields (the seconds' fraction never adds a minute)."""
+    hours = (now.hour - params.vwap_anchor_hour_utc) % 24
+    minutes = hours * 60 + now.minute
     return min(params.max_bars, max(params.min_bars, minutes + 1))
 
 
-@dataclass
+@dataclass(slots=True)
 class _Check:
     """What one symbol's check has gathered so far (passed from gate to gate)."""
 
@@ -172,7 +175,8 @@ class MicroScalpMonitor:
 
     def _check_symbol(self, symbol: str, config: MicroScalpConfig, now: datetime) -> None:
         state = self.state.symbol(symbol, config.spread_window)
-        self._expire_breaker(symbol, state, now)
+        if state.breaker.paused_until is not None:
+            self._expire_breaker(symbol, state, now)
         check = _Check(symbol, config, self.params(config, symbol), state, now)
         try:
             failed, detail = self._run_gates(check)
@@ -213,26 +217,30 @@ class MicroScalpMonitor:
 
     def _gate_cooldown(self, c: _Check) -> str | None:
         self._seed_entries(c)
-        last = c.state.last_entry()
+        state, now = c.state, c.now
+        last = state.last_entry()
         if last is not None:
-            left = c.params.cooldown_after_trade_seconds - (c.now - last).total_seconds()
+            left = c.params.cooldown_after_trade_seconds - (now - last).total_seconds()
             if left > 0:
                 return f"cooldown after the entry at {last:%H:%M:%S}Z: {left:.0f} s left"
-        if c.state.failure_until is not None and c.now < c.state.failure_until:
-            left = (c.state.failure_until - c.now).total_seconds()
-            return f"cooldown after a failed order ({c.state.failure_reason}): {left:.0f} s left"
+        if state.failure_until is not None and now < state.failure_until:
+            left = (state.failure_until - now).total_seconds()
+            return f"cooldown after a failed order ({state.failure_reason}): {left:.0f} s left"
         return None
 
     def _gate_caps(self, c: _Check) -> str | None:
-        kept = c.state.entry_count()
-        if kept < c.params.max_trades_per_hour and kept < c.params.max_trades_per_day:
+        p, state = c.params, c.state
+        kept = state.entry_count()
+        if kept < p.max_trades_per_hour and kept < p.max_trades_per_day:
             return None  # no window can hold more entries than are kept
-        hour = c.state.count_entries_since(c.now - timedelta(hours=1))
-        if hour >= c.params.max_trades_per_hour:
-            return f"{hour} entries in the last hour, cap {c.params.max_trades_per_hour}"
-        day = c.state.count_entries_since(c.now.replace(hour=0, minute=0, second=0, microsecond=0))
-        if day >= c.params.max_trades_per_day:
-            return f"{day} entries today (UTC), cap {c.params.max_trades_per_day}"
+        hour = state.count_entries_since(c.now - HOUR)
+        if hour >= p.max_trades_per_hour:
+            return f"{hour} entries in the last hour, cap {p.max_trades_per_hour}"
+        if kept < p.max_trades_per_day:
+            return None  # today's entries are among the kept ones
+        day = state.count_entries_since(c.now.replace(hour=0, minute=0, second=0, microsecond=0))
+        if day >= p.max_trades_per_day:
+            return f"{day} entries today (UTC), cap {p.max_trades_per_day}"
         return None
 
     def _gate_news(self, c: _Check) -> str | None:
@@ -258,7 +266,7 @@ class MicroScalpMonitor:
         if len(bars) < p.min_bars:
             return f"{len(bars)} closed M1 bars, the engine needs {p.min_bars}"
         last_open = bars.open_time()
-        bar_age = (c.now - (last_open + timedelta(seconds=BAR_SECONDS))).total_seconds()
+        bar_age = (c.now - (last_open + BAR)).total_seconds()
         if bar_age > p.max_bar_age_seconds:
             return f"last closed bar {last_open:%Y-%m-%d %H:%M}Z closed {bar_age:.0f} s ago " \
                    f"(limit {p.max_bar_age_seconds:g} s)"
@@ -277,15 +285,15 @@ class MicroScalpMonitor:
         return None
 
     def _gate_spread(self, c: _Check) -> str | None:
-        bid, ask = float(c.quote.bid), float(c.quote.ask)
-        tracker = c.state.spread
+        quote, state, p = c.quote, c.state, c.params
+        bid, ask = float(quote.bid), float(quote.ask)
+        tracker = state.spread
         with self.state.lock:  # health() reads the sample from another thread
-            verdict = tracker.is_acceptable(bid, ask, c.params.max_spread_pct, c.params.max_spread_median_ratio,
-                                            c.params.spread_min_samples)
-            if c.quote.time != c.state.last_spread_quote_time:  # each quote votes once in the median
+            problem = tracker.rejection(bid, ask, p.max_spread_pct, p.max_spread_median_ratio, p.spread_min_samples)
+            if quote.time != state.last_spread_quote_time:  # each quote votes once in the median
                 tracker.add_quote(bid, ask)
-                c.state.last_spread_quote_time = c.quote.time
-        return None if verdict.ok else verdict.reason
+                state.last_spread_quote_time = quote.time
+        return problem
 
     # ------------------------------------------------------------------ breaker
     def _expire_breaker(self, symbol: str, state: SymbolState, now: datetime) -> None:

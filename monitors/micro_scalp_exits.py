@@ -68,6 +68,8 @@ class ExitManager:
     def run(self, now: datetime, params_for: Callable[[str], MicroScalpParams],
             min_distance_for: Callable[[str], float]) -> list[Trade]:
         """One pass; returns the trades the broker closed since the last pass."""
+        if not self.registry.open_trades("micro_scalp"):
+            return []  # nothing to manage, and nothing the broker could have closed
         closed = self.executor.sync_closed("micro_scalp")
         self.counters.broker_closes += len(closed)
         for trade in self.registry.open_trades("micro_scalp"):

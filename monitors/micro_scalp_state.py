@@ -10,6 +10,7 @@ seeded from the trade registry, so they also survive a process restart.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from monitors.micro_scalp_exits import ExitCounters
 from monitors.why_not import WhyNoTrade
 
 STRATEGY = "micro_scalp"
+HOUR = timedelta(hours=1)
 
 
 @dataclass
@@ -64,7 +66,7 @@ class SymbolState:
     spread: SpreadTracker
     regime: RegimeState | None = None
     breaker: Breaker = field(default_factory=Breaker)
-    entries: deque[datetime] | None = None        # entry times, newest last; None = not seeded yet
+    entries: deque[datetime] | None = None        # entry times, sorted (newest last); None = not seeded yet
     failure_until: datetime | None = None         # cooldown after an order that did not open
     failure_reason: str | None = None
     last_traded_bar: str | None = None            # signal bar of the last entry (one entry per bar)
@@ -79,18 +81,21 @@ class SymbolState:
     def add_entry(self, when: datetime) -> None:
         if self.entries is None:
             self.entries = deque()
-        self.entries.append(when)
+        insort(self.entries, when)  # an append, unless the clock stepped back
 
     def prune_entries(self, now: datetime) -> None:
         """Keep what the caps and the cooldown can still need (the last day and a bit)."""
-        if not self.entries:
+        entries = self.entries
+        if not entries or entries[0] >= now - HOUR:  # the horizon is at most an hour back: nothing older
             return
-        horizon = min(now - timedelta(hours=1), now.replace(hour=0, minute=0, second=0, microsecond=0))
-        while self.entries and self.entries[0] < horizon:
-            self.entries.popleft()
+        horizon = min(now - HOUR, now.replace(hour=0, minute=0, second=0, microsecond=0))
+        while entries and entries[0] < horizon:
+            entries.popleft()
 
     def count_entries_since(self, since: datetime) -> int:
-        return sum(1 for t in self.entries or () if t >= since)
+        """Entries at or after ``since`` (the entries are sorted: a bisection)."""
+        entries = self.entries
+        return len(entries) - bisect_left(entries, since) if entries else 0
 
     def entry_count(self) -> int:
         """Entries kept (an upper bound of any ``count_entries_since``)."""
@@ -110,6 +115,9 @@ class MicroScalpState:
         self.last_step_at: datetime | None = None
 
     def symbol(self, name: str, spread_window: int) -> SymbolState:
+        state = self.symbols.get(name)
+        if state is not None and state.spread.window == spread_window:
+            return state  # the answer of every step but the first: no lock needed to read it
         with self.lock:
             state = self.symbols.get(name)
             if state is None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Callable
 
@@ -105,10 +105,17 @@ class Aggregate:
             self.hold_seconds_total += hold_seconds
         return outcome
 
+    def to_json(self) -> dict[str, Any]:
+        """``asdict(self)`` (every field is a number: no deep copy needed)."""
+        return {name: getattr(self, name) for name in _AGGREGATE_FIELDS}
+
+    def avg_r(self) -> float | None:
+        return round(self.total_r / self.r_trades, 4) if self.r_trades else None
+
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = asdict(self)
+        out: dict[str, Any] = self.to_json()
         out["win_rate"] = round(self.wins / self.trades, 4) if self.trades else None
-        out["avg_r"] = round(self.total_r / self.r_trades, 4) if self.r_trades else None
+        out["avg_r"] = self.avg_r()
         out["profit_factor"] = round(self.gross_win_r / self.gross_loss_r, 4) if self.gross_loss_r > 0 else None
         out["profit_factor_money"] = (round(self.gross_profit / self.gross_loss, 4)
                                       if self.gross_loss > 0 else None)
@@ -122,6 +129,9 @@ class Aggregate:
     def from_json(cls, data: dict[str, Any]) -> "Aggregate":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_AGGREGATE_FIELDS = tuple(f.name for f in fields(Aggregate))
 
 
 class LatencySeries:
@@ -178,6 +188,8 @@ class MicroScalpStats:
         self._scored: deque[int] = deque(maxlen=SCORED_KEPT)
         self._scored_set: set[int] = set()
         self._clean_version: int | None = None  # registry closed_version when every closed trade was scored
+        # the registry's change counter of closed trades per strategy (None: unknown, always scan)
+        self._version_of: Callable[[str], int] | None = getattr(registry, "closed_version", None)
         self.last_trade: dict[str, Any] | None = None
         self.rebuilt = False
         self._load()
@@ -202,7 +214,7 @@ class MicroScalpStats:
 
     def to_json(self) -> dict[str, Any]:
         with self._lock:
-            return {"total": asdict(self.total), "per_symbol": {s: asdict(a) for s, a in self.per_symbol.items()},
+            return {"total": self.total.to_json(), "per_symbol": {s: a.to_json() for s, a in self.per_symbol.items()},
                     "latency": {"pipeline": self.pipeline.to_json(), "round_trip": self.round_trip.to_json()},
                     "scored_tickets": list(self._scored), "last_trade": self.last_trade}
 
@@ -225,7 +237,7 @@ class MicroScalpStats:
 
         Runs every step: while the registry's closed trades are unchanged since a scan found
         nothing new, the answer is still nothing and the scan is skipped."""
-        version = self._closed_version()
+        version = None if self._version_of is None else self._version_of(STRATEGY)
         if version is not None and version == self._clean_version:
             return []
         fresh = [t for t in self.registry.closed_trades(STRATEGY) if t.ticket not in self._scored_set]
@@ -245,15 +257,10 @@ class MicroScalpStats:
                 log.info("micro_scalp %s %s ticket %d scored: %s, R %s, P&L %s, held %s s (%s); "
                          "win rate %d/%d, avg R %s", trade.symbol, trade.side, trade.ticket, outcome, trade.r,
                          trade.pnl, None if hold is None else round(hold), trade.close_reason, self.total.wins,
-                         self.total.trades, self.total.summary()["avg_r"])
+                         self.total.trades, self.total.avg_r())
         if save:
             self.save()
         return fresh
-
-    def _closed_version(self) -> int | None:
-        """The registry's change counter of the strategy's closed trades (None: unknown, always scan)."""
-        version = getattr(self.registry, "closed_version", None)
-        return None if version is None else version(STRATEGY)
 
     def record_latency(self, round_trip_ms: float, pipeline_ms: float | None) -> None:
         with self._lock:

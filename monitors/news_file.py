@@ -10,7 +10,9 @@ The parsing and the blackout rule are pure (engines/news.py); this module owns t
 - a missing file means no blackout, logged as ONE warning (again only if the file reappears and
   then goes missing again);
 - a file that cannot be read or parsed keeps the last good calendar in force and is logged as an
-  error once per broken version (not every step).
+  error once per broken version (not every step);
+- ``watch=False`` (backtests) reads the file at the first ``refresh`` only: a replay runs on the
+  calendar it started with, and no step pays for a ``stat``.
 """
 from __future__ import annotations
 
@@ -27,15 +29,18 @@ log = logging.getLogger(__name__)
 
 Signature = tuple[int, int]  # (st_mtime_ns, st_size)
 Spans = tuple[tuple[datetime, datetime], ...]  # (start, end) of every blocking window of one symbol
+Clear = tuple[Spans, Blackout]  # a symbol's windows, and its verdict outside all of them
 
 
 class NewsFile:
     """The calendar in force and where it came from. ``refresh`` runs in the monitor thread;
     ``blackout`` and ``health`` may be called from any thread (the calendar is swapped whole)."""
 
-    def __init__(self, path: Path, logger: logging.Logger | None = None) -> None:
+    def __init__(self, path: Path, logger: logging.Logger | None = None, *, watch: bool = True) -> None:
         self.path = Path(path)
         self.log = logger or log
+        self.watch = watch
+        self._looked = False  # refresh has looked at the file once
         self.calendar = NewsCalendar()
         self.status = "not loaded"   # ok, missing, error (last good kept), not loaded
         self.last_error: str | None = None
@@ -44,7 +49,7 @@ class NewsFile:
         self._bad_signature: Signature | None = None
         self._missing_warned = False
         # the calendar the spans were computed for (held, so its id cannot be reused) and its spans per symbol
-        self._spans: tuple[NewsCalendar, dict[str, Spans]] = (self.calendar, {})
+        self._spans: tuple[NewsCalendar, dict[str, Clear]] = (self.calendar, {})
 
     def _stat(self) -> Signature | None:
         try:
@@ -55,6 +60,9 @@ class NewsFile:
 
     def refresh(self) -> bool:
         """Re-read the file if it changed; True when a new calendar was put in force."""
+        if self._looked and not self.watch:
+            return False
+        self._looked = True
         try:
             signature = self._stat()
         except OSError as exc:
@@ -105,15 +113,17 @@ class NewsFile:
         verdict, and raises for a naive ``now``, whenever ``now`` is inside a window)."""
         calendar = self.calendar
         if now.tzinfo is not None:
-            for start, end in self._symbol_spans(calendar, symbol):
+            spans, clear = self._symbol_spans(calendar, symbol)
+            for start, end in spans:
                 if start <= now <= end:
                     break
             else:
-                return Blackout(False, f"no blackout for {symbol}")
+                return clear
         return blackout_status(calendar, symbol, now)
 
-    def _symbol_spans(self, calendar: NewsCalendar, symbol: str) -> Spans:
-        """The windows ``blackout_status`` would test for ``symbol``, computed once per calendar."""
+    def _symbol_spans(self, calendar: NewsCalendar, symbol: str) -> Clear:
+        """The windows ``blackout_status`` would test for ``symbol``, and its verdict outside them
+        (immutable, so shared by every call), computed once per calendar."""
         cached_for, spans = self._spans
         if cached_for is not calendar:
             spans = {}
@@ -121,10 +131,10 @@ class NewsFile:
         found = spans.get(symbol)
         if found is None:
             profile = symbol_profile(calendar, symbol)
-            found = tuple((event.time - window.before, event.time + window.after)
-                          for event in calendar.events
-                          if (window := window_for(calendar, event)) is not None and applies_to(event, profile))
-            spans[symbol] = found
+            windows = tuple((event.time - window.before, event.time + window.after)
+                            for event in calendar.events
+                            if (window := window_for(calendar, event)) is not None and applies_to(event, profile))
+            found = spans[symbol] = (windows, Blackout(False, f"no blackout for {symbol}"))
         return found
 
     def health(self) -> dict[str, Any]:

@@ -14,6 +14,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 
+def count_failure(failed: dict[str, Counter[str]], symbol: str, gate: str) -> None:
+    """``failed[symbol][gate] += 1``, building the symbol's Counter only the first time (a
+    ``setdefault(symbol, Counter())`` would build one per decision)."""
+    counts = failed.get(symbol)
+    if counts is None:
+        counts = failed[symbol] = Counter()
+    counts[gate] += 1
+
+
 class WhyNoTrade:
     def __init__(self, strategy: str, summary_minutes: float = 15.0,
                  logger: logging.Logger | None = None) -> None:
@@ -25,6 +34,7 @@ class WhyNoTrade:
         self._checks: Counter[str] = Counter()
         self._trades: Counter[str] = Counter()
         self._since: datetime | None = None
+        self._period: tuple[float, timedelta] = (summary_minutes, timedelta(minutes=summary_minutes))
         self.last_summary: dict[str, Any] = {}
 
     def record(self, symbol: str, failed: str | None, detail: str = "") -> None:
@@ -34,27 +44,40 @@ class WhyNoTrade:
             if failed is None:
                 self._trades[symbol] += 1
             else:
-                self._failed.setdefault(symbol, Counter())[failed] += 1
+                count_failure(self._failed, symbol, failed)
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("%s %s: %s%s", self.strategy, symbol, "TRADE" if failed is None else f"no trade ({failed})",
                            f" - {detail}" if detail else "")
 
+    def _close_window(self) -> None:
+        """Start counting a new summary window (the caller holds the lock)."""
+        self._failed.clear()
+        self._checks.clear()
+        self._trades.clear()
+
+    def _summary_period(self) -> timedelta:
+        """``summary_minutes`` as a timedelta, rebuilt only when the monitor changes the minutes."""
+        if self._period[0] != self.summary_minutes:
+            self._period = (self.summary_minutes, timedelta(minutes=self.summary_minutes))
+        return self._period[1]
+
     def maybe_summarize(self, now: datetime) -> bool:
         """Log and reset the counts when ``summary_minutes`` have passed; True if it did."""
+        since = self._since
+        if since is not None and now - since < self._summary_period():
+            return False  # the common answer, without the lock (only this thread moves ``_since``)
         with self._lock:
             if self._since is None:
                 self._since = now
                 return False
-            if now - self._since < timedelta(minutes=self.summary_minutes):
+            if now - self._since < self._summary_period():
                 return False
             summary = {}
             for symbol in sorted(self._checks):
                 top = self._failed.get(symbol, Counter()).most_common()
                 summary[symbol] = {"checks": self._checks[symbol], "trades": self._trades[symbol],
                                    "waiting_for": dict(top)}
-            self._failed.clear()
-            self._checks.clear()
-            self._trades.clear()
+            self._close_window()
             self._since = now
             self.last_summary = summary
         for symbol, info in summary.items():

@@ -23,6 +23,8 @@ STANDARD_FIELDS = ("ts", "event", "client_id", "ticket", "symbol", "strategy", "
 
 
 class Journal:
+    flush_lines = True  # each line reaches the OS before append returns (a replay may buffer)
+
     def __init__(self, path: Path, now: Callable[[], datetime] | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +42,8 @@ class Journal:
             if self._handle.closed:
                 self._handle = open(self.path, "a", encoding="utf-8", newline="\n")
             self._handle.write(line + "\n")
-            self._handle.flush()
+            if self.flush_lines or durable:
+                self._handle.flush()
             if durable:
                 os.fsync(self._handle.fileno())
             self.lines_written += 1

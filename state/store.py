@@ -158,9 +158,14 @@ class StateStore:
         self._locks_guard = threading.Lock()
         self.writes = 0
 
-    def path(self, name: str) -> Path:
+    @staticmethod
+    def check_name(name: str) -> None:
+        """A document name is a plain file stem: no folder separators, no drive, not hidden."""
         if not name or any(ch in name for ch in "/\\:") or name.startswith("."):
             raise ValueError(f"invalid state document name {name!r}")
+
+    def path(self, name: str) -> Path:
+        self.check_name(name)
         return self.folder / f"{name}.json"
 
     def _lock(self, name: str) -> threading.Lock:

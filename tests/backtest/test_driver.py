@@ -69,3 +69,27 @@ def test_cadence_micro_and_flow_every_bar_range_every_five_minutes(tmp_path):
     # the first step of every 5-minute bucket: the start, then each M5 close
     assert seen["range_scalp"] == steps[:1] + [t for t in steps[1:] if t.minute % 5 == 0]
     assert result.timings["range_scalp"].steps == len(seen["range_scalp"])
+
+
+def test_the_equity_curve_is_the_terminals_at_every_step(tmp_path):
+    """Flat bars reuse the last figures without asking the terminal: they must still be its figures."""
+    runner, feed = _runner(tmp_path, ["micro_scalp"])
+    runner.clock.set(feed.first + timedelta(minutes=5))
+    quote = runner.broker.quote("XAUUSD")
+    idea = TradeIdea(symbol="XAUUSD", side="buy", entry=quote.ask, sl=round(quote.bid - 1, 2),
+                     tp=round(quote.ask + 1, 2), strategy="micro_scalp", reasons=("test position",), meta={})
+    assert runner.executor.open(idea).opened  # closed by its stop or target during the run
+    seen = []
+    sample = runner._sample
+
+    def checked(times, equity, balance):
+        sample(times, equity, balance)
+        account = runner.terminal.account_info()
+        seen.append((equity[-1], balance[-1], float(account.equity), float(account.balance),
+                     runner.terminal.positions_total()))
+
+    runner._sample = checked
+    result = runner.run()
+    assert [(e, b) for e, b, *_ in seen] == [(e, b) for _, _, e, b, _ in seen]
+    assert any(n for *_, n in seen) and not seen[-1][-1]  # held positions, and flat bars after
+    assert len(result.trades) >= 1 and len(seen) == len(result.equity)

@@ -82,3 +82,24 @@ def test_recent_closed_is_the_tail_of_all_closed_trades_and_follows_new_closes(t
     registry.close(55, 2352.0, NOW + timedelta(hours=2), 1.0, "tp")
     assert registry.recent_closed(5)[-1].ticket == 55
     assert registry.recent_closed(5) == registry.closed_trades()[-5:]
+
+
+def test_to_json_is_asdict_with_lists_and_a_deep_copy() -> None:
+    from collections import OrderedDict, namedtuple
+    from dataclasses import asdict, dataclass, replace
+
+    Pair = namedtuple("Pair", "a b")
+
+    @dataclass
+    class Box:
+        items: list
+
+    meta = {"atr": 0.35, "secondary": ["FOLLOW_THROUGH"], "nested": {"t": (1, [2, 3])}, "pair": Pair(1, [2]),
+            "box": Box([1]), "ordered": OrderedDict(a=1), "none": None}
+    original = replace(trade(7), reasons=("a", "b"), meta=meta, partial_closes=({"volume": 0.05},))
+    expected = asdict(original)
+    expected["reasons"], expected["partial_closes"] = list(original.reasons), list(original.partial_closes)
+    got = original.to_json()
+    assert got == expected and list(got) == list(expected) and repr(got) == repr(expected)
+    assert got["meta"]["secondary"] is not meta["secondary"] and got["meta"]["nested"]["t"][1] is not meta["nested"]["t"][1]
+    assert type(got["meta"]["box"]) is dict and type(got["meta"]["pair"]) is Pair

@@ -1,0 +1,109 @@
+"""The cheap per-step helpers of the micro-scalp monitor give the answers of their plain versions:
+bars needed back to the VWAP anchor, entry counts for the caps, the spread refusal, the news
+file read once in a replay."""
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from config.micro_scalp_model import MicroScalpParams
+from engines.spread import SpreadTracker
+from monitors.micro_scalp import bars_needed
+from monitors.micro_scalp_state import SymbolState
+from monitors.news_file import NewsFile
+
+T0 = datetime(2026, 1, 5, 0, 0, tzinfo=timezone.utc)
+
+
+def plain_bars_needed(params: MicroScalpParams, now: datetime) -> int:
+    anchor = now.replace(hour=params.vwap_anchor_hour_utc, minute=0, second=0, microsecond=0)
+    if anchor > now:
+        anchor -= timedelta(days=1)
+    minutes = int((now - anchor).total_seconds() // 60)
+    return min(params.max_bars, max(params.min_bars, minutes + 1))
+
+
+@pytest.mark.parametrize("anchor", [0, 7, 22, 23])
+def test_bars_needed_is_the_minutes_since_the_anchor_hour(anchor: int) -> None:
+    params = MicroScalpParams(vwap_anchor_hour_utc=anchor, min_bars=60, max_bars=1500)
+    for step in range(0, 2 * 24 * 3600, 557):  # every hour and minute, odd seconds, with microseconds
+        now = T0 + timedelta(seconds=step, microseconds=(step * 7919) % 1_000_000)
+        assert bars_needed(params, now) == plain_bars_needed(params, now), now
+    exact = T0.replace(hour=anchor)
+    assert bars_needed(params, exact) == plain_bars_needed(params, exact) == 60
+
+
+def test_entry_counts_match_a_plain_count() -> None:
+    state = SymbolState(spread=SpreadTracker())
+    times = [T0 + timedelta(minutes=m) for m in (5, 30, 31, 90, 200, 600, 1400)]
+    for when in times:
+        state.add_entry(when)
+    for probe in [T0 - timedelta(days=1)] + times + [t + timedelta(seconds=1) for t in times]:
+        assert state.count_entries_since(probe) == sum(1 for t in times if t >= probe)
+    state.add_entry(T0)  # a clock that stepped back: still sorted, the newest stays last
+    assert list(state.entries or ()) == sorted(times + [T0]) and state.last_entry() == times[-1]
+
+
+def test_pruning_keeps_the_last_hour_and_today() -> None:
+    state = SymbolState(spread=SpreadTracker())
+    for when in [T0 - timedelta(hours=h) for h in (30, 5, 2, 0.75)] + [T0 + timedelta(minutes=10)]:
+        state.add_entry(when)
+    state.prune_entries(T0 - timedelta(hours=4))  # horizon: that day's midnight (before the last hour)
+    assert state.entry_count() == 4
+    state.prune_entries(T0 + timedelta(minutes=30))  # horizon: an hour back (before midnight)
+    assert list(state.entries or ()) == [T0 + timedelta(minutes=10)]
+    state.prune_entries(T0 + timedelta(minutes=50))
+    assert state.entry_count() == 1
+
+
+@pytest.mark.parametrize("bid,ask", [(100.0, 100.01), (100.0, 100.05), (100.0, 100.0), (math.nan, 1.0),
+                                     (100.0, 100.012), (100.0, 100.03)])
+def test_rejection_is_the_refusal_of_is_acceptable(bid: float, ask: float) -> None:
+    for samples in (0, 5, 30):
+        tracker = SpreadTracker(window=50)
+        for _ in range(samples):
+            tracker.add_quote(100.0, 100.01)
+        for ratio in (None, 2.5):
+            verdict = tracker.is_acceptable(bid, ask, 0.04, ratio, 20)
+            refusal = tracker.rejection(bid, ask, 0.04, ratio, 20)
+            assert (refusal is None) == verdict.ok
+            assert refusal == (None if verdict.ok else verdict.reason)
+
+
+def test_a_news_file_not_watched_is_read_once(tmp_path: Path) -> None:
+    path = tmp_path / "news.json"
+    path.write_text(json.dumps({"schema_version": 1, "events": [
+        {"time": "2026-01-05T12:10:00Z", "title": "US CPI", "impact": "high", "currencies": ["USD"]}]}))
+    news = NewsFile(path, watch=False)
+    assert news.refresh() is True and news.loads == 1
+    path.unlink()
+    assert news.refresh() is False and news.status == "ok"  # never looked at again
+    now = datetime(2026, 1, 5, 12, 0, tzinfo=timezone.utc)
+    assert news.blackout("XAUUSD", now).blocked
+    clear = news.blackout("XAUUSD", now - timedelta(hours=3))
+    assert not clear.blocked and clear.reason == "no blackout for XAUUSD"
+    assert news.blackout("XAUUSD", now - timedelta(hours=3)) is clear  # the same immutable verdict
+
+
+def test_spread_stats_follow_the_window_as_a_plain_sort_would() -> None:
+    import random
+
+    rng = random.Random(7)
+    for window in (1, 2, 5, 100):
+        tracker = SpreadTracker(window=window)
+        for _ in range(400):
+            bid = 2000.0 + rng.random()
+            tracker.add_quote(bid, bid + rng.choice([0.1, 0.12, 0.16, rng.random() * 0.5, -0.1]))
+            samples = list(tracker._samples)
+            if not samples:
+                continue
+            ordered, count = sorted(samples), len(samples)
+            median = ordered[count // 2] if count % 2 else (ordered[count // 2 - 1] + ordered[count // 2]) / 2.0
+            stats = tracker.stats()
+            assert stats is not None
+            assert (stats.current, stats.median, stats.mean, stats.samples) == (samples[-1], median,
+                                                                                sum(ordered) / count, count)
