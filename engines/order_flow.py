@@ -11,8 +11,11 @@ Storage, and why: the original kept a list of the last 60 s of trades, which sil
 longer window to 60 s. Here each symbol keeps one-second buckets in a ring sized for the longest
 configured window (a day is about 6 MB per symbol), so any window up to that length is exact and
 the cost of a query depends on the window in seconds, not on the number of trades. The second
-being filled lives in plain attributes (the hot path touches no numpy) and is committed to the
-ring and to the bar builders (M1, M5, ...) when a trade of a later second arrives.
+being filled lives in plain attributes (the hot path touches no numpy) and is committed when a
+trade of a later second arrives: kept in a list of the recent seconds, and written to the ring
+and folded into the bar builders (M1, M5, ...) when those are next read, many seconds at once.
+A window with few seconds with trades (a tick proxy's, a quiet tape) is summed from the recent
+seconds in Python, bit for bit as numpy sums the ring's columns; a busier one from the ring.
 
 Tape integrity: aggregate ids must rise. A repeated id is a duplicate and is dropped; an id below
 the last one is rejected (a late trade from a known gap counts as out of order, anything else we
@@ -23,6 +26,7 @@ means a gap that could not be filled.
 """
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass
@@ -37,6 +41,11 @@ DEFAULT_WINDOWS = (30, 60, 300, 900)
 DEFAULT_BAR_SECONDS = (60, 300)
 KNOWN_GAPS_KEPT = 256
 FEW_TRADES = 32  # batches up to this size take the per-trade path when every trade has its own second
+SPARSE_SECONDS = 64  # windows with up to this many seconds with trades are summed in Python, not numpy
+# a committed second, in ``_SecondRing.commit``'s order, plus the CVD at its end:
+# (second, open, high, low, close, buy volume, sell volume, trades, notional, discontinuous, cvd)
+_Second = tuple[int, float, float, float, float, float, float, int, float, bool, float]
+UNFLUSHED_SECONDS = 1024  # committed seconds kept before the ring and the bars take them anyway
 
 
 class TradeStatus(IntEnum):
@@ -236,6 +245,23 @@ class _SecondRing:
         self.trades[i] = n
         self.disc[i] = disc
 
+    def commit_many(self, seconds: Sequence[_Second]) -> None:
+        """``commit`` of each second, in order, as one write per column: of seconds that share
+        a slot the last one is written, as one by one."""
+        latest = {second[0] % self.size: second for second in seconds}
+        slots = list(latest)
+        sec, o, h, lo, c, buy, sell, n, pv, disc, _ = zip(*latest.values())
+        self.stamp[slots] = sec
+        self.buy[slots] = buy
+        self.sell[slots] = sell
+        self.notional[slots] = pv
+        self.open[slots] = o
+        self.high[slots] = h
+        self.low[slots] = lo
+        self.close[slots] = c
+        self.trades[slots] = n
+        self.disc[slots] = disc
+
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.stamp, self.buy, self.sell, self.notional, self.open,
                                       self.high, self.low, self.close, self.trades, self.disc))
@@ -243,17 +269,27 @@ class _SecondRing:
 
 class _BarColumnStore:
     """The completed bars of one builder as columns, in step with its ``completed`` deque (same
-    bars, same history limit), so reading them costs array copies instead of one Python object
+    bars, same history limit), so reading them costs array views instead of one Python object
     per bar. Appended once per completed bar; the buffer holds twice the history and is
-    compacted when full (amortised O(1) per bar)."""
+    replaced by a new one when full (amortised O(1) per bar).
+
+    A written position of a buffer is never written again (appends go past it; making room
+    allocates a new buffer), so ``read`` can hand out read-only views of the stored bars: they
+    are snapshots that later bars do not change."""
 
     def __init__(self, seconds: int, history: int | None) -> None:
         self.seconds = seconds
         self.history = history
-        capacity = max(16, 2 * history) if history is not None else 64
+        self._seconds = np.empty(0, dtype=np.int64)  # ``seconds`` repeated, read-only (see ``_allocate``)
+        self._allocate(max(16, 2 * history) if history is not None else 64)
+        self._lo = self._hi = 0
+
+    def _allocate(self, capacity: int) -> None:
         self._start = np.empty(capacity, dtype=np.int64)
         self._values = np.empty((3, capacity))  # buy volume, sell volume, cvd
-        self._lo = self._hi = 0
+        self._views = (_read_only(self._start), _read_only(self._values))
+        if self._seconds.shape[0] < capacity:
+            self._seconds = _read_only(np.full(capacity, self.seconds, dtype=np.int64))
 
     def append(self, bar: FlowBar) -> None:
         if self._hi == self._start.shape[0]:
@@ -270,23 +306,25 @@ class _BarColumnStore:
 
     def _make_room(self) -> None:
         keep = self._hi - self._lo
-        if 2 * keep > self._start.shape[0]:  # unbounded history: grow
-            start, values = np.empty(2 * keep, dtype=np.int64), np.empty((3, 2 * keep))
-        else:
-            start, values = self._start, self._values
-        start[:keep] = self._start[self._lo:self._hi]
-        values[:, :keep] = self._values[:, self._lo:self._hi]
-        self._start, self._values, self._lo, self._hi = start, values, 0, keep
+        start, values = self._start[self._lo:self._hi], self._values[:, self._lo:self._hi]
+        self._allocate(max(self._start.shape[0], 2 * keep))  # unbounded history: grows
+        self._start[:keep] = start
+        self._values[:, :keep] = values
+        self._lo, self._hi = 0, keep
 
     def read(self, after: Sequence[FlowBar] = (), since_ms: int | None = None, before: int = 0) -> FlowBarColumns:
-        """A copy of the stored bars (the buffer is reused as bars complete) followed by
-        ``after``, the builder's bars not stored yet. With ``since_ms``, only the stored bars
-        starting at or after it and the ``before`` bars preceding those (a reader that needs
-        the recent bars copies those, not the whole history)."""
+        """The stored bars followed by ``after``, the builder's bars not stored yet: read-only
+        views when there are none (see the class), else a copy. With ``since_ms``, only the
+        stored bars starting at or after it and the ``before`` bars preceding those (a reader
+        that needs the recent bars gets those, not the whole history)."""
         lo, hi = self._lo, self._hi
         if since_ms is not None:
             first = lo + int(self._start[lo:hi].searchsorted(since_ms)) - before
             lo = min(max(lo, first), hi)
+        if not after:
+            start, values = self._views
+            return FlowBarColumns(start[lo:hi], self._seconds[:hi - lo], values[0, lo:hi], values[1, lo:hi],
+                                  values[2, lo:hi])
         stored = hi - lo
         start = np.empty(stored + len(after), dtype=np.int64)
         seconds = np.full(stored + len(after), self.seconds, dtype=np.int64)
@@ -297,6 +335,13 @@ class _BarColumnStore:
             start[i], seconds[i] = bar.start_ms, bar.seconds
             values[0, i], values[1, i], values[2, i] = bar.buy_volume, bar.sell_volume, bar.cvd
         return FlowBarColumns(start, seconds, values[0], values[1], values[2])
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A view of ``array`` that cannot be written through (nor can views of it)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 class _BarBuilder:
@@ -312,28 +357,36 @@ class _BarBuilder:
         self.n = 0
         self.disc = False
 
-    def add_second(self, sec: int, o: float, h: float, lo: float, c: float, buy: float, sell: float,
-                   n: int, pv: float, cvd_end: float, disc: bool) -> None:
-        start = sec - sec % self.seconds
-        if start != self.start:
-            if self.n:
-                bar = self.current()
-                self.completed.append(bar)
-                self.columns.append(bar)
-            self.start, self.o, self.h, self.l, self.c = start, o, h, lo, c
-            self.buy, self.sell, self.n, self.pv, self.cvd, self.disc = buy, sell, n, pv, cvd_end, disc
-            return
-        if h > self.h:
-            self.h = h
-        if lo < self.l:
-            self.l = lo
-        self.c = c
-        self.buy += buy
-        self.sell += sell
-        self.n += n
-        self.pv += pv
-        self.cvd = cvd_end
-        self.disc = self.disc or disc
+    def add_seconds(self, seconds: Iterable[_Second]) -> None:
+        """Fold committed seconds (ascending; ``_Second`` with the CVD at each one's end) into
+        the bars, in one call for the seconds a poll committed."""
+        size = self.seconds
+        for sec, o, h, lo, c, buy, sell, n, pv, disc, cvd_end in seconds:
+            start = sec - sec % size
+            if start != self.start:
+                if self.n:
+                    self.complete()
+                self.start, self.o, self.h, self.l, self.c = start, o, h, lo, c
+                self.buy, self.sell, self.n, self.pv, self.cvd, self.disc = buy, sell, n, pv, cvd_end, disc
+                continue
+            if h > self.h:
+                self.h = h
+            if lo < self.l:
+                self.l = lo
+            self.c = c
+            self.buy += buy
+            self.sell += sell
+            self.n += n
+            self.pv += pv
+            self.cvd = cvd_end
+            self.disc = self.disc or disc
+
+    def complete(self) -> None:
+        """Store the bar being built (no second of it can come any more); none is built then."""
+        bar = self.current()
+        self.completed.append(bar)
+        self.columns.append(bar)
+        self.n = 0
 
     def current(self) -> FlowBar:
         return FlowBar(self.start * 1000, self.seconds, self.o, self.h, self.l, self.c, self.buy,
@@ -355,7 +408,7 @@ class SymbolFlow:
     def __init__(self, symbol: str, ring_seconds: int, bar_seconds: Sequence[int],
                  bar_history: int | None) -> None:
         self.symbol = symbol
-        self.ring = _SecondRing(ring_seconds)
+        self._ring = _SecondRing(ring_seconds)
         self.builders = {s: _BarBuilder(s, bar_history) for s in bar_seconds}
         self._builder_list = list(self.builders.values())
         # running state
@@ -374,6 +427,11 @@ class SymbolFlow:
         self._n = 0
         self._disc = False
         self._pending_disc = False
+        # the committed seconds still in the ring, oldest first (see ``_recent_seconds``), and
+        # those not written to it yet (see ``ring``)
+        self._recent: deque[_Second] = deque()
+        self._unflushed: list[_Second] = []
+        self._unfolded: list[_Second] = []  # committed seconds the bar builders have not taken yet
         # integrity counters
         self.accepted = 0
         self.duplicates = 0
@@ -451,6 +509,11 @@ class SymbolFlow:
         arrays); anything else takes ``add_batch`` itself."""
         n = len(time_ms)
         if n <= FEW_TRADES and self._one_trade_per_second(time_ms):
+            if n and first_id > self.last_id and all(0.0 < p < _INF and 0.0 < q < _INF for p, q in zip(price, qty)):
+                self.add(first_id, price[0], qty[0], time_ms[0], is_buyer_maker[0])  # accepted: new id, valid
+                if n > 1:
+                    self._add_own_seconds(price[1:], qty[1:], time_ms[1:], is_buyer_maker[1:])
+                return BatchResult(accepted=n)
             counts = [0, 0, 0, 0]
             add = self.add
             for t in zip(range(first_id, first_id + n), price, qty, time_ms, is_buyer_maker):
@@ -459,6 +522,37 @@ class SymbolFlow:
         return self.add_batch(np.arange(first_id, first_id + n, dtype=np.int64), np.array(price, dtype=np.float64),
                               np.array(qty, dtype=np.float64), np.array(time_ms, dtype=np.int64),
                               np.array(is_buyer_maker, dtype=bool))
+
+    def _add_own_seconds(self, price: Sequence[float], qty: Sequence[float], time_ms: Sequence[int],
+                         is_buyer_maker: Sequence[bool]) -> None:
+        """``add`` of valid trades whose ids follow ``last_id`` and whose seconds rise after the
+        open one (which has trades): each commits the open second and opens its own, as ``add``,
+        ``_roll`` and ``_commit`` do, with the state in locals. The tests ``add`` makes cannot
+        fail here, and a second of one trade is that trade (0.0 + x == x for x > 0)."""
+        sec, o, h, lo, c = self._sec, self._o, self._h, self._l, self._c
+        buy, sell, n, pv, disc = self._buy, self._sell, self._n, self._pv, self._disc
+        cvd, total_buy, total_sell, pending = self.cvd, self.total_buy, self.total_sell, self._pending_disc
+        committed = []
+        for p, q, t, maker in zip(price, qty, time_ms, is_buyer_maker):
+            total_buy += buy
+            total_sell += sell
+            committed.append((sec, o, h, lo, c, buy, sell, n, pv, disc, cvd))
+            sec, o, h, lo, c, n, pv, disc, pending = t // 1000, p, p, p, p, 1, p * q, pending, False
+            if maker:
+                buy, sell = 0.0, q
+                cvd -= q
+            else:
+                buy, sell = q, 0.0
+                cvd += q
+        self._sec, self._o, self._h, self._l, self._c = sec, o, h, lo, c
+        self._buy, self._sell, self._n, self._pv, self._disc = buy, sell, n, pv, disc
+        self.cvd, self.total_buy, self.total_sell, self._pending_disc = cvd, total_buy, total_sell, pending
+        self._keep(committed)
+        count = len(committed)
+        self.last_id += count
+        self.last_price = price[-1]
+        self.last_time_ms = time_ms[-1]
+        self.accepted += count
 
     def _one_trade_per_second(self, time_ms: list[int]) -> bool:
         """No two trades of the batch share a second (nor a second before the open one): then
@@ -545,9 +639,27 @@ class SymbolFlow:
         buy, sell, n, pv, disc = self._buy, self._sell, self._n, self._pv, self._disc
         self.total_buy += buy
         self.total_sell += sell
-        self.ring.commit(sec, o, h, lo, c, buy, sell, n, pv, disc)
+        self._keep([(sec, o, h, lo, c, buy, sell, n, pv, disc, self.cvd)])
+
+    def _keep(self, committed: Sequence[_Second]) -> None:
+        """Committed seconds (ascending) into the recent ones; the ring and the bars take them
+        when they are read (``ring``, ``_builder``), many at once."""
+        unflushed, unfolded, recent = self._unflushed, self._unfolded, self._recent
+        unflushed.extend(committed)
+        if len(unflushed) >= UNFLUSHED_SECONDS:
+            self._flush_ring()
+        unfolded.extend(committed)
+        if len(unfolded) >= UNFLUSHED_SECONDS:
+            self._fold_bars()
+        recent.extend(committed)
+        oldest_kept = committed[-1][0] - self._ring.size
+        while recent[0][0] <= oldest_kept:  # its ring slot may be reused from now on
+            recent.popleft()
+
+    def _fold_bars(self) -> None:
         for builder in self._builder_list:
-            builder.add_second(sec, o, h, lo, c, buy, sell, n, pv, self.cvd, disc)
+            builder.add_seconds(self._unfolded)
+        self._unfolded = []
 
     def _count_gap(self, from_id: int, to_id: int) -> None:
         self.gaps += 1
@@ -591,16 +703,29 @@ class SymbolFlow:
         return SecondSeries(int(start_sec), buy, sell, trades, notional, o, h, lo, c, disc,
                             self._cvd_end(buy - sell))
 
-    def _check_window(self, window_seconds: int) -> _SecondRing:
-        ring = self.ring
-        if not 1 <= window_seconds <= ring.size:
-            raise ValueError(f"window_seconds must be 1..{ring.size} (the ring is sized for the "
+    @property
+    def ring(self) -> _SecondRing:
+        """The one-second buckets, every committed second written. Writes are deferred to the
+        first read (``_commit``): a window summed from ``_recent`` never reads the ring, and one
+        write per column for many seconds costs less than one per second."""
+        if self._unflushed:
+            self._flush_ring()
+        return self._ring
+
+    def _flush_ring(self) -> None:
+        self._ring.commit_many(self._unflushed)
+        self._unflushed = []
+
+    def _check_window(self, window_seconds: int) -> None:
+        size = self._ring.size
+        if not 1 <= window_seconds <= size:
+            raise ValueError(f"window_seconds must be 1..{size} (the ring is sized for the "
                              f"longest configured window), got {window_seconds}")
-        return ring
 
     def _window(self, window_seconds: int, now_ms: int) -> tuple[int, np.ndarray, np.ndarray, int | None]:
         """(first second, ring slots, slot holds that second, position of the open second or None)."""
-        ring = self._check_window(window_seconds)
+        self._check_window(window_seconds)
+        ring = self.ring
         now_sec = now_ms // 1000
         start_sec = now_sec - window_seconds + 1
         secs = np.arange(start_sec, now_sec + 1, dtype=np.int64)
@@ -647,15 +772,24 @@ class SymbolFlow:
         """The numbers of ``seconds`` summed up; only the columns it reads are gathered."""
         return self.metrics_many((window_seconds,), now_ms)[0]
 
-    def metrics_many(self, windows_seconds: Sequence[int], now_ms: int) -> list[FlowMetrics]:
-        """``metrics`` of several windows ending at ``now_ms``, in the order given. The ring is
-        gathered once for the longest window and each window reads its tail: the same values
-        in the same positions, so every number is the one ``metrics`` gives (a monitor asks
-        for two windows every step)."""
+    def metrics_many(self, windows_seconds: Sequence[int], now_ms: int, slope: bool = True) -> list[FlowMetrics]:
+        """``metrics`` of several windows ending at ``now_ms``, in the order given: the seconds
+        of the longest window are read once and each window sums its tail, so every number is
+        the one ``metrics`` gives (a monitor asks for two windows every step). A sparse window
+        (few seconds with trades, as a tick proxy's usually is) is summed in Python
+        (``_recent_seconds``), any other from the ring's columns; same values either way.
+        ``slope=False`` skips the CVD least squares (the costliest part) for a caller that does
+        not read it: ``cvd_slope`` and ``cvd_slope_norm`` are NaN then."""
         for window_seconds in windows_seconds:
             self._check_window(window_seconds)
         now_ms = self._clamp_now(now_ms)
         longest = max(windows_seconds)
+        seconds = self._recent_seconds(longest, now_ms)
+        if seconds is not None:
+            delta = self._sparse_delta(seconds, now_ms // 1000 - longest + 1, longest) if slope else None
+            return [self._summarise_sparse(window_seconds, now_ms, seconds,
+                                           None if delta is None else delta[longest - window_seconds:])
+                    for window_seconds in windows_seconds]
         start_sec, slots, valid, open_at = self._window(longest, now_ms)
         columns = self._volumes(slots, valid, open_at)
         # Integer and boolean facts of the longest window, read once (exact whatever the order):
@@ -666,12 +800,12 @@ class SymbolFlow:
         last_broken = int(broken[-1]) if broken.shape[0] else -1
         extremes: list[np.ndarray] = []  # high and low prices per second, gathered when first needed
         return [self._summarise(window_seconds, now_ms, start_sec, slots, valid, open_at, columns, extremes,
-                                longest - window_seconds, counts, traded, last_broken)
+                                longest - window_seconds, counts, traded, last_broken, slope)
                 for window_seconds in windows_seconds]
 
     def _summarise(self, window_seconds: int, now_ms: int, start_sec: int, slots: np.ndarray, valid: np.ndarray,
                    open_at: int | None, columns: tuple[np.ndarray, ...], extremes: list[np.ndarray],
-                   skip: int, counts: list[int], traded: list[int], last_broken: int) -> FlowMetrics:
+                   skip: int, counts: list[int], traded: list[int], last_broken: int, slope: bool) -> FlowMetrics:
         """One window's metrics from the longest window's gathered columns, ``skip`` seconds in
         (``counts``, ``traded`` and ``last_broken`` are that window's, see ``metrics_many``)."""
         if skip:
@@ -679,12 +813,7 @@ class SymbolFlow:
         else:
             buy_s, sell_s, notional_s = columns[0], columns[1], columns[2]
         add = np.add.reduce  # what ndarray.sum calls, without its Python layers
-        buy = float(add(buy_s))
-        sell = float(add(sell_s))
-        volume = buy + sell
-        notional = float(add(notional_s))
         trades = sum(counts[skip:])
-        slope = _least_squares_slope(self._cvd_end(buy_s - sell_s))
         if trades:
             if not extremes:
                 extremes += (self._prices(self.ring.high, slots, valid, open_at, self._h),
@@ -696,24 +825,95 @@ class SymbolFlow:
             price_low = float(np.fmin.reduce(extremes[1][skip:]))
         else:
             price_open = price_high = price_low = None
+        return self._metrics(window_seconds, now_ms, start_sec + skip, float(add(buy_s)), float(add(sell_s)),
+                             float(add(notional_s)), trades,
+                             _least_squares_slope(self._cvd_end(buy_s - sell_s)) if slope else None,
+                             price_open, price_high, price_low, last_broken >= skip)
+
+    def _recent_seconds(self, window_seconds: int, now_ms: int) -> list[_Second] | None:
+        """The seconds with trades in the window ending at ``now_ms``, oldest first (the open
+        second last, when it is in the window); None when the window is better summed from the
+        ring's columns: more than ``SPARSE_SECONDS`` seconds with trades, or a second committed
+        after ``now_ms`` (exchange time stepped back), whose slot may hold what the ring no
+        longer has.
+
+        Why it is the ring's content: ``_recent`` keeps every committed second newer than the
+        newest one minus the ring's size, and a window of at most that size ending at or after
+        the newest committed second only holds such seconds, none of whose slots is reused yet."""
+        recent = self._recent
+        now_sec = now_ms // 1000
+        if recent and recent[-1][0] > now_sec:
+            return None
+        start_sec = now_sec - window_seconds + 1
+        out: list[_Second] = []
+        if self._n and start_sec <= self._sec <= now_sec:
+            out.append((self._sec, self._o, self._h, self._l, self._c, self._buy, self._sell, self._n, self._pv,
+                        self._disc, self.cvd))
+        for second in reversed(recent):
+            if second[0] < start_sec:
+                break
+            if len(out) >= SPARSE_SECONDS:
+                return None
+            out.append(second)
+        out.reverse()
+        return out
+
+    @staticmethod
+    def _sparse_delta(seconds: list[_Second], start_sec: int, window_seconds: int) -> np.ndarray:
+        """The window's delta per second (``buy - sell``, 0.0 in seconds without trades)."""
+        delta = np.zeros(window_seconds)
+        if seconds:
+            delta[[s[0] - start_sec for s in seconds]] = [s[5] - s[6] for s in seconds]
+        return delta
+
+    def _summarise_sparse(self, window_seconds: int, now_ms: int, seconds: list[_Second],
+                          delta: np.ndarray | None) -> FlowMetrics:
+        """``_summarise`` from the seconds with trades of a window at least as long
+        (``_recent_seconds``; this window reads their tail) and this window's delta per second
+        (None: no slope). The sums are numpy's over the window's columns, bit for bit
+        (``_pairwise_sum``); maxima, minima and integer sums are exact in any order."""
+        start_sec = now_ms // 1000 - window_seconds + 1
+        first = bisect_left(seconds, start_sec, key=_second_of)
+        slope = None if delta is None else _least_squares_slope(self._cvd_end(delta))
+        if first == len(seconds):  # nothing traded in the window
+            return self._metrics(window_seconds, now_ms, start_sec, 0.0, 0.0, 0.0, 0, slope, None, None, None,
+                                 self._pending_disc)
+        sec, o, h, lo, _, buy, sell, n, pv, disc, _ = zip(*seconds[first:])  # the columns of the seconds
+        positions = [s - start_sec for s in sec]
+        last = len(positions)
+        return self._metrics(window_seconds, now_ms, start_sec,
+                             _pairwise_sum(positions, buy, 0, last, 0, window_seconds),
+                             _pairwise_sum(positions, sell, 0, last, 0, window_seconds),
+                             _pairwise_sum(positions, pv, 0, last, 0, window_seconds), sum(n), slope,
+                             o[0], max(h), min(lo), self._pending_disc or any(disc))
+
+    def _metrics(self, window_seconds: int, now_ms: int, start_sec: int, buy: float, sell: float, notional: float,
+                 trades: int, slope: float | None, price_open: float | None, price_high: float | None,
+                 price_low: float | None, discontinuous: bool) -> FlowMetrics:
+        """``FlowMetrics`` of a window starting at ``start_sec`` from its sums (``slope`` None:
+        not computed, both slopes NaN)."""
+        volume = buy + sell
+        if slope is None:
+            slope = slope_norm = math.nan
+        else:
+            slope_norm = slope * window_seconds / volume if volume > 0 else 0.0
         last_time_ms = self.last_time_ms
         # positional, in field order (cheaper than keywords on a path taken twice a step)
         return FlowMetrics(
             self.symbol, window_seconds, now_ms, buy, sell, buy - sell, trades, notional,
             notional / volume if volume > 0 else None,  # vwap
-            self.cvd, slope,
-            slope * window_seconds / volume if volume > 0 else 0.0,  # cvd_slope_norm
+            self.cvd, slope, slope_norm,
             buy / volume if volume > 0 else None,  # aggressor_ratio
             (buy - sell) / volume if volume > 0 else None,  # imbalance
             price_open, price_high, price_low, self.last_price, last_time_ms,
             now_ms - last_time_ms if last_time_ms is not None else None,  # staleness_ms
-            last_broken >= skip,  # discontinuous
-            self.first_time_ms is not None and self.first_time_ms // 1000 <= start_sec + skip)  # complete
+            discontinuous, self.first_time_ms is not None and self.first_time_ms // 1000 <= start_sec)
 
     def bars(self, seconds: int, include_forming: bool = True) -> list[FlowBar]:
         """Completed bars of ``seconds``, oldest first, plus the one still forming if asked."""
         builder = self._builder(seconds)
-        return list(builder.completed) + self._unstored_bars(builder, include_forming)
+        unstored = self._unstored_bars(builder, include_forming)  # first: it may store a bar
+        return list(builder.completed) + unstored
 
     def bar_columns(self, seconds: int, include_forming: bool = True, since_ms: int | None = None,
                     before: int = 0) -> FlowBarColumns:
@@ -723,27 +923,30 @@ class SymbolFlow:
         return builder.columns.read(self._unstored_bars(builder, include_forming), since_ms, before)
 
     def _builder(self, seconds: int) -> _BarBuilder:
+        """The builder of ``seconds`` bars, every committed second folded in."""
         builder = self.builders.get(seconds)
         if builder is None:
             raise ValueError(f"no {seconds} s bars are built; configured: {sorted(self.builders)}")
+        if self._unfolded:
+            self._fold_bars()
         return builder
 
     def _unstored_bars(self, builder: _BarBuilder, include_forming: bool) -> list[FlowBar]:
-        """The bars after ``builder.completed``: the builder's bar once the open second belongs
-        to a later bar (complete, not yet stored), and the forming bar when asked."""
+        """The bars after ``builder.completed``: the forming bar, when asked (a builder's bar
+        that the open second has left behind is stored first: it is complete)."""
         seconds = builder.seconds
-        current = builder.current() if builder.n else None
         if not self._n:
-            return [current] if current is not None and include_forming else []
-        out = []
+            return [builder.current()] if builder.n and include_forming else []
         open_start = self._sec - self._sec % seconds
-        if current is not None and current.start_ms // 1000 != open_start:
-            out.append(current)  # complete: the open second already belongs to a later bar
-            current = None
-        if include_forming:
-            out.append(_merge(current, open_start, seconds, self._o, self._h, self._l, self._c,
-                              self._buy, self._sell, self._n, self._pv, self.cvd, self._disc))
-        return out
+        if builder.n and builder.start != open_start:
+            # The open second already belongs to a later bar, and every second committed from
+            # now on is at or after it: the builder's bar is complete, store it now (the next
+            # commit would), so the stored bars are all there is before the forming one.
+            builder.complete()
+        if not include_forming:
+            return []
+        return [_merge(builder.current() if builder.n else None, open_start, seconds, self._o, self._h, self._l,
+                       self._c, self._buy, self._sell, self._n, self._pv, self.cvd, self._disc)]
 
     def stats(self) -> dict[str, int | float | None]:
         return {
@@ -753,6 +956,45 @@ class SymbolFlow:
             "marked_discontinuities": self.marked_discontinuities, "last_id": self.last_id,
             "last_trade_ms": self.last_time_ms, "cvd": self.cvd,
         }
+
+
+def _second_of(second: _Second) -> int:
+    return second[0]
+
+
+_PAIRWISE_BLOCK = 128  # numpy sums blocks up to this size with 8 accumulators and splits longer ones
+
+
+def _pairwise_sum(positions: Sequence[int], values: Sequence[float], first: int, last: int, lo: int, n: int
+                  ) -> float:
+    """``np.add.reduce`` of the ``n`` float64 values from position ``lo`` of an array that is 0.0
+    except ``values[k]`` at ``positions[k]`` for k in [first, last) (ascending), bit for bit.
+
+    It is numpy's pairwise summation (``pairwise_sum`` in its loops): fewer than 8 values are
+    added in order; up to 128 go to 8 accumulators by position modulo 8, combined as
+    ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)), then the last n % 8 values are added in
+    order; longer runs are split in two at a multiple of 8 near the middle. The zeros are left
+    out: x + 0.0 == x for every x but -0.0, which no value may be (volumes and notionals are
+    positive or +0.0). tests/order_flow/test_fast_paths.py checks it against numpy."""
+    if n > _PAIRWISE_BLOCK:
+        half = n // 2
+        half -= half % 8
+        middle = bisect_left(positions, lo + half, first, last)
+        return (_pairwise_sum(positions, values, first, middle, lo, half)
+                + _pairwise_sum(positions, values, middle, last, lo + half, n - half))
+    total = 0.0
+    k = first
+    if n >= 8:
+        lanes = [0.0] * 8
+        tail = lo + n - n % 8
+        while k < last and positions[k] < tail:
+            lanes[(positions[k] - lo) & 7] += values[k]
+            k += 1
+        total = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+    while k < last:
+        total += values[k]
+        k += 1
+    return total
 
 
 _SLOPE_DENOMINATORS: dict[int, tuple[np.ndarray, float]] = {}
@@ -842,16 +1084,17 @@ class OrderFlowEngine:
             return None
         return book.metrics(window_seconds, now_ms)
 
-    def get_metrics_many(self, symbol: str, windows_seconds: Sequence[int], now_ms: int
+    def get_metrics_many(self, symbol: str, windows_seconds: Sequence[int], now_ms: int, slope: bool = True
                          ) -> list[FlowMetrics | None]:
-        """``get_metrics`` of each window, in order, from one pass over the ring."""
+        """``get_metrics`` of each window, in order, from one pass over the tape (``slope=False``:
+        without the CVD slopes, see ``SymbolFlow.metrics_many``)."""
         book = self._books.get(symbol)
         if book is None or book.last_time_ms is None:
             for window_seconds in windows_seconds:
                 if not 1 <= window_seconds <= self.ring_seconds:
                     raise ValueError(f"window_seconds must be 1..{self.ring_seconds}, got {window_seconds}")
             return [None] * len(windows_seconds)
-        return book.metrics_many(windows_seconds, now_ms)
+        return book.metrics_many(windows_seconds, now_ms, slope)
 
     def all_metrics(self, symbol: str, now_ms: int) -> dict[int, FlowMetrics]:
         """Metrics for every configured window (empty when the symbol has never traded)."""

@@ -257,10 +257,15 @@ def typical_window_volume(flow_bars: Sequence[Any] | FlowBarColumns, window_seco
                           bars: int = 30) -> float | None:
     """Mean volume per ``window_seconds`` from the last completed flow bars (their own timeframe)."""
     done = flow_columns(flow_bars).take(slice(-bars, None))
-    if len(done) == 0:
+    return mean_window_volume(done.volume.tolist(), done.seconds.tolist(), window_seconds)
+
+
+def mean_window_volume(volumes: list[float], seconds: list[int], window_seconds: int) -> float | None:
+    """``typical_window_volume`` of bars given by their volumes and lengths (None without bars)."""
+    if not volumes:
         return None
     # Python's sum, bar after bar, as summing the bars' volumes one by one always did
-    per_second = sum(done.volume.tolist()) / sum(done.seconds.tolist())
+    per_second = sum(volumes) / sum(seconds)
     return per_second * window_seconds if per_second > 0 else None
 
 
@@ -412,9 +417,16 @@ def can_meet_threshold(names: Iterable[str], weights: Mapping[str, float] | None
     """False when ``classify`` cannot reach ``threshold`` with signals from the detectors
     ``names`` only, whatever they find: a side scores at most the sum of their normalised
     weights (a strength is at most 1, a weight at least 0), so the others need not run."""
-    w = _normalised(None if weights is None else tuple(weights.items()))
-    ceiling = sum(w[name] for name in names)
+    ceiling = _ceiling(tuple(names), None if weights is None else tuple(weights.items()))
     return ceiling + CEILING_MARGIN >= threshold - SCORE_EPSILON
+
+
+@lru_cache(maxsize=64)
+def _ceiling(names: tuple[str, ...], items: tuple[tuple[str, float], ...] | None) -> float:
+    """The most the detectors ``names`` can score together: the sum of their normalised weights
+    (memoised like ``_normalised``: the monitor asks every step)."""
+    w = _normalised(items)
+    return sum(w[name] for name in names)
 
 
 def classify(signals: Iterable[Signal], weights: Mapping[str, float] | None = None, threshold: float = 0.75,

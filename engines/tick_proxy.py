@@ -42,6 +42,7 @@ from engines.ticks import TickSeries
 FEW_TICKS = 32  # batches up to this size are classified tick by tick (same result, less numpy overhead)
 TICK_FIELDS = ("bid", "ask", "last", "volume", "flags", "volume_real")
 _EXACT_INT_IN_FLOAT = 2.0 ** 53  # integers below this survive a round trip through float64
+_INF = math.inf
 TICK_FLAG_BID = 2
 TICK_FLAG_ASK = 4
 TICK_FLAG_LAST = 8
@@ -84,6 +85,15 @@ def _column(values: Any, n: int, dtype: Any, name: str) -> np.ndarray:
     if array.shape != (n,):
         raise ValueError(f"tick column {name!r} has shape {array.shape}; expected ({n},) like time_ms")
     return array
+
+
+def _list_column(values: list | None, n: int, zero: float | int, name: str) -> list:
+    """``_column`` for a column given as a list (None: ``n`` zeros)."""
+    if values is None:
+        return [zero] * n
+    if len(values) != n:
+        raise ValueError(f"tick column {name!r} has {len(values)} values; expected {n} like time_ms")
+    return values
 
 
 def classify_ticks(time_ms: Any, bid: Any, ask: Any, last: Any = None, volume: Any = None,
@@ -188,15 +198,17 @@ def _classify_few(time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: n
     """``classify_ticks`` tick by tick for the few ticks of one poll, where numpy's cost per call
     dominates: the same tests and the same float operations in the same order, so the result is
     identical (tests/order_flow/test_fast_paths.py compares both on random batches)."""
-    few, state = _classify_few_lists(time_ms, bid, ask, last, volume, flags, volume_real, state)
+    few, state = _classify_few_lists(time_ms.tolist(), bid.tolist(), ask.tolist(), last.tolist(), volume.tolist(),
+                                     flags.tolist(), volume_real.tolist(), state)
     return few.arrays(), state
 
 
-def _classify_few_lists(time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: np.ndarray,
-                        volume: np.ndarray, flags: np.ndarray, volume_real: np.ndarray,
+def _classify_few_lists(time_ms: list[int], bid: list[float], ask: list[float], last: list[float],
+                        volume: list[float], flags: list[int], volume_real: list[float],
                         state: TickRuleState) -> tuple[_FewTicks, TickRuleState]:
-    """``_classify_few`` with the pseudo-trades left as lists (the tick proxy feeds them to the
-    engine as they are)."""
+    """``_classify_few`` on the columns as lists (ints and floats, as ``tolist`` of
+    ``_tick_columns`` gives them), the pseudo-trades left as lists (the tick proxy feeds them to
+    the engine as they are)."""
     kept_time: list[int] = []
     kept_price: list[float] = []
     kept_qty: list[float] = []
@@ -204,15 +216,14 @@ def _classify_few_lists(time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, l
     by_flag = by_tick_rule = unclassified = quote_updates = invalid = used = 0
     previous = math.nan if state.last_price is None else state.last_price
     direction = state.last_direction
-    for t, b, a, lst, vol, fl, real in zip(time_ms.tolist(), bid.tolist(), ask.tolist(), last.tolist(),
-                                          volume.tolist(), flags.tolist(), volume_real.tolist()):
+    for t, b, a, lst, vol, fl, real in zip(time_ms, bid, ask, last, volume, flags, volume_real):
         prints_trades = lst > 0
         if prints_trades and not (fl == 0 or (fl & TRADE_FLAGS) != 0):
             quote_updates += 1
             continue
         price = lst if prints_trades else (b + a) / 2.0
-        if not (math.isfinite(price) and price > 0 and (
-                prints_trades or (math.isfinite(b) and math.isfinite(a) and b > 0 and a >= b))):
+        # finite and positive (NaN fails every comparison); a quote also needs ask >= bid
+        if not (0.0 < price < _INF and (prints_trades or (0.0 < b < _INF and b <= a < _INF))):
             invalid += 1
             continue
         used += 1
@@ -374,17 +385,29 @@ class TickFlowProxy:
         columns = _tick_columns(time_ms, bid, ask, last, volume, flags, volume_real)
         if columns[0].shape[0] > FEW_TICKS:
             return len(self.add_ticks(symbol, *columns))
+        return self.ingest_lists(symbol, *(column.tolist() for column in columns))
+
+    def ingest_lists(self, symbol: str, time_ms: list[int], bid: list[float], ask: list[float],
+                     last: list[float] | None = None, volume: list[float] | None = None,
+                     flags: list[int] | None = None, volume_real: list[float] | None = None) -> int:
+        """``ingest`` of ticks given as Python lists (int ms and flags, float prices and sizes;
+        absent columns None, read as zeros): the tick proxy's poll hands a few ticks so, and
+        they go through the tick-by-tick classifier to the engine without any array."""
+        n = len(time_ms)
+        columns = [_list_column(values, n, zero, name) for values, zero, name in
+                   ((bid, 0.0, "bid"), (ask, 0.0, "ask"), (last, 0.0, "last"), (volume, 0.0, "volume"),
+                    (flags, 0, "flags"), (volume_real, 0.0, "volume_real"))]
         book = self._book(symbol)
-        few, book.state = _classify_few_lists(*columns, book.state)
-        n = len(few.time_ms)
-        if n:
+        few, book.state = _classify_few_lists(time_ms, *columns, book.state)
+        trades = len(few.time_ms)
+        if trades:
             first_id = book.next_id
-            book.next_id += n
+            book.next_id += trades
             result = self.engine.add_trade_lists(symbol, first_id, few.price, few.qty, few.time_ms, few.is_sell)
         else:
             result = BatchResult()
-        book.counters.add(few, int(columns[0].shape[0]), result)
-        return n
+        book.counters.add(few, n, result)
+        return trades
 
     def add_frame(self, symbol: str, frame: pd.DataFrame) -> ClassifiedTicks:
         """Same as ``add_ticks`` from a DataFrame (``Broker.ticks`` or ``feeds.readers.read_ticks``)."""
@@ -400,9 +423,9 @@ class TickFlowProxy:
     def get_metrics(self, symbol: str, window_seconds: int, now_ms: int) -> FlowMetrics | None:
         return self.engine.get_metrics(symbol, window_seconds, now_ms)
 
-    def get_metrics_many(self, symbol: str, windows_seconds: Sequence[int], now_ms: int
+    def get_metrics_many(self, symbol: str, windows_seconds: Sequence[int], now_ms: int, slope: bool = True
                          ) -> list[FlowMetrics | None]:
-        return self.engine.get_metrics_many(symbol, windows_seconds, now_ms)
+        return self.engine.get_metrics_many(symbol, windows_seconds, now_ms, slope)
 
     def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
         return self.engine.bars(symbol, seconds, include_forming)

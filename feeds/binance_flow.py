@@ -8,9 +8,9 @@ keyed by Binance symbol; ``metrics_for`` maps a config symbol (e.g. BTCUSD) thro
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Sequence
 
-from engines.order_flow import FlowBar, FlowMetrics, OrderFlowEngine, SecondSeries, TradeStatus
+from engines.order_flow import FlowBar, FlowBarColumns, FlowMetrics, OrderFlowEngine, SecondSeries, TradeStatus
 from feeds.binance import BinanceAggTradeStream, StreamSettings
 from feeds.binance_frames import AggTrade
 
@@ -32,6 +32,13 @@ class SharedOrderFlow:
         with self._lock:
             return self.engine.get_metrics(symbol, window_seconds, now_ms)
 
+    def get_metrics_many(self, symbol: str, windows_seconds: Sequence[int], now_ms: int, slope: bool = True
+                         ) -> list[FlowMetrics | None]:
+        """``get_metrics`` of each window from one pass over the tape, under one lock
+        (``slope=False``: without the CVD slopes, ``engines.order_flow.SymbolFlow.metrics_many``)."""
+        with self._lock:
+            return self.engine.get_metrics_many(symbol, windows_seconds, now_ms, slope)
+
     def metrics_for(self, config_symbol: str, window_seconds: int, now_ms: int) -> FlowMetrics | None:
         """Metrics for a config symbol (BTCUSD -> BTCUSDT); None without a tape or without trades."""
         binance_symbol = self.symbol_map.get(config_symbol)
@@ -50,6 +57,13 @@ class SharedOrderFlow:
     def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
         with self._lock:
             return self.engine.bars(symbol, seconds, include_forming)
+
+    def bar_columns(self, symbol: str, seconds: int = 60, include_forming: bool = True,
+                    since_ms: int | None = None, before: int = 0) -> FlowBarColumns:
+        """``bars`` as columns, the recent ones only with ``since_ms`` and ``before``
+        (``engines.order_flow.SymbolFlow.bar_columns``): what the order-flow monitor reads."""
+        with self._lock:
+            return self.engine.bar_columns(symbol, seconds, include_forming, since_ms, before)
 
     def mark_discontinuity(self, symbol: str) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Sequence
@@ -26,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from engines.order_flow import FlowBar, FlowBarColumns, FlowMetrics, OrderFlowEngine
-from engines.tick_proxy import TickFlowProxy, frame_columns
+from engines.tick_proxy import FEW_TICKS, TickFlowProxy, frame_columns
 from execution.errors import BrokerError
 from monitors.clock import Clock
 
@@ -97,9 +98,13 @@ class TickProxyFeed:
             state.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("tick proxy %s: fetching ticks failed: %s", symbol, state.last_error)
             return PollResult(symbol, 0, 0, 0, state.last_error)
+        lists = _few_as_lists(columns)
+        few = lists is not None
+        if few:  # the usual poll: a few ticks, cheaper as Python lists than as arrays all the way
+            columns = lists
         times = columns["time_ms"]
-        fetched = int(times.shape[0])
-        if fetched > 1 and bool(np.logical_or.reduce(times[1:] < times[:-1])):  # .any() minus its Python layers
+        fetched = len(times)
+        if _goes_backwards(times):
             state.rejected_batches += 1
             state.last_error = "tick times go backwards in the fetched batch"
             log.warning("tick proxy %s: %s; batch of %d rejected", symbol, state.last_error, fetched)
@@ -107,17 +112,18 @@ class TickProxyFeed:
         first = _first_new(times, start_ms, skip_at_start)
         fresh = {name: (None if values is None else values[first:]) for name, values in columns.items()}
         new_times = fresh["time_ms"]
-        count = int(new_times.shape[0])
+        count = len(new_times)
         with self._lock:
             if outage:
                 state.outages += 1
                 self.proxy.mark_discontinuity(symbol)
                 log.warning("tick proxy %s: no poll for %.0f s (> warmup %.0f s); flow marked discontinuous",
                             symbol, (now_ms - (state.last_ms or now_ms)) / 1000, self.warmup_seconds)
-            trades = self.proxy.ingest(symbol, **fresh) if count else 0
+            ingest = self.proxy.ingest_lists if few else self.proxy.ingest
+            trades = ingest(symbol, **fresh) if count else 0
         if count:
             newest = int(new_times[-1])
-            at_newest = count - int(new_times.searchsorted(newest))  # sorted: the ticks at the newest ms
+            at_newest = count - bisect_left(new_times, newest)  # sorted: the ticks at the newest ms
             if newest == state.last_ms and not outage:
                 state.taken_at_last_ms += at_newest
             else:
@@ -140,11 +146,12 @@ class TickProxyFeed:
         with self._lock:
             return self.proxy.get_metrics(symbol, window_seconds, now_ms)
 
-    def get_metrics_many(self, symbol: str, windows_seconds: Sequence[int], now_ms: int
+    def get_metrics_many(self, symbol: str, windows_seconds: Sequence[int], now_ms: int, slope: bool = True
                          ) -> list[FlowMetrics | None]:
-        """``get_metrics`` of each window under one lock and one pass over the ring."""
+        """``get_metrics`` of each window under one lock and one pass over the tape
+        (``slope=False``: without the CVD slopes, ``engines.order_flow.SymbolFlow.metrics_many``)."""
         with self._lock:
-            return self.proxy.get_metrics_many(symbol, windows_seconds, now_ms)
+            return self.proxy.get_metrics_many(symbol, windows_seconds, now_ms, slope)
 
     def bars(self, symbol: str, seconds: int = 60, include_forming: bool = True) -> list[FlowBar]:
         with self._lock:
@@ -175,12 +182,39 @@ class TickProxyFeed:
             return out
 
 
-def _first_new(times: np.ndarray, start_ms: int, skip_at_start: int) -> int:
+_INT_COLUMNS = ("time_ms", "flags")
+_INT64, _FLOAT64 = np.dtype(np.int64), np.dtype(np.float64)
+
+
+def _few_as_lists(columns: dict[str, np.ndarray | None]) -> dict[str, list | None] | None:
+    """The columns as Python lists when they are few (``FEW_TICKS``) and already of the dtypes
+    the classifier reads (int64 times and flags, float64 others: always so from a ``TickSeries``),
+    so the lists hold what ``_tick_columns`` would; else None (the array path converts them)."""
+    if columns["time_ms"].shape[0] > FEW_TICKS:
+        return None
+    out: dict[str, list | None] = {}
+    for name, values in columns.items():
+        if values is not None:
+            if values.dtype != (_INT64 if name in _INT_COLUMNS else _FLOAT64) or values.ndim != 1:
+                return None
+            values = values.tolist()
+        out[name] = values
+    return out
+
+
+def _goes_backwards(times: list[int] | np.ndarray) -> bool:
+    """Some tick time is earlier than the one before it."""
+    if isinstance(times, list):
+        return any(later < earlier for earlier, later in zip(times, times[1:]))
+    return times.shape[0] > 1 and bool(np.logical_or.reduce(times[1:] < times[:-1]))  # .any() minus its layers
+
+
+def _first_new(times: list[int] | np.ndarray, start_ms: int, skip_at_start: int) -> int:
     """Index of the first tick not taken yet in ``times`` (ascending): the ticks before
     ``start_ms`` and the first ``skip_at_start`` ticks at exactly ``start_ms`` were taken before."""
-    first = int(np.searchsorted(times, start_ms, side="left"))
+    first = bisect_left(times, start_ms)
     if skip_at_start:
-        at_start = int(np.searchsorted(times, start_ms, side="right")) - first
+        at_start = bisect_right(times, start_ms) - first
         first += min(skip_at_start, at_start)
     return first
 

@@ -38,7 +38,7 @@ from execution.errors import BrokerError
 from feeds.bar_feed import BadBars
 from monitors.clock import Clock
 from monitors.order_flow_rules import (SignalInputs, check_flip, classifier_may_pass, default_signals,
-                                       flow_bars_since, flow_problem, plan_stops, signal_inputs, typical_volume)
+                                       flow_bars_since, flow_problem, plan_stops, signal_inputs)
 from monitors.why_not import WhyNoTrade
 from state.registry import Trade
 
@@ -145,9 +145,9 @@ class _ConfigCache:
 
 
 def _flow_bars(route: _Route, since: tuple[int, int]) -> FlowBarColumns:
-    """The route's completed M1 flow bars as columns. Feeds that serve columns (the tick proxy)
-    copy only the recent bars ``since`` (``flow_bars_since``) names, the only ones the signal
-    inputs read; feeds that only serve ``FlowBar`` lists (the Binance wrapper) are converted
+    """The route's completed M1 flow bars as columns. Feeds that serve columns (the tick proxy,
+    the Binance wrapper) give only the recent bars ``since`` (``flow_bars_since``) names, the
+    only ones the signal inputs read; feeds that only serve ``FlowBar`` lists are converted
     here, all of them. Same signal inputs either way."""
     bar_columns = getattr(route.feed, "bar_columns", None)
     if bar_columns is not None:
@@ -155,12 +155,13 @@ def _flow_bars(route: _Route, since: tuple[int, int]) -> FlowBarColumns:
     return FlowBarColumns.from_bars(route.feed.bars(route.key, 60, False))
 
 
-def _window_metrics(route: _Route, windows_seconds: Sequence[int]) -> list[FlowMetrics | None]:
+def _window_metrics(route: _Route, windows_seconds: Sequence[int], slope: bool) -> list[FlowMetrics | None]:
     """``get_metrics`` of each window; in one pass over the tape when the feed offers it (the
-    tick proxy), else window by window (the Binance wrapper). Same values either way."""
+    tick proxy, the Binance wrapper), else window by window. Same values either way, but for
+    ``slope=False``: a feed that can skips the CVD slopes (NaN then)."""
     many = getattr(route.feed, "get_metrics_many", None)
     if many is not None:
-        return many(route.key, windows_seconds, route.now_ms)
+        return many(route.key, windows_seconds, route.now_ms, slope)
     return [route.feed.get_metrics(route.key, window, route.now_ms) for window in windows_seconds]
 
 
@@ -357,7 +358,7 @@ class OrderFlowMonitor:
         open_here = self.registry.open_trades(STRATEGY, symbol)
         if len(open_here) >= params.max_open_trades:
             raise _Skip("position_open", f"{len(open_here)} open (limit {params.max_open_trades})")
-        self._check_cooldown(symbol, params.cooldown_seconds, market_now)
+        self._check_cooldown(symbol, params.cooldown_seconds, market_now, open_here)
 
         route = self._route(cfg, symbol, market_now)
         if route is None:
@@ -381,8 +382,7 @@ class OrderFlowMonitor:
         signal_params = cached.signal_params(symbol)
         since = flow_bars_since(int(bars.time_s[0]) * 1000, signal_window, signal_params)
         flow = _flow_bars(route, since)
-        if self._signals is default_signals and not classifier_may_pass(
-                signal_window, typical_volume(flow, signal_window, signal_params), signal_params):
+        if self._signals is default_signals and not classifier_may_pass(signal_window, flow, signal_params):
             raise _Skip("classifier", lambda: _unrun_classifier_detail(bars, flow, signal_window, quote.mid,
                                                                        signal_params))
         inputs = signal_inputs(bars, flow, signal_window, quote.mid, signal_params)
@@ -427,8 +427,10 @@ class OrderFlowMonitor:
 
     def _fresh(self, route: _Route, windows_seconds: tuple[int, int], max_age_seconds: float
                ) -> tuple[FlowMetrics, FlowMetrics]:
-        """Both windows' metrics, checked in the order given (the first problem is the gate)."""
-        both = _window_metrics(route, windows_seconds)
+        """Both windows' metrics, checked in the order given (the first problem is the gate).
+        The default detectors and the gates never read a window's CVD slope: it is computed only
+        for replaced detectors (``signals``)."""
+        both = _window_metrics(route, windows_seconds, slope=self._signals is not default_signals)
         for metrics in both:
             problem = flow_problem(metrics, max_age_seconds)
             if problem is not None:
@@ -436,12 +438,14 @@ class OrderFlowMonitor:
         assert both[0] is not None and both[1] is not None
         return both[0], both[1]
 
-    def _check_cooldown(self, symbol: str, cooldown_seconds: float, market_now: datetime) -> None:
-        """Since the last entry attempt (this process) or the last open/close (the registry)."""
+    def _check_cooldown(self, symbol: str, cooldown_seconds: float, market_now: datetime,
+                        open_here: Sequence[Trade]) -> None:
+        """Since the last entry attempt (this process) or the last open/close (the registry);
+        ``open_here``: the symbol's open trades."""
         if cooldown_seconds <= 0:
             return
         times = [self._last_attempt.get(symbol)]
-        for trade in self.registry.open_trades(STRATEGY, symbol):
+        for trade in open_here:
             times.append(datetime.fromisoformat(trade.opened_at))
         times.append(self._latest_closed(symbol))
         latest = max((t for t in times if t is not None), default=None)

@@ -23,7 +23,7 @@ from engines.order_flow import FlowBar, FlowBarColumns, FlowMetrics
 from engines.order_flow_signals import (SIGNAL_NAMES, Signal, SignalParams, absorption, absorption_possible,
                                         align_flow_to_bars, all_finite, can_meet_threshold, cvd_divergence,
                                         delta_divergence, flow_columns, last_atr, liquidity_sweep,
-                                        typical_window_volume, vwap_deviation)
+                                        mean_window_volume, vwap_deviation)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ class SignalInputs:
     cvd: np.ndarray  # flow aligned to the bars (NaN before the tape starts)
     delta: np.ndarray
     flow_volume: np.ndarray
-    window: FlowMetrics  # the absorption window
+    window: FlowMetrics  # the absorption window (its CVD slopes are NaN with the default detectors: unread)
     typical_volume: float | None  # mean flow volume per absorption window
     price: float  # current broker mid
     atr: float | None
@@ -106,20 +106,32 @@ _BESIDES_ABSORPTION = tuple(name for name in SIGNAL_NAMES if name != "absorption
 def typical_volume(flow: FlowBarColumns, window: FlowMetrics, params: SignalParams) -> float | None:
     """The absorption detector's typical volume per window: from the last
     ``absorption_typical_bars`` flow bars that end before the window starts."""
-    before_window = (flow.end_ms <= window.now_ms - window.window_seconds * 1000).nonzero()[0]
-    return typical_window_volume(flow.take(before_window[-params.absorption_typical_bars:]),
-                                 window.window_seconds, params.absorption_typical_bars)
+    picked = (flow.end_ms <= window.now_ms - window.window_seconds * 1000).nonzero()[0]
+    picked = picked[-params.absorption_typical_bars:]
+    # typical_window_volume(flow.take(picked), ...), reading only the two columns it needs
+    return mean_window_volume((flow.buy_volume[picked] + flow.sell_volume[picked]).tolist(),
+                              flow.seconds[picked].tolist(), window.window_seconds)
 
 
-def classifier_may_pass(window: FlowMetrics, typical: float | None, params: SignalParams) -> bool:
+def classifier_may_pass(window: FlowMetrics, flow: FlowBarColumns, params: SignalParams) -> bool:
     """False when the classifier cannot reach its threshold at this step: the absorption window
     cannot be absorption (whatever the ATR) and the other four detectors together weigh less
     than the threshold (0.70 against 0.75 with the default weights). Then the decision is
-    "classifier" without aligning the flow or running any detector."""
-    if absorption_possible(window.buy_volume, window.sell_volume, window.price_high, window.price_low,
-                           window.vwap, typical, params):
+    "classifier" without aligning the flow or running any detector. The typical volume (from
+    ``flow``) is computed only when the window's own numbers leave absorption possible."""
+    if _window_may_absorb(window, params) and absorption_possible(
+            window.buy_volume, window.sell_volume, window.price_high, window.price_low, window.vwap,
+            typical_volume(flow, window, params), params):
         return True
     return can_meet_threshold(_BESIDES_ABSORPTION, params.weights, params.threshold)
+
+
+def _window_may_absorb(window: FlowMetrics, params: SignalParams) -> bool:
+    """The tests of ``absorption_possible`` that do not read the typical volume: when one fails,
+    so does ``absorption_possible``, whatever the typical volume."""
+    volume = window.buy_volume + window.sell_volume
+    return (volume > 0 and window.price_high is not None and window.price_low is not None and window.vwap is not None
+            and not abs((window.buy_volume - window.sell_volume) / volume) < params.absorption_imbalance)
 
 
 def flow_bars_since(bar_start_ms: int, window: FlowMetrics, params: SignalParams, bar_seconds: int = 60

@@ -7,6 +7,7 @@ original dictionary loop, the last-ATR and pivot helpers vs ``engines.indicators
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -57,11 +58,12 @@ def random_batches(rng: np.random.Generator, batches: int):
 
 def engine_state(engine: OrderFlowEngine) -> list:
     book = engine.book(SYM)
+    bars = [book.bars(60), book.bars(300)]  # read first: the ring and the bars take committed seconds when read
     ring = book.ring
     arrays = [a.tobytes() for a in (ring.stamp, ring.buy, ring.sell, ring.notional, ring.open, ring.high, ring.low,
                                     ring.close, ring.trades, ring.disc)]
-    scalars = {k: v for k, v in vars(book).items() if k not in ("ring", "builders", "_builder_list", "known_gaps")}
-    return [arrays, repr(sorted(scalars.items())), list(book.known_gaps), book.bars(60), book.bars(300)]
+    scalars = {k: v for k, v in vars(book).items() if k not in ("_ring", "builders", "_builder_list", "known_gaps")}
+    return [arrays, repr(sorted(scalars.items())), list(book.known_gaps), bars]
 
 
 # ------------------------------------------------------------------------------------------
@@ -104,6 +106,36 @@ def test_small_batches_trade_by_trade_equal_the_vectorised_path(monkeypatch):
                 assert repr(fast.get_metrics(SYM, window, now)) == repr(reference.get_metrics(SYM, window, now))
 
 
+def test_trade_lists_equal_adding_trade_by_trade():
+    """``add_trade_lists`` (the tick proxy's path: a run of trades each in its own second is
+    added with the state in locals) leaves the state ``add_trades`` leaves (trade by trade for
+    such runs, vectorised for others)."""
+    rng = np.random.default_rng(9)
+    fast, reference = (OrderFlowEngine(windows_seconds=(10, 30, 60)) for _ in range(2))
+    next_id, t = 1, T0
+    for _ in range(3000):
+        n = int(rng.integers(0, 12))
+        times = (t + np.cumsum(rng.choice([0, 400, 1000, 2500, 61_000], n))).tolist()
+        t = times[-1] if n else t
+        price = np.round(100 + rng.normal(0, 1, n), 2).tolist()
+        qty = np.round(rng.random(n) * 3 + 0.001, 3).tolist()
+        if n and rng.random() < 0.03:
+            price[int(rng.integers(0, n))] = math.nan
+        maker = (rng.random(n) < 0.5).tolist()
+        next_id += int(rng.choice([0, 0, 0, 2]))  # sometimes a gap before the batch
+        if rng.random() < 0.03:
+            fast.mark_discontinuity(SYM)
+            reference.mark_discontinuity(SYM)
+        got = fast.add_trade_lists(SYM, next_id, price, qty, times, maker)
+        with np.errstate(invalid="ignore"):
+            expected = reference.add_trades(SYM, np.arange(next_id, next_id + n), price, qty, times, maker)
+        next_id += n
+        assert got == expected
+        if SYM in reference.symbols and rng.random() < 0.2:
+            assert engine_state(fast) == engine_state(reference)
+    assert engine_state(fast) == engine_state(reference)
+
+
 def test_metrics_are_the_sums_of_the_seconds():
     rng = np.random.default_rng(3)
     engine = OrderFlowEngine(windows_seconds=(30, 60, 300))
@@ -141,6 +173,92 @@ def test_several_windows_in_one_pass_equal_one_window_at_a_time():
             assert [repr(m) for m in many] == [repr(engine.get_metrics(SYM, w, now)) for w in windows]
     with pytest.raises(ValueError):
         engine.get_metrics_many(SYM, (30, 301), T0)
+
+
+def test_pairwise_sum_is_numpys_sum_bit_for_bit():
+    """The sparse windows' sums replay numpy's pairwise summation: checked on this numpy."""
+    rng = np.random.default_rng(5)
+    for n in (1, 5, 7, 8, 9, 16, 30, 60, 127, 128, 129, 300, 900, 3600, 9000, 20_000):
+        for _ in range(25):
+            k = int(rng.integers(0, min(n, 70) + 1))
+            positions = sorted(set(rng.integers(0, n, k).tolist()))
+            values = (rng.random(len(positions)) * 10.0 ** rng.integers(-3, 6, len(positions))).tolist()
+            dense = np.zeros(n)
+            dense[positions] = values
+            skip = int(rng.integers(0, n))
+            tail = [i for i, position in enumerate(positions) if position >= skip]
+            assert order_flow._pairwise_sum(positions, values, 0, len(positions), 0, n) == float(np.add.reduce(dense))
+            assert order_flow._pairwise_sum([positions[i] - skip for i in tail], [values[i] for i in tail], 0,
+                                            len(tail), 0, n - skip) == float(np.add.reduce(dense[skip:]))
+
+
+def test_sparse_windows_equal_the_ring_columns(monkeypatch):
+    """Windows summed from the recent seconds in Python equal those summed from the ring."""
+    rng = np.random.default_rng(6)
+    engine = OrderFlowEngine(windows_seconds=(30, 60, 300))
+    book = engine.book(SYM)
+    sparse = 0
+    for ids, price, qty, times, maker, mark in random_batches(rng, 400):
+        if mark:
+            engine.mark_discontinuity(SYM)
+        engine.add_trades(SYM, ids, price, qty, times, maker)
+        if book.last_time_ms is None:
+            continue
+        now = int(book.last_time_ms) + int(rng.integers(-70_000, 20_000))
+        for windows in ((30, 60), (300, 30), (60, 60, 1), (300,)):
+            for slope in (True, False):
+                fast = [repr(m) for m in book.metrics_many(windows, now, slope)]
+                sparse += book._recent_seconds(max(windows), book._clamp_now(now)) is not None
+                with monkeypatch.context() as patched:
+                    patched.setattr(order_flow.SymbolFlow, "_recent_seconds", lambda *args: None)
+                    assert fast == [repr(m) for m in book.metrics_many(windows, now, slope)]
+    assert sparse > 500
+
+
+def test_metrics_without_slope_differ_only_in_the_slopes():
+    rng = np.random.default_rng(7)
+    engine = OrderFlowEngine(windows_seconds=(30, 60, 300))
+    for ids, price, qty, times, maker, _ in random_batches(rng, 200):
+        engine.add_trades(SYM, ids, price, qty, times, maker)
+        now = int(engine.book(SYM).last_time_ms or T0) + int(rng.integers(0, 20_000))
+        for full, bare in zip(engine.get_metrics_many(SYM, (30, 300), now),
+                              engine.get_metrics_many(SYM, (30, 300), now, slope=False)):
+            if full is None:
+                assert bare is None
+                continue
+            assert math.isnan(bare.cvd_slope) and math.isnan(bare.cvd_slope_norm)
+            assert repr(replace(bare, cvd_slope=full.cvd_slope, cvd_slope_norm=full.cvd_slope_norm)) == repr(full)
+
+
+def test_ring_writes_many_seconds_as_one_by_one():
+    rng = np.random.default_rng(8)
+    for _ in range(50):
+        one, many = order_flow._SecondRing(60), order_flow._SecondRing(60)
+        seconds = np.cumsum(rng.choice([1, 2, 59, 60, 61, 120], int(rng.integers(1, 200)))).tolist()
+        rows = [(sec, *rng.random(6).tolist(), int(rng.integers(1, 9)), float(rng.random()),
+                 bool(rng.random() < 0.2), 0.0) for sec in seconds]
+        for row in rows:
+            one.commit(*row[:-1])
+        many.commit_many(rows)
+        for name in ("stamp", "buy", "sell", "notional", "open", "high", "low", "close", "trades", "disc"):
+            assert same(getattr(one, name), getattr(many, name)), name
+
+
+@pytest.mark.parametrize("history", [10, None])
+def test_bar_column_views_are_read_only_snapshots(history):
+    engine = OrderFlowEngine(windows_seconds=(60,), bar_seconds=(60,), bar_history=history)
+    snapshots = []
+    for i in range(400):  # two trades a minute: after the second, the stored bars are all there is
+        engine.add_trade(SYM, i + 1, 100.0 + i, 1.0 + i, T0 + i * 30_000, i % 3 == 0)
+        columns = engine.bar_columns(SYM, 60, False)
+        snapshots.append((columns, [getattr(columns, name).copy() for name in COLUMNS]))
+    for columns, copies in snapshots:
+        for name, copy in zip(COLUMNS, copies):
+            assert same(getattr(columns, name), copy)
+    views = [columns for columns, _ in snapshots if not columns.cvd.flags.writeable]
+    assert len(views) >= 190
+    with pytest.raises(ValueError):
+        views[-1].cvd[0] = 1.0
 
 
 def test_fast_mean_is_numpys_mean_bit_for_bit():
@@ -255,6 +373,7 @@ def test_first_new_tick_is_the_first_the_mask_kept(times, start, skip):
     keep = times >= start
     keep[np.flatnonzero(times == start)[:skip]] = False
     assert same(times[_first_new(times, start, skip):], times[keep])
+    assert _first_new(times.tolist(), start, skip) == _first_new(times, start, skip)
 
 
 # ------------------------------------------------------------------------------------------
@@ -421,6 +540,29 @@ def test_absorption_possible_is_false_only_when_absorption_finds_nothing_at_any_
             continue
         assert all(absorption(*args, atr, params) is None for atr in (None, 0.0, 1e-6, 0.5, 1e6, np.nan))
     assert 100 < possible < 2900
+
+
+def test_the_window_alone_rules_absorption_out_as_absorption_possible_does():
+    """``classifier_may_pass`` reads the typical volume only when ``_window_may_absorb``."""
+    from types import SimpleNamespace
+
+    from engines.order_flow_signals import absorption_possible
+    from monitors.order_flow_rules import _window_may_absorb
+    rng = np.random.default_rng(15)
+    params = SignalParams()
+    ruled_out = 0
+    for _ in range(3000):
+        buy, sell = (float(v) for v in rng.choice([0.0, 0.5, 1.0, 3.0, 8.0], 2) * rng.random(2))
+        window = SimpleNamespace(buy_volume=buy, sell_volume=sell, vwap=None if rng.random() < 0.05 else 100.0,
+                                 price_high=None if rng.random() < 0.05 else float(rng.choice([np.nan, 100.5])),
+                                 price_low=None if rng.random() < 0.05 else 99.5)
+        if _window_may_absorb(window, params):
+            continue
+        ruled_out += 1
+        for typical in (None, 0.0, 1e-9, 0.5, 2.0, 1e9, np.nan):
+            assert not absorption_possible(buy, sell, window.price_high, window.price_low, window.vwap, typical,
+                                           params)
+    assert 100 < ruled_out < 2900
 
 
 @pytest.mark.parametrize("weights,threshold,expected", [

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import feeds.tick_proxy as tick_proxy_feed
 from engines.tick_proxy import (TICK_FLAG_ASK, TICK_FLAG_BID, TICK_FLAG_BUY, TICK_FLAG_LAST, TICK_FLAG_SELL,
                                 TickFlowProxy, TickRuleState, classify_ticks)
 from execution.errors import BrokerError
@@ -157,7 +158,15 @@ def _frame(times_ms: list[int], bids: list[float]) -> pd.DataFrame:
     return pd.DataFrame({"bid": bids, "ask": [b + 0.0002 for b in bids]}, index=index)
 
 
-def test_poller_takes_each_tick_once_even_within_one_millisecond():
+@pytest.fixture(params=["lists", "arrays"])
+def poll_path(request, monkeypatch):
+    """A poll of a few ticks handles them as Python lists; more take the array path: both."""
+    if request.param == "arrays":
+        monkeypatch.setattr(tick_proxy_feed, "FEW_TICKS", 0)
+    return request.param
+
+
+def test_poller_takes_each_tick_once_even_within_one_millisecond(poll_path):
     base = 1_767_614_400_000  # 2026-01-05 12:00 UTC
     frame = _frame([base + 100, base + 200, base + 200, base + 300], [1.1000, 1.1001, 1.1002, 1.1001])
     broker = ListBroker(frame.iloc[:3])  # the 2nd tick at +200 ms arrives...
@@ -175,7 +184,7 @@ def test_poller_takes_each_tick_once_even_within_one_millisecond():
     assert feed.poll("EURUSD").new_ticks == 0
 
 
-def test_poller_errors_and_backward_times_do_not_advance():
+def test_poller_errors_and_backward_times_do_not_advance(poll_path):
     base = 1_767_614_400_000
     broker = ListBroker(_frame([base + 100, base + 50], [1.1, 1.2]))
     clock = FakeClock(datetime(2026, 1, 5, 12, 0, 1, tzinfo=timezone.utc))
