@@ -315,8 +315,8 @@ def invalidation(range_: RangeStructure, market: RangeMarket, params: RangeScalp
     inv = params.invalidation
     signals: list[str] = []
     details: list[str] = []
-    closes = market.m5.close[-inv.candles_outside_range:]
-    if len(closes) == inv.candles_outside_range and bool(np.all((closes > range_.high) | (closes < range_.low))):
+    closes = market.m5.close[-inv.candles_outside_range:].tolist()
+    if len(closes) == inv.candles_outside_range and all(c > range_.high or c < range_.low for c in closes):
         signals.append("candles_outside_range")
         details.append(f"last {inv.candles_outside_range} M5 closes outside {range_.low:.6g}-{range_.high:.6g}")
     if abs(market.vwap_momentum) > inv.vwap_momentum_atr:

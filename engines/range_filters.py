@@ -84,7 +84,8 @@ def rejection_wick(range_: RangeStructure, market: RangeMarket, params: RangeSca
     conf = params.confluence
     m5 = market.m5.tail(conf.rejection_lookback_bars)
     near = conf.rejection_wick_atr * market.atr_eff
-    for o, h, l, c in zip(m5.open[::-1], m5.high[::-1], m5.low[::-1], m5.close[::-1]):
+    rows = zip(m5.open.tolist(), m5.high.tolist(), m5.low.tolist(), m5.close.tolist())  # floats: the same math
+    for o, h, l, c in reversed(list(rows)):
         body = abs(c - o)
         if body <= 0:
             continue

@@ -14,13 +14,15 @@ one per symbol) reuses results of exactly identical inputs: the H1 values while 
 not change, the M15 values while the newest M15 bars do not, and a whole market when the exit
 pass and the entry check of one step see the same inputs; its ``M5Window`` carries what the
 last M5 window gave over to the next one (engines/range_window.py). The M15 values the core
-does not read (all but the expansion state) are computed by ``complete_market`` only.
+does not read (all but the expansion state) are computed by ``complete_market`` only, and the
+values only the strategies and the scorer read (stochastic, timeframe directions) on their
+first read (``LateValues``): a decision that stops at a gate never computes them.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -154,18 +156,91 @@ class RangeMarket(MarketCore):
 
     atr_m15: float
     rsi: float
-    stoch_k: float
-    stoch_d: float
     vwap_momentum: float  # ATRe per M15 bar, signed
     bb_expansion_pct: float | None
     volume_current: float
     volume_avg: float
-    directions: dict[str, int]  # 'm5' / 'm15' / 'h1' -> +1 up, -1 down, 0 flat
     bos: BreakOfStructure | None
     body_expansion: bool
     body_expansion_ratio: float
     candle_divergence: Divergence | None
+    late: LateValues = field(repr=False)  # stochastic and directions, computed on first read
     m15_values: M15Values = field(repr=False, compare=False)
+
+    @property
+    def stoch_k(self) -> float:
+        return self.late.values().stoch_k
+
+    @property
+    def stoch_d(self) -> float:
+        return self.late.values().stoch_d
+
+    @property
+    def directions(self) -> dict[str, int]:
+        """'m5' / 'm15' / 'h1' -> +1 up, -1 down, 0 flat."""
+        return self.late.values().directions
+
+
+@dataclass(frozen=True)
+class Late:
+    """The values only the strategies and the scorer read, after every gate passed."""
+
+    stoch_k: float
+    stoch_d: float
+    directions: dict[str, int]
+
+
+class LateValues:
+    """``Late`` values computed on their first read: a decision that stops at a gate (most of
+    them) never computes the stochastic and the three direction EMAs. Equal when the values are."""
+
+    __slots__ = ("_compute", "_values")
+
+    def __init__(self, compute: Callable[[], Late]) -> None:
+        self._compute: Callable[[], Late] | None = compute
+        self._values: Late | None = None
+
+    @classmethod
+    def of(cls, values: Late) -> LateValues:
+        late = cls(lambda: values)
+        late.values()
+        return late
+
+    def values(self) -> Late:
+        if self._values is None:
+            assert self._compute is not None
+            self._values, self._compute = self._compute(), None
+        return self._values
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LateValues) and self.values() == other.values()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"LateValues({self.values()!r})"
+
+
+def late_values(m5: Bars, m15: Bars, h1: Bars, params: RangeScalpParams) -> Late:
+    """The stochastic at the last M5 bar and the direction of each timeframe."""
+    ind = params.indicators
+    tail = ind.stoch_k + ind.stoch_d
+    stoch_k, stoch_d = stochastic_last(m5.high[-tail:], m5.low[-tail:], m5.close[-tail:], ind.stoch_k, ind.stoch_d)
+    directions = {name: ema_direction(bars.close[-_MTF_TAIL:], ind.mtf_ema_period, ind.mtf_slope_bars)
+                  for name, bars in (("m5", m5), ("m15", m15), ("h1", h1))}
+    return Late(stoch_k, stoch_d, directions)
+
+
+_LATE_FIELDS = frozenset(f.name for f in fields(Late))
+
+
+def replace_market(market: RangeMarket, **values: Any) -> RangeMarket:
+    """``dataclasses.replace`` that also takes the late values (``stoch_k``, ``stoch_d``,
+    ``directions``); for tests and what-if tools."""
+    late = {name: values.pop(name) for name in list(values) if name in _LATE_FIELDS}
+    if late:
+        values["late"] = LateValues.of(replace(market.late.values(), **late))
+    return replace(market, **values)
 
 
 def _last(values: np.ndarray) -> float:
@@ -199,7 +274,6 @@ class H1Values:
     atr: float  # simple-mean ATR(14) at the last H1 bar
     atr_prev: float  # the same ``anchor_atr_lookback_h1_bars`` bars earlier
     adx: float
-    direction: int
 
 
 def h1_values(h1: Bars, params: RangeScalpParams) -> H1Values:
@@ -210,8 +284,7 @@ def h1_values(h1: Bars, params: RangeScalpParams) -> H1Values:
     atr_prev = (mean_atr_last(h1.high[:end], h1.low[:end], h1.close[:end], ind.atr_period)
                 if n > ind.atr_period and end > 0 else math.nan)
     adx_value = _last(adx_indicator(h1.high, h1.low, h1.close, ind.adx_period).adx) if n else math.nan
-    direction = ema_direction(h1.close[-_MTF_TAIL:], ind.mtf_ema_period, ind.mtf_slope_bars)
-    return H1Values(atr, atr_prev, adx_value, direction)
+    return H1Values(atr, atr_prev, adx_value)
 
 
 @dataclass(frozen=True)
@@ -227,12 +300,13 @@ class M15Values:
     body_expansion: bool
     body_expansion_ratio: float
     divergence: Divergence | None
-    direction: int
 
 
 def m15_tail_size(params: RangeScalpParams) -> int:
     """The newest M15 bars every M15Values field depends on: each is computed from at most
-    this many of the last bars, and branches on lengths up to it (longer series agree)."""
+    this many of the last bars, and branches on lengths up to it (longer series agree). It
+    includes the direction EMA's tail (``late_values``), whose length also lets the BOS find
+    its swing points in the tail nearly always."""
     ind, inv, det = params.indicators, params.invalidation, params.detection
     return max(_MTF_TAIL, _DIVERGENCE_TAIL, _BODY_TAIL, ind.atr_period + 1, det.bos_min_bars,
                inv.vwap_window_m15 + inv.vwap_momentum_bars - 1)
@@ -260,8 +334,7 @@ def m15_values(m15: Bars, total: int, params: RangeScalpParams) -> M15Values:
     if len(m15) >= _DIVERGENCE_TAIL:
         tail = m15.tail(_DIVERGENCE_TAIL)
         divergence = step_divergence(tail.close, candle_cvd(tail.open, tail.close, tail.volume))
-    return M15Values(atr, rolling, bos, bos_known, body_fires, body_ratio, divergence,
-                     ema_direction(m15.close[-_MTF_TAIL:], ind.mtf_ema_period, ind.mtf_slope_bars))
+    return M15Values(atr, rolling, bos, bos_known, body_fires, body_ratio, divergence)
 
 
 def m15_expansion(m15: Bars, params: RangeScalpParams) -> str:
@@ -285,8 +358,10 @@ def _market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMem
     atr = mean_atr_last(m5.high, m5.low, m5.close, ind.atr_period)
     bb_middle, bb_upper, bb_lower, bb_width = bollinger_last(m5.close[-(ind.bb_period + 1):], ind.bb_period,
                                                              ind.bb_std)
-    tail = m15.tail(_EXPANSION_TAIL)
-    state = memo.m15_expansion(tail, params) if memo is not None else m15_expansion(tail, params)
+    if memo is None:
+        state = m15_expansion(m15.tail(_EXPANSION_TAIL), params)
+    else:
+        state = memo.m15_expansion(memo.m15_tail(m15, _EXPANSION_TAIL), params)
     h1v = memo.h1(h1, params) if memo is not None else h1_values(h1, params)
     if memo is None:
         day, note = previous_day_levels(m5, inputs.now_s, det.day_start_hour_utc, det.min_previous_day_hours)
@@ -309,8 +384,11 @@ def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo
     """The core plus every other value the range rules read; ``memo``: see MarketMemo."""
     ind, inv, det = params.indicators, params.invalidation, params.detection
     m5, m15 = core.m5, core.m15
-    tail = m15.tail(m15_tail_size(params))
-    m15v = memo.m15(tail, len(m15), params) if memo is not None else m15_values(tail, len(m15), params)
+    size = m15_tail_size(params)
+    if memo is None:
+        m15v = m15_values(m15.tail(size), len(m15), params)
+    else:
+        m15v = memo.m15(memo.m15_tail(m15, size), len(m15), params)
     h1v = core.h1_values
     momentum = 0.0
     if m15v.rolling_vwap is not None:
@@ -319,9 +397,6 @@ def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo
     if not m15v.bos_known:  # fewer swing points in the tail than the BOS looks at: all bars decide
         bos = break_of_structure(m15.high, m15.low, m15.close, m15v.atr, det.bos_threshold_atr,
                                  det.bos_swing_count, det.swing_left, det.swing_right, det.bos_min_bars)
-    stoch_tail = ind.stoch_k + ind.stoch_d
-    stoch_k, stoch_d = stochastic_last(m5.high[-stoch_tail:], m5.low[-stoch_tail:], m5.close[-stoch_tail:],
-                                       ind.stoch_k, ind.stoch_d)
     volume_window = m5.volume[-ind.volume_avg_bars:]
     return RangeMarket(
         inputs=core.inputs, price=core.price, atr=core.atr, atr_eff=core.atr_eff, atr_h1=core.atr_h1,
@@ -331,15 +406,14 @@ def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo
         h1_values=h1v,
         atr_m15=m15v.atr,
         rsi=rsi_last(m5.close[-_WILDER_TAIL_PERIODS * ind.rsi_period:], ind.rsi_period),
-        stoch_k=stoch_k, stoch_d=stoch_d, vwap_momentum=momentum,
+        vwap_momentum=momentum,
         bb_expansion_pct=bb_width_expansion_pct(m5.close[-max(inv.bb_expansion_min_bars, 61):],
                                                 ind.bb_period, inv.bb_expansion_min_bars),
         volume_current=_last(m5.volume),
         volume_avg=float(np.add.reduce(volume_window) / len(volume_window)) if len(volume_window) else math.nan,
-        directions={"m5": ema_direction(m5.close[-_MTF_TAIL:], ind.mtf_ema_period, ind.mtf_slope_bars),
-                    "m15": m15v.direction, "h1": h1v.direction},
         bos=bos, body_expansion=m15v.body_expansion, body_expansion_ratio=m15v.body_expansion_ratio,
-        candle_divergence=m15v.divergence, m15_values=m15v,
+        candle_divergence=m15v.divergence, late=LateValues(lambda: late_values(m5, m15, core.inputs.h1, params)),
+        m15_values=m15v,
     )
 
 
@@ -380,6 +454,7 @@ class MarketMemo:
         self._core: tuple[MarketInputs, RangeScalpParams, MarketCore] | None = None
         self._market: tuple[MarketInputs, RangeScalpParams, RangeMarket] | None = None
         self._h1_raw: tuple[tuple[np.ndarray, ...], int, int, Bars] | None = None
+        self._m15_tails: dict[int, tuple[Bars, Bars]] = {}  # tail size -> (M15 bars, their tail)
         self._last: dict[str, tuple[tuple[Any, ...], Any]] = {}
         self.window = M5Window()  # the last M5 window and what was derived from it
         self.hits = 0
@@ -419,6 +494,17 @@ class MarketMemo:
         h1 = to_bars(raw, H1, "bars_h1").closed_at(now_s).tail(lookback)
         self._h1_raw = (columns, stop, lookback, h1)
         return h1
+
+    def m15_tail(self, m15: Bars, size: int) -> Bars:
+        """``m15.tail(size)``: the very object of the last call when ``m15`` is the same object
+        (the M5 window keeps its M15 bars while no bucket is added or dropped), so the slots
+        keyed on the tail see it by identity instead of comparing its bytes."""
+        last = self._m15_tails.get(size)
+        if last is not None and last[0] is m15:
+            return last[1]
+        tail = m15.tail(size)
+        self._m15_tails[size] = (m15, tail)
+        return tail
 
     def h1(self, h1: Bars, params: RangeScalpParams) -> H1Values:
         slot = self._h1

@@ -34,11 +34,10 @@ def effective_atr(atr: float, bb_width_fraction: float, price: float, multiplier
 def vwap_momentum(vwap_values: np.ndarray, atr: float) -> float:
     """Mean change of the VWAP per bar, in ATR units: (newest - oldest) / ATR / (n - 1).
     0 with fewer than 2 values or a non-positive ATR. Values are oldest first."""
-    values = np.asarray(vwap_values, dtype=np.float64)
-    values = values[np.isfinite(values)]
+    values = [v for v in np.asarray(vwap_values, dtype=np.float64).tolist() if math.isfinite(v)]  # a few values
     if len(values) < 2 or not atr > 0:
         return 0.0
-    return float((values[-1] - values[0]) / atr / (len(values) - 1))
+    return (values[-1] - values[0]) / atr / (len(values) - 1)
 
 
 def _width_pct(windows: np.ndarray) -> np.ndarray:
@@ -55,13 +54,16 @@ def bb_width_expansion_pct(close: np.ndarray, period: int = 20, min_bars: int = 
     n = len(close)
     if n < min_bars or n < period + 1:
         return None
-    current = float(_width_pct(window_view(close[n - period:], period))[0])
     first = max(period, n - 40)
     last = n - 21
     if last < first:
         return None
-    widths = _width_pct(window_view(close[first - period:last], period))  # windows ending at i-1
-    historical = float(np.add.reduce(widths) / len(widths))
+    # widths of the windows ending at first-1 .. n-1 in one go (each row's value depends on its
+    # window only): the historical ones end at first-1 .. last-1, the current one at n-1
+    widths = _width_pct(window_view(close[first - period:], period))
+    current = float(widths[-1])
+    count = last - first + 1
+    historical = float(np.add.reduce(widths[:count]) / count)
     if not historical > 0:
         return None
     return (current - historical) / historical * 100.0
@@ -106,8 +108,8 @@ def body_expansion(open_: np.ndarray, close: np.ndarray, multiplier: float) -> t
     body = np.abs(np.asarray(close, float) - np.asarray(open_, float))
     if len(body) < 10:
         return False, 0.0
-    recent = float(body[-5:].mean())
-    older = float(body[-15:-10].mean()) if len(body) >= 15 else float(body[:5].mean())
+    recent = float(np.add.reduce(body[-5:]) / 5)  # ndarray.mean's own steps without its wrapper
+    older = float(np.add.reduce(body[-15:-10] if len(body) >= 15 else body[:5]) / 5)
     if older <= 0:
         return False, 0.0
     ratio = recent / older

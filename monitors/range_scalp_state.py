@@ -102,6 +102,8 @@ class RangeBook:
         self._save_lock = threading.Lock()
         self._trades: dict[int, RangeTrade] = {}
         self._changed_at: dict[int, datetime] = {}
+        self._records: dict[int, tuple[RangeTrade, datetime | None, dict[str, Any]]] = {}  # see _trade_record
+        self._exit_records: dict[str, tuple[ExitRecord, dict[str, Any] | None]] = {}  # see _exit_record
         self._symbols: dict[str, SymbolMemory] = {}
         self._disabled: DisabledEntries | None = None
         self._seq = 0
@@ -158,6 +160,7 @@ class RangeBook:
                 problems.append(f"entries_disabled record unreadable: {exc}")
         with self._lock:
             self._trades, self._changed_at, self._symbols, self._disabled = trades, changed, symbols, disabled
+            self._records, self._exit_records = {}, {}
             self.loaded = True
         for problem in problems:
             log.error("range_scalp state: %s", problem)
@@ -260,17 +263,37 @@ class RangeBook:
     def _changed(self) -> None:
         self._seq += 1
 
+    def _trade_record(self, ticket: int, trade: RangeTrade) -> dict[str, Any]:
+        """The trade's JSON record, built again only when the trade (a new object at every
+        change) or its change time is new: the book is saved at every M5 bar, its trades
+        change rarely. Saved documents are never modified, so they may share a record."""
+        changed = self._changed_at.get(ticket)
+        cached = self._records.get(ticket)
+        if cached is not None and cached[0] is trade and cached[1] == changed:
+            return cached[2]
+        record = trade.to_dict()
+        record["last_state_change"] = changed.isoformat() if changed else None
+        self._records[ticket] = (trade, changed, record)
+        return record
+
+    def _exit_record(self, symbol: str, record: ExitRecord | None) -> dict[str, Any] | None:
+        """``_exit_to_json(record)``, kept while the symbol's last exit is the same (frozen) record."""
+        if record is None:
+            return None
+        cached = self._exit_records.get(symbol)
+        if cached is None or cached[0] is not record:
+            cached = self._exit_records[symbol] = (record, _exit_to_json(record))
+        return cached[1]
+
     def document(self) -> dict[str, Any]:
-        """A deep, JSON-ready copy of the state (built under the lock)."""
+        """A JSON-ready copy of the state (built under the lock; trade records are shared with
+        the last documents until the trade changes, see ``_trade_record``)."""
         with self._lock:
-            trades = {}
-            for ticket, trade in self._trades.items():
-                record = trade.to_dict()
-                changed = self._changed_at.get(ticket)
-                record["last_state_change"] = changed.isoformat() if changed else None
-                trades[str(ticket)] = record
+            if len(self._records) > len(self._trades):  # forget the records of closed trades
+                self._records = {t: r for t, r in self._records.items() if t in self._trades}
+            trades = {str(ticket): self._trade_record(ticket, trade) for ticket, trade in self._trades.items()}
             symbols = {s: {"last_bar": m.last_bar, "entries": [t.isoformat() for t in m.entries],
-                           "last_exit": _exit_to_json(m.last_exit)} for s, m in self._symbols.items()}
+                           "last_exit": self._exit_record(s, m.last_exit)} for s, m in self._symbols.items()}
             return {"version": FORMAT_VERSION, "trades": trades, "symbols": symbols,
                     "entries_disabled": self._disabled.to_json() if self._disabled else None}
 

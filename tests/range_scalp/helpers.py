@@ -2,7 +2,6 @@
 changed, markets with chosen indicator values, ranges, trades, and the real MT5 M5 exports."""
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from config.range_scalp_model import RangeScalpParams
 from engines.range_data import M5, Bars, RangeFlow
 from engines.range_detection import RangeStructure, critical_gaps
 from engines.range_exits import RangeTrade
-from engines.range_market import RangeMarket, compute_market, read_inputs
+from engines.range_market import RangeMarket, compute_market, read_inputs, replace_market
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_BARS = Path("/work/shared/data/bars")
@@ -97,7 +96,7 @@ def market(bars: Bars, now: datetime | None = None, quote: tuple[float, float] |
     last = float(bars.close[-1])
     quote = quote or (last, last)
     built = compute_market(read_inputs(bars, bars_h1, quote, p, "TEST", now, flow), p)
-    return replace(built, **values) if values else built
+    return replace_market(built, **values) if values else built
 
 
 def make_range(high: float = 101.0, low: float = 99.0, mid: float | None = None, atr: float = 0.2,

@@ -24,7 +24,9 @@ from engines.range_indicators import (
     bollinger_last, ema_direction, last_pivot_high_low, last_pivot_points, mean_atr_last, pivots, rolling_vwap,
     rsi_last, session_vwap_last, stochastic, stochastic_last,
 )
-from engines.range_market import MarketMemo, compute_market, m15_tail_size, m15_values, read_inputs
+from engines.range_market import (
+    MarketMemo, compute_market, m15_tail_size, m15_values, read_inputs, replace_market,
+)
 from engines.range_metrics import bb_width_expansion_pct, break_of_structure, expansion_state
 from engines.range_scalp import evaluate_entry
 from tests.range_scalp.helpers import MONDAY, params, sine_bars
@@ -368,6 +370,26 @@ def test_a_break_of_structure_behind_the_m15_tail_is_still_found() -> None:
     for memo in (None, MarketMemo()):
         bos = compute_market(inputs, p, memo).bos
         assert bos is not None and (bos.direction, bos.level) == ("bearish", 150.0)
+
+
+def test_late_values_are_computed_on_first_read_from_all_bars() -> None:
+    """The stochastic and the directions wait for their first read and are then those of the
+    whole series (each timeframe's direction EMA over its last 200 bars)."""
+    p = params()
+    ind = p.indicators
+    bars = noisy_bars(900)
+    now = datetime.fromtimestamp(int(bars.time[-1]) + M5 + 2, tz=timezone.utc)
+    inputs = read_inputs(bars, None, (100.0, 100.02), p, "TEST", now)
+    market = compute_market(inputs, p, MarketMemo())
+    assert market.late._values is None  # nothing read yet
+    m5, m15, h1 = inputs.m5, inputs.m15, inputs.h1
+    k, d = stochastic(m5.high, m5.low, m5.close, ind.stoch_k, ind.stoch_d)
+    assert (market.stoch_k, market.stoch_d) == (float(k[-1]), float(d[-1]))
+    assert market.directions == {name: ema_direction(b.close[-200:], ind.mtf_ema_period, ind.mtf_slope_bars)
+                                 for name, b in (("m5", m5), ("m15", m15), ("h1", h1))}
+    changed = replace_market(market, stoch_k=5.0, directions={"m5": 1, "m15": 1, "h1": -1}, rsi=20.0)
+    assert (changed.stoch_k, changed.stoch_d, changed.rsi) == (5.0, market.stoch_d, 20.0)
+    assert changed.directions == {"m5": 1, "m15": 1, "h1": -1} and changed != market
 
 
 def test_brief_decisions_record_what_full_decisions_record() -> None:

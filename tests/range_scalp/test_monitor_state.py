@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -107,3 +108,23 @@ def test_an_older_copy_never_overwrites_a_newer_one(tmp_path) -> None:
     again.load()
     assert again.last_bar("A") == 1 and again.last_bar("B") == 2
     assert book.saves == 1  # the older copy was dropped, not written
+
+
+def test_documents_rebuild_a_trade_record_only_when_the_trade_changed(tmp_path) -> None:
+    saved: list[dict] = []
+    book = book_in(tmp_path, save=lambda name, document: saved.append(document))
+    trade = make_trade(ticket=5, opened_at=NOW)
+    book.register(trade, NOW, NOW)
+    book.register(make_trade(ticket=6, opened_at=NOW), NOW, NOW)
+    book.set_last_bar("TEST", 1767693300)
+    assert saved[-1]["trades"]["5"] is saved[-2]["trades"]["5"]  # unchanged: the same record
+    moved = replace(trade, sl=trade.entry, breakeven_armed=True)
+    book.update(moved, NOW + timedelta(minutes=5))
+    record = saved[-1]["trades"]["5"]
+    assert record is not saved[-2]["trades"]["5"]
+    assert (record["sl"], record["breakeven_armed"]) == (trade.entry, True)
+    assert record == {**moved.to_dict(), "last_state_change": (NOW + timedelta(minutes=5)).isoformat()}
+    book.close(6, ExitRecord("broker:tp", NOW + timedelta(minutes=6), make_range()))
+    book.set_last_bar("TEST", 1767693600)
+    assert list(saved[-1]["trades"]) == ["5"] and saved[-1]["symbols"]["TEST"]["last_exit"]["reason"] == "broker:tp"
+    assert saved[-1]["symbols"]["TEST"]["last_exit"] is saved[-2]["symbols"]["TEST"]["last_exit"]
