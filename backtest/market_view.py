@@ -10,6 +10,7 @@ every other call to the MT5 adapter unchanged. The executor trades through the a
 """
 from __future__ import annotations
 
+import bisect
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +49,15 @@ class RecordedHistory:
         self.trimmed += 1
         return series.since(first)
 
+    def bar_rows(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> list[tuple]:
+        """``bars`` as rows (``Broker.bar_rows``), trimmed the same way."""
+        rows = self._broker.bar_rows(symbol, timeframe, count, include_forming)
+        first = self._first_s.get(symbol)
+        if first is None or not rows or rows[0][0] >= first:
+            return rows
+        self.trimmed += 1
+        return rows[bisect.bisect_left(rows, first, key=_open_time):]
+
     def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> TickSeries:
         ticks = self._broker.ticks(symbol, start_utc, end_utc)
         first = self._first_ms.get(symbol)
@@ -55,3 +65,7 @@ class RecordedHistory:
             return ticks
         self.trimmed += 1
         return ticks.since(first)
+
+
+def _open_time(row: tuple) -> int:
+    return row[0]

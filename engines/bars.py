@@ -5,8 +5,8 @@ offset and hands the columns on as a ``BarSeries`` without building a pandas Dat
 of 1,500 bars costs about half a millisecond to build and index, a ``BarSeries`` a few
 microseconds, and the bar feed serves one at every monitor step (in a backtest, every bar).
 Slicing returns views, never copies: nothing may write into the arrays after construction.
-A few bars from ``from_rates`` are views of the rates array itself (strided), all others
-contiguous.
+A fetch of a few bars is cheaper as rows of plain numbers (``rates_rows``, ``BarSeries.rows()``)
+than as columns: the bar feed merges its incremental fetches that way.
 
 Columns: ``time_s`` (int64 UTC epoch seconds, the bar's OPEN time, strictly increasing once the
 bar feed has validated it) and the MT5 rate fields with their MT5 dtypes: open, high, low, close
@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 
 FIELDS = ("open", "high", "low", "close", "tick_volume", "spread", "real_volume")
-VIEW_ROWS = 8  # up to this many bars, ``from_rates`` columns are views of the rates array
 MT5_RATES_DTYPE = np.dtype([("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"), ("close", "<f8"),
                             ("tick_volume", "<u8"), ("spread", "<i4"), ("real_volume", "<u8")])
 _EMPTY_DTYPES = {"open": np.float64, "high": np.float64, "low": np.float64, "close": np.float64,
@@ -49,9 +48,16 @@ class BarSeries:
     def __init__(self, time_s: np.ndarray, open: np.ndarray, high: np.ndarray, low: np.ndarray,  # noqa: A002
                  close: np.ndarray, tick_volume: np.ndarray, spread: np.ndarray, real_volume: np.ndarray) -> None:
         # The generated frozen __init__ sets each field through object.__setattr__ (~2.5 us); a
-        # series is built at every slice, so the fields go into the instance dict at once (~0.8 us).
-        self.__dict__.update(time_s=time_s, open=open, high=high, low=low, close=close, tick_volume=tick_volume,
-                             spread=spread, real_volume=real_volume)
+        # series is built at every slice, so the fields go straight into the instance dict (~0.5 us).
+        fields = self.__dict__
+        fields["time_s"] = time_s
+        fields["open"] = open
+        fields["high"] = high
+        fields["low"] = low
+        fields["close"] = close
+        fields["tick_volume"] = tick_volume
+        fields["spread"] = spread
+        fields["real_volume"] = real_volume
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -61,19 +67,9 @@ class BarSeries:
     @classmethod
     def from_rates(cls, rates: Any, offset_s: int = 0) -> "BarSeries":
         """From an MT5 rates array (fields ``time`` + ``FIELDS``), times shifted by ``-offset_s``
-        (server time to UTC). Each column is copied once into its own contiguous array, except
-        for a few bars (``VIEW_ROWS``, an incremental fetch): their columns are views of
-        ``rates`` (strided), which the caller hands over (the terminal's answer, new at each
-        call), as sixteen numpy calls cost more than all a reader of a few bars does with them."""
+        (server time to UTC). Each column is copied once into its own contiguous array."""
         if rates is None or len(rates) == 0:
             return cls.empty()
-        if len(rates) <= VIEW_ROWS:
-            time_s = np.asarray(rates["time"], dtype=np.int64)
-            series = cls(time_s - int(offset_s) if offset_s else time_s, rates["open"], rates["high"], rates["low"],
-                         rates["close"], rates["tick_volume"], rates["spread"], rates["real_volume"])
-            if rates.dtype == MT5_RATES_DTYPE:  # its rows are ours, fields in order: ``rows()`` reads them at once
-                series.__dict__["_rates"] = (rates, int(offset_s))
-            return series
         copy = np.array  # always a new C-contiguous array of the field's dtype (ascontiguousarray is slower)
         time_s = np.asarray(rates["time"], dtype=np.int64) - int(offset_s) if offset_s else \
             copy(rates["time"], dtype=np.int64)
@@ -149,13 +145,7 @@ class BarSeries:
 
     def rows(self) -> list[tuple]:
         """The bars as ``(time_s, open, high, low, close, tick_volume, spread, real_volume)`` tuples
-        of plain numbers, exactly the columns' values (float64 to float, integers to int). A few
-        bars made ``from_rates`` keep their rates array and read it in one call."""
-        source = self.__dict__.get("_rates")
-        if source is not None:
-            rates, offset_s = source
-            rows = rates.tolist()
-            return [(row[0] - offset_s,) + row[1:] for row in rows] if offset_s else rows
+        of plain numbers, exactly the columns' values (float64 to float, integers to int)."""
         return list(zip(self.time_s.tolist(), self.open.tolist(), self.high.tolist(), self.low.tolist(),
                         self.close.tolist(), self.tick_volume.tolist(), self.spread.tolist(),
                         self.real_volume.tolist()))
@@ -172,3 +162,32 @@ class BarSeries:
     def to_frame(self) -> pd.DataFrame:
         """The pandas form: one column per field, indexed by UTC open time (named ``time``)."""
         return pd.DataFrame({name: getattr(self, name) for name in FIELDS}, index=self.times())
+
+
+def rates_rows(rates: Any, offset_s: int = 0) -> list[tuple]:
+    """``BarSeries.from_rates(rates, offset_s).rows()``: the same tuples, read in one call when the
+    array has MT5's rates layout (its rows are then ours, field for field), without the columns."""
+    if rates is None or len(rates) == 0:
+        return []
+    if not _mt5_layout(rates.dtype):
+        return BarSeries.from_rates(rates, offset_s).rows()
+    rows = rates.tolist()
+    offset_s = int(offset_s)
+    return [(row[0] - offset_s,) + row[1:] for row in rows] if offset_s else rows
+
+
+_MT5_LAYOUTS: list[np.dtype] = [MT5_RATES_DTYPE]  # dtype objects found equal to it (checked once each)
+
+
+def _mt5_layout(dtype: np.dtype) -> bool:
+    """Is ``dtype`` MT5's rates dtype? A terminal hands out one dtype object (or a few): each is
+    compared once (a structured comparison costs more than the rest of a small read), then
+    recognised by identity."""
+    for known in _MT5_LAYOUTS:
+        if dtype is known:
+            return True
+    if dtype != MT5_RATES_DTYPE:
+        return False
+    if len(_MT5_LAYOUTS) < 16:
+        _MT5_LAYOUTS.append(dtype)
+    return True

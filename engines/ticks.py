@@ -4,7 +4,9 @@ MT5's ``copy_ticks_range`` returns a structured array; the adapter shifts ``time
 time to UTC and passes the columns on without building a pandas frame (the tick proxy polls every
 few seconds per symbol, and in a backtest at every bar). Columns keep MT5's dtypes: ``time_ms``
 (int64 UTC epoch milliseconds), bid, ask, last, volume_real (float64), volume (uint64), flags (uint32).
-Slices are views: nothing may write into the arrays after construction.
+Slices are views: nothing may write into the arrays after construction. A few ticks (``VIEW_TICKS``,
+the usual poll) keep their price and size columns as views of the terminal's array (strided): its
+answer is a new array at every call, owned by nobody else.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 FIELDS = ("bid", "ask", "last", "volume", "flags", "volume_real")
+VIEW_TICKS = 32  # up to this many ticks, ``from_ticks`` columns are views of the ticks array
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,9 +33,15 @@ class TickSeries:
 
     def __init__(self, time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: np.ndarray, volume: np.ndarray,
                  flags: np.ndarray, volume_real: np.ndarray) -> None:
-        # as BarSeries: the fields go into the instance dict at once, not one frozen setattr each
-        self.__dict__.update(time_ms=time_ms, bid=bid, ask=ask, last=last, volume=volume, flags=flags,
-                             volume_real=volume_real)
+        # as BarSeries: the fields go straight into the instance dict, not one frozen setattr each
+        fields = self.__dict__
+        fields["time_ms"] = time_ms
+        fields["bid"] = bid
+        fields["ask"] = ask
+        fields["last"] = last
+        fields["volume"] = volume
+        fields["flags"] = flags
+        fields["volume_real"] = volume_real
 
     @classmethod
     def empty(cls) -> "TickSeries":
@@ -41,10 +50,15 @@ class TickSeries:
     @classmethod
     def from_ticks(cls, ticks: object, offset_ms: int = 0) -> "TickSeries":
         """From an MT5 ticks array (fields ``time_msc`` + ``FIELDS``), times shifted by
-        ``-offset_ms`` (server time to UTC)."""
+        ``-offset_ms`` (server time to UTC). Each column is copied into its own contiguous array,
+        except for a few ticks (``VIEW_TICKS``): the caller hands the array over (the terminal's
+        answer), and six copies cost more than a reader of a few ticks does with them."""
         if ticks is None or len(ticks) == 0:  # type: ignore[arg-type]
             return cls.empty()
         time_ms = np.asarray(ticks["time_msc"], dtype=np.int64)  # type: ignore[index]
+        if len(ticks) <= VIEW_TICKS:  # type: ignore[arg-type]
+            return cls(time_ms - int(offset_ms) if offset_ms else time_ms,
+                       *[ticks[f] for f in FIELDS])  # type: ignore[index]
         time_ms = time_ms - int(offset_ms) if offset_ms else time_ms.copy()
         copy = np.array  # always a new C-contiguous array of the field's dtype
         return cls(time_ms, *[copy(ticks[f]) for f in FIELDS])  # type: ignore[index]

@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable
 
 from config.models import BotConfig
 from config.secrets import Secrets
-from engines.bars import BarSeries
+from engines.bars import BarSeries, rates_rows
 from engines.ticks import TickSeries
 from execution.broker import (AccountInfo, Deal, OrderRequest, OrderResult,
                               Position, Quote, Side, SymbolSpec, normalize_volume, validate_client_id)
@@ -509,9 +509,11 @@ class Mt5Broker:
 
         ``empty_ok``: the list functions may answer None with last_error RES_S_OK for "nothing".
         """
-        with self._lock:  # the first attempt inline: it is almost always the only one
+        with self._lock:  # the first attempt inline (``_invoke``'s steps): it is almost always the only one
             generation = self._generation
-            result, err = self._invoke(name, args, kwargs)
+            result = getattr(self._mt5, name)(*args, **kwargs)
+            err = self._last_error_pair() if result is None or (result is False and name in _BOOL_FUNCTIONS) \
+                else None
         if err is None:
             self._note_success()
             return result
@@ -703,12 +705,18 @@ class Mt5Broker:
         """The last ``count`` bars, oldest first, times in UTC (``engines.bars.BarSeries``: numpy
         columns, no pandas frame). Without ``include_forming`` the still-forming bar (position 0)
         is left out."""
+        return BarSeries.from_rates(self._rates(symbol, timeframe, count, include_forming),
+                                    int(round(self._offset_s)))
+
+    def bar_rows(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> list[tuple]:
+        """``bars(...).rows()`` without the columns: the rates array read in one call."""
+        return rates_rows(self._rates(symbol, timeframe, count, include_forming), int(round(self._offset_s)))
+
+    def _rates(self, symbol: str, timeframe: str, count: int, include_forming: bool) -> Any:
         if count <= 0:
             raise ValueError(f"count must be positive, got {count}")
-        spec = self._spec(symbol)
-        rates = self._call("copy_rates_from_pos", spec.broker_name, self._timeframe(timeframe),
-                           0 if include_forming else 1, int(count))
-        return BarSeries.from_rates(rates, int(round(self._offset_s)))
+        return self._call("copy_rates_from_pos", self._spec(symbol).broker_name, self._timeframe(timeframe),
+                          0 if include_forming else 1, int(count))
 
     def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> TickSeries:
         """All ticks in [start, end), times in UTC epoch milliseconds (``engines.ticks.TickSeries``)."""

@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -41,7 +41,7 @@ def validate_bars(bars: BarSeries, symbol: str, timeframe: str) -> None:
     if bars.is_empty:
         return
     if len(bars) <= SMALL_SERIES:
-        _validate_few(bars, bars.rows(), symbol, timeframe)
+        _validate_few(bars.rows(), symbol, timeframe)
         return
     o, h, l, c = bars.open, bars.high, bars.low, bars.close
     finite = np.isfinite(o) & np.isfinite(h) & np.isfinite(l) & np.isfinite(c)
@@ -61,39 +61,44 @@ def validate_bars(bars: BarSeries, symbol: str, timeframe: str) -> None:
             raise BadBars(f"{symbol} {timeframe}: bars out of order")
 
 
-def _validate_few(bars: BarSeries, rows: list[tuple], symbol: str, timeframe: str) -> None:
-    """``validate_bars`` bar by bar on ``bars.rows()``: one pass when every bar is good (the usual
-    case), else the same checks in the same order as the array check, so the same message."""
+def _validate_few(rows: list[tuple], symbol: str, timeframe: str) -> None:
+    """``validate_bars`` bar by bar on rows (``BarSeries.rows()``): one pass when every bar is good
+    (the usual case), else the same checks in the same order as the array check, so the same message."""
     # 0 < low <= open, close <= high < inf holds exactly when all four are finite and positive and
     # high/low contain open/close (a NaN fails every comparison); rows: (time, o, h, l, c, ...)
+    previous = -_INF
     for row in rows:
-        if not (0 < row[3] <= row[1] <= row[2] < _INF and row[3] <= row[4] <= row[2]):
-            break
-    else:
-        if all(a[0] < b[0] for a, b in zip(rows, rows[1:])):
-            return
-    _explain_few(bars, rows, symbol, timeframe)
+        low = row[3]
+        high = row[2]
+        if not (previous < row[0] and 0 < low <= row[1] <= high < _INF and low <= row[4] <= high):
+            _explain_few(rows, symbol, timeframe)  # raises
+        previous = row[0]
 
 
-def _explain_few(bars: BarSeries, rows: list[tuple], symbol: str, timeframe: str) -> None:
+def _explain_few(rows: list[tuple], symbol: str, timeframe: str) -> None:
     """Raise BadBars naming the first problem, checked in ``validate_bars``'s order."""
     finite = math.isfinite
     prices = [row[1:5] for row in rows]
     for i, (o, h, l, c) in enumerate(prices):
         if not (finite(o) and finite(h) and finite(l) and finite(c)):
-            raise BadBars(f"{symbol} {timeframe}: non-finite price at {bars.open_time(i)}")
+            raise BadBars(f"{symbol} {timeframe}: non-finite price at {_open_time(rows[i])}")
     for i, (o, h, l, c) in enumerate(prices):
         if not (o > 0 and h > 0 and l > 0 and c > 0):
-            raise BadBars(f"{symbol} {timeframe}: non-positive price at {bars.open_time(i)}")
+            raise BadBars(f"{symbol} {timeframe}: non-positive price at {_open_time(rows[i])}")
     for i, (o, h, l, c) in enumerate(prices):
         if h < l or h < o or h < c or l > o or l > c:
-            raise BadBars(f"{symbol} {timeframe}: high/low do not contain open/close at {bars.open_time(i)}")
+            raise BadBars(f"{symbol} {timeframe}: high/low do not contain open/close at {_open_time(rows[i])}")
     times = [row[0] for row in rows]
     steps = [b - a for a, b in zip(times, times[1:])]
     if any(step <= 0 for step in steps):
         if 0 in steps:
-            raise BadBars(f"{symbol} {timeframe}: duplicate bar time {bars.open_time(steps.index(0) + 1)}")
+            raise BadBars(f"{symbol} {timeframe}: duplicate bar time {_open_time(rows[steps.index(0) + 1])}")
         raise BadBars(f"{symbol} {timeframe}: bars out of order")
+
+
+def _open_time(row: tuple) -> datetime:
+    """A row's UTC open time, as ``BarSeries.open_time`` gives it."""
+    return datetime.fromtimestamp(int(row[0]), tz=timezone.utc)
 
 
 def _first(mask: np.ndarray) -> int:
@@ -120,25 +125,28 @@ class _ClosedStore:
         self.filled = len(source)
         self.size = size
 
-    def append(self, series: BarSeries, rows: list[tuple] | None, start: int, stop: int) -> None:
-        """Rows ``[start, stop)`` of ``series`` (read from ``series.rows()`` when given: element
-        writes of plain numbers, cheaper for the usual one or two bars) after the filled ones (the
-        caller checked the room and that the dtypes are the columns')."""
+    def append(self, bars: list[tuple] | BarSeries) -> None:
+        """``bars`` after the filled rows (the caller checked the room): rows of plain numbers
+        (``BarSeries.rows()`` of bars with the columns' dtypes: element writes, cheaper for the
+        usual one or two bars) or a series of the columns' dtypes."""
         at = self.filled
-        end = at + stop - start
-        if rows is not None:
-            for offset, row in enumerate(rows[start:stop]):
-                for target, value in zip(self.columns, row):
-                    target[at + offset] = value
+        if isinstance(bars, list):
+            columns = self.columns
+            for row in bars:
+                for target, value in zip(columns, row):
+                    target[at] = value
+                at += 1
         else:
-            for target, column in zip(self.columns, _columns(series)):
-                target[at:end] = column[start:stop]
-        self.filled = end
+            end = at + len(bars)
+            for target, column in zip(self.columns, _columns(bars)):
+                target[at:end] = column
+            at = end
+        self.filled = at
 
     def view(self, start: int, stop: int) -> BarSeries:
+        window = slice(start, stop)
         t, o, h, l, c, tv, sp, rv = self.columns
-        return BarSeries(t[start:stop], o[start:stop], h[start:stop], l[start:stop], c[start:stop],
-                         tv[start:stop], sp[start:stop], rv[start:stop])
+        return BarSeries(t[window], o[window], h[window], l[window], c[window], tv[window], sp[window], rv[window])
 
 
 def _same_dtypes(columns: tuple[np.ndarray, ...], bars: BarSeries) -> bool:
@@ -156,57 +164,56 @@ def _key(row: tuple) -> tuple:
     return row[:6]
 
 
-def _overlaps(entry: "CacheEntry", recent: BarSeries, rows: list[tuple] | None, position: int) -> bool:
-    """Is bar ``position`` of ``recent`` the entry's newest closed bar, unchanged (time, prices,
-    tick volume)? ``rows``: ``recent.rows()`` when its dtypes are the cache's: plain numbers then,
-    exactly the arrays' values (validated, no NaN: ``==`` is ``same_bar``'s test)."""
-    if rows is not None:
-        return _key(rows[position]) == entry.newest_closed()
-    return recent.same_bar(position, entry.closed, -1)
-
-
 def _columns(bars: BarSeries) -> tuple[np.ndarray, ...]:
     return (bars.time_s, bars.open, bars.high, bars.low, bars.close, bars.tick_volume, bars.spread,
             bars.real_volume)
 
 
-@dataclass(eq=False)
+def _last_row(bars: BarSeries) -> tuple | None:
+    return bars.slice(-1, None).rows()[0] if len(bars) else None
+
+
 class CacheEntry:
     """One fetch's bars: the closed ones (all but the last) and the last bar, MT5's position 0
-    (usually still forming), the final bar of ``newest``. The closed bars are a series of their
-    own or rows ``[start, stop)`` of a store (see ``_ClosedStore``), viewed only when read;
-    the whole series is joined only when asked for."""
+    (usually still forming), kept as a row of plain numbers (``BarSeries.rows()``). The closed
+    bars are a series of their own or rows ``[start, stop)`` of a store (see ``_ClosedStore``),
+    viewed only when read; the whole series is joined only when asked for. Never changed once
+    cached (readers on other threads hold it): a fetch makes a new entry."""
 
-    newest: BarSeries  # the fetch the last bar came from (empty: no bars at all)
-    size: int  # bars held, the last one included
-    fetched_mono: float
-    fetched_at: datetime
-    depth: int = 0  # how many bars the fetch asked for
-    own_closed: BarSeries | None = None  # the closed bars, when made (always, without a store)
-    store: _ClosedStore | None = None
-    start: int = 0
-    stop: int = 0
-    joined: BarSeries | None = field(default=None, repr=False)
-    anchor: tuple | None = field(default=None, repr=False)  # see ``newest_closed``
+    __slots__ = ("size", "fetched_mono", "depth", "last", "store", "start", "stop", "_closed", "_joined",
+                 "_anchor")
+
+    def __init__(self, size: int, fetched_mono: float, depth: int, last: tuple | None,
+                 store: _ClosedStore | None = None, start: int = 0, stop: int = 0,
+                 closed: BarSeries | None = None, joined: BarSeries | None = None,
+                 anchor: tuple | None = None) -> None:
+        self.size = size  # bars held, the last one included
+        self.fetched_mono = fetched_mono
+        self.depth = depth  # how many bars the fetch asked for
+        self.last = last  # the last bar's row; None: no bars at all
+        self.store, self.start, self.stop = store, start, stop
+        self._closed = closed  # the closed bars, when made (always, without a store)
+        self._joined = joined
+        self._anchor = anchor  # see ``newest_closed``
 
     @classmethod
-    def of(cls, bars: BarSeries, fetched_mono: float, fetched_at: datetime, depth: int) -> "CacheEntry":
+    def of(cls, bars: BarSeries, fetched_mono: float, depth: int) -> "CacheEntry":
         """The entry of a whole series (a full fetch)."""
-        return cls(bars, len(bars), fetched_mono, fetched_at, depth, own_closed=bars.slice(None, -1), joined=bars)
+        return cls(len(bars), fetched_mono, depth, _last_row(bars), closed=bars.slice(None, -1), joined=bars)
 
     def __len__(self) -> int:
         return self.size
 
     @property
     def closed(self) -> BarSeries:
-        if self.own_closed is None:
+        if self._closed is None:
             assert self.store is not None
-            self.own_closed = self.store.view(self.start, self.stop)
-        return self.own_closed
+            self._closed = self.store.view(self.start, self.stop)
+        return self._closed
 
     def closed_tail(self, count: int) -> BarSeries:
         """``closed.tail(count)``: one view of the store, without making ``closed`` first."""
-        if self.own_closed is None and count > 0:
+        if self._closed is None and count > 0:
             assert self.store is not None
             return self.store.view(max(self.start, self.stop - count), self.stop)
         return self.closed.tail(count)
@@ -217,26 +224,30 @@ class CacheEntry:
 
     def first_time(self) -> int:
         """The oldest bar's open time (the entry holds at least one closed bar)."""
-        if self.own_closed is None:
+        if self._closed is None:
             assert self.store is not None
             return self.store.columns[0].item(self.start)
-        return self.own_closed.time_s.item(0)
+        return self._closed.time_s.item(0)
 
     def newest_closed(self) -> tuple:
         """The newest closed bar's time, open, high, low, close and tick volume as plain numbers
         (what the next fetch must find unchanged); kept from the fetch that brought it."""
-        if self.anchor is None:
+        if self._anchor is None:
             c = self.closed
-            self.anchor = (c.time_s.item(-1), c.open.item(-1), c.high.item(-1), c.low.item(-1), c.close.item(-1),
-                           c.tick_volume.item(-1))
-        return self.anchor
+            self._anchor = (c.time_s.item(-1), c.open.item(-1), c.high.item(-1), c.low.item(-1), c.close.item(-1),
+                            c.tick_volume.item(-1))
+        return self._anchor
 
     @property
     def bars(self) -> BarSeries:
-        """Closed bars and, last, the forming bar (joined on first use)."""
-        if self.joined is None:
-            self.joined = BarSeries.concat(self.closed, self.newest.tail(1))
-        return self.joined
+        """Closed bars and, last, the last bar (joined on first use, the last bar in the closed
+        bars' dtypes: its row holds their values)."""
+        if self._joined is None:
+            assert self.last is not None  # an entry without bars is made joined
+            last = BarSeries(*(np.array([value], dtype=column.dtype)
+                               for value, column in zip(self.last, self.closed_columns())))
+            self._joined = BarSeries.concat(self.closed, last)
+        return self._joined
 
 
 @dataclass
@@ -281,8 +292,9 @@ class BarFeed:
         return self.interval
 
     # ------------------------------------------------------------------ refreshing
-    def _fetch(self, symbol: str, timeframe: str, depth: int) -> CacheEntry:
-        """The last ``depth`` bars (the forming one last), validated, as a cache entry.
+    def _fetch(self, symbol: str, timeframe: str, depth: int, entry: CacheEntry | None) -> CacheEntry:
+        """The last ``depth`` bars (the forming one last), validated, as a cache entry; ``entry``:
+        the cached one.
 
         With bars of this symbol and timeframe cached from a fetch at least as deep, only the bars
         since the last cached closed bar are asked for (plus that bar, to check the overlap) and
@@ -291,8 +303,6 @@ class BarFeed:
         as long as the broker's closed bars do not change; if the overlapping bar differs (history
         rewritten, server offset re-measured) or is missing, or the cache holds fewer bars than
         asked for (the terminal may still be loading older history), the full depth is fetched."""
-        with self._lock:
-            entry = self._cache.get((symbol, timeframe))
         merged = self._fetch_since(entry, symbol, timeframe, depth) if entry is not None and entry.depth >= depth \
             else None
         if merged is not None:
@@ -301,10 +311,7 @@ class BarFeed:
         bars = self.broker.bars(symbol, timeframe, depth, include_forming=True)
         self._validate(bars, symbol, timeframe)
         self.stats.full_fetches += 1
-        return self._entry(bars, depth)
-
-    def _entry(self, bars: BarSeries, depth: int) -> CacheEntry:
-        return CacheEntry.of(bars, self.clock.monotonic(), self.clock.now(), depth)
+        return CacheEntry.of(bars, self.clock.monotonic(), depth)
 
     def _fetch_since(self, entry: CacheEntry, symbol: str, timeframe: str, depth: int) -> CacheEntry | None:
         period = TIMEFRAME_SECONDS.get(timeframe)
@@ -317,51 +324,69 @@ class BarFeed:
         count = max(2, elapsed // period + 2)  # the anchor, the bars closed since, the forming one
         if count >= depth:
             return None  # as many as a full fetch: take that
-        recent = self.broker.bars(symbol, timeframe, count, include_forming=True)
-        rows = recent.rows() if len(recent) <= SMALL_SERIES else None
-        self._validate(recent, symbol, timeframe, rows)
-        times = [row[0] for row in rows] if rows is not None else recent.time_s.tolist()
-        position = bisect.bisect_left(times, anchor[0])  # validated: strictly increasing
-        if position >= len(times):
+        if count > SMALL_SERIES:
+            return self._since_series(entry, symbol, timeframe, count, depth)
+        # A few bars (the usual case): as rows of plain numbers, no numpy columns made. They are
+        # ``bars(...).rows()`` of the same broker whose ``bars`` made the cached columns: written
+        # into those columns, they are the values a full fetch gives.
+        rows = self.broker.bar_rows(symbol, timeframe, count, include_forming=True)
+        self._validate(rows, symbol, timeframe)
+        anchor_time = anchor[0]
+        for position, row in enumerate(rows):  # validated: times strictly increasing
+            if row[0] >= anchor_time:
+                break
+        else:
             return None
-        like = _same_dtypes(entry.closed_columns(), recent)
-        if not _overlaps(entry, recent, rows if like else None, position):
+        if row[:6] != anchor:  # ``_key``; plain numbers, no NaN (validated): ``same_bar``'s test
             return None
-        if not like:  # join as a concatenation does (promoting dtypes)
-            return self._entry(BarSeries.concat(entry.closed, recent.slice(position + 1, None)).tail(depth), depth)
-        return self._merge(entry, recent, rows, position + 1, depth)
+        if position + 1 == len(rows):  # nothing after the anchor: the anchor is now the last bar
+            return CacheEntry.of(entry.closed.tail(depth), self.clock.monotonic(), depth)
+        return self._merge(entry, rows[position + 1:-1], rows[-1], depth)
 
-    def _merge(self, entry: CacheEntry, recent: BarSeries, rows: list[tuple] | None, first_new: int,
-               depth: int) -> CacheEntry:
-        """``entry``'s closed bars, then ``recent[first_new:]`` (the same dtypes), the last ``depth``
-        of them: the new closed bars are appended to the entry's store (made on the first merge)
-        in place."""
-        last = len(recent) - 1
-        if first_new > last:  # nothing after the anchor: the anchor is now the last bar
-            return self._entry(entry.closed.tail(depth), depth)
-        added = last - first_new  # newly closed bars (the last one of recent is the forming bar)
+    def _since_series(self, entry: CacheEntry, symbol: str, timeframe: str, count: int,
+                      depth: int) -> CacheEntry | None:
+        """``_fetch_since`` for more than a few bars (after a pause): as numpy columns."""
+        recent = self.broker.bars(symbol, timeframe, count, include_forming=True)
+        self._validate(recent, symbol, timeframe)
+        position = bisect.bisect_left(recent.time_s.tolist(), entry.newest_closed()[0])  # validated: increasing
+        if position >= len(recent) or not recent.same_bar(position, entry.closed, -1):
+            return None
+        if not _same_dtypes(entry.closed_columns(), recent):  # join as a concatenation does (promoting dtypes)
+            return CacheEntry.of(BarSeries.concat(entry.closed, recent.slice(position + 1, None)).tail(depth),
+                                 self.clock.monotonic(), depth)
+        if position + 1 == len(recent):
+            return CacheEntry.of(entry.closed.tail(depth), self.clock.monotonic(), depth)
+        return self._merge(entry, recent.slice(position + 1, -1), _last_row(recent), depth)
+
+    def _merge(self, entry: CacheEntry, new: list[tuple] | BarSeries, last: tuple, depth: int) -> CacheEntry:
+        """``entry``'s closed bars, then the newly closed ``new`` (rows, or a series of the same
+        dtypes), then the last bar ``last``, the newest ``depth`` of them: ``new`` is appended to
+        the entry's store (made on the first merge) in place."""
+        added = len(new)
         with self._lock:  # one writer per store at a time
             store, start, stop = entry.store, entry.start, entry.stop
             if store is None or store.filled != stop or store.size - stop < added:
                 store = _ClosedStore(entry.closed.tail(depth - 1), added + SPARE_ROWS)
                 start, stop = 0, store.filled
             if added:
-                store.append(recent, rows, first_new, last)
+                store.append(new)
                 stop += added
         start = max(start, stop - (depth - 1))
-        anchor = entry.anchor if not added else _key(rows[last - 1]) if rows is not None else None
-        return CacheEntry(recent, stop - start + 1, self.clock.monotonic(), self.clock.now(), depth, store=store,
-                          start=start, stop=stop, anchor=anchor)
+        if not added:
+            anchor = entry.newest_closed()
+        else:  # the newest of ``new`` (read from a series only when asked for)
+            anchor = _key(new[-1]) if isinstance(new, list) else None
+        return CacheEntry(stop - start + 1, self.clock.monotonic(), depth, last, store, start, stop, anchor=anchor)
 
     def _reaches_history_start(self, symbol: str, first_time_s: int, period: int) -> bool:
         start = self.history_start(symbol) if self.history_start is not None else None
         return start is not None and first_time_s - start < period
 
-    def _validate(self, bars: BarSeries, symbol: str, timeframe: str, rows: list[tuple] | None = None) -> None:
-        """``validate_bars``, counting rejections; ``rows``: ``bars.rows()``, when read."""
+    def _validate(self, bars: BarSeries | list[tuple], symbol: str, timeframe: str) -> None:
+        """``validate_bars`` (on a series or its rows), counting rejections."""
         try:
-            if rows is not None:
-                _validate_few(bars, rows, symbol, timeframe)
+            if isinstance(bars, list):
+                _validate_few(bars, symbol, timeframe)
             else:
                 validate_bars(bars, symbol, timeframe)
         except BadBars:
@@ -370,8 +395,10 @@ class BarFeed:
             raise
 
     def refresh(self, symbol: str, timeframe: str) -> CacheEntry | None:
+        with self._lock:
+            cached = self._cache.get((symbol, timeframe))
         try:
-            entry = self._fetch(symbol, timeframe, self.depth)
+            entry = self._fetch(symbol, timeframe, self.depth, cached)
         except (BrokerError, BadBars) as exc:
             self.stats.errors += 1
             self.stats.last_error = str(exc)
@@ -393,8 +420,8 @@ class BarFeed:
         seen = set()
         ordered = sorted(self._snapshot().items(), key=lambda kv: (kv[0][0], TIMEFRAME_SECONDS.get(kv[0][1], 0)))
         for (symbol, timeframe), entry in ordered:
-            bars = entry.newest  # its last bar is the entry's last
-            if symbol in seen or bars.is_empty:
+            last = entry.last
+            if symbol in seen or last is None:
                 continue
             seen.add(symbol)
             try:
@@ -403,8 +430,7 @@ class BarFeed:
             except BrokerError as exc:
                 quote_text = f"no quote ({exc})"
             log.info("%s %s | %s bar %s O %g H %g L %g C %g", symbol, quote_text, timeframe,
-                     bars.open_time().strftime("%Y-%m-%d %H:%M"), bars.open[-1], bars.high[-1], bars.low[-1],
-                     bars.close[-1])
+                     _open_time(last).strftime("%Y-%m-%d %H:%M"), last[1], last[2], last[3], last[4])
 
     def _snapshot(self) -> dict[tuple[str, str], CacheEntry]:
         with self._lock:
@@ -414,8 +440,9 @@ class BarFeed:
     def get(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> BarSeries:
         """The last ``count`` bars (closed only by default) from the cache when fresh, else
         fetched directly. Raises BrokerError/BadBars when neither source has good data."""
+        key = (symbol, timeframe)
         with self._lock:
-            entry = self._cache.get((symbol, timeframe))
+            entry = self._cache.get(key)
         needed = count + (0 if include_forming else 1)
         if entry is not None and self.clock.monotonic() - entry.fetched_mono <= self.max_age_seconds \
                 and entry.size >= min(needed, self.depth):
@@ -425,9 +452,9 @@ class BarFeed:
             if log.isEnabledFor(logging.DEBUG):
                 age = "empty" if entry is None else f"{self.clock.monotonic() - entry.fetched_mono:.1f} s old"
                 log.debug("bars %s %s served by a direct fetch (cache %s)", symbol, timeframe, age)
-            entry = self._fetch(symbol, timeframe, max(needed, self.depth))
+            entry = self._fetch(symbol, timeframe, max(needed, self.depth), entry)
             with self._lock:
-                self._cache[(symbol, timeframe)] = entry
+                self._cache[key] = entry
         return entry.bars.tail(count) if include_forming else entry.closed_tail(count)
 
     def health(self) -> dict[str, Any]:
@@ -435,7 +462,7 @@ class BarFeed:
         now = self.clock.now()
         feeds = {}
         for (symbol, timeframe), entry in self._snapshot().items():
-            last_bar = None if entry.newest.is_empty else entry.newest.open_time()  # the entry's last bar
+            last_bar = None if entry.last is None else _open_time(entry.last)
             feeds[f"{symbol}:{timeframe}"] = {
                 "cache_age_s": round(now_mono - entry.fetched_mono, 2),
                 "last_bar": last_bar.isoformat() if last_bar is not None else None,
@@ -446,3 +473,10 @@ class BarFeed:
                 "direct_fetches": s.direct_fetches, "full_fetches": s.full_fetches,
                 "incremental_fetches": s.incremental_fetches, "rejected": dict(s.rejected), "errors": s.errors,
                 "last_error": s.last_error}
+
+    def last_bar_times(self) -> dict[tuple[str, str], int | None]:
+        """Per cached (symbol, timeframe), its newest bar's open time in UTC epoch seconds (None:
+        no bar): ``health()``'s ``last_bar`` without building the health document, for the
+        trading guard's stale-data check at every backtest step."""
+        with self._lock:
+            return {key: None if entry.last is None else int(entry.last[0]) for key, entry in self._cache.items()}

@@ -351,8 +351,13 @@ class Quote:
     flags: int
 
     def __init__(self, time_ms: int, bid: float, ask: float, flags: int) -> None:
-        # one per new tick asked for: the fields set at once, not one frozen setattr each
-        self.__dict__.update(time_ms=time_ms, bid=bid, ask=ask, flags=flags)
+        # one per new tick asked for: the fields go straight into the instance dict, not one
+        # frozen setattr each
+        fields = self.__dict__
+        fields["time_ms"] = time_ms
+        fields["bid"] = bid
+        fields["ask"] = ask
+        fields["flags"] = flags
 
 
 @dataclass(frozen=True)
@@ -380,6 +385,7 @@ class SymbolMarket:
         self.window_virtual_ms = series.window_ms + self.shift_ms
         self.gap_ms = int(spec.market_gap_seconds * 1000)
         self._quote_memo: tuple[int, int, Quote] | None = None  # (v_ms, tick index, quote()): set atomically
+        self._tick_memo: tuple[int, int, int] | None = None  # (v_ms, cycle, i) of ``_tick_position``: atomically
         self._aggregates: dict[int, Aggregate] = {}  # the series' ones, without its lock
         self._rates_tables: dict[int, tuple[np.ndarray, memoryview]] = {}  # timeframe -> (table, its bytes)
         self._ticks_bytes: memoryview | None = None
@@ -397,9 +403,20 @@ class SymbolMarket:
     # --- ticks ---------------------------------------------------------------------------
     def tick_index(self, v_ms: int) -> int:
         """Global index of the last tick at or before ``v_ms``."""
+        cycle, i = self._tick_position(v_ms)
+        return cycle * len(self.series.tick_time) + i
+
+    def _tick_position(self, v_ms: int) -> tuple[int, int]:
+        """(cycle, index in the period) of the last tick at or before ``v_ms`` (index -1: before the
+        period's first tick). The last answer is kept: at one clock instant the forming bar and
+        the quote both ask."""
+        memo = self._tick_memo
+        if memo is not None and memo[0] == v_ms:
+            return memo[1], memo[2]
         cycle, phase = self._locate(v_ms)
         i = int(self.series.tick_time.searchsorted(phase, side="right")) - 1
-        return cycle * self.series.ticks + i
+        self._tick_memo = (v_ms, cycle, i)
+        return cycle, i
 
     def first_tick_index(self, v_ms: int) -> int:
         """Global index of the first tick at or after ``v_ms``."""
@@ -562,13 +579,23 @@ class SymbolMarket:
         start_ms = agg.time.item(k_last)
         if start_ms + shift + TIMEFRAME_MS[timeframe] > now_ms:
             time_s = (start_ms + self.series.server_offset_ms) // 1000 + shift // 1000  # as the table and shift give
-            self._fill_partial(out, len(out) - 1, agg, k_last, now_ms - shift, time_s)
+            self._fill_partial(out, len(out) - 1, agg, k_last, now_ms - shift, cycle, time_s)
         return out
 
-    def _fill_partial(self, out: np.ndarray, row: int, agg: Aggregate, k: int, phase: int,
+    def _ticks_through(self, phase: int, cycle: int) -> int:
+        """How many ticks of the period lie at or before ``phase`` of cycle ``cycle``
+        (``tick_time.searchsorted(phase, "right")``): read from the instant's tick position when
+        that instant lies in the same cycle (then its phase is ``phase``)."""
+        at, i = self._tick_position(phase + self.shift_ms + cycle * self.series.period_ms)
+        if at == cycle:
+            return i + 1
+        return int(self.series.tick_time.searchsorted(phase, side="right"))
+
+    def _fill_partial(self, out: np.ndarray, row: int, agg: Aggregate, k: int, phase: int, cycle: int,
                       time_s: int | None = None) -> None:
-        """Overwrite ``out[row]`` with bucket ``k`` as it stands at ``phase`` (forming bar);
-        ``time_s``: the row's time when the caller knows it (else it is read from the row)."""
+        """Overwrite ``out[row]`` with bucket ``k`` of cycle ``cycle`` as it stands at ``phase``
+        (forming bar); ``time_s``: the row's time when the caller knows it (else it is read from
+        the row)."""
         s = self.series
         b0, b1 = (k, k + 1) if agg.unit else (agg.first_bar.item(k), agg.end_bar.item(k))
         single = b1 - b0 == 1  # one source bar (always so for the recorded timeframe): begun or not
@@ -592,7 +619,7 @@ class SymbolMarket:
             high, low, volume = -math.inf, math.inf, 0
         if partial:
             t0 = s.bar_first_tick.item(last)
-            tn = int(s.tick_time.searchsorted(phase, side="right"))
+            tn = self._ticks_through(phase, cycle)
             prices = s.tick_bid[t0:max(t0, tn)]
             open_price = s.bar_open.item(last)
             p_max, p_min, close = _max_min_last(prices) if len(prices) else (open_price, open_price, open_price)
@@ -666,7 +693,11 @@ SMALL_REDUCE = 16  # below this length, Python's max/min over a list beat two nu
 
 def _max_min_last(values: np.ndarray) -> tuple[float, float, float]:
     """(max, min, last) of a non-empty float array as numpy's ``max()``/``min()``/``[-1]`` give them."""
-    if len(values) <= SMALL_REDUCE:
+    size = len(values)
+    if size == 1:  # the one value is all three (a NaN too, as numpy's reductions give it)
+        value = values.item(0)
+        return value, value, value
+    if size <= SMALL_REDUCE:
         items = values.tolist()
         total = sum(items)
         if total == total:  # no NaN (it would make the sum NaN): Python's max/min agree with numpy's

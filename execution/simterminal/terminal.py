@@ -110,7 +110,11 @@ def _api(failure: Any = None) -> Callable:
                         self._last_error = refused
                         return failure
                 self._last_error = OK
-                self._advance(now)
+                if now is not self._advanced[0] or self._book is not self._advanced[1]:
+                    # Once the book has caught up with this instant, a later call at the same
+                    # instant (the same clock reading) would find nothing to do: skipped.
+                    self._advance(now)
+                    self._advanced = (now, self._book)
                 return fn(self, *args, **kwargs)
 
         return wrapper
@@ -268,6 +272,7 @@ class SimTerminal(Mt5Constants):
         self._clock_behind_warned = False
         self._call_now = clock.now()
         self._call_ms_memo: tuple[datetime, int] | None = None  # (instant, _ms(instant))
+        self._advanced: tuple[datetime | None, Any] = (None, None)  # (instant, book) of the last ``_advance``
         self._tick_memo: dict[str, tuple[Quote, Tick]] = {}  # symbol -> (market quote, its Tick)
         self._account_memo: tuple[tuple, AccountInfo] | None = None  # (inputs, answer) while flat
         self._last_save = time.monotonic()

@@ -23,6 +23,13 @@ def frame(rows: list[tuple], start: str = "2026-01-05 10:00") -> pd.DataFrame:
 GOOD = [(10, 11, 9, 10.5), (10.5, 12, 10, 11), (11, 11.5, 10.5, 11.2)]
 
 
+def serve(broker, bars) -> None:
+    """The broker answers with ``bars(symbol, timeframe, count, include_forming)``, as a series
+    (``bars``) and as its rows (``bar_rows``): the two agree, as the Broker protocol says."""
+    broker.bars = bars
+    broker.bar_rows = lambda *args, **kwargs: bars(*args, **kwargs).rows()
+
+
 def test_valid_bars_pass() -> None:
     validate_bars(BarSeries.from_frame(frame(GOOD)), "X", "M1")
     validate_bars(BarSeries.empty(), "X", "M1")  # market closed: nothing to check
@@ -98,7 +105,7 @@ def test_bad_bars_from_the_broker_never_replace_good_data(feed_stack, monkeypatc
         data.iloc[-3, data.columns.get_loc("low")] = -1.0
         return BarSeries.from_frame(data)
 
-    monkeypatch.setattr(stack.broker, "bars", corrupted)
+    serve(stack.broker, corrupted)
     feed.step(stack.clock.now())
     assert feed.stats.rejected == {"XAUUSD:M1": 1, "EURUSD:M5": 1}
     assert feed.get("XAUUSD", "M1", 10).to_frame().equals(good.to_frame())
@@ -128,7 +135,7 @@ def test_later_fetches_ask_only_for_new_bars_and_equal_a_full_fetch(feed_stack) 
         asked.append(count)
         return real_bars(symbol, timeframe, count, include_forming)
 
-    stack.broker.bars = counting
+    serve(stack.broker, counting)
     first = feed.get("XAUUSD", "M1", 150)
     assert asked == [200] and feed.stats.full_fetches == 1
     for _ in range(12):  # a minute and a half per step: some steps see one new bar, some two
@@ -154,7 +161,7 @@ def test_a_changed_overlapping_bar_means_a_full_fetch(feed_stack) -> None:
         data["high"] = data["high"] + 0.01
         return BarSeries.from_frame(data)
 
-    stack.broker.bars = rewritten
+    serve(stack.broker, rewritten)
     bars = feed.get("XAUUSD", "M1", 100)
     assert feed.stats.full_fetches == 2 and feed.stats.incremental_fetches == 0
     expected = rewritten("XAUUSD", "M1", 200, include_forming=True).slice(None, -1).tail(100)
@@ -204,7 +211,7 @@ def test_a_short_history_is_asked_for_in_full_until_it_fills(feed_stack) -> None
     def loading(symbol, timeframe, count, include_forming=False):
         return real_bars(symbol, timeframe, count, include_forming).tail(loaded["bars"])
 
-    stack.broker.bars = loading
+    serve(stack.broker, loading)
     assert len(feed.get("XAUUSD", "M1", 150)) == 49
     loaded["bars"] = 500  # the download finished
     stack.clock.advance(60)
@@ -225,7 +232,7 @@ def test_a_short_history_that_reaches_the_known_start_is_extended_bar_by_bar(fee
     def recorded(symbol, timeframe, count, include_forming=False):
         return real_bars(symbol, timeframe, count, include_forming).since(start)
 
-    stack.broker.bars = recorded
+    serve(stack.broker, recorded)
     feed = BarFeed(stack.broker, stack.clock, lambda: [], depth=200, history_start=lambda symbol: start)
     assert len(feed.get("XAUUSD", "M1", 150)) == 59
     stack.clock.advance(60)
@@ -269,10 +276,11 @@ def test_merged_bars_equal_full_fetches_and_handed_out_bars_never_change(feed_st
 
 
 @pytest.mark.parametrize("offset_s", [0, 7200])
-def test_rows_of_a_few_rates_are_the_columns_values(offset_s) -> None:
-    """A few bars made from MT5 rates keep the rates array and read their rows from it in one
-    call: exactly the values (and Python types) the columns give, times shifted to UTC."""
-    from engines.bars import MT5_RATES_DTYPE
+def test_rows_of_rates_are_the_series_rows(offset_s) -> None:
+    """``rates_rows`` (what ``Mt5Broker.bar_rows`` hands the feed) reads MT5 rates in one call:
+    exactly the values and Python types of ``from_rates(...).rows()`` and of the columns, times
+    shifted to UTC; an array of another layout gets the same through the columns."""
+    from engines.bars import MT5_RATES_DTYPE, rates_rows
 
     rates = np.zeros(3, dtype=MT5_RATES_DTYPE)
     rates["time"] = [1_767_600_000, 1_767_600_060, 1_767_600_120]
@@ -281,9 +289,41 @@ def test_rows_of_a_few_rates_are_the_columns_values(offset_s) -> None:
     series = BarSeries.from_rates(rates, offset_s)
     from_columns = list(zip(*(getattr(series, name).tolist() for name in (
         "time_s", "open", "high", "low", "close", "tick_volume", "spread", "real_volume"))))
-    rows = series.rows()
-    assert rows == from_columns and [type(v) for v in rows[0]] == [type(v) for v in from_columns[0]]
+    same_layout = np.zeros(3, dtype=np.dtype(MT5_RATES_DTYPE.descr))  # an equal dtype, another object
+    same_layout[:] = rates
+    other_layout = rates.astype([(name, "<f8") for name in MT5_RATES_DTYPE.names])  # all floats
+    for rows in (series.rows(), rates_rows(rates, offset_s), rates_rows(same_layout, offset_s)):
+        assert rows == from_columns and [type(v) for v in rows[0]] == [type(v) for v in from_columns[0]]
     assert rows[0][0] == 1_767_600_000 - offset_s
+    assert rates_rows(other_layout, offset_s) == BarSeries.from_rates(other_layout, offset_s).rows()
+    assert rates_rows(rates[:0], offset_s) == [] and rates_rows(None) == []
     rates["low"][1] = 12.0  # high below low: the same verdict as an array check of many bars
     with pytest.raises(BadBars, match="high/low do not contain open/close at 2026-01-05 08:01:00"):
         validate_bars(BarSeries.from_rates(rates, 0), "XAUUSD", "M1")
+
+
+def test_the_adapter_bar_rows_are_its_bars_rows(feed_stack) -> None:
+    """The MT5 adapter's two answers agree (the Broker protocol), forming bar included."""
+    stack, _ = feed_stack
+    for timeframe, count, forming in (("M1", 3, True), ("M1", 7, False), ("M5", 300, True), ("H1", 1, True)):
+        rows = stack.broker.bar_rows("XAUUSD", timeframe, count, include_forming=forming)
+        assert rows == stack.broker.bars("XAUUSD", timeframe, count, include_forming=forming).rows()
+        assert len(rows) == count
+
+
+def test_the_backtest_view_trims_bar_rows_as_it_trims_bars(feed_stack) -> None:
+    """``RecordedHistory`` serves no bar from before the recording, as rows too, and counts the
+    trimmed reads the same way."""
+    from datetime import datetime, timezone
+
+    from backtest.market_view import RecordedHistory
+
+    stack, _ = feed_stack
+    times = stack.broker.bars("XAUUSD", "M1", 10, include_forming=True).time_s
+    first = datetime.fromtimestamp(int(times[4]) - 30, tz=timezone.utc)  # inside bar 3: bars 4.. are kept
+    view = RecordedHistory(stack.broker, {"XAUUSD": first})
+    for count in (3, 6, 10):
+        rows = view.bar_rows("XAUUSD", "M1", count, include_forming=True)
+        assert rows == view.bars("XAUUSD", "M1", count, include_forming=True).rows()
+        assert len(rows) == min(count, 6)
+    assert view.trimmed == 2  # count 10 only (6 of 10 kept), once as rows and once as bars

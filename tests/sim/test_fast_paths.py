@@ -159,3 +159,20 @@ def test_faults_armed_after_idle_calls_still_fire(mt5: SimTerminal, clock: FakeC
     clock.advance(60)
     assert mt5.symbol_info_tick("XAUUSD").time_msc >= before.time_msc
     assert mt5.faults.idle
+
+
+def test_ticks_through_reuses_the_instants_tick_position_only_in_its_cycle(mt5: SimTerminal) -> None:
+    """The forming bar counts its ticks from the position the instant's quote also reads (one
+    search per instant); a bar of another cycle than the instant's searches for itself."""
+    market = mt5._markets["XAUUSD"]
+    s = market.series
+    rng = random.Random(5)
+    anchor = int(mt5.anchor.timestamp() * 1000)
+    for _ in range(200):
+        v_ms = anchor + rng.randint(-30, 60) * 86_400_000 + rng.randint(0, 86_399_999)
+        cycle, phase = market._locate(v_ms)
+        for bar_cycle in (cycle, cycle - 1):  # the instant's cycle, and the one before (a bar across the wrap)
+            bar_phase = phase + (cycle - bar_cycle) * s.period_ms  # the same instant in that cycle's phase
+            expected = int(s.tick_time.searchsorted(bar_phase, side="right"))
+            assert market._ticks_through(bar_phase, bar_cycle) == expected
+        assert market.tick_index(v_ms) == cycle * s.ticks + int(s.tick_time.searchsorted(phase, side="right")) - 1
