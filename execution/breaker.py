@@ -80,6 +80,12 @@ class CircuitBreaker:
     def allows_entries(self) -> bool:
         return self.state == CLOSED
 
+    def settled(self) -> bool:
+        """CLOSED with no failure counted: a successful call would change nothing (a reader may
+        answer from a cached reading instead of calling)."""
+        s = self._s
+        return s.state == CLOSED and not s.failures
+
     def _maybe_half_open(self, changes: list) -> None:
         s = self._s
         if s.state == OPEN and s.last_failure_mono is not None:
@@ -182,7 +188,8 @@ class BreakerBroker:
     Everything else is forwarded unchanged."""
 
     COUNTED = frozenset({"account", "symbol_spec", "quote", "positions", "position", "deals",
-                         "market_order", "close_position", "modify_sltp", "find_by_client_id", "bars", "ticks"})
+                         "market_order", "close_position", "modify_sltp", "find_by_client_id", "bars", "bar_rows",
+                         "ticks"})
 
     def __init__(self, broker: Any, breaker: CircuitBreaker) -> None:
         self._broker = broker

@@ -138,11 +138,14 @@ class TradingGuard:
                  journal: Any = None, events: Callable[[str, dict[str, Any]], None] | None = None,
                  account: Callable[[], AccountInfo] | None = None,
                  closed_trades: Callable[[], Iterable[Any]] | None = None,
-                 feeds: Callable[[], dict[str, Any]] | None = None, breaker: Any = None) -> None:
+                 feeds: Callable[[], dict[str, Any]] | None = None, breaker: Any = None,
+                 bar_times: Callable[[], dict[tuple[str, str], int | None]] | None = None) -> None:
         """``account``: equity for the daily loss and drawdown (``broker.account``);
         ``closed_trades``: the newest closed trades, oldest first (loss streak): at least
         ``STREAK_TRADES`` of them, e.g. ``registry.recent_closed(STREAK_TRADES)``;
-        ``feeds``: ``bar_feed.health`` (stale data); ``breaker``: subscribed to."""
+        ``feeds``: ``bar_feed.health`` (stale data); ``breaker``: subscribed to;
+        ``bar_times``: ``bar_feed.last_bar_times``, read instead of ``feeds`` when given: the same
+        judgement without the health document (the backtest steps the guard at every bar)."""
         self.store = store
         self._config = config
         self.clock = clock
@@ -151,6 +154,10 @@ class TradingGuard:
         self._account = account
         self._closed_trades = closed_trades
         self._feeds = feeds
+        self._bar_times = bar_times
+        self._bar_opens: dict[tuple[str, str], tuple[int, datetime, int, str]] = {}  # (epoch s, open, tf s, name)
+        self._day_span: tuple[str, datetime, str, datetime] | None = None  # see _trading_day
+        self._streak_seen: tuple[tuple[Any, ...], datetime] | None = None  # see _streak_unchanged
         self._lock = threading.RLock()
         self._pending_events: list[tuple[str, dict[str, Any]]] = []
         self._dirty = False
@@ -306,10 +313,11 @@ class TradingGuard:
                 account = self._account()
             except BrokerError as exc:  # no equity, no verdict: never lock or unlock on missing data
                 log.debug("trading guard: no account figures this step: %s", exc)
-        feeds = None
-        if self._feeds is not None and config.stale_data_seconds is not None:
+        feeds = None  # the health document, or the bar times when given
+        source = self._bar_times or self._feeds
+        if source is not None and config.stale_data_seconds is not None:
             try:
-                feeds = self._feeds()
+                feeds = source()
             except Exception as exc:
                 log.warning("trading guard: feed health unavailable: %s", exc)
         closed = list(self._closed_trades()) if self._closed_trades is not None else None
@@ -326,13 +334,28 @@ class TradingGuard:
                     self._clear_lock("stale_data", "stale-data check switched off", now)
             elif feeds is not None:
                 limit = config.stale_data_seconds
-                freshest = freshest_feed(feeds, now)
+                freshest = self._freshest_bar(feeds, now) if self._bar_times else freshest_feed(feeds, now)
                 stale = freshest is not None and freshest[0] > limit
                 if stale and "stale_data" not in self._locks:
                     self._set_lock("stale_data", REDUCING, feed_detail(freshest, limit), now)
                 elif not stale and "stale_data" in self._locks:
                     self._clear_lock("stale_data", f"data fresh again ({feed_detail(freshest, limit)})", now)
         self._flush()
+
+    def _freshest_bar(self, times: dict[tuple[str, str], int | None], now: datetime) -> tuple[float, str] | None:
+        """``freshest_feed`` from ``bar_times``: the open datetimes are kept per feed and made
+        again only when its newest bar changes (the same values ``health()`` parses back)."""
+        opens = self._bar_opens
+        lags = []
+        for key, opened in times.items():
+            if opened is None:
+                continue
+            known = opens.get(key)
+            if known is None or known[0] != opened:
+                known = opens[key] = (opened, datetime.fromtimestamp(opened, tz=timezone.utc),
+                                      TIMEFRAME_SECONDS.get(key[1], 60), f"{key[0]}:{key[1]}")
+            lags.append(((now - known[1]).total_seconds() - known[2], known[3]))
+        return min(lags) if lags else None
 
     def _operator(self, config: ReliabilityConfig, now: datetime, account: AccountInfo | None) -> None:
         if config.resume_token != self._resume_token:
@@ -361,7 +384,7 @@ class TradingGuard:
 
     def _equity_checks(self, config: ReliabilityConfig, now: datetime, account: AccountInfo) -> None:
         equity = account.equity
-        day, day_end = day_of(now, config.day_timezone)
+        day, day_end = self._trading_day(now, config.day_timezone)
         if self._day.get("date") != day:
             self._day = {"date": day, "start_equity": equity}
             self._dirty = True
@@ -385,8 +408,21 @@ class TradingGuard:
                            f"equity {equity:.2f} is {drawdown_pct:.2f}% below its peak {self._peak:.2f} (limit "
                            f"{limit:g}%); resume by changing reliability.resume_token", now)
 
+    def _trading_day(self, now: datetime, zone: str) -> tuple[str, datetime]:
+        """``day_of`` kept from the last call: from an instant of a local day until that day's end
+        (its next local midnight, the first instant of the next date) the answer cannot change."""
+        span = self._day_span
+        if span is not None and span[0] == zone and span[1] <= now < span[3]:
+            return span[2], span[3]
+        day, day_end = day_of(now, zone)
+        self._day_span = (zone, now, day, day_end)
+        return day, day_end
+
     def _loss_streak(self, config: ReliabilityConfig, now: datetime, closed: list[Any]) -> None:
         if config.loss_streak_count is None or "loss_streak" in self._locks:
+            return
+        seen = (closed, self._streak_ack, config.loss_streak_count, config.loss_streak_window_minutes)
+        if self._streak_unchanged(seen, now):
             return
         window_start = now - timedelta(minutes=config.loss_streak_window_minutes)
         streak: list[Any] = []
@@ -400,13 +436,22 @@ class TradingGuard:
             if trade.pnl is None or trade.pnl >= 0:
                 break
             streak.append(trade)
-        if len(streak) >= config.loss_streak_count:
-            self._streak_ack = streak[0].closed_at
-            symbols = ", ".join(sorted({f"{t.strategy} {t.symbol}" for t in streak}))
-            self._set_lock("loss_streak", REDUCING,
-                           f"{len(streak)} losing trades in a row within {config.loss_streak_window_minutes:g} min "
-                           f"({symbols}); cool-down {config.loss_streak_cooldown_minutes:g} min", now,
-                           now + timedelta(minutes=config.loss_streak_cooldown_minutes))
+        if len(streak) < config.loss_streak_count:
+            self._streak_seen = (seen, now)
+            return
+        self._streak_ack = streak[0].closed_at
+        symbols = ", ".join(sorted({f"{t.strategy} {t.symbol}" for t in streak}))
+        self._set_lock("loss_streak", REDUCING,
+                       f"{len(streak)} losing trades in a row within {config.loss_streak_window_minutes:g} min "
+                       f"({symbols}); cool-down {config.loss_streak_cooldown_minutes:g} min", now,
+                       now + timedelta(minutes=config.loss_streak_cooldown_minutes))
+
+    def _streak_unchanged(self, seen: tuple[Any, ...], now: datetime) -> bool:
+        """True when the last count found no streak over the same closed trades, acknowledgement
+        and settings at an earlier ``now``: the window only moves forward and drops trades, so the
+        streak can only be shorter now and still does not reach the count."""
+        memo = self._streak_seen
+        return memo is not None and now >= memo[1] and memo[0] == seen
 
     # ------------------------------------------------------------------ locks (caller holds _lock)
     def _expire(self, now: datetime) -> None:
@@ -452,6 +497,8 @@ class TradingGuard:
 
     def _flush(self) -> None:
         """Persist (if anything changed) and send events, outside the lock where possible."""
+        if not self._dirty and not self._pending_events:
+            return  # the usual step: nothing changed (what another thread changes, it flushes itself)
         with self._lock:
             events, self._pending_events = self._pending_events, []
             save = self._dirty

@@ -56,20 +56,23 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, payload: bytes, keep_backup: bool = True,
-                       sleep: Callable[[float], None] = time.sleep) -> None:
-    """Write ``payload`` to ``path`` atomically; the previous file becomes ``path.bak``."""
+                       sleep: Callable[[float], None] = time.sleep, durable: bool = True) -> None:
+    """Write ``payload`` to ``path`` atomically; the previous file becomes ``path.bak``.
+    ``durable`` False skips the fsyncs (a replay's files: nothing to recover after a crash)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         with open(tmp, "wb") as handle:
             handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         if keep_backup and path.exists():
             _replace_with_retry(path, path.with_name(path.name + ".bak"), sleep)
         _replace_with_retry(tmp, path, sleep)
-        _fsync_dir(path.parent)
+        if durable:
+            _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             try:

@@ -93,3 +93,33 @@ def test_the_equity_curve_is_the_terminals_at_every_step(tmp_path):
     assert [(e, b) for e, b, *_ in seen] == [(e, b) for _, _, e, b, _ in seen]
     assert any(n for *_, n in seen) and not seen[-1][-1]  # held positions, and flat bars after
     assert len(result.trades) >= 1 and len(seen) == len(result.equity)
+
+
+def test_the_guard_reads_the_brokers_account_at_every_step(tmp_path):
+    """While flat the guard gets the account read while flat again: it must be the broker's answer."""
+    runner, feed = _runner(tmp_path, ["micro_scalp"])
+    runner.clock.set(feed.first + timedelta(minutes=5))
+    quote = runner.broker.quote("XAUUSD")
+    idea = TradeIdea(symbol="XAUUSD", side="buy", entry=quote.ask, sl=round(quote.bid - 1, 2),
+                     tp=round(quote.ask + 1, 2), strategy="micro_scalp", reasons=("test position",), meta={})
+    assert runner.executor.open(idea).opened  # closed by its stop or target during the run
+    seen = []
+    given = runner.guard._account
+    asked = []
+    inner = runner._broker_account
+
+    def counted():
+        asked.append(1)
+        return inner()
+
+    def checked():
+        account = given()
+        seen.append((account, runner.broker.account(), runner.terminal.positions_total()))
+        return account
+
+    runner._broker_account = counted
+    runner.guard._account = checked
+    runner.run()
+    assert [a for a, *_ in seen] == [b for _, b, _ in seen]
+    assert any(n for *_, n in seen) and not seen[-1][-1]  # held a position, then flat steps
+    assert len(asked) < len(seen)  # the flat steps were answered without asking

@@ -56,6 +56,23 @@ def test_open_probe_close_cycle() -> None:
     assert breaker.health()["times_opened"] == 1
 
 
+def test_settled_means_a_success_would_change_nothing() -> None:
+    clock = FakeClock()
+    breaker, _ = breaker_on(clock)
+    assert breaker.settled()
+    breaker.record_failure("ipc")
+    assert not breaker.settled() and breaker.state == CLOSED  # a success would reset the count
+    breaker.record_success()
+    assert breaker.settled()
+    for _ in range(5):
+        breaker.record_failure("ipc")
+    clock.advance(60)
+    assert breaker.state == HALF_OPEN and not breaker.settled()
+    breaker.record_success()
+    breaker.record_success()
+    assert breaker.state == CLOSED and breaker.settled()
+
+
 def test_thresholds_come_from_the_config_in_force() -> None:
     clock = FakeClock()
     breaker, _ = breaker_on(clock, breaker_failure_threshold=2, breaker_recovery_seconds=5,

@@ -11,6 +11,7 @@ import pytest
 from execution.trading_state import ACTIVE, HALTED, REDUCING, TradingGuard, day_of
 from feeds.bar_feed import BarFeed
 from state.registry import Trade
+from state.store import StateStore
 from tests.reliability.rig import Rig, account, build_rig, set_reliability
 
 RISKY = {"risk": {"max_open_total": 50, "max_open_per_symbol": 20, "max_open_per_strategy": 40,
@@ -241,3 +242,49 @@ def test_an_unknown_time_zone_is_a_clear_config_error() -> None:
         ReliabilityConfig(day_timezone="Mars/Olympus")
     with pytest.raises(ValidationError):
         ReliabilityConfig(force_state="ACTIVE")  # resume with resume_token, not by forcing ACTIVE
+
+
+def test_a_lowered_streak_count_locks_at_once_without_a_new_trade(tmp_path: Path) -> None:
+    """A count that found no streak is kept only for the same trades and settings."""
+    rig = build_rig(tmp_path, reliability={"loss_streak_count": 3, "loss_streak_window_minutes": 60})
+    closed_loss(rig, 1, minutes_ago=20)
+    closed_loss(rig, 2, minutes_ago=10)
+    rig.guard.step(rig.clock.now())
+    rig.clock.advance(60)
+    rig.guard.step(rig.clock.now())
+    assert rig.guard.state == ACTIVE
+    set_reliability(rig, loss_streak_count=2)
+    rig.guard.step(rig.clock.now())
+    assert rig.guard.state == REDUCING and "2 losing trades in a row" in rig.guard.reason
+
+
+def test_bar_times_judge_stale_data_as_the_health_document_does(tmp_path: Path) -> None:
+    """The backtest's ``bar_times`` source: the same locks, reasons and journal as ``feeds``."""
+    rig = build_rig(tmp_path, reliability={"stale_data_seconds": 120})
+    feed = BarFeed(rig.stack.broker, rig.clock, lambda: [("XAUUSD", "M1"), ("EURUSD", "M1"), ("XAUUSD", "M5")])
+    config = lambda: rig.stack.holder.current.bot.reliability  # noqa: E731
+    guards = [TradingGuard(StateStore(tmp_path / name), config, rig.clock, **source)
+              for name, source in (("health", {"feeds": feed.health}), ("times", {"bar_times": feed.last_bar_times}))]
+    feed.step(rig.clock.now())
+    rig.terminal.faults.schedule("stale_quotes", seconds=600)
+    seen = []
+    for _ in range(30):
+        rig.clock.advance(30)
+        feed.step(rig.clock.now())
+        for guard in guards:
+            guard.step(rig.clock.now())
+        seen.append([(guard.state, guard.reason, guard.health()["history"]) for guard in guards])
+    assert all(health == times for health, times in seen)
+    assert {state for (state, _, _), _ in seen} == {ACTIVE, REDUCING}
+
+
+def test_the_guards_day_is_day_of_at_every_step() -> None:
+    """The trading day is kept between steps until its end: across midnights and DST changes it
+    is still ``day_of``."""
+    guard = TradingGuard.__new__(TradingGuard)
+    guard._day_span = None
+    start = datetime(2026, 3, 7, 20, 0, tzinfo=timezone.utc)
+    for zone in ("UTC", "America/New_York", "Europe/London", "Asia/Tokyo", "Australia/Lord_Howe"):
+        for step in range(0, 31 * 24 * 60, 7):  # US, UK and Lord Howe clock changes
+            now = start + timedelta(minutes=step)
+            assert guard._trading_day(now, zone) == day_of(now, zone)
