@@ -519,6 +519,14 @@ class EmaState:
             self.value = self.value + (2.0 / (self.period + 1.0)) * (value - self.value)
         return self.value
 
+    def update_all(self, values: list[float]) -> float:
+        """``update`` with each of ``values`` (plain floats) in turn, without a call per value."""
+        current, alpha = self.value, 2.0 / (self.period + 1.0)
+        for value in values:
+            current = float(value) if current != current else current + alpha * (value - current)
+        self.value = current
+        return current
+
 
 @dataclass
 class RsiState:
@@ -685,7 +693,7 @@ class AdxState:
         return not math.isnan(self.value)
 
     def update(self, high: float, low: float, close: float) -> float:
-        if not self.ready:
+        if math.isnan(self.value):  # not ``ready``
             raise ValueError("AdxState.update needs a ready state (see from_arrays)")
         up, down = high - self.prev_high, self.prev_low - low
         plus_dm = up if up > down and up > 0 else 0.0

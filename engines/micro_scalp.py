@@ -28,20 +28,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_checkers import CHECKERS, EDGE, Context, Trace, layer1
-from engines.micro_scalp_features import Bars, BadBars, SeriesMemo, compute_features
-from engines.micro_scalp_reasons import Deferred, Reason, failure_reason, texts
-from engines.micro_scalp_regimes import NONE, REGIMES, RegimeScore, RegimeState, Why, detect_all, transition
+from engines.micro_scalp_features import Bars, BadBars, Features, SeriesMemo, compute_features
+from engines.micro_scalp_reasons import failure_reason
+from engines.micro_scalp_regimes import NONE, RegimeScore, RegimeState, Why, detect_all, transition
 from engines.spread import SpreadStats
 from engines.types import Decision, TradeIdea
 
 __all__ = ["evaluate", "MicroDecision", "RegimeState", "Bars", "route"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class MicroDecision(Decision):
     """A Decision that also carries the updated regime memory and what the router chose."""
 
@@ -51,15 +51,29 @@ class MicroDecision(Decision):
     score: float | None = None   # 0..10 when the checker reached Layer 4
     aplus: bool = False
 
+    def __init__(self, symbol: str, idea: TradeIdea | None, reasons: tuple[str, ...] = (), failed: str | None = None,
+                 meta: dict[str, Any] | None = None, regime_state: RegimeState | None = None, regime: str = NONE,
+                 strategy: str | None = None, score: float | None = None, aplus: bool = False) -> None:
+        # one per evaluation: the fields go straight into the instance dict instead of through
+        # the generated frozen __init__'s object.__setattr__ calls (~2.5 us)
+        fields = self.__dict__
+        fields["symbol"] = symbol
+        fields["idea"] = idea
+        fields["reasons"] = reasons
+        fields["failed"] = failed
+        fields["meta"] = {} if meta is None else meta
+        fields["regime_state"] = RegimeState() if regime_state is None else regime_state
+        fields["regime"] = regime
+        fields["strategy"] = strategy
+        fields["score"] = score
+        fields["aplus"] = aplus
+
 
 def _quote(quote: Any) -> tuple[float, float]:
     if hasattr(quote, "bid") and hasattr(quote, "ask"):
         return float(quote.bid), float(quote.ask)
     bid, ask = quote
     return float(bid), float(ask)
-
-
-_REGIME_HEADS = {name: f"regime {name}: " for name in REGIMES}
 
 
 def _bar_time(time_s: int) -> datetime:
@@ -71,13 +85,6 @@ def _data_reason(n: int, last_bar_s: int, bid: float, ask: float, atr: float, vw
     return (f"data: {n} bars to {_bar_time(last_bar_s):%Y-%m-%d %H:%M}Z, bid {bid:.6g} ask {ask:.6g}, "
             f"ATR {atr:.6g}, VWAP {vwap:.6g} +/- {vwap_std:.6g}"
             + (" (vwap partial: session began before the first bar)" if vwap_partial else ""))
-
-
-def _told(reasons: list[Reason], failed: str | None, explain: bool) -> tuple[str, ...]:
-    """A failed decision's reasons: all of them, or in quiet mode only the failing check's."""
-    if explain:
-        return texts(reasons)
-    return (failure_reason(reasons, failed),)
 
 
 def route(p: MicroScalpParams, state: RegimeState) -> tuple[str, str]:
@@ -105,11 +112,6 @@ def _router_text(strategy: str, why: Why) -> str:
     return f"router: {strategy} ({why[0].format(*why[1])})"
 
 
-def _explained(explain: bool, head: str, fn: Callable[..., str], *args: Any) -> Reason:
-    """``fn(*args)`` now, or in quiet mode when read."""
-    return fn(*args) if explain else Deferred(head, fn, args)
-
-
 def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
              params: MicroScalpParams, symbol: str, now: datetime,
              regime_state: RegimeState | None = None, *, stops_level: float = 0.0,
@@ -123,7 +125,8 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
 
     ``explain=False`` (the monitor's quiet mode): a decision without an idea carries only the
     reason of its failing check (``failure_reason``: what the monitor shows), formatted alone;
-    a decision with an idea always carries every reason. Decisions are otherwise identical."""
+    a decision with an idea always carries every reason (Layer 1 and the checker, which kept
+    none, run again explaining: the same outcome). Decisions are otherwise identical."""
     if not isinstance(params, MicroScalpParams):
         raise TypeError(f"params must be MicroScalpParams, not {type(params).__name__}")
     if now.tzinfo is None:
@@ -157,33 +160,29 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
     f = compute_features(data, bid, ask, params, memo)
     if not math.isfinite(f.atr_now) or f.atr_now <= 0:
         return reject("data.atr", f"ATR({params.atr_period}) is {f.atr_now}: no movement to size anything on")
-    last_bar_s = int(data.time_s[-1])
-    reasons: list[Reason] = [_explained(explain, "data: ", _data_reason, f.n, last_bar_s, bid, ask, f.atr_now,
-                                        f.vwap_now, f.vwap_std_now, f.vwap_partial)]
-
+    last_bar_s = int(f.cols.time[f.n - 1])  # int(data.time_s[-1]), from the list
     scores = detect_all(f, params, explain)
-    if explain:
-        reasons += [score.describe() for score in scores.values()]
-    else:
-        reasons += [Deferred(_REGIME_HEADS[name], RegimeScore.describe, (score,)) for name, score in scores.items()]
+    why: Why | None = None
     if params.regime_detection_enabled:
         state, why = transition(state, scores, last_bar_s, params)
-        reasons.append(_explained(explain, "hysteresis: ", _hysteresis_text, why, state.regime))
 
     trace = Trace(explain)
     if not layer1(f, params, spread_stats, trace):
-        return MicroDecision(symbol, None, _told(reasons + trace.reasons, trace.failed, explain), trace.failed,
-                             regime_state=state, regime=state.regime)
+        told = _told(f, last_bar_s, scores, why, state, None, trace, explain)
+        return MicroDecision(symbol, None, told, trace.failed, regime_state=state, regime=state.regime)
 
-    strategy, why = _route(params, state)
-    reasons.append(_explained(explain, "router: ", _router_text, strategy, why))
+    strategy, route_why = _route(params, state)
     ctx = Context(f, params, now, flow, scores, max(0.0, float(stops_level)))
     outcome = CHECKERS[strategy](ctx, trace)
     if not outcome.passed:
-        told = _told(reasons + list(outcome.reasons), outcome.failed, explain)
+        told = _told(f, last_bar_s, scores, why, state, (strategy, route_why), trace, explain)
         return MicroDecision(symbol, None, told, outcome.failed, regime_state=state,
                              regime=state.regime, strategy=strategy, score=outcome.score)
-    all_reasons = texts(reasons + list(outcome.reasons))
+    if not explain:  # the quiet checks kept no reasons: check again explaining (the same outcome)
+        trace = Trace()
+        layer1(f, params, spread_stats, trace)
+        outcome = CHECKERS[strategy](ctx, trace)
+    all_reasons = _all_reasons(f, last_bar_s, scores, why, state, (strategy, route_why), trace)
     assert outcome.side is not None and outcome.entry is not None and outcome.sl is not None \
         and outcome.tp is not None and outcome.score is not None
     meta = {**outcome.meta, "regime": state.regime, "regime_confidence": state.confidence,
@@ -192,3 +191,25 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
     idea = TradeIdea(symbol, outcome.side, outcome.entry, outcome.sl, outcome.tp, strategy, all_reasons, meta)
     return MicroDecision(symbol, idea, all_reasons, None, regime_state=state, regime=state.regime,
                          strategy=strategy, score=outcome.score, aplus=outcome.aplus)
+
+
+def _all_reasons(f: Features, last_bar_s: int, scores: dict[str, RegimeScore], why: Why | None,
+                 state: RegimeState, route: tuple[str, Why] | None, trace: Trace) -> tuple[str, ...]:
+    """Every reason of an explained evaluation, in order: data, the regimes, the hysteresis (when
+    regime detection is on), the router (once Layer 1 passed), then the checks of ``trace``."""
+    reasons = [_data_reason(f.n, last_bar_s, f.bid, f.ask, f.atr_now, f.vwap_now, f.vwap_std_now, f.vwap_partial)]
+    reasons += [score.describe() for score in scores.values()]
+    if why is not None:
+        reasons.append(_hysteresis_text(why, state.regime))
+    if route is not None:
+        reasons.append(_router_text(*route))
+    return (*reasons, *trace.reasons)
+
+
+def _told(f: Features, last_bar_s: int, scores: dict[str, RegimeScore], why: Why | None, state: RegimeState,
+          route: tuple[str, Why] | None, trace: Trace, explain: bool) -> tuple[str, ...]:
+    """A failed decision's reasons: all of them, or in quiet mode only the failing check's (the
+    quiet trace kept only that one: the other reasons are never formatted)."""
+    if explain:
+        return _all_reasons(f, last_bar_s, scores, why, state, route, trace)
+    return (failure_reason(trace.reasons, trace.failed),)

@@ -16,13 +16,12 @@ from typing import Any, Callable
 
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_features import Features
-from engines.micro_scalp_reasons import Deferred, Reason
 from engines.micro_scalp_regimes import RANGE, RangeStructure, RegimeScore, count_respects, vwap_deviation, \
     vwap_slope_atr
-from engines.micro_scalp_signals import (Side, bb_squeeze, compression_block, cvd_divergence, engulfing,
-                                         equal_highs_lows, in_sessions, increasing_volume, micro_choch,
-                                         micro_order_blocks, micro_sweep, volatility_expanding, volume_spike,
-                                         vwap_tap_rejection, wick_ratio, wick_trap)
+from engines.micro_scalp_signals import (Choch, EqualLevels, Side, Sweep, bb_squeeze, compression_block,
+                                         cvd_divergence, engulfing, equal_highs_lows, in_sessions, increasing_volume,
+                                         micro_choch, micro_order_blocks, micro_sweep, volatility_expanding,
+                                         volume_spike, vwap_tap_rejection, wick_ratio, wick_trap)
 from engines.spread import SpreadStats
 
 EDGE = "edge_based"
@@ -32,44 +31,44 @@ def _gate_line(name: str, passed: bool, text: str) -> str:
     return f"{name}: {'pass' if passed else 'FAIL'} {text}"
 
 
-def _deferred_gate_line(name: str, passed: bool, fmt: Callable[..., str], args: tuple[Any, ...]) -> str:
-    return _gate_line(name, passed, fmt(*args))
-
-
 class Trace:
-    """Collects reasons and remembers the first failing gate. With ``explain=False`` the
-    reasons of ``gate_later`` stay unformatted (engines/micro_scalp_reasons.py) until read."""
+    """Collects reasons and remembers the first failing gate. With ``explain=False`` (the
+    engine's quiet mode) it keeps only that gate's reason, the one a no-trade decision carries:
+    passing gates record nothing and ``gate_later`` formats nothing for them."""
 
     def __init__(self, explain: bool = True) -> None:
-        self.reasons: list[Reason] = []
+        self.reasons: list[str] = []
         self.failed: str | None = None
         self.explain = explain
 
     def gate(self, name: str, passed: bool, text: str) -> bool:
-        self.reasons.append(_gate_line(name, passed, text))
-        if not passed and self.failed is None:
+        if passed:
+            if self.explain:
+                self.reasons.append(_gate_line(name, True, text))
+            return True
+        if self.failed is None:
             self.failed = name
-        return passed
+            self.reasons.append(_gate_line(name, False, text))
+        elif self.explain:
+            self.reasons.append(_gate_line(name, False, text))
+        return False
 
     def gate_later(self, name: str, passed: bool, fmt: Callable[..., str], *args: Any) -> bool:
-        """``gate(name, passed, fmt(*args))``, formatted only when read in quiet mode (``args``
-        are values taken now: none of them may be changed afterwards)."""
-        if self.explain:
-            return self.gate(name, passed, fmt(*args))
-        self.reasons.append(Deferred(f"{name}: ", _deferred_gate_line, (name, passed, fmt, args)))
-        if not passed and self.failed is None:
-            self.failed = name
-        return passed
+        """``gate(name, passed, fmt(*args))``, with ``fmt`` called only when its reason is kept."""
+        if not self.explain and (passed or self.failed is not None):
+            return passed
+        return self.gate(name, passed, fmt(*args))
 
     def note(self, text: str) -> None:
-        self.reasons.append(text)
+        if self.explain:
+            self.reasons.append(text)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class CheckOutcome:
     strategy: str
     passed: bool
-    reasons: tuple[Reason, ...]   # plain strings unless the Trace was quiet (explain=False)
+    reasons: tuple[str, ...]   # only the failing gate's when the Trace was quiet (explain=False)
     failed: str | None = None
     side: Side | None = None
     entry: float | None = None
@@ -79,8 +78,27 @@ class CheckOutcome:
     aplus: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def __init__(self, strategy: str, passed: bool, reasons: tuple[str, ...], failed: str | None = None,
+                 side: Side | None = None, entry: float | None = None, sl: float | None = None,
+                 tp: float | None = None, score: float | None = None, aplus: bool = False,
+                 meta: dict[str, Any] | None = None) -> None:
+        # one per evaluation: the fields go straight into the instance dict instead of through
+        # the generated frozen __init__'s object.__setattr__ calls
+        fields = self.__dict__
+        fields["strategy"] = strategy
+        fields["passed"] = passed
+        fields["reasons"] = reasons
+        fields["failed"] = failed
+        fields["side"] = side
+        fields["entry"] = entry
+        fields["sl"] = sl
+        fields["tp"] = tp
+        fields["score"] = score
+        fields["aplus"] = aplus
+        fields["meta"] = {} if meta is None else meta
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, init=False)
 class Context:
     """What a checker needs besides the features."""
 
@@ -90,6 +108,16 @@ class Context:
     flow: Any
     scores: dict[str, RegimeScore]
     min_stop_distance: float  # price units, broker stops level (+ freeze) from the caller
+
+    def __init__(self, f: Features, p: MicroScalpParams, now: datetime, flow: Any, scores: dict[str, RegimeScore],
+                 min_stop_distance: float) -> None:
+        fields = self.__dict__  # see CheckOutcome.__init__
+        fields["f"] = f
+        fields["p"] = p
+        fields["now"] = now
+        fields["flow"] = flow
+        fields["scores"] = scores
+        fields["min_stop_distance"] = min_stop_distance
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,13 +275,8 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
 
     choch = micro_choch(f, p)
     sweep = micro_sweep(f, p)
-    if choch is not None:
-        side, why = choch.side, f"CHOCH {choch.side} {choch.bars_ago} bars ago"
-    elif sweep is not None:
-        side, why = sweep.trade_side, f"sweep: {sweep.describe()}"
-    else:
-        side, why = vwap_side(f), "VWAP side"
-    if not trace.gate("L3.direction", side is not None, f"{side} from {why}"):
+    side = choch.side if choch is not None else sweep.trade_side if sweep is not None else vwap_side(f)
+    if not trace.gate_later("L3.direction", side is not None, _edge_direction_text, side, choch, sweep):
         return _fail(EDGE, trace)
 
     primaries = {
@@ -274,7 +297,7 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
         "CVD_DIVERGENCE": cvd_divergence(ctx.flow) == side,
     }
     secondary_hits = [k for k, v in secondaries.items() if v]
-    if not trace.gate("L3.secondary", bool(secondary_hits), f"{secondary_hits or 'none'}"):
+    if not trace.gate_later("L3.secondary", bool(secondary_hits), _hits_text, secondary_hits):
         return _fail(EDGE, trace, side)
 
     ratio = wick_ratio(f)
@@ -296,6 +319,20 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
     trace.note(f"stops.plan: sl {p.edge_sl} x {unit:.6g}, tp {p.edge_tp} x {unit:.6g} ({p.stop_unit})")
     return finalize(ctx, trace, EDGE, side, entry, sl, tp, score, aplus,
                     {"location": tags, "primary": list(primary_hits), "secondary": secondary_hits})
+
+
+def _edge_direction_text(side: Side | None, choch: Choch | None, sweep: Sweep | None) -> str:
+    if choch is not None:
+        why = f"CHOCH {choch.side} {choch.bars_ago} bars ago"
+    elif sweep is not None:
+        why = f"sweep: {sweep.describe()}"
+    else:
+        why = "VWAP side"
+    return f"{side} from {why}"
+
+
+def _hits_text(hits: list[str]) -> str:
+    return f"{hits or 'none'}"
 
 
 def _edge_location_text(tags: list[str], vwap_dist: float, tol: float, tol_text: str, range_bars: int,
@@ -352,7 +389,7 @@ def check_vwap_reversion(ctx: Context, trace: Trace) -> CheckOutcome:
     secondaries = {"VOLUME_CONFIRMED": spike, "ABSORPTION_WICK": bool(absorption),
                    "CVD_DIVERGENCE": cvd_divergence(ctx.flow) == side}
     secondary_hits = [k for k, v in secondaries.items() if v]
-    if not trace.gate("L3.secondary", bool(secondary_hits), f"{secondary_hits or 'none'}"):
+    if not trace.gate_later("L3.secondary", bool(secondary_hits), _hits_text, secondary_hits):
         return _fail(name, trace, side)
     deviation_pts = 2.0 if sigma >= 2.5 else 1.5 if sigma >= 2.0 else 1.0 if sigma >= 1.5 else 0.0
     choch_pts = 2.0 if primaries["CHOCH_AT_EXTREME"] else 1.0
@@ -434,7 +471,7 @@ def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
                    "INCREASING_VOLUME": increasing_volume(f, p),
                    "CVD_DIVERGENCE": cvd_divergence(ctx.flow) == side}
     secondary_hits = [k for k, v in secondaries.items() if v]
-    if not trace.gate("L3.secondary", bool(secondary_hits), f"{secondary_hits or 'none'}"):
+    if not trace.gate_later("L3.secondary", bool(secondary_hits), _hits_text, secondary_hits):
         return _fail(name, trace, side)
     distance = rng.position(f.mid) if edge == "low" else 1 - rng.position(f.mid)
     proximity = 2.0 if abs(distance) <= tol / 3 else 1.0
@@ -467,6 +504,13 @@ def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
 # balanced zone
 # ----------------------------------------------------------------------------------------------
 
+def _balanced_location_text(compressed: bool, comp_detail: str, levels: EqualLevels, alignment: float,
+                            max_alignment: float, entry_type: str, equilibrium: float, max_equilibrium: float) -> str:
+    return (f"compression {compressed} ({comp_detail}); equal highs {len(levels.highs)} lows "
+            f"{len(levels.lows)}; vwap-box gap {alignment:.2f}ATR (<= {max_alignment}); "
+            f"{entry_type}; ema-vwap {equilibrium:.2f}ATR (fade needs <= {max_equilibrium})")
+
+
 def check_balanced(ctx: Context, trace: Trace) -> CheckOutcome:
     """A compressed zone around fair value with liquidity on its edges: fade its extremes, or take
     the breakout when the last bar closes outside the box of the bars before it."""
@@ -485,10 +529,8 @@ def check_balanced(ctx: Context, trace: Trace) -> CheckOutcome:
     equilibrium = abs(f.ema_now - f.vwap_now) / atr
     located = compressed and bool(levels.highs or levels.lows) and aligned and \
         (entry_type == "breakout" or equilibrium <= p.equilibrium_max_atr)
-    if not trace.gate("L2.location", located,
-                      f"compression {compressed} ({comp_detail}); equal highs {len(levels.highs)} lows "
-                      f"{len(levels.lows)}; vwap-box gap {alignment:.2f}ATR (<= {p.balanced_alignment_atr}); "
-                      f"{entry_type}; ema-vwap {equilibrium:.2f}ATR (fade needs <= {p.equilibrium_max_atr})"):
+    if not trace.gate_later("L2.location", located, _balanced_location_text, compressed, comp_detail, levels,
+                            alignment, p.balanced_alignment_atr, entry_type, equilibrium, p.equilibrium_max_atr):
         return _fail(name, trace)
     spike = volume_spike(f, p)
     if entry_type == "breakout":

@@ -1,11 +1,11 @@
 """Bars in, one bundle of indicator values out: everything the micro-scalp rules read.
 
-Computed once per evaluation so regimes and checkers agree on the same numbers, and each value
-only when a rule first reads it (``Features`` is lazy: an evaluation rejected early never pays
-for ADX or pivots). ``Bars`` is the engine's array form of M1 bars (epoch seconds, UTC);
-``Bars.from_frame`` accepts a DataFrame with a UTC DatetimeIndex (or a ``time`` column) and
-open/high/low/close columns, plus ``tick_volume`` and/or ``volume`` (feeds/readers.py's layout;
-tick volume is preferred).
+Computed once per evaluation so regimes and checkers agree on the same numbers: the values every
+evaluation reads (ATR, session VWAP, EMA, ADX) at once, the others only when a rule first reads
+them (an evaluation rejected early never pays for pivots or Bollinger widths). ``Bars`` is the
+engine's array form of M1 bars (epoch seconds, UTC); ``Bars.from_frame`` accepts a DataFrame
+with a UTC DatetimeIndex (or a ``time`` column) and open/high/low/close columns, plus
+``tick_volume`` and/or ``volume`` (feeds/readers.py's layout; tick volume is preferred).
 
 The recursive series (Wilder ATR and ADX, EMA, session VWAP) and the swing pivots can be kept in
 a ``SeriesMemo`` between evaluations of one symbol: while each new window is the previous one
@@ -32,13 +32,14 @@ _NAN = float("nan")
 _PRICES = ("open", "high", "low", "close")
 _TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _SMALL_TAIL = 8  # new bars validated as plain numbers
+_FLOAT64 = np.dtype(np.float64)
 
 
 class BadBars(ValueError):
     """The bars cannot be traded on (NaN, non-positive prices, high < low, time not increasing)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Bars:
     time_s: np.ndarray  # int64 epoch seconds (UTC), bar open time, strictly increasing
     open: np.ndarray
@@ -46,6 +47,18 @@ class Bars:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
+
+    def __init__(self, time_s: np.ndarray, open: np.ndarray, high: np.ndarray, low: np.ndarray,  # noqa: A002
+                 close: np.ndarray, volume: np.ndarray) -> None:
+        # built at every evaluation: the fields go straight into the instance dict instead of
+        # through the generated frozen __init__'s object.__setattr__ calls
+        fields = self.__dict__
+        fields["time_s"] = time_s
+        fields["open"] = open
+        fields["high"] = high
+        fields["low"] = low
+        fields["close"] = close
+        fields["volume"] = volume
 
     def __len__(self) -> int:
         return len(self.close)
@@ -69,9 +82,8 @@ class Bars:
     @classmethod
     def from_series(cls, series: BarSeries) -> "Bars":
         """From the broker's ``BarSeries``: tick volume as the volume (MT5 always records it)."""
-        return cls(series.time_s, series.open.astype(np.float64, copy=False),
-                   series.high.astype(np.float64, copy=False), series.low.astype(np.float64, copy=False),
-                   series.close.astype(np.float64, copy=False), _series_volume(series))
+        return cls(series.time_s, _as_float64(series.open), _as_float64(series.high), _as_float64(series.low),
+                   _as_float64(series.close), _series_volume(series))
 
     @classmethod
     def coerce(cls, bars: Any) -> "Bars":
@@ -109,10 +121,19 @@ class Bars:
             raise BadBars(problem)
 
 
+def _as_float64(values: np.ndarray) -> np.ndarray:
+    """``values.astype(np.float64, copy=False)``, without the call when they are float64 already
+    (MT5's prices always are)."""
+    return values if values.dtype == _FLOAT64 else values.astype(np.float64)
+
+
 def _series_volume(series: BarSeries) -> np.ndarray:
     """As ``_volume`` for a frame: tick volume unless it is all NaN (a reader's file without it);
     then zeros (the VWAP weighs bars equally)."""
-    values = series.tick_volume.astype(np.float64, copy=False)
+    ticks = series.tick_volume
+    values = ticks.astype(np.float64, copy=False)
+    if ticks.dtype.kind in "iu":  # MT5's counts: never NaN
+        return values
     if len(values) and (not math.isnan(values[0]) or not np.isnan(values).all()):  # a number first: not all NaN
         return values
     return np.zeros(len(series))
@@ -227,8 +248,8 @@ def list_mean(values: list[float]) -> float:
 # ----------------------------------------------------------------------------------------------
 
 class _Columns:
-    """The bars as plain lists (times, prices, volume) and each bar's candle parts (body
-    ``|close - open|``, upper and lower wick) computed as the array expressions would
+    """The bars as plain lists (times, prices, volume) and each bar's candle parts (range
+    ``high - low``, body ``|close - open|``, upper and lower wick) computed as the array expressions would
     (``np.maximum``/``np.minimum`` of open and close pick the same value as the comparison below
     for the validated, NaN-free bars), and the wicks' and the body's share of the bar's range
     (NaN for a bar without range). The rules read a handful of recent values and the series
@@ -243,6 +264,7 @@ class _Columns:
         self.low: list[float] = []
         self.close: list[float] = []
         self.volume: list[float] = []
+        self.span: list[float] = []
         self.body: list[float] = []
         self.upper: list[float] = []
         self.lower: list[float] = []
@@ -269,11 +291,12 @@ class _Columns:
         self.low += lows
         self.close += closes
         self.volume += volumes
-        body, upper, lower = self.body.append, self.upper.append, self.lower.append
+        spans, body, upper, lower = self.span.append, self.body.append, self.upper.append, self.lower.append
         wick_share, body_share = self.wick_share.append, self.body_share.append
         for o, h, lo, c in zip(opens, highs, lows, closes):
             top, bottom = (o, c) if o >= c else (c, o)
             candle, upper_wick, lower_wick, span = top - bottom, h - top, bottom - lo, h - lo
+            spans(span)
             body(candle)
             upper(upper_wick)
             lower(lower_wick)
@@ -287,6 +310,7 @@ class _Series:
     guaranteed by the memo) and recomputing it from the arrays (``compute``) otherwise."""
 
     upto = 0
+    ALWAYS_EXTENDABLE = True  # else ``extendable`` says when
 
     def extendable(self) -> bool:
         return True
@@ -300,25 +324,38 @@ class _Series:
 
 class _Atr(_Series):
     """Wilder ATR of the true range (``wilder_smooth(true_range(...), period)``), every value kept
-    (the regimes compare ATR now with ATR some bars ago)."""
+    (the regimes compare ATR now with ATR some bars ago), and the true ranges themselves (ATR(1)
+    and the volatility rule read the last ones)."""
+
+    ALWAYS_EXTENDABLE = False
 
     def __init__(self, period: int) -> None:
         self.period = period
         self.values: list[float] = []
+        self.true_ranges: list[float] = []
 
     def extendable(self) -> bool:
         return not math.isnan(self.values[-1])
 
     def compute(self, bars: Bars, n: int) -> None:
-        self.values = ind.wilder_list(ind.true_range(bars.high[:n], bars.low[:n], bars.close[:n]), self.period)
+        true_ranges = ind.true_range(bars.high[:n], bars.low[:n], bars.close[:n])
+        self.values = ind.wilder_list(true_ranges, self.period)
+        self.true_ranges = true_ranges.tolist()
 
     def extend(self, cols: _Columns, start: int, n: int) -> None:
-        step = ind.true_range_step
-        trs = [step(h, lo, c) for h, lo, c in zip(cols.high[start:n], cols.low[start:n], cols.close[start - 1:n - 1])]
-        self.values += ind.wilder_continue(self.values[-1], trs, self.period)
+        values, true_ranges, period, step = self.values, self.true_ranges, self.period, ind.true_range_step
+        high, low, close = cols.high, cols.low, cols.close
+        current = values[-1]
+        for i in range(start, n):  # ``ind.wilder_continue`` of the new true ranges
+            true_range = step(high[i], low[i], close[i - 1])
+            true_ranges.append(true_range)
+            current = current + (true_range - current) / period
+            values.append(current)
 
 
 class _Ema(_Series):
+    ALWAYS_EXTENDABLE = False
+
     def __init__(self, period: int) -> None:
         self.state = ind.EmaState(period)
 
@@ -329,16 +366,17 @@ class _Ema(_Series):
         self.state.value = float(ind.ema(bars.close[:n], self.state.period)[-1])
 
     def extend(self, cols: _Columns, start: int, n: int) -> None:
-        for close in cols.close[start:n]:
-            self.state.update(close)
+        self.state.update_all(cols.close[start:n])
 
 
 class _Adx(_Series):
+    ALWAYS_EXTENDABLE = False
+
     def __init__(self, period: int) -> None:
         self.state = ind.AdxState(period)
 
     def extendable(self) -> bool:
-        return self.state.ready
+        return not math.isnan(self.state.value)  # ``state.ready``
 
     def compute(self, bars: Bars, n: int) -> None:
         self.state = ind.AdxState.from_arrays(bars.high[:n], bars.low[:n], bars.close[:n], self.state.period)
@@ -455,12 +493,23 @@ S = TypeVar("S", bound=_Series)
 T = TypeVar("T")
 
 
+class _Core(NamedTuple):
+    """The series every evaluation reads, for one set of parameters (``Features._read_core``)."""
+
+    params: MicroScalpParams
+    atr: _Atr
+    vwap: _SessionVwap
+    ema: _Ema
+    adx: _Adx
+
+
 class _Store:
     """The series of one window lineage, by kind and parameters, and the column lists they are
     extended from."""
 
     def __init__(self) -> None:
         self.upto = 0
+        self.core: _Core | None = None
         self.series: dict[tuple[Any, ...], _Series] = {}
         self.columns = _Columns()
         self.kept: dict[tuple[Any, ...], Any] = {}
@@ -470,10 +519,12 @@ class _Store:
         (a series not read this time would be extended by the same bars later: the same work,
         without a trip through the store for each read)."""
         if self.upto != n:
-            columns = self.columns.at(bars, n)
+            columns = self.columns
+            if columns.upto != n:
+                columns.at(bars, n)
             for series in self.series.values():
                 upto = series.upto
-                if 0 < upto < n and series.extendable():
+                if 0 < upto < n and (series.ALWAYS_EXTENDABLE or series.extendable()):
                     series.extend(columns, upto, n)
                 else:
                     series.compute(bars, n)
@@ -597,6 +648,38 @@ class Features:
         self._memo = memo if memo is not None and memo.bars is bars else None  # begun with these bars
         self._generation = memo.generation if memo is not None else -1
         self._own: _Store | None = None
+        self._read_core()
+
+    def _read_core(self) -> None:
+        """Read the values every evaluation needs from their series at once (the columns, ATR,
+        session VWAP, EMA and ADX): attributes, instead of a lazy read and a series lookup each."""
+        store, p, n = self._store(), self.params, self.n
+        core = store.core
+        if core is None or core.params is not p:
+            core = store.core = _Core(
+                p, self._series(("atr", p.atr_period), lambda: _Atr(p.atr_period)),
+                self._series(("vwap", p.vwap_anchor_hour_utc), lambda: _SessionVwap(p.vwap_anchor_hour_utc)),
+                self._series(("ema", p.ema_period), lambda: _Ema(p.ema_period)),
+                self._series(("adx", p.adx_period), lambda: _Adx(p.adx_period)))
+        self.cols: _Columns = store.columns
+        """The bars and candle parts as plain float lists (``_Columns``): index them below ``n``
+        (``cols.high[n - 1]`` is the signal bar's high), never from the end."""
+        self._atr_values: list[float] = core.atr.values
+        """The ATR series' values (append-only: later evaluations only add values after ours,
+        so it is read up to ``n``)."""
+        self.atr_now: float = self._atr_values[n - 1]
+        self.true_ranges: list[float] = core.atr.true_ranges
+        """The true range of every bar (``ind.true_range``; append-only like the ATR values)."""
+        self.atr1: float = self.true_ranges[n - 1]
+        """ATR(1) = true range of the last bar."""
+        vwap = core.vwap
+        self._vwap_series = _VwapView(vwap.values, len(vwap.values), vwap.std, vwap.start)
+        self.vwap_now: float = vwap.values[-1]
+        self.vwap_std_now: float = vwap.std
+        self.vwap_session_start: int = vwap.start
+        """Index of the first bar of the current VWAP session."""
+        self.ema_now: float = core.ema.state.value
+        self.adx_now: float = core.adx.state.value
 
     def _store(self) -> _Store:
         """The memo's store (this evaluation's own once the memo has moved on, or without one),
@@ -630,28 +713,11 @@ class Features:
             state = kept[key] = make()
         return state  # type: ignore[no-any-return]
 
-    @_lazy
-    def cols(self) -> _Columns:
-        """The bars and candle parts as plain float lists (``_Columns``): index them below ``n``
-        (``cols.high[n - 1]`` is the signal bar's high), never from the end."""
-        return self._store().columns
-
     # ---------------------------------------------------------------- ATR and ranges
-    @_lazy
-    def _atr_values(self) -> list[float]:
-        """The ATR series' values (append-only: later evaluations only add values after ours,
-        so it is read up to ``n``)."""
-        period = self.params.atr_period
-        return self._series(("atr", period), lambda: _Atr(period)).values
-
     @_lazy
     def atr(self) -> np.ndarray:
         """Wilder ATR(atr_period) at every bar."""
         return np.array(self._atr_values[:self.n])
-
-    @_lazy
-    def atr_now(self) -> float:
-        return self._atr_values[self.n - 1]
 
     def atr_at(self, index: int) -> float:
         """ATR at bar ``index`` (as ``atr[index]``, without building the array)."""
@@ -660,31 +726,16 @@ class Features:
         return self._atr_values[index if index >= 0 else self.n + index]
 
     @_lazy
-    def atr1(self) -> float:
-        """ATR(1) = true range of the last bar."""
-        c, n = self.cols, self.n
-        if n == 1:
-            return c.high[0] - c.low[0]
-        return ind.true_range_step(c.high[n - 1], c.low[n - 1], c.close[n - 2])
-
-    @_lazy
     def tr(self) -> np.ndarray:
         return ind.true_range(self.bars.high, self.bars.low, self.bars.close)
 
     @_lazy
     def avg_range(self) -> float:
         """Mean high-low of the last m1_range_avg_bars bars."""
-        c, n = self.cols, self.n
-        first = max(n - self.params.m1_range_avg_bars, 0)
-        return list_mean([h - lo for h, lo in zip(c.high[first:n], c.low[first:n])])
+        n = self.n
+        return list_mean(self.cols.span[max(n - self.params.m1_range_avg_bars, 0):n])
 
     # ---------------------------------------------------------------- VWAP
-    @_lazy
-    def _vwap_series(self) -> _VwapView:
-        anchor = self.params.vwap_anchor_hour_utc
-        series = self._series(("vwap", anchor), lambda: _SessionVwap(anchor))
-        return _VwapView(series.values, len(series.values), series.std, series.start)
-
     @_lazy
     def _vwap_bands(self) -> ind.VwapBands:
         b = self.bars
@@ -697,20 +748,6 @@ class Features:
     @_lazy
     def vwap_std(self) -> np.ndarray:
         return self._vwap_bands.std
-
-    @_lazy
-    def vwap_now(self) -> float:
-        view = self._vwap_series
-        return view.values[view.count - 1]
-
-    @_lazy
-    def vwap_std_now(self) -> float:
-        return self._vwap_series.std
-
-    @_lazy
-    def vwap_session_start(self) -> int:
-        """Index of the first bar of the current VWAP session."""
-        return self._vwap_series.start
 
     @_lazy
     def vwap_partial(self) -> bool:
@@ -730,16 +767,6 @@ class Features:
         return self.vwap[-count:].tolist()
 
     # ---------------------------------------------------------------- trend and volatility
-    @_lazy
-    def ema_now(self) -> float:
-        period = self.params.ema_period
-        return self._series(("ema", period), lambda: _Ema(period)).state.value
-
-    @_lazy
-    def adx_now(self) -> float:
-        period = self.params.adx_period
-        return self._series(("adx", period), lambda: _Adx(period)).state.value
-
     @_lazy
     def bb_width(self) -> np.ndarray:
         """Bollinger width of the last 20 bars (NaN while incomplete): only those are read

@@ -38,11 +38,17 @@ NONE = "none"
 REGIMES = (VWAP_REVERSION, RANGE, BALANCED)  # also the tie-break priority
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RangeStructure:
     high: float
     low: float
     respects: int
+
+    def __init__(self, high: float, low: float, respects: int) -> None:
+        fields = self.__dict__  # see RegimeScore.__init__
+        fields["high"] = high
+        fields["low"] = low
+        fields["respects"] = respects
 
     @property
     def width(self) -> float:
@@ -57,7 +63,7 @@ class RangeStructure:
         return (price - self.low) / self.width
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RegimeScore:
     name: str
     confidence: float
@@ -67,6 +73,19 @@ class RegimeScore:
     # quiet mode (evaluate(explain=False)): ``details`` is () and these format them when described
     later: tuple[Callable[..., tuple[str, ...]], tuple[Any, ...]] | None = field(default=None, repr=False,
                                                                               compare=False)
+
+    def __init__(self, name: str, confidence: float, threshold: float, details: tuple[str, ...],
+                 range: RangeStructure | None = None,  # noqa: A002
+                 later: tuple[Callable[..., tuple[str, ...]], tuple[Any, ...]] | None = None) -> None:
+        # The generated frozen __init__ sets each field through object.__setattr__ (~2 us), and
+        # every evaluation builds several of these: the fields go straight into the instance dict.
+        fields = self.__dict__
+        fields["name"] = name
+        fields["confidence"] = confidence
+        fields["threshold"] = threshold
+        fields["details"] = details
+        fields["range"] = range
+        fields["later"] = later
 
     @property
     def detected(self) -> bool:
@@ -205,10 +224,10 @@ def count_respects(f: Features, high: float, low: float, p: MicroScalpParams, st
     first = start if start >= 0 else max(n + start, 0)  # a negative start counts from the end
     tol = p.range_respect_tolerance * (high - low)
     touches = f.kept(("respects", n - first), EdgeTouches)
-    tops, bottoms = touches.update(f.cols.high, f.cols.low, first, n - 1, high - tol, low + tol)
-    if not tops or not bottoms:
+    top_runs, bottom_runs = touches.update(f.cols.high, f.cols.low, first, n - 1, high - tol, low + tol)
+    if not top_runs or not bottom_runs:  # (no runs: no touches)
         return 0
-    return _runs(tops) + _runs(bottoms)
+    return top_runs + bottom_runs
 
 
 def _runs(indices: list[int]) -> int:
@@ -231,26 +250,36 @@ class EdgeTouches:
         self.first = self.end = 0
         self.tops: list[int] = []     # bars i in [first, end) with high >= top level, next low lower
         self.bottoms: list[int] = []  # ... with low <= bottom level, next high higher
+        self.top_runs = self.bottom_runs = 0  # ``_runs`` of each (a run of touching bars is one touch)
 
     def update(self, high: list[float], low: list[float], first: int, end: int, top_level: float,
-               bottom_level: float) -> tuple[list[int], list[int]]:
-        """(tops, bottoms) of the bars in [first, end) (bar ``end`` exists: it rejects or not)."""
-        if (top_level, bottom_level) != self.levels or first < self.first or end < self.end:
-            self.levels, self.first, self.end, self.tops, self.bottoms = (top_level, bottom_level), first, first, [], []
+               bottom_level: float) -> tuple[int, int]:
+        """The touch runs at the top and at the bottom among the bars in [first, end) (bar
+        ``end`` exists: it rejects or not)."""
+        if (top_level, bottom_level) != self.levels or first < self.first or end < self.end:  # afresh
+            self.levels, self.first, self.end = (top_level, bottom_level), first, end
+            self.tops = [i for i in range(first, end) if high[i] >= top_level and low[i + 1] < low[i]]
+            self.bottoms = [i for i in range(first, end) if low[i] <= bottom_level and high[i + 1] > high[i]]
+            self.top_runs, self.bottom_runs = _runs(self.tops), _runs(self.bottoms)
+            return self.top_runs, self.bottom_runs
         tops, bottoms = self.tops, self.bottoms
         for i in range(self.end, end):
             if high[i] >= top_level and low[i + 1] < low[i]:
+                self.top_runs += not tops or tops[-1] != i - 1
                 tops.append(i)
             if low[i] <= bottom_level and high[i + 1] > high[i]:
+                self.bottom_runs += not bottoms or bottoms[-1] != i - 1
                 bottoms.append(i)
         self.end = end
         if first > self.first:  # bars that left the window
             self.first = first
             if tops and tops[0] < first:
                 self.tops = tops = tops[bisect_left(tops, first):]
+                self.top_runs = _runs(tops)
             if bottoms and bottoms[0] < first:
                 self.bottoms = bottoms = bottoms[bisect_left(bottoms, first):]
-        return tops, bottoms
+                self.bottom_runs = _runs(bottoms)
+        return self.top_runs, self.bottom_runs
 
 
 def _range_head(low: float, high: float, width_atr: float, pos: float, respects: int) -> list[str]:
@@ -336,7 +365,7 @@ def detect_all(f: Features, p: MicroScalpParams, explain: bool = True) -> dict[s
 # hysteresis
 # ----------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class RegimeState:
     """Per-symbol regime memory, returned updated in every decision and passed back next time.
 
@@ -353,6 +382,19 @@ class RegimeState:
     # the symbol's indicator memory (engines/micro_scalp_features.SeriesMemo), carried along so
     # the next evaluation extends the series instead of recomputing them
     memo: SeriesMemo | None = field(default=None, repr=False, compare=False)
+
+    def __init__(self, regime: str = NONE, confidence: float = 0.0, since_s: int | None = None,
+                 pending: str | None = None, pending_count: int = 0, bar_time_s: int | None = None,
+                 base: "RegimeState | None" = None, memo: SeriesMemo | None = None) -> None:
+        fields = self.__dict__  # see RegimeScore.__init__
+        fields["regime"] = regime
+        fields["confidence"] = confidence
+        fields["since_s"] = since_s
+        fields["pending"] = pending
+        fields["pending_count"] = pending_count
+        fields["bar_time_s"] = bar_time_s
+        fields["base"] = base
+        fields["memo"] = memo
 
 
 def _best(scores: dict[str, RegimeScore]) -> str:

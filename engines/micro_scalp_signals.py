@@ -240,23 +240,47 @@ def micro_choch(f: Features, p: MicroScalpParams) -> Choch | None:
     """Fresh change of character within ``choch_recent_bars``: after a down-structure (the last
     two confirmed pivot highs falling AND the last two pivot lows falling) the first close above
     the latest pivot high is a bullish CHOCH; the mirror is bearish. Pivots count only once
-    confirmed (``pivot_right`` bars later) before the breaking bar. Most recent first."""
+    confirmed (``pivot_right`` bars later) before the breaking bar. Most recent first.
+
+    Whether bar t breaks so depends only on bars up to t (the pivots it counts are final), so each
+    bar's answer is kept with the memo (``Features.kept``) and examined once per window lineage."""
     c = f.cols
-    high, low, close = c.high, c.low, c.close
-    pivot_high, pivot_low = f.pivot_high, f.pivot_low
+    seen: dict[int, tuple[Side, float] | None] = f.kept(("choch", p.pivot_left, p.pivot_right), dict)
     for ago, t in enumerate(range(f.n - 1, f.n - 1 - p.choch_recent_bars, -1)):
         if t < 1:
             break
-        known = t - 1 - p.pivot_right  # pivots at or before it are confirmed by bar t-1
-        hi_count, lo_count = bisect_right(pivot_high, known), bisect_right(pivot_low, known)
-        if hi_count < 2 or lo_count < 2:
-            continue
-        h1, h2 = high[pivot_high[hi_count - 2]], high[pivot_high[hi_count - 1]]
-        l1, l2 = low[pivot_low[lo_count - 2]], low[pivot_low[lo_count - 1]]
-        if h2 < h1 and l2 < l1 and close[t] > h2 >= close[t - 1]:
-            return Choch("buy", h2, ago)
-        if h2 > h1 and l2 > l1 and close[t] < l2 <= close[t - 1]:
-            return Choch("sell", l2, ago)
+        event = seen.get(t, _UNSEEN)
+        if event is _UNSEEN:
+            if len(seen) >= _CHOCH_KEEP:
+                _forget_before(seen, f.n - p.choch_recent_bars)
+            event = seen[t] = _choch_at(t, c.high, c.low, c.close, f.pivot_high, f.pivot_low, p.pivot_right)
+        if event is not None:
+            return Choch(event[0], event[1], ago)
+    return None
+
+
+_UNSEEN = object()
+_CHOCH_KEEP = 256  # bars' answers kept before the old ones are dropped
+
+
+def _forget_before(seen: dict[int, Any], first: int) -> None:
+    for t in [t for t in seen if t < first]:
+        del seen[t]
+
+
+def _choch_at(t: int, high: list[float], low: list[float], close: list[float], pivot_high: list[int],
+              pivot_low: list[int], right: int) -> tuple[Side, float] | None:
+    """The CHOCH bar ``t`` makes (side, broken level), if any (``micro_choch``)."""
+    known = t - 1 - right  # pivots at or before it are confirmed by bar t-1
+    hi_count, lo_count = bisect_right(pivot_high, known), bisect_right(pivot_low, known)
+    if hi_count < 2 or lo_count < 2:
+        return None
+    h1, h2 = high[pivot_high[hi_count - 2]], high[pivot_high[hi_count - 1]]
+    l1, l2 = low[pivot_low[lo_count - 2]], low[pivot_low[lo_count - 1]]
+    if h2 < h1 and l2 < l1 and close[t] > h2 >= close[t - 1]:
+        return "buy", h2
+    if h2 > h1 and l2 > l1 and close[t] < l2 <= close[t - 1]:
+        return "sell", l2
     return None
 
 
@@ -279,11 +303,8 @@ def increasing_volume(f: Features, p: MicroScalpParams) -> bool:
 
 def volatility_expanding(f: Features) -> bool:
     """Mean true range of the last 5 bars above 1.1 x the mean of the 5 before."""
-    c, n = f.cols, f.n
-    if n > 10:  # the true ranges of the last 10 bars need only the close before them
-        tr = [ind.true_range_step(c.high[i], c.low[i], c.close[i - 1]) for i in range(n - 10, n)]
-    else:
-        tr = f.tr.tolist()
+    n = f.n
+    tr = f.true_ranges[max(n - 10, 0):n]
     return list_mean(tr[-5:]) > 1.1 * list_mean(tr[-10:-5])
 
 
@@ -303,8 +324,9 @@ def compression_block(f: Features, p: MicroScalpParams, end: int) -> tuple[bool,
     h, l = c.high, c.low
     if end < 6:
         return False, "too few bars"
-    inside = all(h[i] < h[i - 1] and l[i] > l[i - 1] for i in (end - 1, end - 2))
-    mean_range = list_mean([hi - lo for hi, lo in zip(h[end - 5:end], l[end - 5:end])])
+    last, before = end - 1, end - 2
+    inside = h[last] < h[before] and l[last] > l[before] and h[before] < h[before - 1] and l[before] > l[before - 1]
+    mean_range = list_mean(c.span[end - 5:end])
     small = mean_range < p.compression_range_atr * f.atr_now
     detail = f"inside_bars={inside} mean_range5={mean_range / f.atr_now:.2f}ATR"
     return inside or small, detail

@@ -1,4 +1,4 @@
-"""Quiet mode (``evaluate(explain=False)``, what the monitor uses): reasons formatted only when read.
+"""Quiet mode (``evaluate(explain=False)``, what the monitor uses): only the failing check's reason.
 
 It must be invisible: every decision equal to the explaining one, an idea's reasons complete and
 identical, and a no-trade decision's one reason exactly the one the monitor picks from the full
@@ -17,7 +17,7 @@ import pytest
 from config.micro_scalp_model import MicroScalpConfig
 from engines.micro_scalp import RegimeState, evaluate
 from engines.micro_scalp_features import Bars
-from engines.micro_scalp_reasons import Deferred, failure_reason
+from engines.micro_scalp_reasons import failure_reason
 from engines.spread import SpreadStats
 from tests.micro_scalp.real_bars import EUR_FILE, XAU_FILE, read_real_bars
 
@@ -61,19 +61,10 @@ def test_quiet_decisions_equal_explaining_ones(symbol: str) -> None:
     assert {None, "L1.atr1", "L2.location", "L3.primary", "L4.score"} <= set(failed), failed
 
 
-def test_the_failure_reason_is_found_without_formatting_other_checks() -> None:
-    formatted: list[str] = []
-
-    def text(value: str) -> str:
-        formatted.append(value)
-        return value
-
-    reasons = ["data: ok", Deferred("L1.atr1: ", text, ("L1.atr1: pass x",)),
-               Deferred("L2.location: ", text, ("L2.location: FAIL y",)), "router: edge"]
+def test_the_failure_reason_is_the_last_of_the_failing_check() -> None:
+    reasons = ["data: ok", "L1.atr1: pass x", "L2.location: FAIL y", "router: edge"]
     assert failure_reason(reasons, "L2.location") == "L2.location: FAIL y"
-    assert formatted == ["L2.location: FAIL y"]
     assert failure_reason(reasons, "L3.primary") == "router: edge"   # none of that check: the last one
     assert failure_reason(reasons, None) == "router: edge"
     assert failure_reason([], "x") == ""
-    long_key = Deferred("L1: ", text, ("L1: x: long text",))
-    assert failure_reason([long_key, "z"], "L1: x") == "L1: x: long text"  # a key longer than the head: read
+    assert failure_reason(["L1.spread_median: FAIL a", "L1.spread: FAIL b", "z"], "L1.spread") == "L1.spread: FAIL b"
