@@ -11,7 +11,7 @@
   370,000 bars at that rate.
 - ``backtest_bars_per_s_bar_strategies``: the same day with the two strategies that read bars only,
   micro-scalp and range-scalp (order flow reads the tick flow: the Binance tape live, the tick proxy
-  here).
+  here); ``backtest_year_m1_estimate_s_bar_strategies`` is a year of M1 at that rate.
 - ``backtest_bars_per_s_micro`` / ``_range`` / ``_flow``: the same day with one strategy on.
 - ``backtest_bars_per_s_refresh``: all three, with the bar feed refreshed before every step (as
   its thread does live) instead of read on demand: the comparison the driver's default rests on.
@@ -79,6 +79,8 @@ def throughput() -> dict[str, float]:
         figures["backtest_year_m1_estimate_s"] = round(YEAR_OF_M1 / rate, 1)
         figures["backtest_trades"] = float(report["overall"]["trades"])
         figures["backtest_bars_per_s_bar_strategies"], _ = bars_per_s(["micro_scalp", "range_scalp"])
+        figures["backtest_year_m1_estimate_s_bar_strategies"] = round(
+            YEAR_OF_M1 / figures["backtest_bars_per_s_bar_strategies"], 1)
         for short, name in (("micro", "micro_scalp"), ("range", "range_scalp"), ("flow", "order_flow")):
             figures[f"backtest_bars_per_s_{short}"], _ = bars_per_s([name])
             stats = report["per_strategy"][name]

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from engines.frozen import direct_init
+
 FIELDS = ("open", "high", "low", "close", "tick_volume", "spread", "real_volume")
 MT5_RATES_DTYPE = np.dtype([("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"), ("close", "<f8"),
                             ("tick_volume", "<u8"), ("spread", "<i4"), ("real_volume", "<u8")])
@@ -32,6 +34,7 @@ _EMPTY_DTYPES = {"open": np.float64, "high": np.float64, "low": np.float64, "clo
                  "tick_volume": np.float64, "spread": np.float64, "real_volume": np.float64}
 
 
+@direct_init
 @dataclass(frozen=True, eq=False)
 class BarSeries:
     """OHLC bars of one symbol and timeframe, oldest first (see the module docstring)."""
@@ -44,20 +47,6 @@ class BarSeries:
     tick_volume: np.ndarray
     spread: np.ndarray
     real_volume: np.ndarray
-
-    def __init__(self, time_s: np.ndarray, open: np.ndarray, high: np.ndarray, low: np.ndarray,  # noqa: A002
-                 close: np.ndarray, tick_volume: np.ndarray, spread: np.ndarray, real_volume: np.ndarray) -> None:
-        # The generated frozen __init__ sets each field through object.__setattr__ (~2.5 us); a
-        # series is built at every slice, so the fields go straight into the instance dict (~0.5 us).
-        fields = self.__dict__
-        fields["time_s"] = time_s
-        fields["open"] = open
-        fields["high"] = high
-        fields["low"] = low
-        fields["close"] = close
-        fields["tick_volume"] = tick_volume
-        fields["spread"] = spread
-        fields["real_volume"] = real_volume
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from config.micro_scalp_model import MicroScalpParams
+from engines.frozen import direct_init
 from engines.micro_scalp_checkers import CHECKERS, EDGE, Context, Trace, layer1
 from engines.micro_scalp_features import Bars, BadBars, Features, SeriesMemo, compute_features
 from engines.micro_scalp_reasons import failure_reason
@@ -41,7 +42,8 @@ from engines.types import Decision, TradeIdea
 __all__ = ["evaluate", "MicroDecision", "RegimeState", "Bars", "route"]
 
 
-@dataclass(frozen=True, init=False)
+@direct_init
+@dataclass(frozen=True)
 class MicroDecision(Decision):
     """A Decision that also carries the updated regime memory and what the router chose."""
 
@@ -50,23 +52,6 @@ class MicroDecision(Decision):
     strategy: str | None = None
     score: float | None = None   # 0..10 when the checker reached Layer 4
     aplus: bool = False
-
-    def __init__(self, symbol: str, idea: TradeIdea | None, reasons: tuple[str, ...] = (), failed: str | None = None,
-                 meta: dict[str, Any] | None = None, regime_state: RegimeState | None = None, regime: str = NONE,
-                 strategy: str | None = None, score: float | None = None, aplus: bool = False) -> None:
-        # one per evaluation: the fields go straight into the instance dict instead of through
-        # the generated frozen __init__'s object.__setattr__ calls (~2.5 us)
-        fields = self.__dict__
-        fields["symbol"] = symbol
-        fields["idea"] = idea
-        fields["reasons"] = reasons
-        fields["failed"] = failed
-        fields["meta"] = {} if meta is None else meta
-        fields["regime_state"] = RegimeState() if regime_state is None else regime_state
-        fields["regime"] = regime
-        fields["strategy"] = strategy
-        fields["score"] = score
-        fields["aplus"] = aplus
 
 
 def _quote(quote: Any) -> tuple[float, float]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Callable
 
 from config.micro_scalp_model import MicroScalpParams
+from engines.frozen import direct_init
 from engines.micro_scalp_features import Features
 from engines.micro_scalp_regimes import RANGE, RangeStructure, RegimeScore, count_respects, vwap_deviation, \
     vwap_slope_atr
@@ -64,7 +65,8 @@ class Trace:
             self.reasons.append(text)
 
 
-@dataclass(frozen=True, init=False)
+@direct_init
+@dataclass(frozen=True)
 class CheckOutcome:
     strategy: str
     passed: bool
@@ -78,27 +80,9 @@ class CheckOutcome:
     aplus: bool = False
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def __init__(self, strategy: str, passed: bool, reasons: tuple[str, ...], failed: str | None = None,
-                 side: Side | None = None, entry: float | None = None, sl: float | None = None,
-                 tp: float | None = None, score: float | None = None, aplus: bool = False,
-                 meta: dict[str, Any] | None = None) -> None:
-        # one per evaluation: the fields go straight into the instance dict instead of through
-        # the generated frozen __init__'s object.__setattr__ calls
-        fields = self.__dict__
-        fields["strategy"] = strategy
-        fields["passed"] = passed
-        fields["reasons"] = reasons
-        fields["failed"] = failed
-        fields["side"] = side
-        fields["entry"] = entry
-        fields["sl"] = sl
-        fields["tp"] = tp
-        fields["score"] = score
-        fields["aplus"] = aplus
-        fields["meta"] = {} if meta is None else meta
 
-
-@dataclass(frozen=True, init=False)
+@direct_init
+@dataclass(frozen=True)
 class Context:
     """What a checker needs besides the features."""
 
@@ -108,16 +92,6 @@ class Context:
     flow: Any
     scores: dict[str, RegimeScore]
     min_stop_distance: float  # price units, broker stops level (+ freeze) from the caller
-
-    def __init__(self, f: Features, p: MicroScalpParams, now: datetime, flow: Any, scores: dict[str, RegimeScore],
-                 min_stop_distance: float) -> None:
-        fields = self.__dict__  # see CheckOutcome.__init__
-        fields["f"] = f
-        fields["p"] = p
-        fields["now"] = now
-        fields["flow"] = flow
-        fields["scores"] = scores
-        fields["min_stop_distance"] = min_stop_distance
 
 
 # ----------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import pandas as pd
 from config.micro_scalp_model import MicroScalpParams
 from engines import indicators as ind
 from engines.bars import BarSeries
+from engines.frozen import direct_init
 
 _NAN = float("nan")
 _PRICES = ("open", "high", "low", "close")
@@ -39,7 +40,8 @@ class BadBars(ValueError):
     """The bars cannot be traded on (NaN, non-positive prices, high < low, time not increasing)."""
 
 
-@dataclass(frozen=True, init=False)
+@direct_init
+@dataclass(frozen=True)
 class Bars:
     time_s: np.ndarray  # int64 epoch seconds (UTC), bar open time, strictly increasing
     open: np.ndarray
@@ -47,18 +49,6 @@ class Bars:
     low: np.ndarray
     close: np.ndarray
     volume: np.ndarray
-
-    def __init__(self, time_s: np.ndarray, open: np.ndarray, high: np.ndarray, low: np.ndarray,  # noqa: A002
-                 close: np.ndarray, volume: np.ndarray) -> None:
-        # built at every evaluation: the fields go straight into the instance dict instead of
-        # through the generated frozen __init__'s object.__setattr__ calls
-        fields = self.__dict__
-        fields["time_s"] = time_s
-        fields["open"] = open
-        fields["high"] = high
-        fields["low"] = low
-        fields["close"] = close
-        fields["volume"] = volume
 
     def __len__(self) -> int:
         return len(self.close)

@@ -28,6 +28,7 @@ import numpy as np
 
 from config.micro_scalp_model import MicroScalpParams
 from engines import indicators as ind
+from engines.frozen import direct_init
 from engines.micro_scalp_features import Features, SeriesMemo, list_mean
 from engines.micro_scalp_signals import bb_squeeze, choppy, compression_block, volume_spike
 
@@ -38,17 +39,12 @@ NONE = "none"
 REGIMES = (VWAP_REVERSION, RANGE, BALANCED)  # also the tie-break priority
 
 
-@dataclass(frozen=True, init=False)
+@direct_init
+@dataclass(frozen=True)
 class RangeStructure:
     high: float
     low: float
     respects: int
-
-    def __init__(self, high: float, low: float, respects: int) -> None:
-        fields = self.__dict__  # see RegimeScore.__init__
-        fields["high"] = high
-        fields["low"] = low
-        fields["respects"] = respects
 
     @property
     def width(self) -> float:
@@ -63,7 +59,8 @@ class RangeStructure:
         return (price - self.low) / self.width
 
 
-@dataclass(frozen=True, init=False)
+@direct_init
+@dataclass(frozen=True)
 class RegimeScore:
     name: str
     confidence: float
@@ -73,19 +70,6 @@ class RegimeScore:
     # quiet mode (evaluate(explain=False)): ``details`` is () and these format them when described
     later: tuple[Callable[..., tuple[str, ...]], tuple[Any, ...]] | None = field(default=None, repr=False,
                                                                               compare=False)
-
-    def __init__(self, name: str, confidence: float, threshold: float, details: tuple[str, ...],
-                 range: RangeStructure | None = None,  # noqa: A002
-                 later: tuple[Callable[..., tuple[str, ...]], tuple[Any, ...]] | None = None) -> None:
-        # The generated frozen __init__ sets each field through object.__setattr__ (~2 us), and
-        # every evaluation builds several of these: the fields go straight into the instance dict.
-        fields = self.__dict__
-        fields["name"] = name
-        fields["confidence"] = confidence
-        fields["threshold"] = threshold
-        fields["details"] = details
-        fields["range"] = range
-        fields["later"] = later
 
     @property
     def detected(self) -> bool:
@@ -365,7 +349,8 @@ def detect_all(f: Features, p: MicroScalpParams, explain: bool = True) -> dict[s
 # hysteresis
 # ----------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True, init=False)
+@direct_init
+@dataclass(frozen=True)
 class RegimeState:
     """Per-symbol regime memory, returned updated in every decision and passed back next time.
 
@@ -382,19 +367,6 @@ class RegimeState:
     # the symbol's indicator memory (engines/micro_scalp_features.SeriesMemo), carried along so
     # the next evaluation extends the series instead of recomputing them
     memo: SeriesMemo | None = field(default=None, repr=False, compare=False)
-
-    def __init__(self, regime: str = NONE, confidence: float = 0.0, since_s: int | None = None,
-                 pending: str | None = None, pending_count: int = 0, bar_time_s: int | None = None,
-                 base: "RegimeState | None" = None, memo: SeriesMemo | None = None) -> None:
-        fields = self.__dict__  # see RegimeScore.__init__
-        fields["regime"] = regime
-        fields["confidence"] = confidence
-        fields["since_s"] = since_s
-        fields["pending"] = pending
-        fields["pending_count"] = pending_count
-        fields["bar_time_s"] = bar_time_s
-        fields["base"] = base
-        fields["memo"] = memo
 
 
 def _best(scores: dict[str, RegimeScore]) -> str:

@@ -15,10 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from engines.frozen import direct_init
+
 FIELDS = ("bid", "ask", "last", "volume", "flags", "volume_real")
 VIEW_TICKS = 32  # up to this many ticks, ``from_ticks`` columns are views of the ticks array
 
 
+@direct_init
 @dataclass(frozen=True, eq=False)
 class TickSeries:
     """Ticks of one symbol, oldest first (see the module docstring)."""
@@ -30,18 +33,6 @@ class TickSeries:
     volume: np.ndarray
     flags: np.ndarray
     volume_real: np.ndarray
-
-    def __init__(self, time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: np.ndarray, volume: np.ndarray,
-                 flags: np.ndarray, volume_real: np.ndarray) -> None:
-        # as BarSeries: the fields go straight into the instance dict, not one frozen setattr each
-        fields = self.__dict__
-        fields["time_ms"] = time_ms
-        fields["bid"] = bid
-        fields["ask"] = ask
-        fields["last"] = last
-        fields["volume"] = volume
-        fields["flags"] = flags
-        fields["volume_real"] = volume_real
 
     @classmethod
     def empty(cls) -> "TickSeries":

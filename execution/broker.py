@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Mapping, Protocol, runtime_checkable
 
 from engines.bars import FIELDS, BarSeries
+from engines.frozen import direct_init
 from engines.ticks import FIELDS as TICK_FIELDS
 from engines.ticks import TickSeries
 
@@ -87,6 +88,7 @@ class SymbolSpec:
         return normalize_price(price, self.digits, self.tick_size)
 
 
+@direct_init
 @dataclass(frozen=True)
 class Quote:
     symbol: str
@@ -94,16 +96,6 @@ class Quote:
     ask: float
     time: datetime
     spread_points: int
-
-    def __init__(self, symbol: str, bid: float, ask: float, time: datetime, spread_points: int) -> None:
-        # made at every monitor step: the fields go straight into the instance dict, not one
-        # frozen setattr each
-        fields = self.__dict__
-        fields["symbol"] = symbol
-        fields["bid"] = bid
-        fields["ask"] = ask
-        fields["time"] = time
-        fields["spread_points"] = spread_points
 
     @property
     def mid(self) -> float:

@@ -43,6 +43,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from engines.frozen import direct_init
 from execution.simterminal import constants as c
 from execution.simterminal.symbols import SymbolSpec
 from execution.simterminal.types import RATES_DTYPE, TICKS_DTYPE
@@ -343,21 +344,13 @@ def series_from_ticks(frame: pd.DataFrame, spec: SymbolSpec, server_offset_ms: i
 # ------------------------------------------------------------------------------------------
 # the endless market of one symbol for one terminal
 
+@direct_init
 @dataclass(frozen=True)
 class Quote:
     time_ms: int  # virtual UTC ms of the tick
     bid: float
     ask: float
     flags: int
-
-    def __init__(self, time_ms: int, bid: float, ask: float, flags: int) -> None:
-        # one per new tick asked for: the fields go straight into the instance dict, not one
-        # frozen setattr each
-        fields = self.__dict__
-        fields["time_ms"] = time_ms
-        fields["bid"] = bid
-        fields["ask"] = ask
-        fields["flags"] = flags
 
 
 @dataclass(frozen=True)
