@@ -71,14 +71,20 @@ def test_cadence_micro_and_flow_every_bar_range_every_five_minutes(tmp_path):
     assert result.timings["range_scalp"].steps == len(seen["range_scalp"])
 
 
-def test_the_equity_curve_is_the_terminals_at_every_step(tmp_path):
-    """Flat bars reuse the last figures without asking the terminal: they must still be its figures."""
+def _runner_holding_a_position(tmp_path):
+    """A micro-scalp run with a position opened five minutes in, closed by its stop or target."""
     runner, feed = _runner(tmp_path, ["micro_scalp"])
     runner.clock.set(feed.first + timedelta(minutes=5))
     quote = runner.broker.quote("XAUUSD")
     idea = TradeIdea(symbol="XAUUSD", side="buy", entry=quote.ask, sl=round(quote.bid - 1, 2),
                      tp=round(quote.ask + 1, 2), strategy="micro_scalp", reasons=("test position",), meta={})
-    assert runner.executor.open(idea).opened  # closed by its stop or target during the run
+    assert runner.executor.open(idea).opened
+    return runner
+
+
+def test_the_equity_curve_is_the_terminals_at_every_step(tmp_path):
+    """Flat bars reuse the last figures without asking the terminal: they must still be its figures."""
+    runner = _runner_holding_a_position(tmp_path)
     seen = []
     sample = runner._sample
 
@@ -97,12 +103,7 @@ def test_the_equity_curve_is_the_terminals_at_every_step(tmp_path):
 
 def test_the_guard_reads_the_brokers_account_at_every_step(tmp_path):
     """While flat the guard gets the account read while flat again: it must be the broker's answer."""
-    runner, feed = _runner(tmp_path, ["micro_scalp"])
-    runner.clock.set(feed.first + timedelta(minutes=5))
-    quote = runner.broker.quote("XAUUSD")
-    idea = TradeIdea(symbol="XAUUSD", side="buy", entry=quote.ask, sl=round(quote.bid - 1, 2),
-                     tp=round(quote.ask + 1, 2), strategy="micro_scalp", reasons=("test position",), meta={})
-    assert runner.executor.open(idea).opened  # closed by its stop or target during the run
+    runner = _runner_holding_a_position(tmp_path)
     seen = []
     given = runner.guard._account
     asked = []
