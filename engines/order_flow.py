@@ -13,7 +13,7 @@ configured window (a day is about 6 MB per symbol), so any window up to that len
 the cost of a query depends on the window in seconds, not on the number of trades. The second
 being filled lives in plain attributes (the hot path touches no numpy) and is committed when a
 trade of a later second arrives: kept in a list of the recent seconds, and written to the ring
-and folded into the bar builders (M1, M5, ...) when those are next read, many seconds at once.
+and folded into each bar builder (M1, M5, ...) when that one is next read, many seconds at once.
 A window with few seconds with trades (a tick proxy's, a quiet tape) is summed from the recent
 seconds in Python, bit for bit as numpy sums the ring's columns; a busier one from the ring.
 
@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import IntEnum
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -139,8 +139,7 @@ class FlowBarColumns:
                               self.sell_volume[index], self.cvd[index])
 
 
-@dataclass(frozen=True, slots=True)
-class FlowMetrics:
+class FlowMetrics(NamedTuple):
     """Order flow over the ``window_seconds`` ending at ``now_ms`` (one-second resolution).
 
     The window is the current second plus the ``window_seconds - 1`` before it. Ratios are None
@@ -150,6 +149,10 @@ class FlowMetrics:
     (a sudden burst can push it a little beyond +-1). ``complete`` is False while the engine has
     not yet seen a whole window of tape; ``discontinuous`` is True when the window contains a
     gap in the tape that was not filled.
+
+    A named tuple rather than a frozen dataclass: built twice a step, and a frozen dataclass
+    sets its 22 fields one ``object.__setattr__`` call at a time. Immutable as before, and
+    equal only to another ``FlowMetrics`` of equal values (``named_tuple_eq``).
     """
 
     symbol: str
@@ -179,6 +182,25 @@ class FlowMetrics:
     def volume(self) -> float:
         return self.buy_volume + self.sell_volume
 
+    def __eq__(self, other: object) -> bool:
+        return named_tuple_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return named_tuple_ne(self, other)
+
+    __hash__ = tuple.__hash__
+
+
+def named_tuple_eq(self: tuple, other: object) -> bool:
+    """A dataclass's equality for a named tuple: equal to an instance of the same class with
+    equal fields, never to a plain tuple or another named tuple (False, not NotImplemented:
+    a tuple on the other side would compare the values)."""
+    return other.__class__ is self.__class__ and tuple.__eq__(self, other)
+
+
+def named_tuple_ne(self: tuple, other: object) -> bool:
+    return other.__class__ is not self.__class__ or tuple.__ne__(self, other)
+
 
 @dataclass(frozen=True)
 class SecondSeries:
@@ -207,12 +229,21 @@ class SecondSeries:
             return np.where(volume > 0, self.notional / np.where(volume > 0, volume, 1.0), np.nan)
 
 
-@dataclass(frozen=True)
-class BatchResult:
+class BatchResult(NamedTuple):
+    """What a batch of trades did (a named tuple: one per poll; see ``FlowMetrics``)."""
+
     accepted: int = 0
     duplicates: int = 0
     out_of_order: int = 0
     invalid: int = 0
+
+    def __eq__(self, other: object) -> bool:
+        return named_tuple_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return named_tuple_ne(self, other)
+
+    __hash__ = tuple.__hash__
 
 
 class _SecondRing:
@@ -356,6 +387,7 @@ class _BarBuilder:
         self.buy = self.sell = self.pv = self.cvd = 0.0
         self.n = 0
         self.disc = False
+        self.taken = 0  # how many of its flow's unfolded seconds (``SymbolFlow._unfolded``) it has taken
 
     def add_seconds(self, seconds: Iterable[_Second]) -> None:
         """Fold committed seconds (ascending; ``_Second`` with the CVD at each one's end) into
@@ -508,8 +540,13 @@ class SymbolFlow:
         straight to ``add`` (what ``add_batch`` does with them, minus the round trip through
         arrays); anything else takes ``add_batch`` itself."""
         n = len(time_ms)
-        if n <= FEW_TRADES and self._one_trade_per_second(time_ms):
-            if n and first_id > self.last_id and all(0.0 < p < _INF and 0.0 < q < _INF for p, q in zip(price, qty)):
+        valid = self._own_seconds_valid(price, qty, time_ms) if n <= FEW_TRADES else None
+        if valid is not None:
+            if n and first_id == self.last_id + 1 and valid and self._n and time_ms[0] // 1000 > self._sec:
+                # no gap, and the first trade too commits the open second: all of them at once
+                self._add_own_seconds(price, qty, time_ms, is_buyer_maker)
+                return BatchResult(accepted=n)
+            if n and first_id > self.last_id and valid:
                 self.add(first_id, price[0], qty[0], time_ms[0], is_buyer_maker[0])  # accepted: new id, valid
                 if n > 1:
                     self._add_own_seconds(price[1:], qty[1:], time_ms[1:], is_buyer_maker[1:])
@@ -553,6 +590,20 @@ class SymbolFlow:
         self.last_price = price[-1]
         self.last_time_ms = time_ms[-1]
         self.accepted += count
+
+    def _own_seconds_valid(self, price: list[float], qty: list[float], time_ms: list[int]) -> bool | None:
+        """None when two trades share a second (``_one_trade_per_second`` is False), else
+        whether every price and quantity is valid (finite and positive): both tests in one pass."""
+        previous = self._sec - 1
+        valid = True
+        for p, q, t in zip(price, qty, time_ms):
+            sec = t // 1000
+            if sec <= previous:
+                return None
+            previous = sec
+            if not (0.0 < p < _INF and 0.0 < q < _INF):
+                valid = False
+        return valid
 
     def _one_trade_per_second(self, time_ms: list[int]) -> bool:
         """No two trades of the batch share a second (nor a second before the open one): then
@@ -657,9 +708,24 @@ class SymbolFlow:
             recent.popleft()
 
     def _fold_bars(self) -> None:
+        """Every builder takes the unfolded seconds it has not taken yet; the list starts anew."""
+        unfolded = self._unfolded
         for builder in self._builder_list:
-            builder.add_seconds(self._unfolded)
+            if builder.taken < len(unfolded):
+                builder.add_seconds(unfolded[builder.taken:] if builder.taken else unfolded)
+            builder.taken = 0
         self._unfolded = []
+
+    def _fold_into(self, builder: _BarBuilder) -> None:
+        """``builder`` takes the unfolded seconds it has not taken yet; the others wait (a monitor
+        reads the M1 bars every step, the M5 builder takes its seconds when read or when
+        ``UNFLUSHED_SECONDS`` are waiting). The same seconds in the same order either way."""
+        unfolded = self._unfolded
+        if builder.taken < len(unfolded):
+            builder.add_seconds(unfolded[builder.taken:] if builder.taken else unfolded)
+            builder.taken = len(unfolded)
+            if all(other.taken == builder.taken for other in self._builder_list):
+                self._fold_bars()  # all taken: the list starts anew
 
     def _count_gap(self, from_id: int, to_id: int) -> None:
         self.gaps += 1
@@ -880,11 +946,8 @@ class SymbolFlow:
                                  self._pending_disc)
         sec, o, h, lo, _, buy, sell, n, pv, disc, _ = zip(*seconds[first:])  # the columns of the seconds
         positions = [s - start_sec for s in sec]
-        last = len(positions)
-        return self._metrics(window_seconds, now_ms, start_sec,
-                             _pairwise_sum(positions, buy, 0, last, 0, window_seconds),
-                             _pairwise_sum(positions, sell, 0, last, 0, window_seconds),
-                             _pairwise_sum(positions, pv, 0, last, 0, window_seconds), sum(n), slope,
+        buy_sum, sell_sum, notional = _pairwise_sums(positions, (buy, sell, pv), window_seconds)
+        return self._metrics(window_seconds, now_ms, start_sec, buy_sum, sell_sum, notional, sum(n), slope,
                              o[0], max(h), min(lo), self._pending_disc or any(disc))
 
     def _metrics(self, window_seconds: int, now_ms: int, start_sec: int, buy: float, sell: float, notional: float,
@@ -927,8 +990,7 @@ class SymbolFlow:
         builder = self.builders.get(seconds)
         if builder is None:
             raise ValueError(f"no {seconds} s bars are built; configured: {sorted(self.builders)}")
-        if self._unfolded:
-            self._fold_bars()
+        self._fold_into(builder)
         return builder
 
     def _unstored_bars(self, builder: _BarBuilder, include_forming: bool) -> list[FlowBar]:
@@ -995,6 +1057,42 @@ def _pairwise_sum(positions: Sequence[int], values: Sequence[float], first: int,
         total += values[k]
         k += 1
     return total
+
+
+def _pairwise_sums(positions: Sequence[int], columns: tuple[Sequence[float], Sequence[float], Sequence[float]],
+                   n: int) -> tuple[float, float, float]:
+    """``_pairwise_sum`` of three columns at the same ``positions`` of ``n`` values, all of
+    them: for a window of up to one block (``_PAIRWISE_BLOCK``) in one pass (the same lanes,
+    the same additions in the same order), else column by column."""
+    last = len(positions)
+    if n > _PAIRWISE_BLOCK:
+        return (_pairwise_sum(positions, columns[0], 0, last, 0, n),
+                _pairwise_sum(positions, columns[1], 0, last, 0, n),
+                _pairwise_sum(positions, columns[2], 0, last, 0, n))
+    a_values, b_values, c_values = columns
+    a = b = c = 0.0
+    k = 0
+    if n >= 8:
+        a_lanes, b_lanes, c_lanes = [0.0] * 8, [0.0] * 8, [0.0] * 8
+        tail = n - n % 8
+        while k < last and positions[k] < tail:
+            lane = positions[k] & 7
+            a_lanes[lane] += a_values[k]
+            b_lanes[lane] += b_values[k]
+            c_lanes[lane] += c_values[k]
+            k += 1
+        a, b, c = _combine_lanes(a_lanes), _combine_lanes(b_lanes), _combine_lanes(c_lanes)
+    while k < last:
+        a += a_values[k]
+        b += b_values[k]
+        c += c_values[k]
+        k += 1
+    return a, b, c
+
+
+def _combine_lanes(r: list[float]) -> float:
+    """numpy's combination of its 8 pairwise accumulators."""
+    return ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
 
 
 _SLOPE_DENOMINATORS: dict[int, tuple[np.ndarray, float]] = {}

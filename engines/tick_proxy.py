@@ -169,20 +169,24 @@ def _classify_many(time_ms: np.ndarray, bid: np.ndarray, ask: np.ndarray, last: 
     return result, TickRuleState(float(p[-1]), int(carried[-1]))
 
 
-@dataclass
 class _FewTicks:
     """The pseudo-trades of a few ticks as Python lists (what the engine's per-trade path reads),
-    with ``ClassifiedTicks``' counts."""
+    with ``ClassifiedTicks``' counts. A plain slotted class: one is built every poll."""
 
-    time_ms: list[int] = field(default_factory=list)
-    price: list[float] = field(default_factory=list)
-    qty: list[float] = field(default_factory=list)
-    is_sell: list[bool] = field(default_factory=list)
-    by_flag: int = 0
-    by_tick_rule: int = 0
-    unclassified: int = 0
-    quote_updates: int = 0
-    invalid: int = 0
+    __slots__ = ("time_ms", "price", "qty", "is_sell", "by_flag", "by_tick_rule", "unclassified",
+                 "quote_updates", "invalid")
+
+    def __init__(self, time_ms: list[int], price: list[float], qty: list[float], is_sell: list[bool],
+                 by_flag: int, by_tick_rule: int, unclassified: int, quote_updates: int, invalid: int) -> None:
+        self.time_ms = time_ms
+        self.price = price
+        self.qty = qty
+        self.is_sell = is_sell
+        self.by_flag = by_flag
+        self.by_tick_rule = by_tick_rule
+        self.unclassified = unclassified
+        self.quote_updates = quote_updates
+        self.invalid = invalid
 
     def arrays(self) -> ClassifiedTicks:
         return ClassifiedTicks(np.array(self.time_ms, dtype=np.int64), np.array(self.price, dtype=np.float64),
@@ -247,8 +251,8 @@ def _classify_few_lists(time_ms: list[int], bid: list[float], ask: list[float], 
         kept_price.append(price)
         kept_qty.append(real if real > 0 else vol if vol > 0 else 1.0)
         kept_sell.append(side < 0)
-    result = _FewTicks(kept_time, kept_price, kept_qty, kept_sell, by_flag=by_flag, by_tick_rule=by_tick_rule,
-                       unclassified=unclassified, quote_updates=quote_updates, invalid=invalid)
+    result = _FewTicks(kept_time, kept_price, kept_qty, kept_sell, by_flag, by_tick_rule, unclassified,
+                       quote_updates, invalid)
     if not used:
         return result, TickRuleState(state.last_price, state.last_direction)
     return result, TickRuleState(float(previous), int(direction))
@@ -274,6 +278,25 @@ def frame_columns(frame: pd.DataFrame | TickSeries) -> dict[str, np.ndarray | No
                {name: frame[name].to_numpy() if name in names else None for name in TICK_FIELDS})
     if out["bid"] is None or out["ask"] is None:
         raise ValueError("ticks need bid and ask columns")
+    return out
+
+
+_INT64, _FLOAT64 = np.dtype(np.int64), np.dtype(np.float64)
+
+
+def few_series_lists(ticks: TickSeries) -> dict[str, list] | None:
+    """``frame_columns`` of a ``TickSeries`` of at most ``FEW_TICKS`` ticks as Python lists (what
+    ``TickFlowProxy.ingest_lists`` takes), converted to the same dtypes first, so the same
+    values; None for more ticks. One ``tolist`` per column, no intermediate arrays: a poll in a
+    backtest fetches a handful of ticks every step."""
+    time_ms = ticks.time_ms
+    if time_ms.shape[0] > FEW_TICKS:
+        return None
+    out = {"time_ms": (time_ms if time_ms.dtype == _INT64 else time_ms.astype(np.int64)).tolist()}
+    for name in TICK_FIELDS:
+        column = getattr(ticks, name)
+        dtype = _INT64 if name == "flags" else _FLOAT64
+        out[name] = (column if column.dtype == dtype else column.astype(dtype)).tolist()
     return out
 
 
@@ -394,9 +417,13 @@ class TickFlowProxy:
         absent columns None, read as zeros): the tick proxy's poll hands a few ticks so, and
         they go through the tick-by-tick classifier to the engine without any array."""
         n = len(time_ms)
-        columns = [_list_column(values, n, zero, name) for values, zero, name in
-                   ((bid, 0.0, "bid"), (ask, 0.0, "ask"), (last, 0.0, "last"), (volume, 0.0, "volume"),
-                    (flags, 0, "flags"), (volume_real, 0.0, "volume_real"))]
+        columns = (bid, ask, last, volume, flags, volume_real)
+        complete = None not in columns and (len(bid) == len(ask) == len(last) == len(volume) == len(flags)
+                                            == len(volume_real) == n)
+        if not complete:  # absent columns read as zeros; a column of another length is refused
+            columns = tuple(_list_column(values, n, zero, name) for values, zero, name in
+                            ((bid, 0.0, "bid"), (ask, 0.0, "ask"), (last, 0.0, "last"), (volume, 0.0, "volume"),
+                             (flags, 0, "flags"), (volume_real, 0.0, "volume_real")))
         book = self._book(symbol)
         few, book.state = _classify_few_lists(time_ms, *columns, book.state)
         trades = len(few.time_ms)

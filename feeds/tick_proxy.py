@@ -22,12 +22,14 @@ import threading
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from engines.order_flow import FlowBar, FlowBarColumns, FlowMetrics, OrderFlowEngine
-from engines.tick_proxy import FEW_TICKS, TickFlowProxy, frame_columns
+from engines.order_flow import (FlowBar, FlowBarColumns, FlowMetrics, OrderFlowEngine, named_tuple_eq,
+                                named_tuple_ne)
+from engines.tick_proxy import FEW_TICKS, TickFlowProxy, few_series_lists, frame_columns
+from engines.ticks import TickSeries
 from execution.errors import BrokerError
 from monitors.clock import Clock
 
@@ -46,13 +48,22 @@ class PollState:
     last_ok_ms: int | None = None  # market time of the last successful poll
 
 
-@dataclass(frozen=True)
-class PollResult:
+class PollResult(NamedTuple):
+    """One poll's counts (a named tuple, cheaper to build than a frozen dataclass: one per step)."""
+
     symbol: str
     fetched: int
     new_ticks: int
     trades: int
     error: str | None = None
+
+    def __eq__(self, other: object) -> bool:
+        return named_tuple_eq(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return named_tuple_ne(self, other)
+
+    __hash__ = tuple.__hash__
 
 
 class TickProxyFeed:
@@ -92,16 +103,12 @@ class TickProxyFeed:
         if start_ms is None or outage:
             start_ms, skip_at_start = now_ms - warmup_ms, 0
         try:
-            columns = self._fetch(symbol, start_ms, now)
+            columns, few = self._fetch(symbol, start_ms, now)
         except (BrokerError, ValueError, KeyError) as exc:
             state.errors += 1
             state.last_error = f"{type(exc).__name__}: {exc}"
             log.warning("tick proxy %s: fetching ticks failed: %s", symbol, state.last_error)
             return PollResult(symbol, 0, 0, 0, state.last_error)
-        lists = _few_as_lists(columns)
-        few = lists is not None
-        if few:  # the usual poll: a few ticks, cheaper as Python lists than as arrays all the way
-            columns = lists
         times = columns["time_ms"]
         fetched = len(times)
         if _goes_backwards(times):
@@ -110,7 +117,8 @@ class TickProxyFeed:
             log.warning("tick proxy %s: %s; batch of %d rejected", symbol, state.last_error, fetched)
             return PollResult(symbol, fetched, 0, 0, state.last_error)
         first = _first_new(times, start_ms, skip_at_start)
-        fresh = {name: (None if values is None else values[first:]) for name, values in columns.items()}
+        fresh = columns if not first else {name: (None if values is None else values[first:])
+                                           for name, values in columns.items()}
         new_times = fresh["time_ms"]
         count = len(new_times)
         with self._lock:
@@ -132,10 +140,18 @@ class TickProxyFeed:
         state.last_error = None
         return PollResult(symbol, fetched, count, trades)
 
-    def _fetch(self, symbol: str, start_ms: int, now: datetime) -> dict[str, np.ndarray | None]:
-        """The broker's ticks in [start, now) as ``frame_columns`` (time_ms, bid, ask, ...): the one
-        place a poll turns the broker's answer into arrays."""
-        return frame_columns(self.broker.ticks(symbol, _utc(start_ms), now))
+    def _fetch(self, symbol: str, start_ms: int, now: datetime) -> tuple[dict[str, Any], bool]:
+        """The broker's ticks in [start, now) as ``frame_columns`` (time_ms, bid, ask, ...), and
+        whether they are Python lists: the usual poll brings a few ticks, cheaper as lists than as
+        arrays all the way (``few_series_lists``, ``_few_as_lists``). The one place a poll turns
+        the broker's answer into columns."""
+        ticks = self.broker.ticks(symbol, _utc(start_ms), now)
+        lists = few_series_lists(ticks) if isinstance(ticks, TickSeries) else None
+        if lists is not None:
+            return lists, True
+        columns = frame_columns(ticks)
+        lists = _few_as_lists(columns)
+        return (columns, False) if lists is None else (lists, True)
 
     def poll_all(self, symbols: list[str], now: datetime | None = None) -> list[PollResult]:
         now = now or self.clock.now()
@@ -205,7 +221,7 @@ def _few_as_lists(columns: dict[str, np.ndarray | None]) -> dict[str, list | Non
 def _goes_backwards(times: list[int] | np.ndarray) -> bool:
     """Some tick time is earlier than the one before it."""
     if isinstance(times, list):
-        return any(later < earlier for earlier, later in zip(times, times[1:]))
+        return times != sorted(times)  # integers: unsorted exactly when one is below the one before
     return times.shape[0] > 1 and bool(np.logical_or.reduce(times[1:] < times[:-1]))  # .any() minus its layers
 
 

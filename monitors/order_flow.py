@@ -25,9 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from config.order_flow_model import OrderFlowConfig, OrderFlowParams
 from engines.bars import BarSeries
@@ -38,7 +37,7 @@ from execution.errors import BrokerError
 from feeds.bar_feed import BadBars
 from monitors.clock import Clock
 from monitors.order_flow_rules import (SignalInputs, check_flip, classifier_may_pass, default_signals,
-                                       flow_bars_since, flow_problem, plan_stops, signal_inputs)
+                                       flow_bars_since, flow_problem, others_may_pass, plan_stops, signal_inputs)
 from monitors.why_not import WhyNoTrade
 from state.registry import Trade
 
@@ -51,8 +50,7 @@ EventSink = Callable[[str, dict[str, Any]], None]
 Detail = str | Callable[[], str]  # a decision's detail, or how to format it when it is read
 
 
-@dataclass(frozen=True)
-class _Route:
+class _Route(NamedTuple):
     source: str  # "binance" | "tick_proxy"
     key: str  # the symbol inside that source (BTCUSDT, or the config symbol for the proxy)
     feed: Any  # SharedOrderFlow or TickProxyFeed: get_metrics(key, window, now_ms), bars(key, 60, False)
@@ -125,6 +123,8 @@ class _ConfigCache:
         self._params: dict[str, OrderFlowParams] = {}
         self._signal_params: dict[str, SignalParams] = {}
         self._active: list[str] | None = None
+        self._proxied: dict[bool, list[str]] = {}
+        self._others_pass: dict[str, bool] = {}
 
     def params(self, symbol: str) -> OrderFlowParams:
         params = self._params.get(symbol)
@@ -138,10 +138,26 @@ class _ConfigCache:
             params = self._signal_params[symbol] = SignalParams.from_params(self.params(symbol))
         return params
 
+    def others_pass(self, symbol: str) -> bool:
+        """``others_may_pass`` of the symbol's detector parameters (built here, never changed)."""
+        others = self._others_pass.get(symbol)
+        if others is None:
+            others = self._others_pass[symbol] = others_may_pass(self.signal_params(symbol))
+        return others
+
     def active_symbols(self) -> list[str]:
         if self._active is None:
             self._active = self.cfg.active_symbols()
         return list(self._active)
+
+    def proxied_symbols(self, binance_flow: bool) -> list[str]:
+        """The active symbols the tick proxy polls: those it serves, or all of them when there is
+        no Binance flow (``binance_flow`` False), in the configured order."""
+        symbols = self._proxied.get(binance_flow)
+        if symbols is None:
+            symbols = self._proxied[binance_flow] = [s for s in self.active_symbols()
+                                                     if not binance_flow or self.cfg.flow_source(s) == "tick_proxy"]
+        return list(symbols)
 
 
 def _flow_bars(route: _Route, since: tuple[int, int]) -> FlowBarColumns:
@@ -267,7 +283,7 @@ class OrderFlowMonitor:
         def proxied(symbol: str) -> bool:
             return cfg.flow_source(symbol) == "tick_proxy" or self.flow is None
 
-        wanted = [s for s in self._cached(cfg).active_symbols() if proxied(s)]
+        wanted = self._cached(cfg).proxied_symbols(self.flow is not None)
         for trade in self.registry.open_trades(STRATEGY):
             if trade.symbol not in wanted and proxied(trade.symbol):
                 wanted.append(trade.symbol)
@@ -382,7 +398,8 @@ class OrderFlowMonitor:
         signal_params = cached.signal_params(symbol)
         since = flow_bars_since(int(bars.time_s[0]) * 1000, signal_window, signal_params)
         flow = _flow_bars(route, since)
-        if self._signals is default_signals and not classifier_may_pass(signal_window, flow, signal_params):
+        if self._signals is default_signals and not classifier_may_pass(signal_window, flow, signal_params,
+                                                                        cached.others_pass(symbol)):
             raise _Skip("classifier", lambda: _unrun_classifier_detail(bars, flow, signal_window, quote.mid,
                                                                        signal_params))
         inputs = signal_inputs(bars, flow, signal_window, quote.mid, signal_params)

@@ -113,16 +113,23 @@ def typical_volume(flow: FlowBarColumns, window: FlowMetrics, params: SignalPara
                               flow.seconds[picked].tolist(), window.window_seconds)
 
 
-def classifier_may_pass(window: FlowMetrics, flow: FlowBarColumns, params: SignalParams) -> bool:
+def classifier_may_pass(window: FlowMetrics, flow: FlowBarColumns, params: SignalParams,
+                        others_pass: bool | None = None) -> bool:
     """False when the classifier cannot reach its threshold at this step: the absorption window
     cannot be absorption (whatever the ATR) and the other four detectors together weigh less
     than the threshold (0.70 against 0.75 with the default weights). Then the decision is
     "classifier" without aligning the flow or running any detector. The typical volume (from
-    ``flow``) is computed only when the window's own numbers leave absorption possible."""
+    ``flow``) is computed only when the window's own numbers leave absorption possible.
+    ``others_pass``: ``others_may_pass(params)`` when the caller keeps it (None: computed here)."""
     if _window_may_absorb(window, params) and absorption_possible(
             window.buy_volume, window.sell_volume, window.price_high, window.price_low, window.vwap,
             typical_volume(flow, window, params), params):
         return True
+    return others_may_pass(params) if others_pass is None else others_pass
+
+
+def others_may_pass(params: SignalParams) -> bool:
+    """Whether the four detectors besides absorption can reach the threshold on their own."""
     return can_meet_threshold(_BESIDES_ABSORPTION, params.weights, params.threshold)
 
 

@@ -7,7 +7,6 @@ original dictionary loop, the last-ATR and pivot helpers vs ``engines.indicators
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -190,6 +189,12 @@ def test_pairwise_sum_is_numpys_sum_bit_for_bit():
             assert order_flow._pairwise_sum(positions, values, 0, len(positions), 0, n) == float(np.add.reduce(dense))
             assert order_flow._pairwise_sum([positions[i] - skip for i in tail], [values[i] for i in tail], 0,
                                             len(tail), 0, n - skip) == float(np.add.reduce(dense[skip:]))
+            # three columns at once (the sparse windows' buy, sell and notional)
+            others = [(rng.random(len(positions)) * 10.0).tolist() for _ in range(2)]
+            sums = order_flow._pairwise_sums(positions, (values, *others), n)
+            for column, total in zip((values, *others), sums):
+                dense[positions] = column
+                assert total == float(np.add.reduce(dense))
 
 
 def test_sparse_windows_equal_the_ring_columns(monkeypatch):
@@ -227,7 +232,7 @@ def test_metrics_without_slope_differ_only_in_the_slopes():
                 assert bare is None
                 continue
             assert math.isnan(bare.cvd_slope) and math.isnan(bare.cvd_slope_norm)
-            assert repr(replace(bare, cvd_slope=full.cvd_slope, cvd_slope_norm=full.cvd_slope_norm)) == repr(full)
+            assert repr(bare._replace(cvd_slope=full.cvd_slope, cvd_slope_norm=full.cvd_slope_norm)) == repr(full)
 
 
 def test_ring_writes_many_seconds_as_one_by_one():
@@ -574,3 +579,20 @@ def test_can_meet_threshold_bounds_the_classifier(weights, threshold, expected):
     assert can_meet_threshold(others, weights, threshold) is expected
     best = classify([Signal(n, "buy", 1.0) for n in others], weights, threshold)
     assert best.meets_threshold is expected  # the bound is the score at full strength
+
+
+def test_few_series_lists_equal_the_columns_as_lists():
+    """A small ``TickSeries`` (MT5 dtypes: uint64 volume, uint32 flags) goes to lists with the
+    values and types ``frame_columns`` then ``tolist`` give; a large one is left to the arrays."""
+    from engines.ticks import TickSeries
+    rng = np.random.default_rng(12)
+    for n in (0, 1, 5, tick_proxy.FEW_TICKS):
+        time_ms = np.sort(rng.integers(0, 10**12, n)).astype(np.int64)
+        bid = rng.random(n) + 1.0
+        series = TickSeries(time_ms, bid, bid + 0.1, rng.random(n), rng.integers(0, 9, n).astype(np.uint64),
+                            rng.integers(0, 128, n).astype(np.uint32), rng.random(n))
+        lists = tick_proxy.few_series_lists(series)
+        expected = {name: values.tolist() for name, values in frame_columns(series).items()}
+        assert repr(lists) == repr(expected)
+    big = TickSeries(*(np.zeros(tick_proxy.FEW_TICKS + 1, dtype=np.int64 if i == 0 else np.float64) for i in range(7)))
+    assert tick_proxy.few_series_lists(big) is None
