@@ -459,9 +459,11 @@ class SymbolFlow:
         self._n = 0
         self._disc = False
         self._pending_disc = False
-        # the committed seconds still in the ring, oldest first (see ``_recent_seconds``), and
-        # those not written to it yet (see ``ring``)
-        self._recent: deque[_Second] = deque()
+        # the newest committed seconds still in the ring, oldest first (see ``_recent_seconds``),
+        # and those not written to it yet (see ``ring``). One more than SPARSE_SECONDS is enough:
+        # a window holding all of them has too many seconds with trades to be summed from them
+        # anyway, and a 24 h ring would otherwise keep 86,400 tuples (about 30 MB) per symbol.
+        self._recent: deque[_Second] = deque(maxlen=SPARSE_SECONDS + 1)
         self._unflushed: list[_Second] = []
         self._unfolded: list[_Second] = []  # committed seconds the bar builders have not taken yet
         # integrity counters
@@ -903,9 +905,11 @@ class SymbolFlow:
         after ``now_ms`` (exchange time stepped back), whose slot may hold what the ring no
         longer has.
 
-        Why it is the ring's content: ``_recent`` keeps every committed second newer than the
-        newest one minus the ring's size, and a window of at most that size ending at or after
-        the newest committed second only holds such seconds, none of whose slots is reused yet."""
+        Why it is the ring's content: ``_recent`` keeps the newest committed seconds (at most
+        ``SPARSE_SECONDS + 1``) newer than the newest one minus the ring's size, and a window of at
+        most that size ending at or after the newest committed second only holds such seconds,
+        none of whose slots is reused yet; a window reaching past the oldest one kept holds more
+        than ``SPARSE_SECONDS`` seconds with trades, so the walk gives up before it gets there."""
         recent = self._recent
         now_sec = now_ms // 1000
         if recent and recent[-1][0] > now_sec:

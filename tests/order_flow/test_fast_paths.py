@@ -220,6 +220,23 @@ def test_sparse_windows_equal_the_ring_columns(monkeypatch):
     assert sparse > 500
 
 
+def test_recent_seconds_stay_bounded_and_busy_windows_fall_back_to_the_ring(monkeypatch):
+    """A trade every second for 500 s: only SPARSE_SECONDS + 1 seconds are kept in Python, a 60 s
+    window is still summed from them, a 300 s window (300 seconds with trades) from the ring,
+    and both equal the ring's sums."""
+    engine = OrderFlowEngine(windows_seconds=(30, 60, 300))
+    book = engine.book(SYM)
+    for second in range(500):
+        book.add(second + 1, 100.0 + (second % 7), 1.0 + (second % 3), T0 + second * 1000, second % 2 == 0)
+    now = T0 + 499_500
+    assert len(book._recent) == order_flow.SPARSE_SECONDS + 1
+    assert book._recent_seconds(60, now) is not None and book._recent_seconds(300, now) is None
+    fast = [repr(m) for m in book.metrics_many((60, 300), now, True)]
+    with monkeypatch.context() as patched:
+        patched.setattr(order_flow.SymbolFlow, "_recent_seconds", lambda *args: None)
+        assert fast == [repr(m) for m in book.metrics_many((60, 300), now, True)]
+
+
 def test_metrics_without_slope_differ_only_in_the_slopes():
     rng = np.random.default_rng(7)
     engine = OrderFlowEngine(windows_seconds=(30, 60, 300))
