@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from engines.bars import BarSeries
+from engines.frozen import direct_init
 
 M5 = 300
 M15 = 900
@@ -32,6 +33,7 @@ class BarDataError(ValueError):
     """The bars given to the engine cannot be read (missing column, wrong shape or type)."""
 
 
+@direct_init
 @dataclass(frozen=True, eq=False)
 class Bars:
     """OHLCV bars of one timeframe, oldest first. Arrays are never mutated after construction."""

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from config.range_scalp_model import RangeScalpParams
+from engines.frozen import direct_init
 from engines.indicators import swing_pivots
 from engines.range_data import Bars, iso
 from engines.range_market import MarketCore, MarketMemo, RangeMarket, session_start_s
@@ -22,6 +23,7 @@ from engines.range_market import MarketCore, MarketMemo, RangeMarket, session_st
 INVALIDATION_SIGNALS = ("m15_bos_confirmed", "candles_outside_range", "vwap_momentum_high", "bb_width_expansion")
 
 
+@direct_init
 @dataclass(frozen=True)
 class CriticalGaps:
     """The edge zones of a range: the top and bottom ``fraction`` of its width (A3.1)."""
@@ -44,6 +46,7 @@ def critical_gaps(high: float, low: float, fraction: float) -> CriticalGaps:
     return CriticalGaps(high - gap, high, low, low + gap)
 
 
+@direct_init
 @dataclass(frozen=True)
 class RangeStructure:
     """A detected range. ``mid`` is the session VWAP (the range's fair value) or the midpoint;
@@ -144,6 +147,7 @@ def count_touches(bars: Bars, high: float, low: float, tolerance_pct: float) -> 
 # Candidates
 # ----------------------------------------------------------------------------------------------
 
+@direct_init
 @dataclass(frozen=True)
 class Candidate:
     range_type: str
@@ -296,6 +300,7 @@ def detect_range(market: MarketCore, params: RangeScalpParams, memo: MarketMemo 
 # Invalidation (A4) and integrity (A3.6)
 # ----------------------------------------------------------------------------------------------
 
+@direct_init
 @dataclass(frozen=True)
 class Invalidation:
     signals: tuple[str, ...]

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass
 
 from config.range_scalp_model import RangeScalpParams
+from engines.frozen import direct_init
 from engines.range_data import iso
 from engines.range_detection import (
     FalseRange, Invalidation, RangeStructure, bos_inside_range, false_range, invalidation,
@@ -17,6 +18,7 @@ from engines.range_market import MarketCore, MarketInputs, MarketMemo, RangeMark
 from engines.range_sessions import blocked_window_at
 
 
+@direct_init
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -56,6 +58,7 @@ def data_quality(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMem
 # Weighted 3-confluence (A7.2)
 # ----------------------------------------------------------------------------------------------
 
+@direct_init
 @dataclass(frozen=True)
 class Confluence:
     score: float

@@ -30,6 +30,7 @@ import numpy as np
 from config.range_scalp_model import RangeScalpParams
 from engines.indicators import adx as adx_indicator
 from engines.bars import BarSeries
+from engines.frozen import direct_init
 from engines.range_data import (
     H1, M5, M15, Bars, Quote, RangeFlow, aggregate, bar_problem, epoch_s, to_bars, to_flow, to_quote,
 )
@@ -52,6 +53,7 @@ _DIVERGENCE_TAIL = 20  # M15 bars of the candle-CVD divergence
 _BODY_TAIL = 15  # body expansion reads the last 15 bodies (the first 5 of a shorter series)
 
 
+@direct_init
 @dataclass(frozen=True)
 class MarketInputs:
     """Normalised inputs: closed bars only, the quote and the optional order flow."""
@@ -98,6 +100,7 @@ def input_problem(inputs: MarketInputs, memo: "MarketMemo | None" = None) -> str
     return None
 
 
+@direct_init
 @dataclass(frozen=True)
 class DayLevels:
     high: float
@@ -105,6 +108,7 @@ class DayLevels:
     day_start_s: int
 
 
+@direct_init
 @dataclass(frozen=True)
 class MarketCore:
     """What range detection and the ADX gate read. ``price`` is the mid quote (analysis);
@@ -150,6 +154,7 @@ class MarketCore:
         return self.inputs.quote
 
 
+@direct_init
 @dataclass(frozen=True)
 class RangeMarket(MarketCore):
     """Indicator values at the last closed M5 bar plus the live quote: the core and the rest."""
@@ -181,6 +186,7 @@ class RangeMarket(MarketCore):
         return self.late.values().directions
 
 
+@direct_init
 @dataclass(frozen=True)
 class Late:
     """The values only the strategies and the scorer read, after every gate passed."""
@@ -267,6 +273,7 @@ def previous_day_levels(m5: Bars, now_s: float, day_start_hour_utc: int, min_hou
     return None, "no previous day in the bars given"
 
 
+@direct_init
 @dataclass(frozen=True)
 class H1Values:
     """What the market reads from the H1 bars."""
@@ -287,6 +294,7 @@ def h1_values(h1: Bars, params: RangeScalpParams) -> H1Values:
     return H1Values(atr, atr_prev, adx_value)
 
 
+@direct_init
 @dataclass(frozen=True)
 class M15Values:
     """What the complete market reads from the newest M15 bars (``m15_tail_size`` of them);

@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any
 
 from config.range_scalp_model import RangeScalpParams
+from engines.frozen import direct_init
 from engines.range_data import RangeFlow, iso
 from engines.range_detection import RangeStructure, detect_range, nested_alignment, with_signals
 from engines.range_exits import (
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 
+@direct_init
 @dataclass(frozen=True)
 class RangeDecision(Decision):
     """A ``Decision`` with the range engine's details: the best setup's score and strategy, the
@@ -103,6 +105,7 @@ def _no_trade(inputs: MarketInputs, checks: list[Check], failed: str, extra: tup
                          bar_time=bar_time)
 
 
+@direct_init
 @dataclass(frozen=True)
 class _Gates:
     checks: list[Check]

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from engines.frozen import direct_init
 from engines.range_data import M5, M15, Bars, aggregate, bar_problem
 from engines.range_sessions import trading_day_start
 
@@ -77,6 +78,7 @@ def clean_rows(bars: Bars, start: int) -> bool:
     return all(a < b for a, b in zip(times, times[1:]))
 
 
+@direct_init
 @dataclass(frozen=True)
 class VwapSums:
     """The running sums of ``session_vwap_last`` over the last session of a window."""
