@@ -624,6 +624,8 @@ def pairwise_sum(values: list[float]) -> float:
     n = len(values)
     if n < 8:
         return reduce(_add, values, 0.0)  # ((0.0 + v0) + v1) + ...: numpy's loop for a short row
+    if n < 24:  # one or two rounds of the eight sums (the rules' 10- and 20-bar means), written out
+        return _pairwise_short(values, n)
     if n > _PAIRWISE_BLOCK:
         half = n // 2
         half -= half % 8
@@ -634,6 +636,16 @@ def pairwise_sum(values: list[float]) -> float:
         sums = list(map(_add, sums, values[i:i + 8]))
     r0, r1, r2, r3, r4, r5, r6, r7 = sums
     return reduce(_add, values[full:], ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)))
+
+
+def _pairwise_short(v: list[float], n: int) -> float:
+    """``pairwise_sum`` of 8 <= n < 24 values: the eight running sums after one (n < 16) or two
+    rounds, combined as numpy does, then the rest added in order."""
+    if n < 16:
+        r0, r1, r2, r3, r4, r5, r6, r7 = v[:8]
+        return reduce(_add, v[8:], ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)))
+    return reduce(_add, v[16:], (((v[0] + v[8]) + (v[1] + v[9])) + ((v[2] + v[10]) + (v[3] + v[11])))
+                  + (((v[4] + v[12]) + (v[5] + v[13])) + ((v[6] + v[14]) + (v[7] + v[15]))))
 
 
 def bollinger_width_step(window: list[float], num_std: float) -> float:

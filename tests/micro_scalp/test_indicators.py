@@ -295,7 +295,7 @@ def test_last_session_vwap_is_the_last_session_of_session_vwap_and_continues(bar
         assert _bits([g[1] for g in got]) == _bits(full.std[cut:cut + len(got)])
 
 
-@pytest.mark.parametrize("n", [0, 1, 5, 7, 8, 9, 20, 31, 128, 129, 300, 1500])
+@pytest.mark.parametrize("n", [0, 1, 5, 7, 8, 9, 10, 15, 16, 17, 20, 23, 24, 31, 128, 129, 300, 1500])
 def test_pairwise_sum_has_numpys_bits(n):
     rng = np.random.default_rng(n)
     for scale in (1e-4, 1.0, 2000.0):
