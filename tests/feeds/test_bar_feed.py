@@ -35,6 +35,15 @@ def test_valid_bars_pass() -> None:
     validate_bars(BarSeries.empty(), "X", "M1")  # market closed: nothing to check
 
 
+def _with_index_change(data: pd.DataFrame, index_change: str | None) -> pd.DataFrame:
+    """``data`` with its second bar time repeated ("duplicate") or its times reversed ("reverse")."""
+    if index_change == "duplicate":
+        data.index = data.index[[0, 1, 1]]
+    elif index_change == "reverse":
+        data.index = data.index[::-1]
+    return data
+
+
 @pytest.mark.parametrize("rows,index_change,message", [
     ([(10, 11, 9, np.nan)], None, "non-finite price"),
     ([(10, 11, 0, 10.5)], None, "non-positive price"),
@@ -44,11 +53,7 @@ def test_valid_bars_pass() -> None:
     (GOOD, "reverse", "out of order"),
 ])
 def test_bad_bars_are_rejected_with_the_reason(rows, index_change, message) -> None:
-    data = frame(rows)
-    if index_change == "duplicate":
-        data.index = data.index[[0, 1, 1]]
-    elif index_change == "reverse":
-        data.index = data.index[::-1]
+    data = _with_index_change(frame(rows), index_change)
     with pytest.raises(BadBars, match=message):
         validate_bars(BarSeries.from_frame(data), "XAUUSD", "M1")
 
@@ -186,11 +191,7 @@ def test_a_fetch_after_a_long_gap_is_a_full_fetch(feed_stack) -> None:
 ])
 def test_a_few_bars_get_the_same_verdict_as_many(rows, index_change, message) -> None:
     """Incremental fetches bring a few bars, checked one by one: the same message as the array check."""
-    data = frame(rows)
-    if index_change == "duplicate":
-        data.index = data.index[[0, 1, 1]]
-    elif index_change == "reverse":
-        data.index = data.index[::-1]
+    data = _with_index_change(frame(rows), index_change)
     few = BarSeries.from_frame(data)
     many = BarSeries.from_frame(pd.concat([frame(GOOD * 4, start="2026-01-04 10:00"), data]))
     errors = []
