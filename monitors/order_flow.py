@@ -53,7 +53,7 @@ Detail = str | Callable[[], str]  # a decision's detail, or how to format it whe
 class _Route(NamedTuple):
     source: str  # "binance" | "tick_proxy"
     key: str  # the symbol inside that source (BTCUSDT, or the config symbol for the proxy)
-    feed: Any  # SharedOrderFlow or TickProxyFeed: get_metrics(key, window, now_ms), bars(key, 60, False)
+    feed: Any  # SharedOrderFlow or TickProxyFeed: get_metrics_many(key, windows, now_ms, slope), bar_columns(...)
     now_ms: int
 
 
@@ -161,24 +161,15 @@ class _ConfigCache:
 
 
 def _flow_bars(route: _Route, since: tuple[int, int]) -> FlowBarColumns:
-    """The route's completed M1 flow bars as columns. Feeds that serve columns (the tick proxy,
-    the Binance wrapper) give only the recent bars ``since`` (``flow_bars_since``) names, the
-    only ones the signal inputs read; feeds that only serve ``FlowBar`` lists are converted
-    here, all of them. Same signal inputs either way."""
-    bar_columns = getattr(route.feed, "bar_columns", None)
-    if bar_columns is not None:
-        return bar_columns(route.key, 60, False, since_ms=since[0], before=since[1])
-    return FlowBarColumns.from_bars(route.feed.bars(route.key, 60, False))
+    """The route's completed M1 flow bars as columns: only the recent bars ``since``
+    (``flow_bars_since``) names, the only ones the signal inputs read."""
+    return route.feed.bar_columns(route.key, 60, False, since_ms=since[0], before=since[1])
 
 
 def _window_metrics(route: _Route, windows_seconds: Sequence[int], slope: bool) -> list[FlowMetrics | None]:
-    """``get_metrics`` of each window; in one pass over the tape when the feed offers it (the
-    tick proxy, the Binance wrapper), else window by window. Same values either way, but for
-    ``slope=False``: a feed that can skips the CVD slopes (NaN then)."""
-    many = getattr(route.feed, "get_metrics_many", None)
-    if many is not None:
-        return many(route.key, windows_seconds, route.now_ms, slope)
-    return [route.feed.get_metrics(route.key, window, route.now_ms) for window in windows_seconds]
+    """``get_metrics`` of each window, in one pass over the tape. With ``slope=False`` the CVD
+    slopes are skipped (NaN)."""
+    return route.feed.get_metrics_many(route.key, windows_seconds, route.now_ms, slope)
 
 
 class OrderFlowMonitor:
@@ -251,7 +242,8 @@ class OrderFlowMonitor:
     @property
     def last_decisions(self) -> dict[str, dict[str, Any]]:
         """Per symbol: the last decision's failed gate (None for a trade), detail and time."""
-        return {symbol: decision.as_dict() for symbol, decision in self._decisions.items()}
+        # a copy first: the health thread reads this while the monitor thread adds symbols
+        return {symbol: decision.as_dict() for symbol, decision in list(self._decisions.items())}
 
     def _record(self, symbol: str, gate: str | None, detail: Detail = "") -> None:
         # WhyNoTrade reads the detail only for its DEBUG line: formatted only when that is on
