@@ -265,7 +265,7 @@ class BotApp:
         self.guard = TradingGuard(self.store, reliability, self.market_clock, journal=self.journal,
                                   events=self._on_trade_event, account=self.trade_broker.account,
                                   closed_trades=lambda: self.registry.recent_closed(STREAK_TRADES),
-                                  feeds=self.bar_feed.health, bar_times=self.bar_feed.last_bar_times,
+                                  bar_times=self.bar_feed.last_bar_times,
                                   breaker=self.breaker)
         self.executor = Executor(self.trade_broker, self.registry, self.risk, self.journal,
                                  lambda: self.holder.current, self.market_clock, events=self._on_trade_event,

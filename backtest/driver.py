@@ -189,7 +189,7 @@ class SegmentRunner:
         self.guard = TradingGuard(self.store, reliability, self.clock, journal=self.journal, events=self._on_event,
                                   account=self._guard_account,
                                   closed_trades=lambda: self.registry.recent_closed(STREAK_TRADES),
-                                  feeds=self.bar_feed.health, bar_times=self.bar_feed.last_bar_times,
+                                  bar_times=self.bar_feed.last_bar_times,
                                   breaker=self.breaker) if guard else None
         self.executor = Executor(trade_broker, self.registry, self.risk, self.journal, lambda: self.holder.current,
                                  self.clock, events=self._on_event, sleep=self.clock.advance,

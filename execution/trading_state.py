@@ -93,14 +93,6 @@ def _day(local_date: date, zone: str) -> tuple[str, datetime]:
     return local_date.isoformat(), next_midnight.astimezone(timezone.utc)
 
 
-def stale_feeds(feed_health: dict[str, Any], now: datetime, limit_seconds: float) -> tuple[bool, str]:
-    """(every feed is stale, detail) from ``BarFeed.health()``: a feed is stale when its last
-    (forming) bar started more than its timeframe plus ``limit_seconds`` before ``now``
-    (market time). No feeds yet: not stale (nothing to judge)."""
-    freshest = freshest_feed(feed_health, now)
-    return freshest is not None and freshest[0] > limit_seconds, feed_detail(freshest, limit_seconds)
-
-
 def freshest_feed(feed_health: dict[str, Any], now: datetime) -> tuple[float, str] | None:
     """(lag in seconds beyond its timeframe, key) of the freshest feed; None without feed data."""
     feeds = (feed_health or {}).get("feeds") or {}
@@ -116,7 +108,8 @@ def freshest_feed(feed_health: dict[str, Any], now: datetime) -> tuple[float, st
 
 
 def feed_detail(freshest: tuple[float, str] | None, limit_seconds: float) -> str:
-    """``stale_feeds``' detail: only needed when the stale-data lock changes, so made apart."""
+    """The stale-data detail for ``freshest`` (as ``freshest_feed`` gives it): only needed when the
+    stale-data lock changes, so made apart."""
     if freshest is None:
         return "no feed data yet"
     lag, key = freshest
