@@ -188,8 +188,6 @@ class MicroScalpStats:
         self._scored: deque[int] = deque(maxlen=SCORED_KEPT)
         self._scored_set: set[int] = set()
         self._clean_version: int | None = None  # registry closed_version when every closed trade was scored
-        # the registry's change counter of closed trades per strategy (None: unknown, always scan)
-        self._version_of: Callable[[str], int] | None = getattr(registry, "closed_version", None)
         self.last_trade: dict[str, Any] | None = None
         self.rebuilt = False
         self._load()
@@ -237,8 +235,8 @@ class MicroScalpStats:
 
         Runs every step: while the registry's closed trades are unchanged since a scan found
         nothing new, the answer is still nothing and the scan is skipped."""
-        version = None if self._version_of is None else self._version_of(STRATEGY)
-        if version is not None and version == self._clean_version:
+        version = self.registry.closed_version(STRATEGY)
+        if version == self._clean_version:
             return []
         fresh = [t for t in self.registry.closed_trades(STRATEGY) if t.ticket not in self._scored_set]
         if not fresh:

@@ -254,10 +254,13 @@ class TradeRegistry:
             return sorted((t for pool in self._closed.values() for t in pool), key=lambda t: t.closed_at or "")
 
     def recent_closed(self, limit: int) -> list[Trade]:
-        """The newest ``limit`` closed trades of all strategies, oldest first: the tail of
-        ``closed_trades()`` (trades are closed in time order), without sorting every kept trade of
-        every strategy at each call. Cached until the next close: the trading guard asks at every
-        step, and a long run keeps up to 500 closed trades per strategy."""
+        """The newest ``limit`` closed trades of all strategies, oldest first, without sorting every
+        kept trade of every strategy at each call: the last ``limit`` of each strategy's pool,
+        merged by close time. That is the tail of ``closed_trades()`` as long as each pool is in
+        close-time order, i.e. trades are recorded closed in the order they closed (the reconciler
+        and the exit passes do; a late deal could only move a trade at the ``limit`` boundary).
+        Cached until the next close: the trading guard asks at every step, and a long run keeps up
+        to 500 closed trades per strategy."""
         with self._lock:
             key = (sum(self._closed_versions.values()), limit)  # versions only grow
             if self._recent is None or self._recent[0] != key:
