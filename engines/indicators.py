@@ -614,22 +614,28 @@ class VwapState:
         return self.ref + mean_dev, math.sqrt(max(second - mean_dev * mean_dev, 0.0))
 
 
-_PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
+PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE
 
 
 def pairwise_sum(values: list[float]) -> float:
     """``np.add.reduce`` of a contiguous float64 row on plain floats, in numpy's order (its
     pairwise summation: eight running sums per block of at most 128 values, blocks split in
-    halves), so the bits are the same; for a handful of values numpy's per-call cost dominates."""
+    halves, added to the reduction's start of 0.0), so the bits are the same, -0.0 included; for a
+    handful of values numpy's per-call cost dominates."""
     n = len(values)
     if n < 8:
         return reduce(_add, values, 0.0)  # ((0.0 + v0) + v1) + ...: numpy's loop for a short row
+    return 0.0 + _pairwise_blocks(values, n)  # 0.0 + x is x, but for -0.0: numpy's 0.0
+
+
+def _pairwise_blocks(values: list[float], n: int) -> float:
+    """numpy's pairwise sum of n >= 8 values (without the reduction's start)."""
     if n < 24:  # one or two rounds of the eight sums (the rules' 10- and 20-bar means), written out
         return _pairwise_short(values, n)
-    if n > _PAIRWISE_BLOCK:
+    if n > PAIRWISE_BLOCK:
         half = n // 2
         half -= half % 8
-        return pairwise_sum(values[:half]) + pairwise_sum(values[half:])
+        return _pairwise_blocks(values[:half], half) + _pairwise_blocks(values[half:], n - half)  # both >= 64
     full = n - n % 8
     sums = values[:8]  # the eight running sums, each advanced by one value of every full block
     for i in range(8, full, 8):

@@ -36,6 +36,8 @@ from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
+from engines.indicators import PAIRWISE_BLOCK  # numpy's block size, shared with its dense pairwise_sum
+
 _INF = float("inf")
 DEFAULT_WINDOWS = (30, 60, 300, 900)
 DEFAULT_BAR_SECONDS = (60, 300)
@@ -1028,7 +1030,6 @@ def _second_of(second: _Second) -> int:
     return second[0]
 
 
-_PAIRWISE_BLOCK = 128  # numpy sums blocks up to this size with 8 accumulators and splits longer ones
 
 
 def _pairwise_sum(positions: Sequence[int], values: Sequence[float], first: int, last: int, lo: int, n: int
@@ -1042,7 +1043,7 @@ def _pairwise_sum(positions: Sequence[int], values: Sequence[float], first: int,
     order; longer runs are split in two at a multiple of 8 near the middle. The zeros are left
     out: x + 0.0 == x for every x but -0.0, which no value may be (volumes and notionals are
     positive or +0.0). tests/order_flow/test_fast_paths.py checks it against numpy."""
-    if n > _PAIRWISE_BLOCK:
+    if n > PAIRWISE_BLOCK:
         half = n // 2
         half -= half % 8
         middle = bisect_left(positions, lo + half, first, last)
@@ -1066,10 +1067,10 @@ def _pairwise_sum(positions: Sequence[int], values: Sequence[float], first: int,
 def _pairwise_sums(positions: Sequence[int], columns: tuple[Sequence[float], Sequence[float], Sequence[float]],
                    n: int) -> tuple[float, float, float]:
     """``_pairwise_sum`` of three columns at the same ``positions`` of ``n`` values, all of
-    them: for a window of up to one block (``_PAIRWISE_BLOCK``) in one pass (the same lanes,
+    them: for a window of up to one block (``PAIRWISE_BLOCK``) in one pass (the same lanes,
     the same additions in the same order), else column by column."""
     last = len(positions)
-    if n > _PAIRWISE_BLOCK:
+    if n > PAIRWISE_BLOCK:
         return (_pairwise_sum(positions, columns[0], 0, last, 0, n),
                 _pairwise_sum(positions, columns[1], 0, last, 0, n),
                 _pairwise_sum(positions, columns[2], 0, last, 0, n))

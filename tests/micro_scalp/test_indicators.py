@@ -301,6 +301,8 @@ def test_pairwise_sum_has_numpys_bits(n):
     for scale in (1e-4, 1.0, 2000.0):
         values = rng.normal(scale, scale / 3, n)
         assert ind.pairwise_sum(values.tolist()) == float(np.add.reduce(values))
+    zeros = np.full(n, -0.0)  # numpy's reduction starts at +0.0: a sum of negative zeros is +0.0
+    assert np.signbit(ind.pairwise_sum(zeros.tolist())) == np.signbit(np.add.reduce(zeros))
 
 
 def test_bollinger_width_step_has_the_array_paths_bits(bars):
