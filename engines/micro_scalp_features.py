@@ -716,10 +716,6 @@ class Features:
         return self._atr_values[index if index >= 0 else self.n + index]
 
     @_lazy
-    def tr(self) -> np.ndarray:
-        return ind.true_range(self.bars.high, self.bars.low, self.bars.close)
-
-    @_lazy
     def avg_range(self) -> float:
         """Mean high-low of the last m1_range_avg_bars bars."""
         n = self.n
@@ -734,10 +730,6 @@ class Features:
     @_lazy
     def vwap(self) -> np.ndarray:
         return self._vwap_bands.vwap
-
-    @_lazy
-    def vwap_std(self) -> np.ndarray:
-        return self._vwap_bands.std
 
     @_lazy
     def vwap_partial(self) -> bool:
@@ -759,8 +751,8 @@ class Features:
     # ---------------------------------------------------------------- trend and volatility
     @_lazy
     def bb_width(self) -> np.ndarray:
-        """Bollinger width of the last 20 bars (NaN while incomplete): only those are read
-        (bb_squeeze), so only the tail that produces them is banded. The width is computed as
+        """Bollinger width of the last 20 bars (NaN while incomplete), for inspection and tests
+        (the rules read ``bb_width_ratio``, extended bar by bar), so only that tail is banded. The width is computed as
         ``ind.bollinger`` does, (upper - lower) / middle, on the complete windows only."""
         p = self.params
         period = p.bb_period
@@ -806,19 +798,6 @@ class Features:
     @_lazy
     def pivot_low(self) -> list[int]:
         return self.pivots(self.params.pivot_left, self.params.pivot_right)[1]
-
-    @_lazy
-    def body(self) -> np.ndarray:
-        """|close - open| at every bar (the rules read ``cols.body``)."""
-        return np.array(self.cols.body[:self.n])
-
-    @_lazy
-    def upper_wick(self) -> np.ndarray:
-        return np.array(self.cols.upper[:self.n])
-
-    @_lazy
-    def lower_wick(self) -> np.ndarray:
-        return np.array(self.cols.lower[:self.n])
 
 
 def compute_features(bars: Bars, bid: float, ask: float, p: MicroScalpParams,

@@ -217,16 +217,11 @@ def _clusters(values: list[float], tolerance: float) -> tuple[float, ...]:
             group.append(value)
         else:
             if len(group) >= 2:
-                levels.append(_mean(group))
+                levels.append(list_mean(group))
             group = [value]
     if len(group) >= 2:
-        levels.append(_mean(group))
+        levels.append(list_mean(group))
     return tuple(levels)
-
-
-def _mean(values: list[float]) -> float:
-    """``array_mean(np.array(values))`` on plain floats (numpy's summation order: the same bits)."""
-    return ind.pairwise_sum(values) / len(values)
 
 
 @dataclass(frozen=True)
