@@ -4,7 +4,9 @@ MT5's ``copy_rates_*`` returns a structured numpy array; the adapter subtracts t
 offset and hands the columns on as a ``BarSeries`` without building a pandas DataFrame. A frame
 of 1,500 bars costs about half a millisecond to build and index, a ``BarSeries`` a few
 microseconds, and the bar feed serves one at every monitor step (in a backtest, every bar).
-Slicing returns views, never copies: nothing may write into the arrays after construction.
+Slicing returns views, never copies: nothing may write into a series' arrays once it is handed
+out. (The bar feed's store, ``feeds.bar_feed._ClosedStore``, writes new rows into its columns,
+but only past the end of every view it has handed out.)
 A fetch of a few bars is cheaper as rows of plain numbers (``rates_rows``, ``BarSeries.rows()``)
 than as columns: the bar feed merges its incremental fetches that way.
 

@@ -509,11 +509,9 @@ class Mt5Broker:
 
         ``empty_ok``: the list functions may answer None with last_error RES_S_OK for "nothing".
         """
-        with self._lock:  # the first attempt inline (``_invoke``'s steps): it is almost always the only one
+        with self._lock:  # the first attempt: it is almost always the only one
             generation = self._generation
-            result = getattr(self._mt5, name)(*args, **kwargs)
-            err = self._last_error_pair() if result is None or (result is False and name in _BOOL_FUNCTIONS) \
-                else None
+            result, err = self._invoke(name, args, kwargs)
         if err is None:
             self._note_success()
             return result
@@ -691,8 +689,9 @@ class Mt5Broker:
         self._observe_tick(spec.name, stamp)
         if not (tick.bid > 0 and tick.ask > 0):
             raise BrokerError(10021, f"{spec.name}: no prices (bid {tick.bid}, ask {tick.ask})")
-        # The same tick object as last time (a terminal that keeps its answer while no new tick
-        # came), read with the same spec and offset, makes the same quote: reuse it.
+        # The same tick object as last time, read with the same spec and offset, makes the same
+        # quote: reuse it. Only the simulated terminal keeps its answer while no new tick came; the
+        # real MetaTrader5 module returns a new object per call, so live this never hits.
         offset = self._offset_s
         memo = self._quotes.get(symbol)
         if memo is not None and memo[0] is tick and memo[1] is spec and memo[2] == offset:

@@ -94,6 +94,8 @@ def _explain_few(rows: list[tuple], symbol: str, timeframe: str) -> None:
         if 0 in steps:
             raise BadBars(f"{symbol} {timeframe}: duplicate bar time {_open_time(rows[steps.index(0) + 1])}")
         raise BadBars(f"{symbol} {timeframe}: bars out of order")
+    # the one-pass test failed, so one of the checks above must have: never cache such bars silently
+    raise BadBars(f"{symbol} {timeframe}: invalid bars ending at {_open_time(rows[-1])}")
 
 
 def _open_time(row: tuple) -> datetime:
@@ -200,9 +202,6 @@ class CacheEntry:
     def of(cls, bars: BarSeries, fetched_mono: float, depth: int) -> "CacheEntry":
         """The entry of a whole series (a full fetch)."""
         return cls(len(bars), fetched_mono, depth, _last_row(bars), closed=bars.slice(None, -1), joined=bars)
-
-    def __len__(self) -> int:
-        return self.size
 
     @property
     def closed(self) -> BarSeries:
