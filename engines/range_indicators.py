@@ -13,13 +13,16 @@ exactly. Sums stay numpy reductions (numpy sums pairwise, a Python loop would no
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from engines.frozen import direct_init
 from engines.indicators import row_mean_std, sma, swing_pivots, true_range, window_view
 
 __all__ = ["mean_atr", "stochastic", "rolling_vwap", "candle_cvd", "ema_direction", "mean_atr_last", "bollinger_last",
-           "stochastic_last", "rsi_last", "session_vwap_last", "pivots", "last_pivot_points", "last_pivot_high_low"]
+           "stochastic_last", "rsi_last", "session_vwap_last", "last_session_sums", "VwapSums", "pivots",
+           "last_pivot_points", "last_pivot_high_low"]
 
 _NAN = math.nan
 
@@ -130,13 +133,35 @@ def rsi_last(close: np.ndarray, period: int = 14) -> float:
     return 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
 
 
-def session_vwap_last(time_s: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
-                      volume: np.ndarray, anchor_hour_utc: int = 0) -> float:
-    """``engines.indicators.session_vwap(...).vwap[-1]``: the last session's running sums only
-    (numpy cumulative sums of the same terms, so the same additions in the same order)."""
-    n = len(close)
-    if n == 0:
-        return _NAN
+@direct_init
+@dataclass(frozen=True)
+class VwapSums:
+    """The running sums of ``session_vwap_last`` over the last session of a window (carried bar
+    by bar in ``engines.range_window``)."""
+
+    session: int  # session id of the window's last bar
+    start_time: int  # open time of the session's first bar in the window
+    whole_window: bool  # the session starts at the window's first bar (the head decides)
+    typical0: float
+    weight: float  # cumulative sum of the weights
+    weighted_dev: float  # cumulative sum of weight * (typical - typical0)
+    dev: float  # cumulative sum of (typical - typical0)
+    count: int
+
+    def value(self) -> float:
+        if self.weight > 0:
+            mean_dev = self.weighted_dev / self.weight
+        else:
+            mean_dev = self.dev / float(self.count)
+        return self.typical0 + mean_dev
+
+
+def last_session_sums(time_s: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                      volume: np.ndarray, anchor_hour_utc: int = 0) -> VwapSums | None:
+    """The last session's running sums of ``engines.indicators.session_vwap`` (numpy cumulative
+    sums of the same terms, so the same additions in the same order); None without bars."""
+    if len(close) == 0:
+        return None
     sid = (np.asarray(time_s, dtype=np.int64) - anchor_hour_utc * 3600) // 86400
     other = np.flatnonzero(sid != sid[-1])
     start = int(other[-1]) + 1 if len(other) else 0
@@ -145,12 +170,15 @@ def session_vwap_last(time_s: np.ndarray, high: np.ndarray, low: np.ndarray, clo
     volume = np.asarray(volume[start:], dtype=np.float64)
     dev = typical - typical[0]
     weight = np.where(volume > 0, volume, 0.0)
-    cum_w = float(np.cumsum(weight)[-1])
-    if cum_w > 0:
-        mean_dev = float(np.cumsum(weight * dev)[-1]) / cum_w
-    else:
-        mean_dev = float(np.cumsum(dev)[-1]) / float(len(dev))
-    return float(typical[0]) + mean_dev
+    return VwapSums(int(sid[-1]), int(time_s[start]), start == 0, float(typical[0]), float(np.cumsum(weight)[-1]),
+                    float(np.cumsum(weight * dev)[-1]), float(np.cumsum(dev)[-1]), len(dev))
+
+
+def session_vwap_last(time_s: np.ndarray, high: np.ndarray, low: np.ndarray, close: np.ndarray,
+                      volume: np.ndarray, anchor_hour_utc: int = 0) -> float:
+    """``engines.indicators.session_vwap(...).vwap[-1]``, from the last session's sums only."""
+    sums = last_session_sums(time_s, high, low, close, volume, anchor_hour_utc)
+    return _NAN if sums is None else sums.value()
 
 
 def rolling_vwap(high: np.ndarray, low: np.ndarray, close: np.ndarray, volume: np.ndarray,

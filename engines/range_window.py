@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from engines.frozen import direct_init
 from engines.range_data import M5, M15, Bars, aggregate, bar_problem
+from engines.range_indicators import VwapSums, last_session_sums
 from engines.range_sessions import trading_day_start
 
 _COLUMNS = ("time", "open", "high", "low", "close", "volume")
@@ -78,44 +77,9 @@ def clean_rows(bars: Bars, start: int) -> bool:
     return all(a < b for a, b in zip(times, times[1:]))
 
 
-@direct_init
-@dataclass(frozen=True)
-class VwapSums:
-    """The running sums of ``session_vwap_last`` over the last session of a window."""
-
-    session: int  # session id of the window's last bar
-    start_time: int  # open time of the session's first bar in the window
-    whole_window: bool  # the session starts at the window's first bar (the head decides)
-    typical0: float
-    weight: float  # cumulative sum of the weights
-    weighted_dev: float  # cumulative sum of weight * (typical - typical0)
-    dev: float  # cumulative sum of (typical - typical0)
-    count: int
-
-    def value(self) -> float:
-        if self.weight > 0:
-            mean_dev = self.weighted_dev / self.weight
-        else:
-            mean_dev = self.dev / float(self.count)
-        return self.typical0 + mean_dev
-
-
 def vwap_sums(bars: Bars, anchor_hour_utc: int) -> VwapSums | None:
-    """The running sums of the window's last session, computed over all its bars with numpy
-    (``engines.range_indicators.session_vwap_last`` step for step); None without bars."""
-    n = len(bars)
-    if n == 0:
-        return None
-    sid = (np.asarray(bars.time, dtype=np.int64) - anchor_hour_utc * 3600) // 86400
-    other = np.flatnonzero(sid != sid[-1])
-    start = int(other[-1]) + 1 if len(other) else 0
-    typical = (bars.high[start:] + bars.low[start:] + bars.close[start:]) / 3.0
-    volume = bars.volume[start:]
-    dev = typical - typical[0]
-    weight = np.where(volume > 0, volume, 0.0)
-    return VwapSums(int(sid[-1]), int(bars.time[start]), start == 0, float(typical[0]),
-                    float(np.cumsum(weight)[-1]), float(np.cumsum(weight * dev)[-1]), float(np.cumsum(dev)[-1]),
-                    len(dev))
+    """The running sums of the window's last session (``last_session_sums``); None without bars."""
+    return last_session_sums(bars.time, bars.high, bars.low, bars.close, bars.volume, anchor_hour_utc)
 
 
 def extend_vwap(sums: VwapSums, bars: Bars, start: int, anchor_hour_utc: int) -> VwapSums | None:
