@@ -485,13 +485,20 @@ class Reconciler:
             candidates.append((position_id, opening[0], deals))
         if not candidates:
             return
-        known_closed = {t.ticket for t in self.registry.closed_trades()}
+        recorded = {t.ticket for t in self.registry.closed_trades()}
         self.index.refresh()
-        known_closed |= self.index.closed_tickets
         for position_id, opening, deals in candidates:
-            if position_id in known_closed:
+            if position_id in recorded:
                 continue
             strategy = magics[opening.magic]
+            journaled = position_id in self.index.closed_tickets
+            if journaled:
+                # Recorded once already. Either the registry has since trimmed it from its kept
+                # closed trades (never record it again), or a crash inside the pass's batch lost
+                # the registry's write after its journal lines: record it again, silently.
+                closed_at = max(d.time for d in deals if d.entry in EXIT_DEAL_ENTRIES)
+                if not self.registry.would_keep_closed(strategy, closed_at):
+                    continue
             intent = self.index.intent(opening.comment)
             sl = float(intent["sl"]) if intent and isinstance(intent.get("sl"), (int, float)) else 0.0
             tp = float(intent["tp"]) if intent and isinstance(intent.get("tp"), (int, float)) else 0.0
@@ -503,7 +510,11 @@ class Reconciler:
                 self.registry.add(trade)
             except ValueError:
                 continue
-            self._announce_adoption(trade, why, intent)
+            if journaled:  # its adopted and closed lines are in the journal (and Discord had them)
+                log.warning("ticket %d: its close was journaled but a crash lost the registry's write; recorded "
+                            "again", position_id)
+            else:
+                self._announce_adoption(trade, why, intent)
             if self.executor.settle_from_deals(trade, deals) is not None:
                 report.history_recorded.append(position_id)
 

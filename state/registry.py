@@ -253,6 +253,18 @@ class TradeRegistry:
                 return list(self._closed[strategy])
             return sorted((t for pool in self._closed.values() for t in pool), key=lambda t: t.closed_at or "")
 
+    def would_keep_closed(self, strategy: str, closed_at: datetime) -> bool:
+        """Whether a trade of ``strategy`` closed at ``closed_at`` would still be among the kept
+        closed trades had it been recorded: the pool is not full, or the trade closed after the
+        oldest one kept. The reconciler asks it to tell a close the registry trimmed long ago
+        (never record it again) from one a crash lost before the registry's write."""
+        with self._lock:
+            pool = self._closed[strategy]
+            if len(pool) < CLOSED_KEPT:
+                return True
+            oldest = pool[0].closed_at
+            return oldest is None or closed_at.isoformat() > oldest
+
     def recent_closed(self, limit: int) -> list[Trade]:
         """The newest ``limit`` closed trades of all strategies, oldest first, without sorting every
         kept trade of every strategy at each call: the last ``limit`` of each strategy's pool,

@@ -152,6 +152,50 @@ def test_a_crash_at_the_end_of_a_reconciliation_batch_does_not_journal_a_close_t
     assert [e["ticket"] for e in restarted.journal_events("closed")] == [ticket], "the close was journaled twice"
 
 
+def test_a_crash_inside_the_batch_that_recorded_a_trade_from_the_history_does_not_lose_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """execution/reconciler.py ``_history``: a position opened and closed while the bot was not
+    looking is added and closed in the registry inside the pass's ``registry.batch()`` (written at
+    the end of the block) while its ``adopted`` and ``closed`` lines are journaled at once. A
+    crash before the batch's write (the chaos crash model: CHAOS_SEED=433089, episode 4) lost the
+    registry's record, and every later pass skipped the position because the journal index listed
+    it closed (``known_closed |= self.index.closed_tickets``, meant for trades the registry trimmed
+    long ago): closed at the broker, never recorded closed in the registry, for ever. Fix: the
+    journal's word counts only for a close the registry would no longer keep
+    (``TradeRegistry.would_keep_closed``); otherwise it is recorded again, without journaling or
+    announcing it a second time."""
+    from state.store import StateStore
+    rig = build_rig(tmp_path)
+    assert rig.reconciler.run("startup").ok
+    rig.journal.append("intent", durable=True, client_id="rs-gone-1", symbol="XAUUSD", strategy="range_scalp",
+                       side="buy", volume=0.1, entry=0.0, sl=1990.0, tp=2030.0, magic=rig.magic("range_scalp"),
+                       reason="range bounce")
+    ticket = rig.raw_order(magic=rig.magic("range_scalp"), comment="rs-gone-1", sl_distance=20, tp_distance=20)
+    rig.clock.advance(120)
+    rig.raw_close(ticket)  # opened and closed while the bot was down
+    original = StateStore.save
+
+    def dying_save(store, name, data):
+        if name.startswith("trades_"):
+            raise _Killed(name)
+        return original(store, name, data)
+
+    monkeypatch.setattr(StateStore, "save", dying_save)
+    with pytest.raises(_Killed):
+        rig.reconciler.run("periodic")
+    monkeypatch.setattr(StateStore, "save", original)
+    assert [e["event"] for e in rig.journal_events() if e.get("ticket") == ticket] == ["adopted", "closed"]
+
+    restarted = _restart(tmp_path, rig)
+    closed = [t for t in restarted.registry.closed_trades() if t.ticket == ticket]
+    assert len(closed) == 1, "closed at the broker, never recorded closed in the registry"
+    assert closed[0].client_id == "rs-gone-1" and closed[0].pnl is not None
+    assert [e["event"] for e in restarted.journal_events() if e.get("ticket") == ticket] == ["adopted", "closed"]
+    assert restarted.reconciler.run("periodic").history_recorded == []  # recorded once
+    report = audit_journal(restarted.stack.runtime / "journal.jsonl", set())
+    assert not report.double_closes and not report.lost, report.problems()
+
+
 def test_a_close_recorded_just_before_a_crash_still_reaches_the_journal(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """execution/executor.py ``settle_from_deals`` (and ``_record_close``): ``registry.close``

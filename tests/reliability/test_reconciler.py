@@ -11,6 +11,8 @@ import pytest
 
 from execution.risk import LEDGER_DOCUMENT, RiskManager
 from execution.trading_state import ACTIVE, REDUCING
+from state import registry as registry_module
+from state.registry import Trade
 from tests.reliability.rig import Rig, build_rig, set_reliability
 
 
@@ -114,6 +116,28 @@ def test_a_trade_opened_and_closed_while_away_is_recorded_from_the_history(rig: 
     assert closed.ticket == ticket and closed.client_id == "rs-gone-1" and closed.pnl is not None
     assert [e["event"] for e in rig.journal_events() if e.get("ticket") == ticket] == ["adopted", "closed"]
     assert rig.reconciler.run("periodic").history_recorded == []  # recorded once
+
+
+def test_a_history_trade_the_registry_has_since_trimmed_is_not_recorded_again(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry_module, "CLOSED_KEPT", 2)
+    intent_line(rig, "rs-gone-1", sl=1990.0, tp=2030.0)
+    ticket = rig.raw_order(magic=rig.magic("range_scalp"), comment="rs-gone-1", sl_distance=20, tp_distance=20)
+    rig.clock.advance(120)
+    rig.raw_close(ticket)
+    assert rig.reconciler.run("periodic").history_recorded == [ticket]
+    for n in (1, 2):  # two later range trades push it out of the kept closed trades
+        rig.clock.advance(60)
+        later = Trade(ticket=900 + n, client_id=f"rs-later-{n}", strategy="range_scalp", symbol="XAUUSD", side="buy",
+                      volume=0.1, entry=2000.0, sl=1990.0, tp=2010.0, initial_sl=1990.0,
+                      magic=rig.magic("range_scalp"), opened_at=rig.clock.now().isoformat())
+        rig.registry.add(later)
+        rig.registry.close(later.ticket, 2005.0, rig.clock.now(), 5.0, "test")
+    assert ticket not in {t.ticket for t in rig.registry.closed_trades("range_scalp")}
+    assert not rig.registry.would_keep_closed("range_scalp", rig.clock.now() - timedelta(minutes=3))
+    assert rig.reconciler.run("periodic").history_recorded == []  # the journal says it was recorded once
+    assert ticket not in {t.ticket for t in rig.registry.closed_trades("range_scalp")}
+    assert [e["event"] for e in rig.journal_events() if e.get("ticket") == ticket] == ["adopted", "closed"]
 
 
 # ---------------------------------------------------------------------------------------- external
