@@ -163,15 +163,24 @@ def build_idea(spec: dict[str, Any], quote: Any) -> Any:
                      (spec.get("reason") or "injected by tests/recovery/crashing_bot.py",), dict(spec.get("meta") or {}))
 
 
+STALE_QUOTE_RETRIES = 20  # a quote refused as stale is asked for again (the replay moves on)
+
+
 def inject_ideas(app: Any, ideas: list[dict[str, Any]], gap: float, hook_dir: Path | None) -> None:
     """Send ``ideas`` through ``app.executor`` once the app runs (a thread of the bot process)."""
     deadline = time.monotonic() + 60.0
     while app.health.status != "running" and time.monotonic() < deadline:
         time.sleep(0.02)
     for spec in ideas:
-        quote = app.broker.quote(spec["symbol"])
-        idea = build_idea(spec, quote)
-        outcome = app.executor.open(idea, created_at=app.market_clock.now())
+        for _attempt in range(STALE_QUOTE_RETRIES + 1):
+            quote = app.broker.quote(spec["symbol"])
+            idea = build_idea(spec, quote)
+            outcome = app.executor.open(idea, created_at=app.market_clock.now())
+            if not (outcome.status == "skipped" and str(outcome.reason).startswith("stale quote")):
+                break
+            # the replayed market is between two recorded ticks (more likely on a loaded machine,
+            # where start-up takes longer): the executor rightly refused; ask again a moment later
+            time.sleep(0.1)
         if hook_dir is not None:
             with open(Path(hook_dir) / "injected.jsonl", "a", encoding="utf-8") as handle:
                 handle.write(json.dumps({"symbol": idea.symbol, "strategy": idea.strategy, "status": outcome.status,
