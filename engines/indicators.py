@@ -659,10 +659,15 @@ def bollinger_width_step(window: list[float], num_std: float) -> float:
     first) on plain floats, with ``row_mean_std``'s steps (pairwise sums, population std), so the
     value is the one the array path gives for that bar."""
     count = len(window)
-    mean = pairwise_sum(window) / count
-    deviations = list(map(_sub, window, repeat(mean, count)))
-    squares = list(map(_mul, deviations, deviations))
-    std = math.sqrt(pairwise_sum(squares) / count)
+    if 8 <= count < 24:  # the usual periods: ``pairwise_sum``'s short path without its wrappers
+        mean = (0.0 + _pairwise_short(window, count)) / count
+        squares = [(value - mean) * (value - mean) for value in window]  # deviation x deviation
+        std = math.sqrt((0.0 + _pairwise_short(squares, count)) / count)
+    else:
+        mean = pairwise_sum(window) / count
+        deviations = list(map(_sub, window, repeat(mean, count)))
+        squares = list(map(_mul, deviations, deviations))
+        std = math.sqrt(pairwise_sum(squares) / count)
     band = num_std * std
     width = (mean + band) - (mean - band)
     if mean == 0.0:  # numpy's inf/NaN instead of Python's ZeroDivisionError
@@ -709,6 +714,34 @@ class AdxState:
     @property
     def ready(self) -> bool:
         return not math.isnan(self.value)
+
+    def update_all(self, highs: list[float], lows: list[float], closes: list[float]) -> float:
+        """``update`` with each bar of ``highs``, ``lows`` and ``closes`` (plain floats) in turn:
+        the same steps, on locals instead of attributes."""
+        period, prev_high, prev_low, prev_close = self.period, self.prev_high, self.prev_low, self.prev_close
+        s_tr, s_plus, s_minus, value = self.s_tr, self.s_plus, self.s_minus, self.value
+        for high, low, close in zip(highs, lows, closes):
+            if value != value:  # not ``ready`` (NaN)
+                raise ValueError("AdxState.update needs a ready state (see from_arrays)")
+            up, down = high - prev_high, prev_low - low
+            plus_dm = up if up > down and up > 0 else 0.0
+            minus_dm = down if down > up and down > 0 else 0.0
+            tr = true_range_step(high, low, prev_close)
+            s_tr = s_tr + (tr - s_tr) / period
+            s_plus = s_plus + (plus_dm - s_plus) / period
+            s_minus = s_minus + (minus_dm - s_minus) / period
+            if s_tr != s_tr:  # NaN
+                dx = _NAN
+            else:
+                plus_di = 100.0 * s_plus / s_tr if s_tr > 0 else 0.0
+                minus_di = 100.0 * s_minus / s_tr if s_tr > 0 else 0.0
+                di_sum = plus_di + minus_di
+                dx = 100.0 * abs(plus_di - minus_di) / di_sum if di_sum > 0 else 0.0
+            value = value + (dx - value) / period
+            prev_high, prev_low, prev_close = high, low, close
+        self.prev_high, self.prev_low, self.prev_close = prev_high, prev_low, prev_close
+        self.s_tr, self.s_plus, self.s_minus, self.value = s_tr, s_plus, s_minus, value
+        return value
 
     def update(self, high: float, low: float, close: float) -> float:
         if math.isnan(self.value):  # not ``ready``

@@ -123,28 +123,26 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
         memo = SeriesMemo()
         state = replace(state, memo=memo)
 
-    def reject(failed: str, text: str, reasons: tuple[str, ...] = ()) -> MicroDecision:
-        return MicroDecision(symbol, None, reasons + (f"{failed}: FAIL {text}",), failed,
-                             regime_state=state, regime=state.regime)
-
     try:
         data = Bars.coerce(bars)
         if len(data) < params.min_bars:
-            return reject("data.bars", f"need {params.min_bars} bars, have {len(data)}")
+            return _reject(symbol, state, "data.bars", f"need {params.min_bars} bars, have {len(data)}")
         memo.begin(data)
         memo.validate(data)
     except BadBars as exc:
-        return reject("data.bars", str(exc))
+        return _reject(symbol, state, "data.bars", str(exc))
     try:
         bid, ask = _quote(quote)
     except (TypeError, ValueError):
-        return reject("data.quote", f"quote must be (bid, ask), got {quote!r}")
+        return _reject(symbol, state, "data.quote", f"quote must be (bid, ask), got {quote!r}")
     if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask < bid:
-        return reject("data.quote", f"bad quote bid={bid} ask={ask}")
+        return _reject(symbol, state, "data.quote", f"bad quote bid={bid} ask={ask}")
 
+    params = memo.params_view(params)  # the same values, cheaper to read
     f = compute_features(data, bid, ask, params, memo)
     if not math.isfinite(f.atr_now) or f.atr_now <= 0:
-        return reject("data.atr", f"ATR({params.atr_period}) is {f.atr_now}: no movement to size anything on")
+        return _reject(symbol, state, "data.atr",
+                       f"ATR({params.atr_period}) is {f.atr_now}: no movement to size anything on")
     last_bar_s = int(f.cols.time[f.n - 1])  # int(data.time_s[-1]), from the list
     scores = detect_all(f, params, explain)
     why: Why | None = None
@@ -176,6 +174,11 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
     idea = TradeIdea(symbol, outcome.side, outcome.entry, outcome.sl, outcome.tp, strategy, all_reasons, meta)
     return MicroDecision(symbol, idea, all_reasons, None, regime_state=state, regime=state.regime,
                          strategy=strategy, score=outcome.score, aplus=outcome.aplus)
+
+
+def _reject(symbol: str, state: RegimeState, failed: str, text: str) -> MicroDecision:
+    """A decision failing a data check (before the regimes ran: the state is as given)."""
+    return MicroDecision(symbol, None, (f"{failed}: FAIL {text}",), failed, regime_state=state, regime=state.regime)
 
 
 def _all_reasons(f: Features, last_bar_s: int, scores: dict[str, RegimeScore], why: Why | None,

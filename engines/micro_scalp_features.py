@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, TypeVar
+from types import SimpleNamespace
+from typing import Any, Callable, NamedTuple, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from engines.bars import BarSeries
 from engines.frozen import direct_init
 
 _NAN = float("nan")
+_INF = math.inf
 _PRICES = ("open", "high", "low", "close")
 _TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _SMALL_TAIL = 8  # new bars validated as plain numbers
@@ -205,7 +207,23 @@ def _first_problem(time_s: np.ndarray, open_: np.ndarray, high: np.ndarray, low:
 def _first_problem_small(time_s: list, open_: list, high: list, low: list, close: list, volume: list
                          ) -> str | None:
     """``_first_problem`` for a few valid-typed bars, on plain numbers (the same tests, the same
-    order: numpy's per-call cost dominates for a handful of bars)."""
+    order: numpy's per-call cost dominates for a handful of bars). Good bars (the usual case) in
+    one pass: ``0 < low <= open, close <= high < inf`` holds exactly when the four prices are
+    finite, positive and consistent (NaN fails every comparison), ``0 <= volume < inf`` when the
+    volume is finite and not negative; anything else is explained by the checks in order."""
+    if not time_s:
+        return _explain_problem_small(time_s, open_, high, low, close, volume)
+    previous = -_INF
+    for t, o, h, lo, c, v in zip(time_s, open_, high, low, close, volume):
+        if not (previous < t and 0 < lo <= o <= h < _INF and lo <= c <= h and 0 <= v < _INF):
+            return _explain_problem_small(time_s, open_, high, low, close, volume)
+        previous = t
+    return None
+
+
+def _explain_problem_small(time_s: list, open_: list, high: list, low: list, close: list, volume: list
+                           ) -> str | None:
+    """``_first_problem_small``'s checks one by one, in ``_first_problem``'s order."""
     prices = open_ + high + low + close
     if not all(map(math.isfinite, prices)):
         return _NOT_FINITE
@@ -372,8 +390,7 @@ class _Adx(_Series):
         self.state = ind.AdxState.from_arrays(bars.high[:n], bars.low[:n], bars.close[:n], self.state.period)
 
     def extend(self, cols: _Columns, start: int, n: int) -> None:
-        for h, lo, c in zip(cols.high[start:n], cols.low[start:n], cols.close[start:n]):
-            self.state.update(h, lo, c)
+        self.state.update_all(cols.high[start:n], cols.low[start:n], cols.close[start:n])
 
 
 class _SessionVwap(_Series):
@@ -548,6 +565,18 @@ class SeriesMemo:
         self.store: _Store = _Store()
         self._columns: tuple[bytes, ...] | None = None
         self._validated = 0
+        self._params: MicroScalpParams | None = None
+        self._params_view: MicroScalpParams | None = None
+
+    def params_view(self, params: MicroScalpParams) -> MicroScalpParams:
+        """``params``' values as plain attributes (a namespace), kept while the same params come
+        back (they are frozen): the rules read some sixty parameters per evaluation, and reading
+        a pydantic model's attribute costs several times a plain one. The same values, so the
+        same decisions."""
+        if params is not self._params or self._params_view is None:
+            self._params_view = cast(MicroScalpParams, SimpleNamespace(**params.__dict__))
+            self._params = params
+        return self._params_view
 
     def begin(self, bars: Bars) -> None:
         """Adopt ``bars`` for this evaluation: keep the series if they extend the last window."""

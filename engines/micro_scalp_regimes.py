@@ -30,7 +30,7 @@ from config.micro_scalp_model import MicroScalpParams
 from engines import indicators as ind
 from engines.frozen import direct_init
 from engines.micro_scalp_features import Features, SeriesMemo, list_mean
-from engines.micro_scalp_signals import bb_squeeze, choppy, compression_block, volume_spike
+from engines.micro_scalp_signals import bb_squeeze, choppy, compression, compression_detail, volume_spike
 
 VWAP_REVERSION = "vwap_reversion"
 RANGE = "range_scalp"
@@ -316,8 +316,10 @@ def detect_range(f: Features, p: MicroScalpParams, explain: bool = True) -> Regi
                    head + (squeezed, ratio, f.adx_now, no_trend), rng)
 
 
-def _balanced_details(squeezed: bool, ratio: float, compressed: bool, comp_detail: str, dropping: bool,
-                      atr_r: float | None, chop: bool, gap_atr: float, equilibrium: bool) -> tuple[str, ...]:
+def _balanced_details(squeezed: bool, ratio: float, compressed: bool, inside: bool | None, mean_range: float,
+                      atr: float, dropping: bool, atr_r: float | None, chop: bool, gap_atr: float,
+                      equilibrium: bool) -> tuple[str, ...]:
+    comp_detail = compression_detail(inside, mean_range, atr)
     return (f"bb_squeeze {squeezed} ({ratio:.2f})", f"compression {compressed} ({comp_detail})",
             f"atr_dropping {dropping} ({'n/a' if atr_r is None else f'{atr_r:.2f}'})",
             f"choppy {chop}", f"ema_vwap_gap {gap_atr:.2f}ATR equilibrium={equilibrium}")
@@ -328,7 +330,7 @@ def detect_balanced(f: Features, p: MicroScalpParams, explain: bool = True) -> R
     +20 ATR dropping, +10 choppy, +10 EMA/VWAP equilibrium."""
     threshold = p.balanced_threshold
     squeezed, ratio = bb_squeeze(f, p)
-    compressed, comp_detail = compression_block(f, p, f.n)
+    compressed, inside, mean_range = compression(f, p, f.n)  # its detail formatted when described
     atr_r = atr_ratio(f, p)
     dropping = atr_r is not None and atr_r < p.atr_drop_ratio
     chop = choppy(f)
@@ -336,7 +338,8 @@ def detect_balanced(f: Features, p: MicroScalpParams, explain: bool = True) -> R
     equilibrium = gap_atr <= p.equilibrium_max_atr
     score = 30.0 * squeezed + 30.0 * compressed + 20.0 * dropping + 10.0 * chop + 10.0 * equilibrium
     return _scored(BALANCED, score, threshold, explain, _balanced_details,
-                   (squeezed, ratio, compressed, comp_detail, dropping, atr_r, chop, gap_atr, equilibrium))
+                   (squeezed, ratio, compressed, inside, mean_range, f.atr_now, dropping, atr_r, chop, gap_atr,
+                    equilibrium))
 
 
 def detect_all(f: Features, p: MicroScalpParams, explain: bool = True) -> dict[str, RegimeScore]:
@@ -370,11 +373,13 @@ class RegimeState:
 
 
 def _best(scores: dict[str, RegimeScore]) -> str:
-    candidates = [name for name in REGIMES if scores[name].detected]
-    if not candidates:
-        return NONE
-    # highest confidence; ties keep the REGIMES order
-    return max(candidates, key=lambda name: (scores[name].confidence, -REGIMES.index(name)))
+    """The detected regime with the highest confidence (ties keep the REGIMES order), else NONE."""
+    best, best_confidence = NONE, 0.0
+    for name in REGIMES:
+        score = scores[name]
+        if score.confidence >= score.threshold and (best == NONE or score.confidence > best_confidence):
+            best, best_confidence = name, score.confidence
+    return best
 
 
 Why = tuple[str, tuple[Any, ...]]  # an explanation as a ``str.format`` template and its arguments
@@ -400,33 +405,34 @@ def transition(state: RegimeState, scores: dict[str, RegimeScore], bar_time_s: i
                        state.bar_time_s, None, memo)
     current = state.regime
     top = _best(scores)
-
-    def held(*why: Any) -> tuple[RegimeState, Why]:
-        confidence = scores[current].confidence if current != NONE else 0.0
-        return RegimeState(current, confidence, state.since_s, None, 0, bar_time_s, base, memo), (why[0], why[1:])
-
-    def adopt(name: str, *why: Any) -> tuple[RegimeState, Why]:
-        confidence = scores[name].confidence if name != NONE else 0.0
-        since = bar_time_s if name != current else state.since_s
-        return RegimeState(name, confidence, since, None, 0, bar_time_s, base, memo), (why[0], why[1:])
-
     current_ok = current != NONE and scores[current].confidence >= scores[current].threshold - p.regime_exit_margin
     if current_ok:
         challenger_wins = top not in (NONE, current) and \
             scores[top].confidence >= scores[current].confidence + p.regime_switch_margin
         if not challenger_wins:
-            return held("hold {} ({:.0f} >= exit {:.0f})", current, scores[current].confidence,
-                        scores[current].threshold - p.regime_exit_margin)
+            return _adopt(current, scores, state, bar_time_s, base, "hold {} ({:.0f} >= exit {:.0f})",
+                          (current, scores[current].confidence, scores[current].threshold - p.regime_exit_margin))
     if top == NONE:
         if current == NONE:
-            return held("no regime detected")
-        return adopt(NONE, "drop {} ({:.0f} below exit level)", current, scores[current].confidence)
+            return _adopt(current, scores, state, bar_time_s, base, "no regime detected", ())
+        return _adopt(NONE, scores, state, bar_time_s, base, "drop {} ({:.0f} below exit level)",
+                      (current, scores[current].confidence))
     count = state.pending_count + 1 if state.pending == top else 1
     if count >= p.regime_confirm_bars:
-        return adopt(top, "switch {} -> {} ({:.0f}, confirmed {} bars)", current, top, scores[top].confidence, count)
+        return _adopt(top, scores, state, bar_time_s, base, "switch {} -> {} ({:.0f}, confirmed {} bars)",
+                      (current, top, scores[top].confidence, count))
     if current_ok:
         return (RegimeState(current, scores[current].confidence, state.since_s, top, count, bar_time_s, base,
                             memo), ("hold {}; {} pending {}/{}", (current, top, count, p.regime_confirm_bars)))
     return (RegimeState(NONE, 0.0, None, top, count, bar_time_s, base, memo),
             ("drop {}; {} pending {}/{}" if current != NONE else "{1} pending {2}/{3}",
              (current, top, count, p.regime_confirm_bars)))
+
+
+def _adopt(name: str, scores: dict[str, RegimeScore], state: RegimeState, bar_time_s: int, base: RegimeState,
+           template: str, args: tuple[Any, ...]) -> tuple[RegimeState, Why]:
+    """``state`` holding regime ``name`` (its live confidence; the bar time it was adopted, now
+    if it is new) after ``bar_time_s``, nothing pending; and the explanation."""
+    confidence = scores[name].confidence if name != NONE else 0.0
+    since = bar_time_s if name != state.regime else state.since_s
+    return RegimeState(name, confidence, since, None, 0, bar_time_s, base, base.memo), (template, args)

@@ -22,6 +22,7 @@ from engines import indicators as ind
 from engines.micro_scalp_features import Features, list_mean
 
 Side = Literal["buy", "sell"]
+_NAN = float("nan")
 
 
 def opposite(side: Side) -> Side:
@@ -315,16 +316,28 @@ def bb_squeeze(f: Features, p: MicroScalpParams) -> tuple[bool, float]:
 def compression_block(f: Features, p: MicroScalpParams, end: int) -> tuple[bool, str]:
     """Compression in the bars before index ``end`` (exclusive): the last two of them are strict
     inside bars, or their last 5 ranges average under ``compression_range_atr`` ATR."""
+    compressed, inside, mean_range = compression(f, p, end)
+    return compressed, compression_detail(inside, mean_range, f.atr_now)
+
+
+def compression(f: Features, p: MicroScalpParams, end: int) -> tuple[bool, bool | None, float]:
+    """``compression_block`` with its detail not yet formatted: (compressed, inside bars, mean
+    range of the last 5); inside is None when there are too few bars."""
     c = f.cols
     h, l = c.high, c.low
     if end < 6:
-        return False, "too few bars"
+        return False, None, _NAN
     last, before = end - 1, end - 2
     inside = h[last] < h[before] and l[last] > l[before] and h[before] < h[before - 1] and l[before] > l[before - 1]
     mean_range = list_mean(c.span[end - 5:end])
-    small = mean_range < p.compression_range_atr * f.atr_now
-    detail = f"inside_bars={inside} mean_range5={mean_range / f.atr_now:.2f}ATR"
-    return inside or small, detail
+    return inside or mean_range < p.compression_range_atr * f.atr_now, inside, mean_range
+
+
+def compression_detail(inside: bool | None, mean_range: float, atr: float) -> str:
+    """``compression_block``'s detail of ``compression``'s numbers."""
+    if inside is None:
+        return "too few bars"
+    return f"inside_bars={inside} mean_range5={mean_range / atr:.2f}ATR"
 
 
 _MOSTLY_WICK = (0.5).__lt__   # share > 0.5 (False for NaN)

@@ -277,8 +277,13 @@ def test_adx_state_continues_the_array_adx(bars, period):
     for cut in (2 * period, 300, 1700):
         state = ind.AdxState.from_arrays(h[:cut], l[:cut], c[:cut], period)
         assert state.ready and _bits(state.value) == _bits(expected[cut - 1])
+        batch = ind.AdxState.from_arrays(h[:cut], l[:cut], c[:cut], period)
         got = [state.update(h[i], l[i], c[i]) for i in range(cut, min(cut + 400, len(c)))]
         assert _bits(got) == _bits(expected[cut:cut + len(got)])
+        end = cut + len(got)  # update_all: the same steps, the same state
+        assert _bits(batch.update_all(h[cut:end].tolist(), l[cut:end].tolist(), c[cut:end].tolist())) == _bits(got[-1])
+        fields = ("prev_high", "prev_low", "prev_close", "s_tr", "s_plus", "s_minus", "value")
+        assert _bits([getattr(batch, k) for k in fields]) == _bits([getattr(state, k) for k in fields])
 
 
 def test_last_session_vwap_is_the_last_session_of_session_vwap_and_continues(bars):
@@ -307,7 +312,7 @@ def test_pairwise_sum_has_numpys_bits(n):
 
 def test_bollinger_width_step_has_the_array_paths_bits(bars):
     close = bars["close"].to_numpy(np.float64)[:600]
-    for period, num_std in ((20, 2.0), (7, 1.5), (33, 2.5)):
+    for period, num_std in ((20, 2.0), (7, 1.5), (10, 2.0), (16, 1.0), (33, 2.5)):
         width = ind.bollinger(close, period, num_std).width
         steps = [ind.bollinger_width_step(close[i - period + 1:i + 1].tolist(), num_std)
                  for i in range(period - 1, len(close))]
