@@ -64,8 +64,14 @@ class Bars:
 
     def closed_at(self, now_s: float) -> "Bars":
         """Drop the bars still forming at ``now_s`` (open time + period > now)."""
-        stop = int(self.time.searchsorted(now_s - self.period_s, side="right"))
-        return self if stop == len(self) else self.slice(0, stop)
+        time = self.time
+        # for integer open times (to_bars' int64) flooring gives the same cut as ``now_s -
+        # period_s`` and spares numpy converting every time to float to search it
+        last_open = math.floor(now_s) - self.period_s if time.dtype.kind == "i" else now_s - self.period_s
+        if not len(time) or time[-1] <= last_open:
+            return self
+        stop = int(time.searchsorted(last_open, side="right"))
+        return self if stop == len(time) else self.slice(0, stop)
 
 
 def _column(data: Any, names: tuple[str, ...], what: str, required: bool = True) -> np.ndarray | None:

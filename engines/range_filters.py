@@ -128,8 +128,7 @@ def confluence(range_: RangeStructure, market: RangeMarket, params: RangeScalpPa
         location = 0.0
     signals: list[str] = []
     allowed = set(conf.allowed_signals)
-    if "rsi_extreme" in allowed and math.isfinite(market.rsi) and (
-            market.rsi < conf.rsi_oversold or market.rsi > conf.rsi_overbought):
+    if "rsi_extreme" in allowed and market.rsi_beyond(conf.rsi_oversold, conf.rsi_overbought):
         signals.append("rsi_extreme")
     if "rejection_wick" in allowed and rejection_wick(range_, market, params):
         signals.append("rejection_wick")

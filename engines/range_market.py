@@ -15,8 +15,10 @@ not change, the M15 values while the newest M15 bars do not, and a whole market 
 pass and the entry check of one step see the same inputs; its ``M5Window`` carries what the
 last M5 window gave over to the next one (engines/range_window.py). The M15 values the core
 does not read (all but the expansion state) are computed by ``complete_market`` only, and the
-values only the strategies and the scorer read (stochastic, timeframe directions) on their
-first read (``LateValues``): a decision that stops at a gate never computes them.
+values only the strategies and the scorer read (RSI, stochastic, timeframe directions) on their
+first read (``LateValues``): a decision that stops at a gate never computes them. The confluence
+gate asks only whether the RSI is beyond its thresholds, which an estimate answers unless the RSI
+is within 1e-6 of one (``RangeMarket.rsi_beyond``).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from engines.range_data import (
     H1, M5, M15, Bars, Quote, RangeFlow, aggregate, bar_problem, epoch_s, to_bars, to_flow, to_quote,
 )
 from engines.range_indicators import (
-    bollinger_last, candle_cvd, ema_direction, mean_atr_last, rolling_vwap, rsi_last, session_vwap_last,
+    bollinger_last, candle_cvd, ema_direction, mean_atr_last, rolling_vwap, rsi_estimate, rsi_last, session_vwap_last,
     stochastic_last,
 )
 from engines.range_metrics import (
@@ -160,7 +162,6 @@ class RangeMarket(MarketCore):
     """Indicator values at the last closed M5 bar plus the live quote: the core and the rest."""
 
     atr_m15: float
-    rsi: float
     vwap_momentum: float  # ATRe per M15 bar, signed
     bb_expansion_pct: float | None
     volume_current: float
@@ -169,8 +170,22 @@ class RangeMarket(MarketCore):
     body_expansion: bool
     body_expansion_ratio: float
     candle_divergence: Divergence | None
-    late: LateValues = field(repr=False)  # stochastic and directions, computed on first read
+    late: LateValues = field(repr=False)  # RSI, stochastic and directions, computed on first read
     m15_values: M15Values = field(repr=False, compare=False)
+
+    @property
+    def rsi(self) -> float:
+        return self.late.values().rsi
+
+    def rsi_beyond(self, oversold: float, overbought: float) -> bool:
+        """``isfinite(rsi) and (rsi < oversold or rsi > overbought)``, from the RSI estimate
+        when it is clearly on one side of both thresholds (the confluence gate asks this of
+        every market that reaches it; the RSI itself is computed only otherwise)."""
+        hint = self.late.rsi_hint
+        if abs(hint - oversold) > _RSI_MARGIN and abs(hint - overbought) > _RSI_MARGIN:  # False for NaN
+            return hint < oversold or hint > overbought
+        rsi = self.rsi
+        return math.isfinite(rsi) and (rsi < oversold or rsi > overbought)
 
     @property
     def stoch_k(self) -> float:
@@ -189,8 +204,10 @@ class RangeMarket(MarketCore):
 @direct_init
 @dataclass(frozen=True)
 class Late:
-    """The values only the strategies and the scorer read, after every gate passed."""
+    """The values only the strategies and the scorer read, after every gate passed (and the
+    RSI, which the confluence gate reads through ``RangeMarket.rsi_beyond``)."""
 
+    rsi: float
     stoch_k: float
     stoch_d: float
     directions: dict[str, int]
@@ -198,13 +215,15 @@ class Late:
 
 class LateValues:
     """``Late`` values computed on their first read: a decision that stops at a gate (most of
-    them) never computes the stochastic and the three direction EMAs. Equal when the values are."""
+    them) never computes the RSI, the stochastic and the three direction EMAs. ``rsi_hint``:
+    ``rsi_estimate`` of the same closes (NaN: none). Equal when the values are."""
 
-    __slots__ = ("_compute", "_values")
+    __slots__ = ("_compute", "_values", "rsi_hint")
 
-    def __init__(self, compute: Callable[[], Late]) -> None:
+    def __init__(self, compute: Callable[[], Late], rsi_hint: float = math.nan) -> None:
         self._compute: Callable[[], Late] | None = compute
         self._values: Late | None = None
+        self.rsi_hint = rsi_hint
 
     @classmethod
     def of(cls, values: Late) -> LateValues:
@@ -228,21 +247,28 @@ class LateValues:
 
 
 def late_values(m5: Bars, m15: Bars, h1: Bars, params: RangeScalpParams) -> Late:
-    """The stochastic at the last M5 bar and the direction of each timeframe."""
+    """The RSI and the stochastic at the last M5 bar and the direction of each timeframe."""
     ind = params.indicators
+    rsi = rsi_last(_rsi_closes(m5, params), ind.rsi_period)
     tail = ind.stoch_k + ind.stoch_d
     stoch_k, stoch_d = stochastic_last(m5.high[-tail:], m5.low[-tail:], m5.close[-tail:], ind.stoch_k, ind.stoch_d)
     directions = {name: ema_direction(bars.close[-_MTF_TAIL:], ind.mtf_ema_period, ind.mtf_slope_bars)
                   for name, bars in (("m5", m5), ("m15", m15), ("h1", h1))}
-    return Late(stoch_k, stoch_d, directions)
+    return Late(rsi, stoch_k, stoch_d, directions)
 
 
 _LATE_FIELDS = frozenset(f.name for f in fields(Late))
+_RSI_MARGIN = 1e-6  # rsi_estimate is within ~1e-11 of the RSI: nearer a threshold than this, compute it
+
+
+def _rsi_closes(m5: Bars, params: RangeScalpParams) -> np.ndarray:
+    """The closes the RSI is computed from: Wilder over 20 periods (the seed's weight < 1e-8)."""
+    return m5.close[-_WILDER_TAIL_PERIODS * params.indicators.rsi_period:]
 
 
 def replace_market(market: RangeMarket, **values: Any) -> RangeMarket:
-    """``dataclasses.replace`` that also takes the late values (``stoch_k``, ``stoch_d``,
-    ``directions``); for tests and what-if tools."""
+    """``dataclasses.replace`` that also takes the late values (``rsi``, ``stoch_k``,
+    ``stoch_d``, ``directions``); for tests and what-if tools."""
     late = {name: values.pop(name) for name in list(values) if name in _LATE_FIELDS}
     if late:
         values["late"] = LateValues.of(replace(market.late.values(), **late))
@@ -413,14 +439,15 @@ def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo
         previous_day=core.previous_day, previous_day_note=core.previous_day_note, session_key=core.session_key,
         h1_values=h1v,
         atr_m15=m15v.atr,
-        rsi=rsi_last(m5.close[-_WILDER_TAIL_PERIODS * ind.rsi_period:], ind.rsi_period),
         vwap_momentum=momentum,
         bb_expansion_pct=bb_width_expansion_pct(m5.close[-max(inv.bb_expansion_min_bars, 61):],
                                                 ind.bb_period, inv.bb_expansion_min_bars),
         volume_current=_last(m5.volume),
         volume_avg=float(np.add.reduce(volume_window) / len(volume_window)) if len(volume_window) else math.nan,
         bos=bos, body_expansion=m15v.body_expansion, body_expansion_ratio=m15v.body_expansion_ratio,
-        candle_divergence=m15v.divergence, late=LateValues(lambda: late_values(m5, m15, core.inputs.h1, params)),
+        candle_divergence=m15v.divergence,
+        late=LateValues(lambda: late_values(m5, m15, core.inputs.h1, params),
+                        rsi_estimate(_rsi_closes(m5, params), ind.rsi_period)),
         m15_values=m15v,
     )
 
@@ -495,7 +522,7 @@ class MarketMemo:
         if not isinstance(raw, BarSeries) or raw.time_s.dtype != np.int64:
             return to_bars(raw, H1, "bars_h1").closed_at(now_s).tail(lookback)
         columns = (raw.time_s, raw.open, raw.high, raw.low, raw.close, raw.tick_volume)  # what to_bars reads
-        stop = int(raw.time_s.searchsorted(now_s - H1, side="right"))  # closed_at's cut
+        stop = int(raw.time_s.searchsorted(math.floor(now_s) - H1, side="right"))  # closed_at's cut
         last = self._h1_raw
         if last is not None and last[1] == stop and last[2] == lookback and _same_columns(last[0], columns):
             return last[3]

@@ -22,7 +22,7 @@ from engines import indicators
 from engines.range_data import M5, M15, Bars, aggregate, bar_problem, to_bars
 from engines.range_indicators import (
     bollinger_last, ema_direction, last_pivot_high_low, last_pivot_points, mean_atr_last, pivots, rolling_vwap,
-    rsi_last, session_vwap_last, stochastic, stochastic_last,
+    rsi_estimate, rsi_last, session_vwap_last, stochastic, stochastic_last,
 )
 from engines.range_market import (
     MarketMemo, compute_market, m15_tail_size, m15_values, read_inputs, replace_market,
@@ -81,6 +81,35 @@ def test_last_value_indicators_equal_the_full_arrays(n: int) -> None:
         no_volume = np.zeros(n)
         assert same(session_vwap_last(t, h, l, c, no_volume, anchor),
                     indicators.session_vwap(t, h, l, c, no_volume, anchor).vwap[-1])
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_rsi_estimate_stays_within_far_less_than_its_margin(n: int) -> None:
+    """rsi_estimate (the confluence gate's shortcut) is within 1e-9 of rsi_last, NaN alike."""
+    for _ in range(25):
+        c = random_series(n)[4]
+        period = int(RNG.integers(1, 30))
+        exact, estimate = rsi_last(c[-20 * period:], period), rsi_estimate(c[-20 * period:], period)
+        assert math.isnan(exact) == math.isnan(estimate)
+        if not math.isnan(exact):
+            assert abs(exact - estimate) < 1e-9
+
+
+def test_rsi_beyond_is_the_exact_test_at_and_near_the_thresholds() -> None:
+    """Far from both thresholds the estimate answers; at a threshold the RSI itself does."""
+    p = params()
+    bars = noisy_bars(900)
+    now = datetime.fromtimestamp(int(bars.time[-1]) + M5 + 2, tz=timezone.utc)
+    market = compute_market(read_inputs(bars, None, (100.0, 100.02), p, "TEST", now), p, MarketMemo())
+    assert market.late._values is None
+    rsi = rsi_last(bars.close[-20 * p.indicators.rsi_period:], p.indicators.rsi_period)
+    for low, high in ((rsi - 5, rsi + 5), (rsi + 5, rsi + 10), (rsi - 10, rsi - 5)):
+        assert market.rsi_beyond(low, high) == (rsi < low or rsi > high)
+    assert market.late._values is None  # decided from the estimate
+    assert market.rsi_beyond(rsi, rsi + 5) is False and market.rsi_beyond(rsi - 5, rsi) is False
+    assert market.rsi == rsi  # the exact value decided those
+    nudged = math.nextafter(rsi, math.inf)
+    assert market.rsi_beyond(nudged, nudged + 5) is True
 
 
 def reference_direction(close: np.ndarray, period: int, slope_bars: int) -> int:
