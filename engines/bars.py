@@ -162,7 +162,12 @@ def rates_rows(rates: Any, offset_s: int = 0) -> list[tuple]:
         return []
     if not _mt5_layout(rates.dtype):
         return BarSeries.from_rates(rates, offset_s).rows()
-    rows = rates.tolist()
+    return shifted_rows(rates.tolist(), offset_s)
+
+
+def shifted_rows(rows: list[tuple], offset_s: int = 0) -> list[tuple]:
+    """Rows of MT5's rates layout as plain numbers (``rates.tolist()``) with their times shifted
+    by ``-offset_s``: what ``rates_rows`` makes of the array."""
     offset_s = int(offset_s)
     return [(row[0] - offset_s,) + row[1:] for row in rows] if offset_s else rows
 

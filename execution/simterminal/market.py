@@ -565,15 +565,47 @@ class SymbolMarket:
         for first, end, shift in pieces:
             if shift:  # a backtest's market plays its recording unshifted: nothing to add
                 out["time"][first:end] += shift // 1000  # shifts are whole weeks, so whole seconds
+        partial = self._forming_row(timeframe, agg, g1, now_ms)
+        if partial is not None:
+            out[len(out) - 1] = partial  # one row write (each field cast as the column assignments would)
+        return out
+
+    def rate_rows(self, timeframe: int, g0: int, g1: int, now_ms: int) -> list[tuple]:
+        """``rates(timeframe, g0, g1, now_ms).tolist()`` without the structured array: the table's
+        rows read as plain numbers, times shifted and the forming bar replaced in Python. The same
+        tuples: each field's value is what the array would hold (see ``_forming_row``)."""
+        agg = self.aggregate(timeframe)
+        if g1 <= g0:
+            return []
+        table = self._rates_table(timeframe, agg)[0]
+        size, period_ms = len(table), self.series.period_ms
+        out: list[tuple] = []
+        g = g0
+        while g < g1:  # cycle by cycle, as ``_table_window``
+            cycle = g // size
+            start = g - cycle * size
+            stop = min(g1 - cycle * size, size)
+            rows = table[start:stop].tolist()
+            shift = (self.shift_ms + cycle * period_ms) // 1000  # whole weeks, so whole seconds
+            out += [(row[0] + shift,) + row[1:] for row in rows] if shift else rows
+            g += stop - start
+        partial = self._forming_row(timeframe, agg, g1, now_ms)
+        if partial is not None:
+            out[-1] = partial
+        return out
+
+    def _forming_row(self, timeframe: int, agg: Aggregate, g1: int, now_ms: int) -> tuple | None:
+        """The last bar of a window ending at global bar ``g1`` (exclusive) as it stands at
+        ``now_ms`` when it is still forming then, else None (the table's row is the bar)."""
         k_count = len(agg.time)
         cycle = (g1 - 1) // k_count
         k_last = g1 - 1 - cycle * k_count
-        shift = self.shift_ms + cycle * period_ms
+        shift = self.shift_ms + cycle * self.series.period_ms
         start_ms = agg.time.item(k_last)
-        if start_ms + shift + TIMEFRAME_MS[timeframe] > now_ms:
-            time_s = (start_ms + self.series.server_offset_ms) // 1000 + shift // 1000  # as the table and shift give
-            self._fill_partial(out, len(out) - 1, agg, k_last, now_ms - shift, cycle, time_s)
-        return out
+        if start_ms + shift + TIMEFRAME_MS[timeframe] <= now_ms:
+            return None
+        time_s = (start_ms + self.series.server_offset_ms) // 1000 + shift // 1000  # as the table and shift give
+        return self._partial_row(agg, k_last, now_ms - shift, cycle, time_s)
 
     def _ticks_through(self, phase: int, cycle: int) -> int:
         """How many ticks of the period lie at or before ``phase`` of cycle ``cycle``
@@ -584,11 +616,11 @@ class SymbolMarket:
             return i + 1
         return int(self.series.tick_time.searchsorted(phase, side="right"))
 
-    def _fill_partial(self, out: np.ndarray, row: int, agg: Aggregate, k: int, phase: int, cycle: int,
-                      time_s: int | None = None) -> None:
-        """Overwrite ``out[row]`` with bucket ``k`` of cycle ``cycle`` as it stands at ``phase``
-        (forming bar); ``time_s``: the row's time when the caller knows it (else it is read from
-        the row)."""
+    def _partial_row(self, agg: Aggregate, k: int, phase: int, cycle: int, time_s: int) -> tuple | None:
+        """Bucket ``k`` of cycle ``cycle`` as it stands at ``phase`` (forming bar), as the row
+        ``(time, open, high, low, close, tick_volume, spread, real_volume)`` of plain numbers with
+        the values the MT5 array's fields hold (float64 prices, non-negative integer volumes and
+        spreads); None when no source bar of it has begun (the table's row stands)."""
         s = self.series
         b0, b1 = (k, k + 1) if agg.unit else (agg.first_bar.item(k), agg.end_bar.item(k))
         single = b1 - b0 == 1  # one source bar (always so for the recorded timeframe): begun or not
@@ -598,7 +630,7 @@ class SymbolMarket:
         else:
             started = min(int(s.bar_time.searchsorted(phase, side="right")), b1)
         if started <= b0:
-            return
+            return None
         last = started - 1  # the newest source bar begun
         if not single:
             last_start = s.bar_time.item(last)
@@ -630,11 +662,8 @@ class SymbolMarket:
         else:
             spread = int(s.bar_spread[b0:started].min())
             real_volume = int(s.bar_real_volume[b0:started].sum())
-        if time_s is None:
-            time_s = out["time"].item(row)
         first_open = open_price if partial and last == b0 else s.bar_open.item(b0)
-        # one row write (each field cast as the column assignments would)
-        out[row] = (time_s, first_open, high, low, close, volume, spread, real_volume)
+        return time_s, first_open, float(high), float(low), float(close), volume, spread, real_volume
 
 
 def _build_rates_table(agg: Aggregate, server_offset_ms: int) -> np.ndarray:

@@ -92,12 +92,13 @@ _UNSUPPORTED_ACTIONS = (c.TRADE_ACTION_PENDING, c.TRADE_ACTION_MODIFY, c.TRADE_A
                         c.TRADE_ACTION_CLOSE_BY)
 
 
-def _api(failure: Any = None) -> Callable:
+def _api(failure: Any = None, name: str | None = None) -> Callable:
     """Wrap a module function: one lock, the IPC gate (connection, faults), the market advance,
-    and ``last_error`` set to Success unless the function reports a failure itself."""
+    and ``last_error`` set to Success unless the function reports a failure itself. ``name``:
+    the module function the faults see this call as (default: its own name)."""
 
     def decorate(fn: Callable) -> Callable:
-        name = fn.__name__
+        fault_name = name or fn.__name__
 
         @functools.wraps(fn)
         def wrapper(self: "SimTerminal", *args: Any, **kwargs: Any) -> Any:
@@ -105,7 +106,7 @@ def _api(failure: Any = None) -> Callable:
                 now = self._clock.now()
                 self._call_now = now  # one instant per call: checks and fills agree
                 if not (self._initialized and self.faults.idle):  # else nothing can refuse the call
-                    refused = self._refuse(name, now)
+                    refused = self._refuse(fault_name, now)
                     if refused is not None:
                         self._last_error = refused
                         return failure
@@ -273,6 +274,7 @@ class SimTerminal(Mt5Constants):
         self._call_now = clock.now()
         self._call_ms_memo: tuple[datetime, int] | None = None  # (instant, _ms(instant))
         self._advanced: tuple[datetime | None, Any] = (None, None)  # (instant, book) of the last ``_advance``
+        self._rates_markets: dict[tuple[str, int], SymbolMarket] = {}  # (symbol, timeframe) found valid
         self._tick_memo: dict[str, tuple[Quote, Tick]] = {}  # symbol -> (market quote, its Tick)
         self._account_memo: tuple[tuple, AccountInfo] | None = None  # (inputs, answer) while flat
         self._last_save = time.monotonic()
@@ -471,6 +473,22 @@ class SimTerminal(Mt5Constants):
 
     @_api()
     def copy_rates_from_pos(self, symbol: str, timeframe: int, start_pos: int, count: int) -> np.ndarray | None:
+        return self._rates_from_pos(symbol, timeframe, start_pos, count, False)
+
+    # Not in the MetaTrader5 package: the simulator's cheaper answer to the adapter's small bar
+    # reads (``Mt5Broker.bar_rows``), which would turn the array into rows anyway.
+    reads_rate_rows = True
+
+    @_api(name="copy_rates_from_pos")
+    def copy_rates_from_pos_rows(self, symbol: str, timeframe: int, start_pos: int,
+                                 count: int) -> list[tuple] | None:
+        """``copy_rates_from_pos(...).tolist()``: the same rows of plain numbers (and the same
+        errors, faults included: they see a ``copy_rates_from_pos`` call), without building the
+        structured array."""
+        return self._rates_from_pos(symbol, timeframe, start_pos, count, True)
+
+    def _rates_from_pos(self, symbol: Any, timeframe: Any, start_pos: Any, count: Any,
+                        rows: bool) -> np.ndarray | list[tuple] | None:
         market, error = self._rates_args(symbol, timeframe)
         if error:
             return self._fail(error)
@@ -482,11 +500,14 @@ class SimTerminal(Mt5Constants):
         if timeframe == c.TIMEFRAME_MN1:
             months = self._months_until(market, view, start_pos + count)
             end = len(months) - start_pos
-            return months[max(0, end - count):max(0, end)]
+            months = months[max(0, end - count):max(0, end)]
+            return months.tolist() if rows else months
         agg = market.aggregate(timeframe)
         g_now = market.last_bar_index(agg, view)
         g_hi = g_now - start_pos
         g_lo = max(g_hi - count + 1, g_now - self._maxbars + 1)
+        if rows:
+            return market.rate_rows(timeframe, g_lo, g_hi + 1, view)
         return market.rates(timeframe, g_lo, g_hi + 1, view)
 
     @_api()
@@ -1242,6 +1263,16 @@ class SimTerminal(Mt5Constants):
     # internals: data-call arguments
 
     def _rates_args(self, symbol: Any, timeframe: Any) -> tuple[SymbolMarket | None, tuple[int, str] | None]:
+        if type(symbol) is str and type(timeframe) is int:  # the usual arguments: checked once per pair
+            checked = self._rates_markets.get((symbol, timeframe))
+            if checked is not None:
+                return checked, None
+        market, error = self._check_rates_args(symbol, timeframe)
+        if market is not None and type(symbol) is str and type(timeframe) is int:
+            self._rates_markets[(symbol, timeframe)] = market
+        return market, error
+
+    def _check_rates_args(self, symbol: Any, timeframe: Any) -> tuple[SymbolMarket | None, tuple[int, str] | None]:
         if not isinstance(symbol, str):
             return None, (c.RES_E_INVALID_PARAMS, "Invalid 1st unnamed argument")
         if not _is_int(timeframe) or timeframe not in ALL_TIMEFRAMES:

@@ -27,6 +27,10 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
+def _same_types(a: list[tuple], b: list[tuple]) -> bool:
+    return [tuple(map(type, row)) for row in a] == [tuple(map(type, row)) for row in b]
+
+
 def _reference_rates(market: SymbolMarket, timeframe: int, g0: int, g1: int, now_ms: int) -> np.ndarray:
     """``SymbolMarket.rates`` built column by column from the aggregate (the former code)."""
     agg, s = market.aggregate(timeframe), market.series
@@ -96,6 +100,8 @@ def _check_market(market: SymbolMarket, rng: random.Random, anchor_ms: int) -> N
             fast = market.rates(timeframe, g_lo, g_hi + 1, now)
             slow = _reference_rates(market, timeframe, g_lo, g_hi + 1, now)
             assert _same(fast, slow), (timeframe, g_lo, g_hi, now)
+            rows = market.rate_rows(timeframe, g_lo, g_hi + 1, now)
+            assert rows == fast.tolist() and _same_types(rows, fast.tolist()), (timeframe, g_lo, g_hi, now)
     ticks = market.series.ticks
     for _ in range(300):
         g0 = rng.randint(-ticks, 3 * ticks)
@@ -176,3 +182,17 @@ def test_ticks_through_reuses_the_instants_tick_position_only_in_its_cycle(mt5: 
             expected = int(s.tick_time.searchsorted(bar_phase, side="right"))
             assert market._ticks_through(bar_phase, bar_cycle) == expected
         assert market.tick_index(v_ms) == cycle * s.ticks + int(s.tick_time.searchsorted(phase, side="right")) - 1
+
+
+def test_rate_rows_answer_as_the_array_does(mt5: SimTerminal) -> None:
+    """The adapter's rows form of ``copy_rates_from_pos`` (the simulator only): the array's rows,
+    the same refusals."""
+    for timeframe in (*TIMEFRAMES, c.TIMEFRAME_MN1):
+        for start, count in ((0, 1), (0, 4), (1, 3), (0, 300), (5, 40)):
+            array = mt5.copy_rates_from_pos("XAUUSD", timeframe, start, count)
+            rows = mt5.copy_rates_from_pos_rows("XAUUSD", timeframe, start, count)
+            assert rows == array.tolist() and _same_types(rows, array.tolist()), (timeframe, start, count)
+    for args in (("NOPE", c.TIMEFRAME_M1, 0, 4), ("XAUUSD", c.TIMEFRAME_M1, 0, 0), ("XAUUSD", 12345, 0, 4)):
+        assert mt5.copy_rates_from_pos(*args) is None
+        refused = mt5.last_error()
+        assert mt5.copy_rates_from_pos_rows(*args) is None and mt5.last_error() == refused, args
