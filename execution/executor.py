@@ -180,7 +180,8 @@ class Executor:
             log.exception("event sink failed for %s", kind)
 
     def _note_order(self, kind: str) -> None:
-        self.orders_sent += 1
+        with self._orders_lock:  # monitors send from their own threads: no increment may be lost
+            self.orders_sent += 1
         if self.trading_state is not None:
             self.trading_state.note_order(kind, self.clock.now())
 
