@@ -120,20 +120,10 @@ def _open_then_closed_by_hand(rig) -> int:
     return outcome.trade.ticket
 
 
-def test_a_crash_at_the_end_of_a_reconciliation_batch_does_not_journal_a_close_twice(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """execution/reconciler.py ``run``: the pass runs inside ``self.registry.batch()``
-    (state/registry.py ``batch``), which defers the registry's writes to the end of the block,
-    while ``Executor.settle_from_deals`` -> ``_announce_close`` journals ``closed`` (and notifies
-    "trade closed") at once. A crash before the batch's write loses the registry's close but not
-    the journal line; the restart records the close again: the journal (and Discord) show the
-    ticket closed twice and ``state.audit`` reports ``double_closes`` although the position was
-    closed once (the chaos crash model hits it a few times per 200 crash points). Fix: skip the
-    journal line (and the event) when the journal index already holds a ``closed`` line for the
-    ticket (``JournalIndex.closed_tickets``), or write the registry before journaling."""
+def _reconcile_dying_at_the_registry_write(rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A periodic pass whose process dies when the registry's batch writes its documents: what
+    the pass journaled is in the journal, what it recorded never reached the registry's files."""
     from state.store import StateStore
-    rig = build_rig(tmp_path)
-    ticket = _open_then_closed_by_hand(rig)
     original = StateStore.save
 
     def dying_save(store, name, data):
@@ -145,6 +135,22 @@ def test_a_crash_at_the_end_of_a_reconciliation_batch_does_not_journal_a_close_t
     with pytest.raises(_Killed):
         rig.reconciler.run("periodic")
     monkeypatch.setattr(StateStore, "save", original)
+
+
+def test_a_crash_at_the_end_of_a_reconciliation_batch_does_not_journal_a_close_twice(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """execution/reconciler.py ``run``: the pass runs inside ``self.registry.batch()``
+    (state/registry.py ``batch``), which defers the registry's writes to the end of the block,
+    while ``Executor.settle_from_deals`` -> ``_announce_close`` journals ``closed`` (and notifies
+    "trade closed") at once. A crash before the batch's write loses the registry's close but not
+    the journal line; the restart records the close again: the journal (and Discord) show the
+    ticket closed twice and ``state.audit`` reports ``double_closes`` although the position was
+    closed once (the chaos crash model hits it a few times per 200 crash points). Fix: skip the
+    journal line (and the event) when the journal index already holds a ``closed`` line for the
+    ticket (``JournalIndex.closed_tickets``), or write the registry before journaling."""
+    rig = build_rig(tmp_path)
+    ticket = _open_then_closed_by_hand(rig)
+    _reconcile_dying_at_the_registry_write(rig, monkeypatch)
     assert [e["ticket"] for e in rig.journal_events("closed")] == [ticket]  # journaled, registry not saved
 
     restarted = _restart(tmp_path, rig)
@@ -164,7 +170,6 @@ def test_a_crash_inside_the_batch_that_recorded_a_trade_from_the_history_does_no
     journal's word counts only for a close the registry would no longer keep
     (``TradeRegistry.would_keep_closed``); otherwise it is recorded again, without journaling or
     announcing it a second time."""
-    from state.store import StateStore
     rig = build_rig(tmp_path)
     assert rig.reconciler.run("startup").ok
     rig.journal.append("intent", durable=True, client_id="rs-gone-1", symbol="XAUUSD", strategy="range_scalp",
@@ -173,17 +178,7 @@ def test_a_crash_inside_the_batch_that_recorded_a_trade_from_the_history_does_no
     ticket = rig.raw_order(magic=rig.magic("range_scalp"), comment="rs-gone-1", sl_distance=20, tp_distance=20)
     rig.clock.advance(120)
     rig.raw_close(ticket)  # opened and closed while the bot was down
-    original = StateStore.save
-
-    def dying_save(store, name, data):
-        if name.startswith("trades_"):
-            raise _Killed(name)
-        return original(store, name, data)
-
-    monkeypatch.setattr(StateStore, "save", dying_save)
-    with pytest.raises(_Killed):
-        rig.reconciler.run("periodic")
-    monkeypatch.setattr(StateStore, "save", original)
+    _reconcile_dying_at_the_registry_write(rig, monkeypatch)
     assert [e["event"] for e in rig.journal_events() if e.get("ticket") == ticket] == ["adopted", "closed"]
 
     restarted = _restart(tmp_path, rig)
