@@ -578,17 +578,11 @@ class SymbolMarket:
         if g1 <= g0:
             return []
         table = self._rates_table(timeframe, agg)[0]
-        size, period_ms = len(table), self.series.period_ms
         out: list[tuple] = []
-        g = g0
-        while g < g1:  # cycle by cycle, as ``_table_window``
-            cycle = g // size
-            start = g - cycle * size
-            stop = min(g1 - cycle * size, size)
+        for start, stop, shift_ms in _cycle_pieces(len(table), g0, g1, self.shift_ms, self.series.period_ms):
             rows = table[start:stop].tolist()
-            shift = (self.shift_ms + cycle * period_ms) // 1000  # whole weeks, so whole seconds
+            shift = shift_ms // 1000  # whole weeks, so whole seconds
             out += [(row[0] + shift,) + row[1:] for row in rows] if shift else rows
-            g += stop - start
         partial = self._forming_row(timeframe, agg, g1, now_ms)
         if partial is not None:
             out[-1] = partial
@@ -700,14 +694,25 @@ def _table_window(table: np.ndarray, data: memoryview, g0: int, g1: int, shift_m
     target = out.view(np.uint8)
     pieces = []
     row = 0
+    for start, stop, shift in _cycle_pieces(rows, g0, g1, shift_ms, period_ms):
+        target[row * size:(row + stop - start) * size] = data[start * size:stop * size]
+        pieces.append((row, row + stop - start, shift))
+        row += stop - start
+    return out, pieces
+
+
+def _cycle_pieces(rows: int, g0: int, g1: int, shift_ms: int, period_ms: int) -> list[tuple[int, int, int]]:
+    """The rows [g0, g1) (global indices) of the endless repetition of a ``rows``-row period, as
+    (first table row, end table row, virtual-time shift in ms) for each cycle they cross."""
+    pieces = []
+    cycle = g0 // rows
+    start = g0 - cycle * rows
     while g0 < g1:
         stop = min(g1 - cycle * rows, rows)
-        target[row * size:(row + stop - start) * size] = data[start * size:stop * size]
-        pieces.append((row, row + stop - start, shift_ms + cycle * period_ms))
-        row += stop - start
+        pieces.append((start, stop, shift_ms + cycle * period_ms))
         g0 += stop - start
         cycle, start = cycle + 1, 0
-    return out, pieces
+    return pieces
 
 
 SMALL_REDUCE = 16  # below this length, Python's max/min over a list beat two numpy reductions
