@@ -211,3 +211,24 @@ def test_array_mean_is_numpy_mean_bit_for_bit():
         values = rng.normal(2000.0, 3.0, size * 2)
         for sample in (values[:size], values[::2][:size], values[-size:] - values[:size]):
             assert bits(array_mean(sample)) == bits(float(np.mean(sample))), size
+
+
+def test_reloaded_params_take_effect_at_the_next_evaluation_with_the_same_memo(xau):
+    """The memo keeps a plain copy of the params for reading (``SeriesMemo.params_view``): a hot
+    reload brings a new params object, which must be read from the next evaluation on."""
+    bars, params = xau
+    data = window(bars, 1000, 1200)
+    first = decide(data, params, None)
+    memo = first.regime_state.memo
+    view = memo.params_view(params)
+    assert all(getattr(view, name) == getattr(params, name) for name in type(params).model_fields)
+    assert memo.params_view(params) is view  # kept while the same params come back
+
+    reloaded = params.model_copy(update={"atr_period": params.atr_period + 1})
+    assert memo.params_view(reloaded).atr_period == params.atr_period + 1
+    # through the engine: the reloaded params decide, as they do on a fresh memo
+    again = decide(data, reloaded, first.regime_state)
+    fresh = decide(data, reloaded, None)
+    assert again.regime_state.memo is memo
+    assert repr(again) == repr(fresh)
+    assert again.reasons != first.reasons  # the ATR of the new period is in the data reason
