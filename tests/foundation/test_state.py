@@ -117,6 +117,10 @@ def test_sigkill_at_random_instants_never_leaves_a_mixture(tmp_path: Path) -> No
             if last_loaded:
                 assert result.data["n"] == last_loaded
             continue
+        if result.data is None and begun == [last_loaded + 1] and last_loaded == 0:
+            # killed inside the very first write: "the one before it" is no document at all
+            assert result.quarantined is None, f"kill {kills}: a corrupt file was found"
+            continue
         assert result.data is not None, f"kill {kills}: nothing loadable"
         assert result.quarantined is None, f"kill {kills}: a corrupt file was found"
         assert _consistent(result.data), f"kill {kills}: mixed content"
