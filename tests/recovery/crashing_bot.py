@@ -163,7 +163,11 @@ def build_idea(spec: dict[str, Any], quote: Any) -> Any:
                      (spec.get("reason") or "injected by tests/recovery/crashing_bot.py",), dict(spec.get("meta") or {}))
 
 
-STALE_QUOTE_RETRIES = 20  # a quote refused as stale is asked for again (the replay moves on)
+# Refusals of the replayed market's moment, not of the idea: the quote is between two recorded
+# ticks (stale), or it moved past the idea's entry tolerance between the read and the check.
+# The executor is right to refuse; the injector prices the idea again a moment later.
+MARKET_MOMENT_SKIPS = ("stale quote", "price moved")
+MARKET_MOMENT_RETRIES = 20
 
 
 def inject_ideas(app: Any, ideas: list[dict[str, Any]], gap: float, hook_dir: Path | None) -> None:
@@ -172,14 +176,12 @@ def inject_ideas(app: Any, ideas: list[dict[str, Any]], gap: float, hook_dir: Pa
     while app.health.status != "running" and time.monotonic() < deadline:
         time.sleep(0.02)
     for spec in ideas:
-        for _attempt in range(STALE_QUOTE_RETRIES + 1):
+        for _attempt in range(MARKET_MOMENT_RETRIES + 1):
             quote = app.broker.quote(spec["symbol"])
             idea = build_idea(spec, quote)
             outcome = app.executor.open(idea, created_at=app.market_clock.now())
-            if not (outcome.status == "skipped" and str(outcome.reason).startswith("stale quote")):
+            if not (outcome.status == "skipped" and str(outcome.reason).startswith(MARKET_MOMENT_SKIPS)):
                 break
-            # the replayed market is between two recorded ticks (more likely on a loaded machine,
-            # where start-up takes longer): the executor rightly refused; ask again a moment later
             time.sleep(0.1)
         if hook_dir is not None:
             with open(Path(hook_dir) / "injected.jsonl", "a", encoding="utf-8") as handle:
