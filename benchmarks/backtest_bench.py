@@ -17,6 +17,8 @@
   its thread does live) instead of read on demand: the comparison the driver's default rests on.
 - ``backtest_bars_per_s_durable``: all three, with the live state store and journal (fsync on
   every state write and order intent) instead of the replay variants (backtest/replay_state.py).
+- Each rate is the fastest of 3 identical runs (``REPEAT``; the two-weeks figure: one run), so a
+  burst of load from another process does not pass for a slower bot.
 - The figures above run without the trading guard: its daily-loss halt (3 %) stops this day's
   entries early, and a halted day is cheaper to replay, which would flatter the rate.
   ``backtest_bars_per_s_guarded`` / ``backtest_guarded_trades``: the same with the guard, as bot.py
@@ -55,19 +57,27 @@ YEAR_OF_M1 = 370_000
 ALIASES = {"XAUUSD_2": "XAUUSD", "BTCUSD_2": "BTCUSD"}
 BOT_SECONDS = 60.0
 BOT_SPEED = 60.0  # 60 s of wall time = one hour of market time
+REPEAT = 3  # runs per throughput figure; the fastest counts (``bars_per_s``)
 
 
-def bars_per_s(strategies: list[str], **options) -> tuple[float, dict]:
+def bars_per_s(strategies: list[str], repeat: int = REPEAT, **options) -> tuple[float, dict]:
+    """The fastest of ``repeat`` identical runs (timeit's rule: on a shared machine the fastest
+    run is the one other processes disturbed least; the slower ones measure them, not the code)."""
     from backtest.runner import BacktestOptions, run_backtest
 
     options.setdefault("guard", False)  # a halted day is cheaper to replay: measure the full work
     options.setdefault("date_from", DAY_FROM)
     options.setdefault("date_to", DAY_TO)
-    with tempfile.TemporaryDirectory() as tmp:
-        outcome = run_backtest(BacktestOptions(data=[str(XAU_M1)], report_dir=Path(tmp) / "report",
-                                               strategies=strategies, charts=False, **options), show_progress=False)
-    overall = outcome.report["overall"]
-    return float(overall["bars_per_s"]), outcome.report
+    best, report = 0.0, {}
+    for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome = run_backtest(BacktestOptions(data=[str(XAU_M1)], report_dir=Path(tmp) / "report",
+                                                   strategies=strategies, charts=False, **options),
+                                   show_progress=False)
+        rate = float(outcome.report["overall"]["bars_per_s"])
+        if rate > best:
+            best, report = rate, outcome.report
+    return best, report
 
 
 def throughput() -> dict[str, float]:
@@ -93,7 +103,7 @@ def throughput() -> dict[str, float]:
                                                                     guard=True)
         figures["backtest_guarded_trades"] = float(guarded["overall"]["trades"])
         figures["backtest_bars_per_s_two_weeks"], _ = bars_per_s(["micro_scalp", "range_scalp", "order_flow"],
-                                                                 guard=True, date_from=None, date_to=None)
+                                                                 repeat=1, guard=True, date_from=None, date_to=None)
         return figures
     finally:
         logging.disable(logging.NOTSET)
