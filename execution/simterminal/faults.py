@@ -77,6 +77,11 @@ class FaultInjector:
         self._stale_until: datetime | None = None
         self._stale_since: datetime | None = None
         self.injected: list[InjectedFault] = []
+        # Nothing armed and no frozen view: every question below would answer "no fault", so the
+        # terminal may skip asking. A plain attribute (the terminal reads it on every call), kept
+        # by ``_settle`` after each change; schedule() from another thread simply happens before
+        # or after a call.
+        self.idle = True
 
     # --- the public API ---------------------------------------------------------------
     def schedule(self, kind: str, *, count: int = 1, function: str | None = None,
@@ -108,6 +113,7 @@ class FaultInjector:
                 else:
                     self._record(kind, "-", now, f"no IPC connection for {seconds:g} s")
             self._scheduled.append(entry)
+            self._settle()
 
     def clear(self, kind: str | None = None) -> None:
         """Disarm every fault (or only ``kind``); ``injected`` is kept for reports."""
@@ -117,18 +123,12 @@ class FaultInjector:
             if kind is None or kind == "stale_quotes":
                 self._stale_since = self._stale_until = None
             self._scheduled = [s for s in self._scheduled if kind is not None and s.kind != kind]
+            self._settle()
 
     # --- what the terminal asks ----------------------------------------------------------
     @property
     def autotrading_off(self) -> bool:
         return self._autotrading_off
-
-    @property
-    def idle(self) -> bool:
-        """Nothing armed and no frozen view: every question below would answer "no fault", so
-        the terminal may skip asking (a cheap read; schedule() from another thread simply
-        happens before or after the call)."""
-        return not self._scheduled and self._stale_until is None
 
     def disconnect_window(self, now: datetime) -> tuple[bool, bool]:
         """(inside a disconnect window now, a window has ended since the last question)."""
@@ -142,6 +142,7 @@ class FaultInjector:
                 else:
                     ended = True
                     self._scheduled.remove(entry)
+            self._settle()
         return inside, ended
 
     def stale_since(self, now: datetime) -> datetime | None:
@@ -150,6 +151,7 @@ class FaultInjector:
             if self._stale_until is not None and now >= self._stale_until:
                 self._stale_since = self._stale_until = None
                 self._scheduled = [s for s in self._scheduled if s.kind != "stale_quotes"]
+                self._settle()
             return self._stale_since
 
     def take_ipc_error(self, function: str, now: datetime) -> bool:
@@ -177,6 +179,11 @@ class FaultInjector:
         entry.remaining -= 1
         if entry.remaining <= 0:
             self._scheduled.remove(entry)
+            self._settle()
+
+    def _settle(self) -> None:
+        """Set ``idle`` from the armed faults (under the lock, after each change to them)."""
+        self.idle = not self._scheduled and self._stale_until is None
 
     def _record(self, kind: str, function: str, now: datetime, detail: str) -> None:
         self.injected.append(InjectedFault(kind, function, now, detail))

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -55,6 +56,8 @@ DAY_MS = 86_400_000
 WEEK_MS = 7 * DAY_MS
 SUNDAY_ORIGIN_MS = 3 * DAY_MS  # 1970-01-04 was a Sunday; MT5 weeks (W1 bars) start Sunday 00:00
 TICK_CONTINUITY_MS = 60_000
+ROW_BLOCK = 256  # rows of a rates table converted to tuples at a time (``RowBlocks``)
+ROW_BLOCKS_KEPT = 4  # converted blocks kept per table
 TICK_TABLE_MAX = 2_000_000  # above this many ticks per period, build tick windows column by column (memory)
 PATH_FRACTIONS = (0.0, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
 TICK_FLAGS_BID_ASK = c.TICK_FLAG_BID | c.TICK_FLAG_ASK
@@ -96,7 +99,50 @@ class Aggregate:
     real_volume: np.ndarray
     first_bar: np.ndarray
     end_bar: np.ndarray
+    forming: FormingIndex
     unit: bool = False  # the recorded timeframe: bucket k is source bar k (first_bar = k, end_bar = k + 1)
+
+
+@dataclass(frozen=True)
+class FormingIndex:
+    """What a forming bar of an aggregate reads, one element at a time, as memoryviews (an
+    element read gives the plain number ``.item()`` gives, at a fraction of its cost).
+
+    Per bucket: ``time``, ``first_bar``, ``end_bar``. Per source bar b: ``bucket`` (the bucket
+    it belongs to), and the bucket's figures over its bars up to b included (the bucket as a
+    forming bar shows it with b its newest bar): ``high``, ``low``, ``tick_volume``, ``spread``,
+    ``real_volume``; a forming bar reads one element instead of reducing a slice per call."""
+
+    time: memoryview
+    first_bar: memoryview
+    end_bar: memoryview
+    bucket: memoryview
+    high: memoryview
+    low: memoryview
+    tick_volume: memoryview
+    spread: memoryview
+    real_volume: memoryview
+
+
+@dataclass(frozen=True)
+class SeriesScalars:
+    """A phase series' columns as memoryviews, for the per-call paths that read single elements
+    (an element gives the plain number ``.item()`` gives, at a fraction of its cost)."""
+
+    bar_time: memoryview
+    bar_open: memoryview
+    bar_close: memoryview
+    bar_tick_volume: memoryview
+    bar_first_tick: memoryview
+    tick_time: memoryview
+    tick_bid: memoryview
+    tick_ask: memoryview
+    tick_flags: memoryview
+
+
+def _scalars(values: np.ndarray) -> memoryview:
+    """A memoryview over ``values`` (copied only if not contiguous) to read elements from."""
+    return memoryview(np.ascontiguousarray(values))
 
 
 @dataclass
@@ -128,6 +174,10 @@ class PhaseSeries:
     _aggregates: dict[int, Aggregate] = field(default_factory=dict)
     _agg_lock: threading.Lock = field(default_factory=threading.Lock)
     _tables: dict[object, np.ndarray] = field(default_factory=dict)  # MT5 arrays of one period, by kind
+    scalars: SeriesScalars = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.scalars = SeriesScalars(*(_scalars(getattr(self, name)) for name in SeriesScalars.__dataclass_fields__))
 
     def table(self, kind: object, build: Callable[[], np.ndarray]) -> np.ndarray:
         """One period as a ready MT5 structured array (``"ticks"`` or a timeframe), built once per
@@ -161,16 +211,20 @@ class PhaseSeries:
                 "cannot be built from them")
         if tf_ms == self.bar_ms:
             n = self.bars
+            first = np.arange(n, dtype=np.int64)
+            forming = _forming_index(self.bar_time, first, first + 1, first, self.bar_high, self.bar_low,
+                                     self.bar_tick_volume, self.bar_spread, self.bar_real_volume)  # a bar per bucket
             agg = Aggregate(self.bar_time, self.bar_open, self.bar_high, self.bar_low, self.bar_close,
-                            self.bar_tick_volume, self.bar_spread, self.bar_real_volume,
-                            np.arange(n, dtype=np.int64), np.arange(1, n + 1, dtype=np.int64), unit=True)
+                            self.bar_tick_volume, self.bar_spread, self.bar_real_volume, first, first + 1,
+                            forming, unit=True)
         else:
             origin = SUNDAY_ORIGIN_MS if timeframe == c.TIMEFRAME_W1 else 0
             keys = (self.bar_time + self.server_offset_ms - origin) // tf_ms
-            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]]).astype(np.int64)
             ends = np.r_[starts[1:], self.bars]
+            time = keys[starts] * tf_ms + origin - self.server_offset_ms
             agg = Aggregate(
-                time=keys[starts] * tf_ms + origin - self.server_offset_ms,
+                time=time,
                 open=self.bar_open[starts],
                 high=np.maximum.reduceat(self.bar_high, starts),
                 low=np.minimum.reduceat(self.bar_low, starts),
@@ -178,10 +232,37 @@ class PhaseSeries:
                 tick_volume=np.add.reduceat(self.bar_tick_volume, starts),
                 spread=np.minimum.reduceat(self.bar_spread, starts),
                 real_volume=np.add.reduceat(self.bar_real_volume, starts),
-                first_bar=starts.astype(np.int64), end_bar=ends.astype(np.int64))
+                first_bar=starts, end_bar=ends, forming=self._forming_index(time, starts, ends, tf_ms))
         with self._agg_lock:
             self._aggregates[timeframe] = agg
         return agg
+
+    def _forming_index(self, bucket_time: np.ndarray, starts: np.ndarray, ends: np.ndarray,
+                       tf_ms: int) -> FormingIndex:
+        """The aggregate's ``FormingIndex``. The running figures: each bucket's bars laid out on
+        a (bucket, bar slot) grid (empty slots hold the operation's identity) and accumulated
+        along the slots; the accumulation applies the reduction's own ufunc to the same bars in
+        bar order, so each element is what reducing the bucket's slice up to that bar gives
+        (NaN included)."""
+        bucket = np.repeat(np.arange(len(starts), dtype=np.int64), ends - starts)
+        slot = (self.bar_time - bucket_time[bucket]) // self.bar_ms
+        shape = (len(starts), tf_ms // self.bar_ms)
+
+        def run(values: np.ndarray, ufunc: np.ufunc, identity: float | int) -> np.ndarray:
+            grid = np.full(shape, identity, dtype=values.dtype)
+            grid[bucket, slot] = values
+            return ufunc.accumulate(grid, axis=1)[bucket, slot]
+
+        return _forming_index(bucket_time, starts, ends, bucket,
+                              run(self.bar_high, np.maximum, -np.inf), run(self.bar_low, np.minimum, np.inf),
+                              run(self.bar_tick_volume, np.add, 0),
+                              run(self.bar_spread, np.minimum, np.iinfo(self.bar_spread.dtype).max),
+                              run(self.bar_real_volume, np.add, 0))
+
+
+def _forming_index(*columns: np.ndarray) -> FormingIndex:
+    """A ``FormingIndex`` over ``columns``, in its fields' order."""
+    return FormingIndex(*(_scalars(column) for column in columns))
 
 
 # ------------------------------------------------------------------------------------------
@@ -379,8 +460,11 @@ class SymbolMarket:
         self.gap_ms = int(spec.market_gap_seconds * 1000)
         self._quote_memo: tuple[int, int, Quote] | None = None  # (v_ms, tick index, quote()): set atomically
         self._tick_memo: tuple[int, int, int] | None = None  # (v_ms, cycle, i) of ``_tick_position``: atomically
+        self._bar_memo: tuple[int, tuple[int, int, int]] | None = None  # (v_ms, ``_bar_position``): atomically
+        self._scalars = series.scalars
         self._aggregates: dict[int, Aggregate] = {}  # the series' ones, without its lock
         self._rates_tables: dict[int, tuple[np.ndarray, memoryview]] = {}  # timeframe -> (table, its bytes)
+        self._row_blocks: dict[int, RowBlocks] = {}  # timeframe -> its table read as rows
         self._ticks_bytes: memoryview | None = None
 
     # --- phase mapping -----------------------------------------------------------------
@@ -406,10 +490,46 @@ class SymbolMarket:
         memo = self._tick_memo
         if memo is not None and memo[0] == v_ms:
             return memo[1], memo[2]
-        cycle, phase = self._locate(v_ms)
-        i = int(self.series.tick_time.searchsorted(phase, side="right")) - 1
+        cycle, phase, b = self._bar_position(v_ms)
+        i = self._ticks_up_to(b, phase) - 1
         self._tick_memo = (v_ms, cycle, i)
         return cycle, i
+
+    def _ticks_up_to(self, b: int, phase: int) -> int:
+        """``tick_time.searchsorted(phase, "right")`` when ``b`` is the last source bar begun at
+        ``phase``: a search among that bar's ticks alone, since every tick before the bar's first
+        one comes before the bar's start (at or before ``phase``) and every tick from the next
+        bar's first one on at or after that bar's start (after ``phase``)."""
+        sc = self._scalars
+        lo = sc.bar_first_tick[b] if b >= 0 else 0
+        hi = sc.bar_first_tick[b + 1] if b + 1 < len(sc.bar_first_tick) else len(sc.tick_time)
+        return bisect_right(sc.tick_time, phase, lo, hi)
+
+    def _bar_position(self, v_ms: int) -> tuple[int, int, int]:
+        """(cycle, phase, index in the period of the last source bar begun) at ``v_ms`` (index -1:
+        before the period's first bar). The last answer is kept: at one clock instant every
+        timeframe's read and the quote ask; the next search starts from it."""
+        memo = self._bar_memo
+        if memo is not None and memo[0] == v_ms:
+            return memo[1]
+        cycle, phase = self._locate(v_ms)
+        lo = 0
+        if memo is not None:
+            last_cycle, last_phase, last_b = memo[1]
+            if last_cycle == cycle and last_phase <= phase:  # the clock went forward in the cycle:
+                lo = last_b + 1  # every bar up to the last answer's has begun
+        position = (cycle, phase, _bisect_near(self._scalars.bar_time, phase, lo) - 1)
+        self._bar_memo = (v_ms, position)
+        return position
+
+    def _bars_through(self, phase: int, cycle: int) -> int:
+        """How many source bars of the period begin at or before ``phase`` of cycle ``cycle``
+        (``bar_time.searchsorted(phase, "right")``), read from the instant's bar position as
+        ``_ticks_through`` reads the tick position."""
+        at, _, b = self._bar_position(phase + self.shift_ms + cycle * self.series.period_ms)
+        if at == cycle:
+            return b + 1
+        return int(self.series.bar_time.searchsorted(phase, side="right"))
 
     def first_tick_index(self, v_ms: int) -> int:
         """Global index of the first tick at or after ``v_ms``."""
@@ -418,10 +538,10 @@ class SymbolMarket:
         return cycle * self.series.ticks + i
 
     def quote_at_index(self, g: int) -> Quote:
-        s = self.series
-        cycle, i = divmod(g, s.ticks)
-        return Quote(self._virtual(s.tick_time.item(i), cycle), s.tick_bid.item(i), s.tick_ask.item(i),
-                     s.tick_flags.item(i))
+        sc = self._scalars
+        cycle, i = divmod(g, len(sc.tick_time))
+        return Quote(sc.tick_time[i] + self.shift_ms + cycle * self.series.period_ms, sc.tick_bid[i], sc.tick_ask[i],
+                     sc.tick_flags[i])
 
     def quote(self, v_ms: int) -> Quote:
         """The last tick at or before ``v_ms`` (stale during closed markets, as in MT5).
@@ -429,17 +549,24 @@ class SymbolMarket:
         memo = self._quote_memo
         if memo is not None and memo[0] == v_ms:
             return memo[2]
-        g = self.tick_index(v_ms)
+        cycle, i = self._tick_position(v_ms)
+        g = cycle * len(self._scalars.tick_time) + i  # ``tick_index``
         quote = memo[2] if memo is not None and memo[1] == g else self.quote_at_index(g)  # no tick since: the same
         self._quote_memo = (v_ms, g, quote)
         return quote
 
     def tick_slice(self, g0: int, g1: int) -> TickSlice:
-        """Ticks with global index in [g0, g1)."""
+        """Ticks with global index in [g0, g1). Inside one cycle (a trade server's look since its
+        last one) the prices and jumps are views of the series' columns: read-only."""
         s = self.series
         if g1 <= g0:
             empty = np.empty(0)
             return TickSlice(empty.astype(np.int64), empty, empty, empty.astype(bool))
+        cycle = g0 // s.ticks
+        i0, i1 = g0 - cycle * s.ticks, g1 - cycle * s.ticks
+        if i1 <= s.ticks:  # the same values as the indexing below gives, without the index arrays
+            return TickSlice(self._virtual(s.tick_time[i0:i1], cycle), s.tick_bid[i0:i1], s.tick_ask[i0:i1],
+                             s.tick_jump[i0:i1])
         idx = np.arange(g0, g1, dtype=np.int64)
         cycle = idx // s.ticks
         i = idx - cycle * s.ticks
@@ -522,15 +649,12 @@ class SymbolMarket:
         return agg
 
     def last_bar_index(self, agg: Aggregate, v_ms: int) -> int:
-        """Global index of the last bar that has begun (has data) at ``v_ms``."""
-        s = self.series
-        k_count = len(agg.time)
-        cycle, phase = self._locate(v_ms)
-        k = int(agg.time.searchsorted(phase, side="right")) - 1
-        # (a bucket of the recorded timeframe begins with its bar: agg.time is bar_time)
-        if k >= 0 and not agg.unit and phase < s.bar_time.item(agg.first_bar.item(k)):
-            k -= 1  # the bucket has begun on the clock but no recorded bar of it yet
-        return cycle * k_count + k
+        """Global index of the last bar that has begun (has data) at ``v_ms``: the bucket of the
+        last source bar begun (a later bucket may have begun on the clock, but no recorded bar
+        of it yet); -1 in the cycle when no bar of the period has begun yet."""
+        cycle, _, b = self._bar_position(v_ms)
+        k = b if agg.unit or b < 0 else agg.forming.bucket[b]
+        return cycle * len(agg.time) + k
 
     def first_bar_index(self, agg: Aggregate, v_ms: int) -> int:
         """Global index of the first bar whose open time is at or after ``v_ms``."""
@@ -577,10 +701,12 @@ class SymbolMarket:
         agg = self.aggregate(timeframe)
         if g1 <= g0:
             return []
-        table = self._rates_table(timeframe, agg)[0]
+        table = self._row_blocks.get(timeframe)
+        if table is None:
+            table = self._row_blocks.setdefault(timeframe, RowBlocks(self._rates_table(timeframe, agg)[0]))
         out: list[tuple] = []
-        for start, stop, shift_ms in _cycle_pieces(len(table), g0, g1, self.shift_ms, self.series.period_ms):
-            rows = table[start:stop].tolist()
+        for start, stop, shift_ms in _cycle_pieces(table.size, g0, g1, self.shift_ms, self.series.period_ms):
+            rows = table.rows(start, stop)
             shift = shift_ms // 1000  # whole weeks, so whole seconds
             out += [(row[0] + shift,) + row[1:] for row in rows] if shift else rows
         partial = self._forming_row(timeframe, agg, g1, now_ms)
@@ -595,7 +721,7 @@ class SymbolMarket:
         cycle = (g1 - 1) // k_count
         k_last = g1 - 1 - cycle * k_count
         shift = self.shift_ms + cycle * self.series.period_ms
-        start_ms = agg.time.item(k_last)
+        start_ms = agg.forming.time[k_last]
         if start_ms + shift + TIMEFRAME_MS[timeframe] <= now_ms:
             return None
         time_s = (start_ms + self.series.server_offset_ms) // 1000 + shift // 1000  # as the table and shift give
@@ -614,50 +740,92 @@ class SymbolMarket:
         """Bucket ``k`` of cycle ``cycle`` as it stands at ``phase`` (forming bar), as the row
         ``(time, open, high, low, close, tick_volume, spread, real_volume)`` of plain numbers with
         the values the MT5 array's fields hold (float64 prices, non-negative integer volumes and
-        spreads); None when no source bar of it has begun (the table's row stands)."""
-        s = self.series
-        b0, b1 = (k, k + 1) if agg.unit else (agg.first_bar.item(k), agg.end_bar.item(k))
-        single = b1 - b0 == 1  # one source bar (always so for the recorded timeframe): begun or not
-        if single:
-            last_start = s.bar_time.item(b0)
-            started = b1 if last_start <= phase else b0
+        spreads); None when no source bar of it has begun (the table's row stands). The bucket's
+        complete bars are read from its ``FormingIndex``, the forming source bar from its ticks."""
+        s, sc, f = self.series, self._scalars, agg.forming
+        if agg.unit:  # one source bar per bucket: begun or not
+            b0 = k
+            started = k + 1 if sc.bar_time[k] <= phase else k
         else:
-            started = min(int(s.bar_time.searchsorted(phase, side="right")), b1)
+            b0 = f.first_bar[k]
+            started = min(self._bars_through(phase, cycle), f.end_bar[k])
         if started <= b0:
             return None
         last = started - 1  # the newest source bar begun
-        if not single:
-            last_start = s.bar_time.item(last)
-        partial = phase < last_start + s.bar_ms
-        complete_end = last if partial else started
-        if complete_end > b0:
-            high = float(s.bar_high[b0:complete_end].max())
-            low = float(s.bar_low[b0:complete_end].min())
-            volume = int(s.bar_tick_volume[b0:complete_end].sum())
+        last_start = sc.bar_time[last]
+        if phase >= last_start + s.bar_ms:  # every begun bar is complete
+            return (time_s, sc.bar_open[b0], f.high[last], f.low[last], sc.bar_close[last], f.tick_volume[last],
+                    f.spread[last], f.real_volume[last])
+        if last > b0:  # the bucket's complete bars before the forming one
+            high, low, volume = f.high[last - 1], f.low[last - 1], f.tick_volume[last - 1]
         else:
             high, low, volume = -math.inf, math.inf, 0
-        if partial:
-            t0 = s.bar_first_tick.item(last)
-            tn = self._ticks_through(phase, cycle)
-            prices = s.tick_bid[t0:max(t0, tn)]
-            open_price = s.bar_open.item(last)
-            p_max, p_min, close = _max_min_last(prices) if len(prices) else (open_price, open_price, open_price)
-            high = max(high, open_price, p_max)
-            low = min(low, open_price, p_min)
-            if s.recorded_tick_volume and s.generated_ticks:  # a file's tick volume, pro rata
-                elapsed = (phase - last_start) / s.bar_ms
-                volume += int(s.bar_tick_volume.item(last) * elapsed)
-            else:  # the ticks seen so far (a bar exists from its first tick on)
-                volume += max(1, len(prices))
-        else:
-            close = float(s.bar_close[complete_end - 1])
-        if started - b0 == 1:  # one source bar so far (always so for the recorded timeframe)
-            spread, real_volume = s.bar_spread.item(b0), s.bar_real_volume.item(b0)
-        else:
-            spread = int(s.bar_spread[b0:started].min())
-            real_volume = int(s.bar_real_volume[b0:started].sum())
-        first_open = open_price if partial and last == b0 else s.bar_open.item(b0)
-        return time_s, first_open, float(high), float(low), float(close), volume, spread, real_volume
+        open_price, p_max, p_min, close, count = self._forming_bar(last, phase, cycle)
+        # max(high, open_price, p_max) and min(...) as Python's max/min compare, NaN included
+        if open_price > high:
+            high = open_price
+        if p_max > high:
+            high = p_max
+        if open_price < low:
+            low = open_price
+        if p_min < low:
+            low = p_min
+        if s.recorded_tick_volume and s.generated_ticks:  # a file's tick volume, pro rata
+            elapsed = (phase - last_start) / s.bar_ms
+            volume += int(sc.bar_tick_volume[last] * elapsed)
+        else:  # the ticks seen so far (a bar exists from its first tick on)
+            volume += count if count > 1 else 1
+        first_open = open_price if last == b0 else sc.bar_open[b0]
+        return time_s, first_open, high, low, close, volume, f.spread[last], f.real_volume[last]
+
+    def _forming_bar(self, b: int, phase: int, cycle: int) -> tuple[float, float, float, float, int]:
+        """(open, max, min and last of the bids so far, how many) of source bar ``b`` still forming
+        at ``phase`` of cycle ``cycle``; with no tick yet, the open stands for all three prices.
+        One tick (a bar read right at its open) is read as a number, without a slice."""
+        sc = self._scalars
+        open_price = sc.bar_open[b]
+        t0 = sc.bar_first_tick[b]
+        count = self._ticks_through(phase, cycle) - t0
+        if count > 1:
+            p_max, p_min, close = _max_min_last(self.series.tick_bid[t0:t0 + count])
+        elif count == 1:
+            p_max = p_min = close = sc.tick_bid[t0]
+        else:  # the bar's first tick comes later
+            p_max = p_min = close = open_price
+            count = 0
+        return open_price, p_max, p_min, close, count
+
+
+class RowBlocks:
+    """A period's rates table read as rows of plain numbers (``tolist``), a block of rows at a
+    time. A bar read asks for a few rows near the clock, and the next one (a bar later) for
+    nearly the same rows: each row is converted once instead of once per read (a structured
+    slice's ``tolist`` costs several times a list slice). The last ``ROW_BLOCKS_KEPT`` blocks are
+    kept, so memory stays bounded on long recordings; a window reaching beyond its first block
+    is read straight from the table."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table
+        self.size = len(table)
+        self._blocks: dict[int, list[tuple]] = {}  # block number -> its rows, oldest first
+
+    def rows(self, start: int, stop: int) -> list[tuple]:
+        """``table[start:stop].tolist()`` (a new list; the tuples are shared, being immutable)."""
+        number = start // ROW_BLOCK
+        base = number * ROW_BLOCK
+        if stop - base > ROW_BLOCK:
+            return self.table[start:stop].tolist()
+        block = self._blocks.get(number)
+        if block is None:
+            block = self._convert(number)
+        return block[start - base:stop - base]
+
+    def _convert(self, number: int) -> list[tuple]:
+        block = self.table[number * ROW_BLOCK:(number + 1) * ROW_BLOCK].tolist()
+        if len(self._blocks) >= ROW_BLOCKS_KEPT:
+            del self._blocks[next(iter(self._blocks))]
+        self._blocks[number] = block
+        return block
 
 
 def _build_rates_table(agg: Aggregate, server_offset_ms: int) -> np.ndarray:
@@ -704,15 +872,30 @@ def _table_window(table: np.ndarray, data: memoryview, g0: int, g1: int, shift_m
 def _cycle_pieces(rows: int, g0: int, g1: int, shift_ms: int, period_ms: int) -> list[tuple[int, int, int]]:
     """The rows [g0, g1) (global indices) of the endless repetition of a ``rows``-row period, as
     (first table row, end table row, virtual-time shift in ms) for each cycle they cross."""
-    pieces = []
     cycle = g0 // rows
     start = g0 - cycle * rows
+    if g0 < g1 <= (cycle + 1) * rows:  # inside one cycle (the usual case)
+        return [(start, g1 - cycle * rows, shift_ms + cycle * period_ms)]
+    pieces = []
     while g0 < g1:
         stop = min(g1 - cycle * rows, rows)
         pieces.append((start, stop, shift_ms + cycle * period_ms))
         g0 += stop - start
         cycle, start = cycle + 1, 0
     return pieces
+
+
+NEAR_STEPS = 2  # ``_bisect_near`` looks this far from its start before a full bisection
+
+
+def _bisect_near(values: memoryview, x: int, lo: int) -> int:
+    """``bisect_right(values, x, lo)`` for an answer expected within ``NEAR_STEPS`` of ``lo``
+    (a clock moving a bar at a time): the search is narrowed to there when the element just
+    beyond is greater than ``x`` (then so is every later one, ``values`` being sorted)."""
+    hi = lo + NEAR_STEPS
+    if hi >= len(values) or values[hi] > x:
+        return bisect_right(values, x, lo, min(hi, len(values)))
+    return bisect_right(values, x, hi + 1)
 
 
 SMALL_REDUCE = 16  # below this length, Python's max/min over a list beat two numpy reductions

@@ -449,8 +449,9 @@ class SimTerminal(Mt5Constants):
         if memo is not None and memo[0] is quote:  # the same tick as last asked: same answer
             return memo[1]
         msc = quote.time_ms + self._offset_ms
-        tick = Tick(time=msc // 1000, bid=quote.bid, ask=quote.ask, last=0.0, volume=0,
-                    time_msc=msc, flags=quote.flags, volume_real=0.0)
+        # positional, in Tick's field order (time, bid, ask, last, volume, time_msc, flags,
+        # volume_real): keyword arguments cost a namedtuple twice as much, once per new tick
+        tick = Tick(msc // 1000, quote.bid, quote.ask, 0.0, 0, msc, quote.flags, 0.0)
         self._tick_memo[symbol] = (quote, tick)
         return tick
 
@@ -819,12 +820,15 @@ class SimTerminal(Mt5Constants):
                             "SimTerminal.book_market_time())", now.isoformat(),
                             datetime.fromtimestamp(last / 1000, timezone.utc).isoformat())
             return
-        changed = self._trigger_stops(last, now_ms) if self._book.positions else False
-        changed = self._stop_out(now_ms) or changed
+        changed = False
+        if self._book.positions:  # (a flat book has no stop to trigger, nothing to stop out)
+            changed = self._trigger_stops(last, now_ms)
+            changed = self._stop_out(now_ms) or changed
         self._book.last_eval_ms = now_ms
         # the market time is saved with every change, and at most every few wall seconds
-        # otherwise, so a restarted bot can resume its clock close to where it stopped
-        if changed or time.monotonic() - self._last_save >= self._time_save_seconds:
+        # otherwise, so a restarted bot can resume its clock close to where it stopped (a book
+        # kept in memory only is never written)
+        if self._book_path is not None and (changed or time.monotonic() - self._last_save >= self._time_save_seconds):
             self._save()
 
     def _trigger_stops(self, after_ms: int, upto_ms: int) -> bool:
@@ -1341,7 +1345,7 @@ def _first_stop_hit(position: Position, ticks: Any) -> tuple[int, bool, float] |
     itself; after a jump (new bar, gap) it is the first price beyond the level."""
     if not len(ticks.time_ms):
         return None
-    none = np.zeros(len(ticks.time_ms), dtype=bool)
+    none = np.zeros(len(ticks.time_ms), dtype=bool) if not (position.sl and position.tp) else None
     if position.type == c.POSITION_TYPE_BUY:
         prices = ticks.bid
         hit_sl = prices <= position.sl if position.sl else none

@@ -146,7 +146,8 @@ def test_memoized_tick_follows_the_clock(mt5: SimTerminal, clock: FakeClock) -> 
         tick = mt5.symbol_info_tick("XAUUSD")
         view = int(clock.now().timestamp() * 1000)
         quote = market.quote_at_index(market.tick_index(view))
-        assert (tick.time_msc, tick.bid, tick.ask, tick.flags) == (quote.time_ms, quote.bid, quote.ask, quote.flags)
+        assert tick._asdict() == {"time": quote.time_ms // 1000, "bid": quote.bid, "ask": quote.ask, "last": 0.0,
+                                  "volume": 0, "time_msc": quote.time_ms, "flags": quote.flags, "volume_real": 0.0}
     assert tick.time_msc > first.time_msc
 
 
@@ -196,3 +197,113 @@ def test_rate_rows_answer_as_the_array_does(mt5: SimTerminal) -> None:
         assert mt5.copy_rates_from_pos(*args) is None
         refused = mt5.last_error()
         assert mt5.copy_rates_from_pos_rows(*args) is None and mt5.last_error() == refused, args
+
+
+def test_forming_index_runs_equal_the_bucket_slice_reductions(mt5: SimTerminal) -> None:
+    """Each source bar's running figures are its bucket's bars up to it, reduced (NaN, gaps too)."""
+    market = mt5._markets["XAUUSD"]
+    s = market.series
+    for timeframe in TIMEFRAMES:
+        agg = market.aggregate(timeframe)
+        f = agg.forming
+        for b in random.Random(timeframe).sample(range(s.bars), 300):
+            k = f.bucket[b]
+            b0 = agg.first_bar.item(k)
+            assert b0 <= b < agg.end_bar.item(k) and f.first_bar[k] == b0 and f.time[k] == agg.time.item(k)
+            assert f.high[b] == s.bar_high[b0:b + 1].max() and f.low[b] == s.bar_low[b0:b + 1].min()
+            assert f.tick_volume[b] == s.bar_tick_volume[b0:b + 1].sum()
+            assert f.spread[b] == s.bar_spread[b0:b + 1].min() and f.real_volume[b] == s.bar_real_volume[b0:b + 1].sum()
+
+
+def test_forming_index_runs_carry_nan_as_the_reductions_do() -> None:
+    from execution.simterminal.market import PhaseSeries
+    bar_time = np.arange(6, dtype=np.int64) * 60_000
+    high = np.array([1.0, np.nan, 2.0, 3.0, 1.0, 5.0])
+    series = PhaseSeries(
+        period_ms=7 * 86_400_000, window_ms=0, first_ms=0, bar_ms=60_000, server_offset_ms=0, bar_time=bar_time,
+        bar_open=high, bar_high=high, bar_low=high, bar_close=high, bar_tick_volume=np.ones(6, dtype=np.uint64),
+        bar_spread=np.arange(6, dtype=np.int32), bar_real_volume=np.zeros(6, dtype=np.uint64),
+        bar_first_tick=np.arange(6, dtype=np.int64), recorded_tick_volume=True, tick_time=bar_time, tick_bid=high,
+        tick_ask=high, tick_flags=np.zeros(6, dtype=np.uint32), tick_jump=np.ones(6, dtype=bool),
+        generated_ticks=False)
+    f = series.aggregate(c.TIMEFRAME_M5).forming
+    assert f.high[0] == 1.0 and all(np.isnan(f.high[b]) for b in range(1, 5)) and f.high[5] == 5.0
+    assert [f.spread[b] for b in range(6)] == [0, 0, 0, 0, 0, 5]
+
+
+def test_row_blocks_answer_as_the_table_slice_does(mt5: SimTerminal) -> None:
+    """Any window (inside a block, across a block edge, longer than a block) after any history of
+    reads (blocks evicted and converted again) is the table slice's ``tolist``."""
+    from execution.simterminal.market import ROW_BLOCK, ROW_BLOCKS_KEPT, RowBlocks
+    market = mt5._markets["XAUUSD"]
+    table = market._rates_table(c.TIMEFRAME_M1, market.aggregate(c.TIMEFRAME_M1))[0]
+    blocks = RowBlocks(table)
+    rng = random.Random(13)
+    for _ in range(400):
+        start = rng.randrange(len(table))
+        stop = min(len(table), start + rng.choice([1, 2, 4, ROW_BLOCK - 1, ROW_BLOCK, 3 * ROW_BLOCK]))
+        rows = blocks.rows(start, stop)
+        assert rows == table[start:stop].tolist() and _same_types(rows, table[start:stop].tolist())
+        assert len(blocks._blocks) <= ROW_BLOCKS_KEPT
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bisect_near_is_bisect_right(seed: int) -> None:
+    import bisect
+    from execution.simterminal.market import _bisect_near
+    rng = random.Random(seed)
+    values = memoryview(np.cumsum(np.array([rng.choice([0, 1, 1, 5]) for _ in range(60)], dtype=np.int64)))
+    for _ in range(300):
+        x = rng.randint(-2, values[-1] + 2)
+        lo = rng.randint(0, bisect.bisect_right(values, x))  # every element before ``lo`` is at most ``x``
+        assert _bisect_near(values, x, lo) == bisect.bisect_right(values, x)
+
+
+def test_bar_and_tick_positions_follow_the_clock_either_way(mt5: SimTerminal) -> None:
+    """The positions searched from the last answer (forward a bar, forward far, backwards, across
+    a cycle) are the full searches'."""
+    market = mt5._markets["XAUUSD"]
+    s = market.series
+    anchor = int(mt5.anchor.timestamp() * 1000)
+    rng = random.Random(17)
+    v_ms = anchor
+    for _ in range(600):
+        v_ms += rng.choice([0, 1, 59_999, 60_000, 60_000, 60_001, 120_000, 600_000, -60_000, -86_400_000,
+                            7 * 86_400_000, -8 * 86_400_000])
+        cycle, phase = market._locate(v_ms)
+        assert market._bar_position(v_ms) == (cycle, phase, int(s.bar_time.searchsorted(phase, side="right")) - 1)
+        assert market.tick_index(v_ms) == cycle * s.ticks + int(s.tick_time.searchsorted(phase, side="right")) - 1
+
+
+def test_tick_slice_inside_a_cycle_equals_the_indexed_ticks(mt5: SimTerminal) -> None:
+    market = mt5._markets["XAUUSD"]
+    s = market.series
+    rng = random.Random(19)
+    for _ in range(200):
+        g0 = rng.randint(-s.ticks, 2 * s.ticks)
+        g1 = g0 + rng.choice([0, 1, 7, 300, s.ticks + 5])
+        fast = market.tick_slice(g0, g1)
+        idx = np.arange(g0, g1, dtype=np.int64)
+        cycle = idx // s.ticks
+        i = idx - cycle * s.ticks
+        expected = (s.tick_time[i] + market.shift_ms + cycle * s.period_ms, s.tick_bid[i], s.tick_ask[i],
+                    s.tick_jump[i])
+        for got, want in zip((fast.time_ms, fast.bid, fast.ask, fast.jump), expected):
+            assert _same(np.asarray(got), want) or (not len(want) and not len(got)), (g0, g1)
+
+
+def test_faults_idle_follows_every_change(mt5: SimTerminal, clock: FakeClock) -> None:
+    faults = mt5.faults
+    faults.schedule("disconnect", seconds=30)
+    assert not faults.idle and mt5.account_info() is None
+    clock.advance(31)
+    assert mt5.account_info() is not None and faults.idle  # the window ended: the call saw it, none armed now
+    assert not mt5.terminal_info().connected and mt5.initialize() is True
+    faults.schedule("ipc_error", count=2)
+    faults.schedule("reject", retcode=mt5.TRADE_RETCODE_REJECT)
+    faults.clear("ipc_error")
+    assert not faults.idle
+    faults.clear()
+    assert faults.idle
+    faults.schedule("autotrading_off")
+    assert faults.idle  # not a fault a call's answer can see before it is asked
