@@ -26,6 +26,7 @@ from engines.micro_scalp_signals import (Choch, EqualLevels, Side, Sweep, bb_squ
 from engines.spread import SpreadStats
 
 EDGE = "edge_based"
+CLUSTER = "LIQUIDITY_CLUSTER"
 
 
 def _gate_line(name: str, passed: bool, text: str) -> str:
@@ -105,17 +106,31 @@ def layer1(f: Features, p: MicroScalpParams, spread_stats: SpreadStats | None, t
     atr1_pct = 100.0 * f.atr1 / price
     range_pct = 100.0 * f.avg_range / price
     spread_pct = 100.0 * f.spread / price
+    median = _spread_median_check(f, p, spread_stats)
+    if not trace.explain and atr1_pct >= p.atr1_min_pct and range_pct >= p.m1_range_avg_min_pct \
+            and spread_pct <= p.max_spread_pct and (median is None or median[0] <= median[2]):
+        return True  # quiet and passing: no reason is kept, so no gate needs to record one
     ok = trace.gate_later("L1.atr1", atr1_pct >= p.atr1_min_pct, _atr1_text, f.atr1, atr1_pct, p.atr1_min_pct)
     ok &= trace.gate_later("L1.avg_range", range_pct >= p.m1_range_avg_min_pct, _avg_range_text,
                            p.m1_range_avg_bars, f.avg_range, range_pct, p.m1_range_avg_min_pct)
     ok &= trace.gate_later("L1.spread", spread_pct <= p.max_spread_pct, _spread_text,
                            f.spread, spread_pct, p.max_spread_pct)
-    if p.max_spread_median_ratio is not None and spread_stats is not None \
-            and spread_stats.samples >= p.spread_min_samples and spread_stats.median > 0:
-        ratio = f.spread / spread_stats.median
-        ok &= trace.gate_later("L1.spread_median", ratio <= p.max_spread_median_ratio, _spread_median_text,
-                               ratio, spread_stats.median, p.max_spread_median_ratio)
+    if median is not None:
+        ratio, median_spread, maximum = median
+        ok &= trace.gate_later("L1.spread_median", ratio <= maximum, _spread_median_text, ratio, median_spread,
+                               maximum)
     return bool(ok)
+
+
+def _spread_median_check(f: Features, p: MicroScalpParams,
+                         spread_stats: SpreadStats | None) -> tuple[float, float, float] | None:
+    """(spread / median spread, the median, the maximum ratio) for the L1.spread_median gate;
+    None when it does not apply."""
+    maximum = p.max_spread_median_ratio
+    if maximum is None or spread_stats is None or spread_stats.samples < p.spread_min_samples \
+            or spread_stats.median <= 0:
+        return None
+    return f.spread / spread_stats.median, spread_stats.median, maximum
 
 
 def _atr1_text(atr1: float, atr1_pct: float, minimum: float) -> str:
@@ -142,7 +157,7 @@ def _box(f: Features, count: int, end: int | None = None) -> tuple[float, float]
     """(highest high, lowest low) of the ``count`` bars before index ``end`` (default: the last
     ``count`` bars); validated prices, so the same values as the arrays' max/min."""
     c, end = f.cols, f.n if end is None else end
-    first = max(end - count, 0)
+    first = end - count if end > count else 0
     return max(c.high[first:end]), min(c.low[first:end])
 
 
@@ -155,10 +170,16 @@ def stop_unit(ctx: Context, entry: float) -> float:
     return ctx.f.atr_now if ctx.p.stop_unit == "atr" else entry / 100.0
 
 
-def vwap_tolerance(f: Features, p: MicroScalpParams) -> tuple[float, str]:
+def vwap_tolerance(f: Features, p: MicroScalpParams) -> float:
+    """Half-width of the VWAP band in price (``vwap_tolerance_text`` names it)."""
     if p.vwap_tolerance_mode == "atr":
-        return p.vwap_tolerance_atr * f.atr_now, f"{p.vwap_tolerance_atr}ATR"
-    return p.vwap_tolerance_pct / 100.0 * f.vwap_now, f"{p.vwap_tolerance_pct}% of VWAP"
+        return p.vwap_tolerance_atr * f.atr_now
+    return p.vwap_tolerance_pct / 100.0 * f.vwap_now
+
+
+def vwap_tolerance_text(p: MicroScalpParams) -> str:
+    """How ``vwap_tolerance`` was sized (formatted only for a reason that is kept)."""
+    return f"{p.vwap_tolerance_atr}ATR" if p.vwap_tolerance_mode == "atr" else f"{p.vwap_tolerance_pct}% of VWAP"
 
 
 def vwap_side(f: Features) -> Side | None:
@@ -230,21 +251,24 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
     they agree with that direction."""
     f, p = ctx.f, ctx.p
     atr = f.atr_now
-    tol, tol_text = vwap_tolerance(f, p)
+    tol = vwap_tolerance(f, p)
     vwap_dist = abs(f.mid - f.vwap_now)
     in_band = vwap_dist <= tol
     box_high, box_low = _box(f, p.intraday_range_bars)
     edge_tol = p.edge_tolerance_atr * atr
     at_box = abs(f.mid - box_high) <= edge_tol or abs(f.mid - box_low) <= edge_tol
     blocks = micro_order_blocks(f, p)
-    in_ob = any(block.contains(f.mid) for block in blocks)
-    levels = equal_highs_lows(f, p)
-    at_cluster = any(abs(f.mid - level) <= edge_tol for level in levels.highs + levels.lows)
-    tags = [name for name, hit in (("VWAP_BAND", in_band), ("INTRADAY_RANGE", at_box), ("OB_ZONE", in_ob),
-                                   ("LIQUIDITY_CLUSTER", at_cluster)) if hit]
-    if not trace.gate_later("L2.location", bool(tags), _edge_location_text, tags, vwap_dist, tol, tol_text,
-                            p.intraday_range_bars, box_low, box_high, edge_tol, len(blocks), len(levels.highs),
-                            len(levels.lows)):
+    in_ob = bool(blocks) and any(block.contains(f.mid) for block in blocks)
+    tags = [name for name, hit in (("VWAP_BAND", in_band), ("INTRADAY_RANGE", at_box), ("OB_ZONE", in_ob)) if hit]
+    # the liquidity clusters (the costliest tag) can wait in quiet mode once another tag located the
+    # price: the gate passes either way and its text is not kept; the score and meta add them later
+    levels: EqualLevels | None = None
+    if trace.explain or not tags:
+        levels = equal_highs_lows(f, p)
+        if _near_level(f.mid, levels, edge_tol):
+            tags.append(CLUSTER)
+    if not trace.gate_later("L2.location", bool(tags), _edge_location_text, tags, vwap_dist, tol, p,
+                            p.intraday_range_bars, box_low, box_high, edge_tol, len(blocks), levels):
         return _fail(EDGE, trace)
 
     choch = micro_choch(f, p)
@@ -274,6 +298,8 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
     if not trace.gate_later("L3.secondary", bool(secondary_hits), _hits_text, secondary_hits):
         return _fail(EDGE, trace, side)
 
+    if levels is None and _near_level(f.mid, equal_highs_lows(f, p), edge_tol):  # (quiet mode waited)
+        tags.append(CLUSTER)
     ratio = wick_ratio(f)
     wick_pts = 2 if ratio >= 2.0 else 1 if ratio >= 1.5 else 0
     vwap_pts = (2 if vwap_dist <= tol / 2 else 1) if in_band else 0
@@ -309,11 +335,16 @@ def _hits_text(hits: list[str]) -> str:
     return f"{hits or 'none'}"
 
 
-def _edge_location_text(tags: list[str], vwap_dist: float, tol: float, tol_text: str, range_bars: int,
-                        box_low: float, box_high: float, edge_tol: float, blocks: int, highs: int, lows: int) -> str:
-    return (f"tags {tags or 'none'} (vwap dist {vwap_dist:.6g} vs {tol:.6g} [{tol_text}]; "
+def _near_level(price: float, levels: EqualLevels, tolerance: float) -> bool:
+    """``price`` within ``tolerance`` of an equal-highs or equal-lows level (LIQUIDITY_CLUSTER)."""
+    return any(abs(price - level) <= tolerance for level in levels.highs + levels.lows)
+
+
+def _edge_location_text(tags: list[str], vwap_dist: float, tol: float, p: MicroScalpParams, range_bars: int,
+                        box_low: float, box_high: float, edge_tol: float, blocks: int, levels: EqualLevels) -> str:
+    return (f"tags {tags or 'none'} (vwap dist {vwap_dist:.6g} vs {tol:.6g} [{vwap_tolerance_text(p)}]; "
             f"{range_bars}-bar range {box_low:.6g}-{box_high:.6g} tol {edge_tol:.6g}; "
-            f"{blocks} OB; equal highs {highs} lows {lows})")
+            f"{blocks} OB; equal highs {len(levels.highs)} lows {len(levels.lows)})")
 
 
 def _edge_primary_text(primary_hits: dict[str, Any], side: Side | None, primaries: dict[str, Any]) -> str:
@@ -387,8 +418,9 @@ def check_vwap_reversion(ctx: Context, trace: Trace) -> CheckOutcome:
 # range scalp
 # ----------------------------------------------------------------------------------------------
 
-def _edge_of(rng: RangeStructure, price: float, tolerance: float) -> str | None:
-    pos = rng.position(price)
+def _edge_of(low: float, high: float, price: float, tolerance: float) -> str | None:
+    """The range edge ``price`` is at (within ``tolerance`` of the width), as RangeStructure.position."""
+    pos = (price - low) / (high - low)
     if -tolerance <= pos <= tolerance:
         return "low"
     if 1 - tolerance <= pos <= 1 + tolerance:
@@ -412,16 +444,16 @@ def check_range(ctx: Context, trace: Trace) -> CheckOutcome:
     regime_range = ctx.scores[RANGE].range if RANGE in ctx.scores else None
     rng, source, edge = None, "", None
     if regime_range is not None and regime_range.width > 0:
-        edge = _edge_of(regime_range, f.mid, tol)
+        edge = _edge_of(regime_range.low, regime_range.high, f.mid, tol)
         rng, source = regime_range, "regime swing range"
     if edge is None:
         k = p.intraday_range_bars
         high, low = _box(f, k)
         if high > low:
-            box = RangeStructure(high, low, count_respects(f, high, low, p, f.n - k))
-            box_edge = _edge_of(box, f.mid, tol)
-            if box_edge is not None or rng is None:
-                rng, source, edge = box, f"{k}-bar box", box_edge
+            box_edge = _edge_of(low, high, f.mid, tol)
+            if box_edge is not None or rng is None:  # (else the box and its respects are not used)
+                rng = RangeStructure(high, low, count_respects(f, high, low, p, f.n - k))
+                source, edge = f"{k}-bar box", box_edge
     if rng is None:
         trace.gate("L2.location", False, "no range")
         return _fail(name, trace)

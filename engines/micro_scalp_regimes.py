@@ -87,7 +87,7 @@ def _scored(name: str, confidence: float, threshold: float, explain: bool,
     """A RegimeScore whose details are ``details(*args)``: now, or when described (quiet mode)."""
     if explain:
         return RegimeScore(name, confidence, threshold, details(*args), rng)
-    return RegimeScore(name, confidence, threshold, (), rng, later=(details, args))
+    return RegimeScore(name, confidence, threshold, (), rng, (details, args))  # (positional: no kwargs dict)
 
 
 def thresholds(p: MicroScalpParams) -> dict[str, float]:
@@ -179,24 +179,46 @@ def find_range(f: Features, p: MicroScalpParams) -> RangeStructure | None:
     b = f.bars
     start = f.n - p.range_lookback
     left = p.range_pivot_left
-    if start >= 0:
-        # the pivots of bars[start:] are the pivots of all bars with ``left`` bars inside the slice
-        pivot_highs, pivot_lows = f.pivots(left, p.range_pivot_right)
-        first_high, first_low = bisect_left(pivot_highs, start + left), bisect_left(pivot_lows, start + left)
-        if first_high == len(pivot_highs) or first_low == len(pivot_lows):
-            return None
-        bar_high, bar_low = f.cols.high, f.cols.low  # max/min of validated (NaN-free) prices: numpy's
-        high = max([bar_high[i] for i in pivot_highs[first_high:]])
-        low = min([bar_low[i] for i in pivot_lows[first_low:]])
-    else:
+    if start < 0:  # fewer bars than the lookback (only below a valid min_bars)
         ph, pl = ind.swing_pivots(b.high[start:], b.low[start:], left, p.range_pivot_right)
         if not ph.any() or not pl.any():
             return None
-        high = float(np.max(b.high[start:][ph]))
-        low = float(np.min(b.low[start:][pl]))
-    if high <= low:
+        high, low = float(np.max(b.high[start:][ph])), float(np.min(b.low[start:][pl]))
+        return RangeStructure(high, low, count_respects(f, high, low, p, start)) if high > low else None
+    # the pivots of bars[start:] are the pivots of all bars with ``left`` bars inside the slice
+    pivot_highs, pivot_lows = f.pivots(left, p.range_pivot_right)
+    memo = f.kept(("range", left, p.range_pivot_right, p.range_lookback), SwingRange)
+    if not memo.extremes(pivot_highs, pivot_lows, f.cols, start + left) or memo.high <= memo.low:
         return None
-    return RangeStructure(high, low, count_respects(f, high, low, p, start))
+    return RangeStructure(memo.high, memo.low, _respects(f, memo.touches, memo.high, memo.low, p, start))
+
+
+class SwingRange:
+    """``find_range``'s state for one window lineage: the pivot extremes inside the window, kept
+    while the same pivots are inside it (a pivot list is replaced, never changed, when pivots are
+    added, and a bar's prices never change in a lineage), and the range's edge touches."""
+
+    def __init__(self) -> None:
+        self.highs: list[int] | None = None   # the pivot lists the extremes were taken from
+        self.lows: list[int] | None = None
+        self.first_high = self.first_low = -1  # and the first pivot of each inside the window
+        self.high = self.low = 0.0
+        self.touches = EdgeTouches()
+
+    def extremes(self, pivot_highs: list[int], pivot_lows: list[int], cols: Any, first: int) -> bool:
+        """Bring ``high``/``low`` to the pivots at or after bar ``first``; False if a side has none."""
+        first_high, first_low = bisect_left(pivot_highs, first), bisect_left(pivot_lows, first)
+        if first_high == len(pivot_highs) or first_low == len(pivot_lows):
+            return False
+        if first_high != self.first_high or pivot_highs is not self.highs:
+            bar_high = cols.high  # max of validated (NaN-free) prices: numpy's
+            self.high = max([bar_high[i] for i in pivot_highs[first_high:]])
+            self.highs, self.first_high = pivot_highs, first_high
+        if first_low != self.first_low or pivot_lows is not self.lows:
+            bar_low = cols.low
+            self.low = min([bar_low[i] for i in pivot_lows[first_low:]])
+            self.lows, self.first_low = pivot_lows, first_low
+        return True
 
 
 def count_respects(f: Features, high: float, low: float, p: MicroScalpParams, start: int) -> int:
@@ -204,11 +226,15 @@ def count_respects(f: Features, high: float, low: float, p: MicroScalpParams, st
     ``range_respect_tolerance`` of the width) followed by a lower low, or touching the bottom band
     followed by a higher high. A run of touching bars is one touch. Returns 0 unless BOTH edges
     rejected price at least once (a one-sided 'range' is a trend leg)."""
-    n = f.n
-    first = start if start >= 0 else max(n + start, 0)  # a negative start counts from the end
+    first = start if start >= 0 else max(f.n + start, 0)  # a negative start counts from the end
+    return _respects(f, f.kept(("respects", f.n - first), EdgeTouches), high, low, p, first)
+
+
+def _respects(f: Features, touches: "EdgeTouches", high: float, low: float, p: MicroScalpParams,
+              first: int) -> int:
+    """``count_respects`` from bar ``first`` on, with the window's kept ``touches``."""
     tol = p.range_respect_tolerance * (high - low)
-    touches = f.kept(("respects", n - first), EdgeTouches)
-    top_runs, bottom_runs = touches.update(f.cols.high, f.cols.low, first, n - 1, high - tol, low + tol)
+    top_runs, bottom_runs = touches.update(f.cols.high, f.cols.low, first, f.n - 1, high - tol, low + tol)
     if not top_runs or not bottom_runs:  # (no runs: no touches)
         return 0
     return top_runs + bottom_runs
@@ -297,8 +323,9 @@ def detect_range(f: Features, p: MicroScalpParams, explain: bool = True) -> Regi
     rng = find_range(f, p)
     if rng is None:
         return RegimeScore(RANGE, 0.0, threshold, ("no swing high/low pair in lookback",))
-    width_atr = rng.width / f.atr_now
-    pos = rng.position(f.mid)
+    width = rng.high - rng.low  # rng.width and rng.position(f.mid), without the calls
+    width_atr = width / f.atr_now
+    pos = (f.mid - rng.low) / width
     head = (rng.low, rng.high, width_atr, pos, rng.respects)
     if not p.range_min_width_atr <= width_atr <= p.range_max_width_atr:
         return _scored(RANGE, 0.0, threshold, explain, _range_width_details,

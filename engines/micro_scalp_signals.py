@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from config.micro_scalp_model import MicroScalpParams
-from engines import indicators as ind
+from engines.frozen import direct_init
 from engines.micro_scalp_features import Features, list_mean
 
 Side = Literal["buy", "sell"]
@@ -89,6 +89,7 @@ def vwap_tap_rejection(f: Features, tolerance: float, ratio: float) -> Side | No
 # Sweeps
 # ----------------------------------------------------------------------------------------------
 
+@direct_init
 @dataclass(frozen=True)
 class Sweep:
     side: Literal["low", "high"]   # which liquidity was taken
@@ -154,6 +155,7 @@ def _sweep_confidence(f: Features, p: MicroScalpParams, t: int, break_distance: 
 # Structure: order blocks, equal highs/lows, change of character
 # ----------------------------------------------------------------------------------------------
 
+@direct_init
 @dataclass(frozen=True)
 class OrderBlock:
     side: Side       # bullish block (impulse up, then a pause) supports a buy
@@ -171,25 +173,30 @@ def micro_order_blocks(f: Features, p: MicroScalpParams) -> list[OrderBlock]:
     and must be ``ob_zone_min_atr``..``ob_zone_max_atr`` ATR tall. Newest first."""
     c, body = f.cols, f.cols.body
     blocks: list[OrderBlock] = []
+    max_ratio = p.ob_next_body_max_ratio
+    min_height, max_height = p.ob_zone_min_atr * f.atr_now, p.ob_zone_max_atr * f.atr_now
     for k in range(1, p.ob_lookback + 1):
         nxt = f.n - k
         cand = nxt - 1
         if cand < 0:
             break
         body_c = body[cand]
-        if body_c <= 0 or body[nxt] >= p.ob_next_body_max_ratio * body_c:
+        if body_c <= 0 or body[nxt] >= max_ratio * body_c:
             continue
-        zone_low = min(c.low[cand], c.low[nxt])
-        zone_high = max(c.high[cand], c.high[nxt])
-        height = zone_high - zone_low
-        if not (p.ob_zone_min_atr * f.atr_now <= height <= p.ob_zone_max_atr * f.atr_now):
+        # min()/max() of two, as conditionals (a builtin call costs several comparisons); same picks
+        low_c, low_n, high_c, high_n = c.low[cand], c.low[nxt], c.high[cand], c.high[nxt]
+        zone_low = low_n if low_n < low_c else low_c
+        zone_high = high_n if high_n > high_c else high_c
+        if not min_height <= zone_high - zone_low <= max_height:
             continue
         side: Side = "buy" if c.close[cand] > c.open[cand] else "sell"
-        strength = 1.0 if body[nxt] == 0 else min(1.0, body_c / body[nxt])
+        ratio = body_c / body[nxt] if body[nxt] != 0 else 1.0
+        strength = ratio if ratio < 1.0 else 1.0  # min(1.0, ratio)
         blocks.append(OrderBlock(side, zone_low, zone_high, strength))
     return blocks
 
 
+@direct_init
 @dataclass(frozen=True)
 class EqualLevels:
     highs: tuple[float, ...]  # levels where >= 2 pivot highs sit within the tolerance
@@ -225,6 +232,7 @@ def _clusters(values: list[float], tolerance: float) -> tuple[float, ...]:
     return tuple(levels)
 
 
+@direct_init
 @dataclass(frozen=True)
 class Choch:
     side: Side      # bullish change of character supports a buy
@@ -288,7 +296,8 @@ def volume_spike(f: Features, p: MicroScalpParams) -> bool:
     """Last bar volume >= ``volume_spike_ratio`` x mean of the previous ``volume_spike_lookback``.
     Data without volume never spikes."""
     v, last = f.cols.volume, f.n - 1
-    base = list_mean(v[max(last - p.volume_spike_lookback, 0):last])
+    first = last - p.volume_spike_lookback
+    base = list_mean(v[first if first > 0 else 0:last])
     return base > 0 and v[last] >= p.volume_spike_ratio * base
 
 
@@ -340,17 +349,15 @@ def compression_detail(inside: bool | None, mean_range: float, atr: float) -> st
     return f"inside_bars={inside} mean_range5={mean_range / atr:.2f}ATR"
 
 
-_MOSTLY_WICK = (0.5).__lt__   # share > 0.5 (False for NaN)
-_DISPLACEMENT = (0.7).__lt__  # share > 0.7
-
-
 def choppy(f: Features) -> bool:
     """Of the last 5 bars, >= 3 are mostly wick (wicks > 50 % of range) and < 2 are displacement
     bars (body > 70 % of range). Bars without range count as neither (their shares are NaN)."""
     c, n = f.cols, f.n
-    first = max(n - 5, 0)
-    wicky = sum(map(_MOSTLY_WICK, c.wick_share[first:n]))
-    displaced = sum(map(_DISPLACEMENT, c.body_share[first:n]))
+    first = n - 5 if n > 5 else 0
+    wicky = displaced = 0
+    for wick, body in zip(c.wick_share[first:n], c.body_share[first:n]):  # (a comparison is False for NaN)
+        wicky += wick > 0.5
+        displaced += body > 0.7
     return wicky >= 3 and displaced < 2
 
 

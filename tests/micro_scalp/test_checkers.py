@@ -4,14 +4,16 @@ Numbers quoted in comments are worked out from scenarios.py: the flat base has A
 """
 from __future__ import annotations
 
+import random
 from datetime import datetime, timezone
 
 import pytest
 
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_checkers import (Context, Trace, check_balanced, check_edge, check_range,
-                                          check_vwap_reversion)
+                                          check_vwap_reversion, layer1)
 from engines.micro_scalp_regimes import detect_all
+from engines.spread import SpreadStats
 from tests.micro_scalp.scenarios import features, flat_base, oscillation, path
 
 P = MicroScalpParams()
@@ -265,3 +267,50 @@ def test_balanced_fade_fails_primary_without_rejection():
     plain = (100.0, 100.15, 99.95, 100.1)
     outcome = run(check_balanced, features(WIDE + BOX + [plain]))
     assert outcome.failed == "L3.primary"
+
+
+# ----------------------------------------------------------------------------------------------
+# quiet mode (Trace(explain=False)): the same outcome, only the failing gate's reason
+# ----------------------------------------------------------------------------------------------
+
+def _walk_windows():
+    """Windows over a random walk that visits every gate of the edge and range checkers."""
+    rng = random.Random(5)
+    closes = [100.0]
+    for _ in range(399):
+        closes.append(closes[-1] + rng.choice((-0.3, -0.1, 0.0, 0.1, 0.3)))
+    rows = path(closes, 100.0, wick=0.12)
+    for n in range(60, len(rows)):
+        yield features(rows[:n], bid=closes[n - 1] - 0.01, ask=closes[n - 1] + 0.01)
+
+
+@pytest.mark.parametrize("checker", [check_edge, check_range])
+def test_quiet_checks_equal_explaining_ones(checker):
+    """Quiet mode skips what only a kept reason needs (the edge check's liquidity clusters once
+    another tag located the price, until the score needs them; layer 1's gate records)."""
+    waited = 0
+    for f in _walk_windows():
+        ctx = Context(f, P, NOW, None, detect_all(f, P), 0.0)
+        loud, quiet = checker(ctx, Trace()), checker(ctx, Trace(explain=False))
+        assert (quiet.passed, quiet.failed, quiet.side, quiet.score, quiet.entry, quiet.sl, quiet.tp, quiet.meta) == \
+               (loud.passed, loud.failed, loud.side, loud.score, loud.entry, loud.sl, loud.tp, loud.meta)
+        assert quiet.reasons == (tuple(r for r in loud.reasons if r.startswith(f"{loud.failed}:"))[:1]
+                                 if loud.failed else ())
+        located = next((r for r in loud.reasons if r.startswith("L2.location: pass tags [")), "")
+        scored = any(r.startswith("L4.score") for r in loud.reasons)
+        waited += scored and "LIQUIDITY_CLUSTER" in located and "', '" in located  # and another tag
+    assert checker is check_range or waited > 0  # the quiet check added the clusters only for the score
+
+
+@pytest.mark.parametrize("stats, failed", [
+    (None, None),
+    (SpreadStats(0.02, 0.004, 0.02, 50), "L1.spread_median"),   # 5x the median: the median check fails
+    (SpreadStats(0.02, 0.02, 0.02, 50), None),
+    (SpreadStats(0.02, 0.004, 0.02, 5), None),                   # too few samples: not checked
+])
+def test_quiet_layer1_equals_the_explaining_one(stats, failed):
+    f = features(EDGE_ROWS, bid=100.04, ask=100.06)
+    loud, quiet = Trace(), Trace(explain=False)
+    assert layer1(f, P, stats, loud) == layer1(f, P, stats, quiet) == (failed is None)
+    assert loud.failed == quiet.failed == failed
+    assert quiet.reasons == [r for r in loud.reasons if r.startswith(f"{failed}:")][:1]

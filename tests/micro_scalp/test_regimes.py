@@ -9,7 +9,7 @@ import pytest
 from config.micro_scalp_model import MicroScalpParams
 from engines.micro_scalp_features import Bars, SeriesMemo, compute_features
 from engines.micro_scalp_regimes import (atr_ratio, count_respects, detect_all, detect_balanced, detect_range,
-                                         detect_vwap_reversion, vwap_slope_atr)
+                                         detect_vwap_reversion, find_range, vwap_slope_atr)
 from tests.micro_scalp.scenarios import features, flat_base, oscillation, path
 
 P = MicroScalpParams()
@@ -145,3 +145,30 @@ def test_count_respects_kept_between_evaluations_matches_the_definition():
             assert count_respects(fresh, top, bottom, P, start) == expected, n
             checked += expected > 0
     assert checked > 50
+
+
+def _random_walk(seed: int, count: int = 300) -> list:
+    rng = random.Random(seed)
+    closes = [100.0]
+    for _ in range(count - 1):
+        closes.append(closes[-1] + rng.choice((-0.3, -0.1, 0.1, 0.3)))
+    return path(closes, 100.0)
+
+
+def test_find_range_kept_between_evaluations_matches_a_fresh_one():
+    """find_range keeps the pivot extremes while the same pivots are inside the window (and the
+    edge touches): a growing window, sometimes skipping bars, gives a fresh evaluation's range."""
+    rows = _random_walk(11)
+    memo = SeriesMemo()
+    n, changes, last = 60, 0, None
+    rng = random.Random(3)
+    while n <= len(rows):
+        bars = features(rows[:n]).bars
+        memo.begin(bars)
+        kept = find_range(compute_features(bars, 100.0, 100.1, P, memo), P)
+        fresh = find_range(compute_features(bars, 100.0, 100.1, P), P)
+        assert kept == fresh, n
+        changes += kept is not None and last is not None and (kept.high, kept.low) != (last.high, last.low)
+        last = kept
+        n += rng.choice((1, 1, 1, 2, 5))
+    assert changes > 10  # the extremes moved (pivots left and entered the window) many times
