@@ -519,10 +519,12 @@ class EmaState:
             self.value = self.value + (2.0 / (self.period + 1.0)) * (value - self.value)
         return self.value
 
-    def update_all(self, values: list[float]) -> float:
-        """``update`` with each of ``values`` (plain floats) in turn, without a call per value."""
+    def update_all(self, values: list[float], start: int = 0, stop: int | None = None) -> float:
+        """``update`` with each of ``values[start:stop]`` (plain floats) in turn, without a call per
+        value (nor a copy of the range)."""
         current, alpha = self.value, 2.0 / (self.period + 1.0)
-        for value in values:
+        for i in range(start, len(values) if stop is None else stop):
+            value = values[i]
             current = float(value) if current != current else current + alpha * (value - current)
         self.value = current
         return current
@@ -603,6 +605,44 @@ class VwapState:
         self.cum_d2 += dev * dev
         return self.value
 
+    def update_all(self, times: list[int], highs: list[float], lows: list[float], closes: list[float],
+                   volumes: list[float], start: int, stop: int) -> tuple[list[float], int, float]:
+        """``update`` with bars ``start..stop-1`` of the lists (plain numbers) in turn, on locals
+        instead of attributes (the same steps in the same order): (each bar's VWAP, the index of
+        the last bar that began a session or -1, the std after the last bar)."""
+        anchor_s, session, ref = self.anchor_hour_utc * 3600, self.session, self.ref
+        cum_w, cum_n, cum_dw, cum_d2w, cum_d, cum_d2 = (self.cum_w, self.cum_n, self.cum_dw, self.cum_d2w,
+                                                        self.cum_d, self.cum_d2)
+        vwaps: list[float] = []
+        began = -1
+        for i in range(start, stop):
+            volume = volumes[i]
+            sid = (int(times[i]) - anchor_s) // 86400
+            typical = (highs[i] + lows[i] + closes[i]) / 3.0
+            if sid != session:
+                session, ref, began = sid, typical, i
+                cum_w = cum_n = cum_dw = cum_d2w = cum_d = cum_d2 = 0.0
+            dev = typical - ref
+            weight = volume if volume > 0 else 0.0
+            cum_w += weight
+            cum_n += 1.0
+            cum_dw += weight * dev
+            cum_d2w += weight * dev * dev
+            cum_d += dev
+            cum_d2 += dev * dev
+            if cum_w > 0:
+                mean_dev = cum_dw / cum_w
+            else:
+                mean_dev = cum_d / cum_n
+            vwaps.append(ref + mean_dev)
+        self.session, self.ref = session, ref
+        self.cum_w, self.cum_n, self.cum_dw, self.cum_d2w, self.cum_d, self.cum_d2 = (cum_w, cum_n, cum_dw, cum_d2w,
+                                                                                      cum_d, cum_d2)
+        if not vwaps:
+            return vwaps, began, self.value[1]
+        second = cum_d2w / cum_w if cum_w > 0 else cum_d2 / cum_n  # ``value``'s std, its mean_dev known
+        return vwaps, began, math.sqrt(max(second - mean_dev * mean_dev, 0.0))
+
     @property
     def value(self) -> tuple[float, float]:
         if self.session is None:
@@ -625,6 +665,8 @@ def pairwise_sum(values: list[float]) -> float:
     n = len(values)
     if n < 8:
         return reduce(_add, values, 0.0)  # ((0.0 + v0) + v1) + ...: numpy's loop for a short row
+    if n < 24:  # ``_pairwise_blocks``' first case, without its call
+        return 0.0 + _pairwise_short(values, n)
     return 0.0 + _pairwise_blocks(values, n)  # 0.0 + x is x, but for -0.0: numpy's 0.0
 
 
@@ -661,7 +703,7 @@ def bollinger_width_step(window: list[float], num_std: float) -> float:
     count = len(window)
     if 8 <= count < 24:  # the usual periods: ``pairwise_sum``'s short path without its wrappers
         mean = (0.0 + _pairwise_short(window, count)) / count
-        squares = [(value - mean) * (value - mean) for value in window]  # deviation x deviation
+        squares = [(deviation := value - mean) * deviation for value in window]
         std = math.sqrt((0.0 + _pairwise_short(squares, count)) / count)
     else:
         mean = pairwise_sum(window) / count
@@ -715,12 +757,14 @@ class AdxState:
     def ready(self) -> bool:
         return not math.isnan(self.value)
 
-    def update_all(self, highs: list[float], lows: list[float], closes: list[float]) -> float:
-        """``update`` with each bar of ``highs``, ``lows`` and ``closes`` (plain floats) in turn:
-        the same steps, on locals instead of attributes."""
+    def update_all(self, highs: list[float], lows: list[float], closes: list[float], start: int = 0,
+                   stop: int | None = None) -> float:
+        """``update`` with each bar ``start..stop-1`` of ``highs``, ``lows`` and ``closes`` (plain
+        floats) in turn: the same steps, on locals instead of attributes (and no copies of the range)."""
         period, prev_high, prev_low, prev_close = self.period, self.prev_high, self.prev_low, self.prev_close
         s_tr, s_plus, s_minus, value = self.s_tr, self.s_plus, self.s_minus, self.value
-        for high, low, close in zip(highs, lows, closes):
+        for i in range(start, len(highs) if stop is None else stop):
+            high, low, close = highs[i], lows[i], closes[i]
             if value != value:  # not ``ready`` (NaN)
                 raise ValueError("AdxState.update needs a ready state (see from_arrays)")
             up, down = high - prev_high, prev_low - low

@@ -74,8 +74,10 @@ class Bars:
     @classmethod
     def from_series(cls, series: BarSeries) -> "Bars":
         """From the broker's ``BarSeries``: tick volume as the volume (MT5 always records it)."""
-        return cls(series.time_s, _as_float64(series.open), _as_float64(series.high), _as_float64(series.low),
-                   _as_float64(series.close), _series_volume(series))
+        o, h, lo, c = series.open, series.high, series.low, series.close
+        if not (o.dtype is _FLOAT64 and h.dtype is _FLOAT64 and lo.dtype is _FLOAT64 and c.dtype is _FLOAT64):
+            o, h, lo, c = _as_float64(o), _as_float64(h), _as_float64(lo), _as_float64(c)  # (MT5's are float64)
+        return cls(series.time_s, o, h, lo, c, _series_volume(series))
 
     @classmethod
     def coerce(cls, bars: Any) -> "Bars":
@@ -215,10 +217,16 @@ def _first_problem_small(time_s: list, open_: list, high: list, low: list, close
         return _explain_problem_small(time_s, open_, high, low, close, volume)
     previous = -_INF
     for t, o, h, lo, c, v in zip(time_s, open_, high, low, close, volume):
-        if not (previous < t and 0 < lo <= o <= h < _INF and lo <= c <= h and 0 <= v < _INF):
+        if not _good_bar(previous, t, o, h, lo, c, v):
             return _explain_problem_small(time_s, open_, high, low, close, volume)
         previous = t
     return None
+
+
+def _good_bar(previous: float, t: int, o: float, h: float, lo: float, c: float, v: float) -> bool:
+    """Is this bar (opening after ``previous``) good: ``0 < low <= open, close <= high < inf`` and
+    ``0 <= volume < inf`` (see ``_first_problem_small``)?"""
+    return previous < t and 0 < lo <= o <= h < _INF and lo <= c <= h and 0 <= v < _INF
 
 
 def _explain_problem_small(time_s: list, open_: list, high: list, low: list, close: list, volume: list
@@ -292,24 +300,26 @@ class _Columns:
     def append(self, times: list[int], opens: list[float], highs: list[float], lows: list[float],
                closes: list[float], volumes: list[float]) -> None:
         """Append the bars that follow the last one."""
-        self.upto += len(times)
-        self.time += times
-        self.open += opens
-        self.high += highs
-        self.low += lows
-        self.close += closes
-        self.volume += volumes
-        spans, body, upper, lower = self.span.append, self.body.append, self.upper.append, self.lower.append
-        wick_share, body_share = self.wick_share.append, self.body_share.append
-        for o, h, lo, c in zip(opens, highs, lows, closes):
-            top, bottom = (o, c) if o >= c else (c, o)
-            candle, upper_wick, lower_wick, span = top - bottom, h - top, bottom - lo, h - lo
-            spans(span)
-            body(candle)
-            upper(upper_wick)
-            lower(lower_wick)
-            wick_share((upper_wick + lower_wick) / span if span > 0 else _NAN)
-            body_share(candle / span if span > 0 else _NAN)
+        for row in zip(times, opens, highs, lows, closes, volumes):
+            self.append_row(*row)
+
+    def append_row(self, t: int, o: float, h: float, lo: float, c: float, v: float) -> None:
+        """Append the bar that follows the last one (the usual step: one new bar)."""
+        self.upto += 1
+        self.time.append(t)
+        self.open.append(o)
+        self.high.append(h)
+        self.low.append(lo)
+        self.close.append(c)
+        self.volume.append(v)
+        top, bottom = (o, c) if o >= c else (c, o)
+        candle, upper_wick, lower_wick, span = top - bottom, h - top, bottom - lo, h - lo
+        self.span.append(span)
+        self.body.append(candle)
+        self.upper.append(upper_wick)
+        self.lower.append(lower_wick)
+        self.wick_share.append((upper_wick + lower_wick) / span if span > 0 else _NAN)
+        self.body_share.append(candle / span if span > 0 else _NAN)
 
 
 class _Series:
@@ -318,10 +328,9 @@ class _Series:
     guaranteed by the memo) and recomputing it from the arrays (``compute``) otherwise."""
 
     upto = 0
-    ALWAYS_EXTENDABLE = True  # else ``extendable`` says when
-
-    def extendable(self) -> bool:
-        return True
+    extendable = True
+    """Can ``extend`` continue the series? A recursive one cannot from an undefined (NaN) value:
+    it sets this after each ``compute`` and ``extend`` (an attribute: no call per series and bar)."""
 
     def compute(self, bars: Bars, n: int) -> None:
         raise NotImplementedError
@@ -335,20 +344,16 @@ class _Atr(_Series):
     (the regimes compare ATR now with ATR some bars ago), and the true ranges themselves (ATR(1)
     and the volatility rule read the last ones)."""
 
-    ALWAYS_EXTENDABLE = False
-
     def __init__(self, period: int) -> None:
         self.period = period
         self.values: list[float] = []
         self.true_ranges: list[float] = []
 
-    def extendable(self) -> bool:
-        return not math.isnan(self.values[-1])
-
     def compute(self, bars: Bars, n: int) -> None:
         true_ranges = ind.true_range(bars.high[:n], bars.low[:n], bars.close[:n])
         self.values = ind.wilder_list(true_ranges, self.period)
         self.true_ranges = true_ranges.tolist()
+        self.extendable = bool(self.values) and not math.isnan(self.values[-1])
 
     def extend(self, cols: _Columns, start: int, n: int) -> None:
         values, true_ranges, period, step = self.values, self.true_ranges, self.period, ind.true_range_step
@@ -359,38 +364,37 @@ class _Atr(_Series):
             true_ranges.append(true_range)
             current = current + (true_range - current) / period
             values.append(current)
+        self.extendable = current == current  # not NaN
 
 
 class _Ema(_Series):
-    ALWAYS_EXTENDABLE = False
+    """The EMA now (not extendable while NaN: ``EmaState`` would restart from the next close)."""
 
     def __init__(self, period: int) -> None:
         self.state = ind.EmaState(period)
 
-    def extendable(self) -> bool:
-        return not math.isnan(self.state.value)  # EmaState would restart from the next close
-
     def compute(self, bars: Bars, n: int) -> None:
-        self.state.value = float(ind.ema(bars.close[:n], self.state.period)[-1])
+        self.state.value = value = float(ind.ema(bars.close[:n], self.state.period)[-1])
+        self.extendable = value == value  # not NaN
 
     def extend(self, cols: _Columns, start: int, n: int) -> None:
-        self.state.update_all(cols.close[start:n])
+        value = self.state.update_all(cols.close, start, n)
+        self.extendable = value == value
 
 
 class _Adx(_Series):
-    ALWAYS_EXTENDABLE = False
+    """The ADX now (extendable once ``state.ready``)."""
 
     def __init__(self, period: int) -> None:
         self.state = ind.AdxState(period)
 
-    def extendable(self) -> bool:
-        return not math.isnan(self.state.value)  # ``state.ready``
-
     def compute(self, bars: Bars, n: int) -> None:
         self.state = ind.AdxState.from_arrays(bars.high[:n], bars.low[:n], bars.close[:n], self.state.period)
+        self.extendable = self.state.ready
 
     def extend(self, cols: _Columns, start: int, n: int) -> None:
-        self.state.update_all(cols.high[start:n], cols.low[start:n], cols.close[start:n])
+        value = self.state.update_all(cols.high, cols.low, cols.close, start, n)
+        self.extendable = value == value
 
 
 class _SessionVwap(_Series):
@@ -413,15 +417,12 @@ class _SessionVwap(_Series):
         self.std = float(std[-1])
 
     def extend(self, cols: _Columns, start: int, n: int) -> None:
-        state = self.state
-        rows = zip(cols.time[start:n], cols.high[start:n], cols.low[start:n], cols.close[start:n],
-                   cols.volume[start:n])
-        for i, (t, h, lo, c, v) in enumerate(rows, start):
-            session = state.session
-            vwap, self.std = state.update(t, h, lo, c, v)
-            if state.session != session:
-                self.start, self.values = i, []
-            self.values.append(vwap)
+        vwaps, began, self.std = self.state.update_all(cols.time, cols.high, cols.low, cols.close, cols.volume,
+                                                       start, n)
+        if began >= 0:  # a new session: a new list (an older evaluation's view keeps the old one)
+            self.start, self.values = began, vwaps[began - start:]
+        else:
+            self.values += vwaps
         if len(self.values) > 2 * self.KEEP:
             self.values = self.values[-self.KEEP:]  # a new list: views of the old one stay valid
 
@@ -454,16 +455,6 @@ class _BollingerWidths(_Series):
                 self.values.append(ind.bollinger_width_step(closes[i - period + 1:i + 1], num_std))
 
 
-class _VwapView(NamedTuple):
-    """The session VWAP as one evaluation saw it: ``values[:count]`` are the session's last
-    values (the list is append-only: later evaluations only add after ``count``)."""
-
-    values: list[float]
-    count: int
-    std: float
-    start: int
-
-
 class _Pivots(_Series):
     """Swing pivot indices (``swing_pivots``), ascending lists; a bar's pivot status is final once
     ``right`` bars follow it, so only the newly decidable bars are examined."""
@@ -484,16 +475,14 @@ class _Pivots(_Series):
         if last <= first:
             return
         highs, lows = cols.high, cols.low
-        new_highs, new_lows = [], []
         for k in range(first, last):  # max/min of neighbours: the bars are validated (no NaN)
-            if highs[k] > max(highs[k - left:k]) and highs[k] >= max(highs[k + 1:k + 1 + right]):
-                new_highs.append(k)
-            if lows[k] < min(lows[k - left:k]) and lows[k] <= min(lows[k + 1:k + 1 + right]):
-                new_lows.append(k)
-        if new_highs:  # new lists: an older evaluation's pivots stay as they were
-            self.highs = self.highs + new_highs
-        if new_lows:
-            self.lows = self.lows + new_lows
+            # the bar just before is one of the neighbours (left >= 1: ``swing_pivots`` checked it
+            # when the series was computed): most bars fail on it alone
+            high, low = highs[k], lows[k]
+            if high > highs[k - 1] and high > max(highs[k - left:k]) and high >= max(highs[k + 1:k + 1 + right]):
+                self.highs = self.highs + [k]  # new lists: an older evaluation's pivots stay as they were
+            if low < lows[k - 1] and low < min(lows[k - left:k]) and low <= min(lows[k + 1:k + 1 + right]):
+                self.lows = self.lows + [k]
 
 
 S = TypeVar("S", bound=_Series)
@@ -531,7 +520,7 @@ class _Store:
                 columns.at(bars, n)
             for series in self.series.values():
                 upto = series.upto
-                if 0 < upto < n and (series.ALWAYS_EXTENDABLE or series.extendable()):
+                if 0 < upto < n and series.extendable:
                     series.extend(columns, upto, n)
                 else:
                     series.compute(bars, n)
@@ -594,7 +583,9 @@ class SeriesMemo:
             bars.validate()
             return
         start, n, columns = self._validated, len(bars), self.store.columns
-        if 0 < start == columns.upto and n - start < _SMALL_TAIL:
+        if 0 < start == columns.upto and n - start == 1:
+            self._validate_next(bars, columns, start)
+        elif 0 < start == columns.upto and n - start < _SMALL_TAIL:
             # the usual step: a few new bars, checked as plain numbers (with the last known bar,
             # for the time step) and then appended to the column lists the series extend from
             first = start - 1
@@ -609,6 +600,21 @@ class SeriesMemo:
             bars.validate_from(start)
         self._validated = n
 
+    @staticmethod
+    def _validate_next(bars: Bars, columns: _Columns, start: int) -> None:
+        """``validate`` of the one new bar ``start`` (the monitor's step), read with ``item`` (no
+        array slice), checked against the last known bar's time from the column lists (the
+        same values: the memo began with bars that extend them), then appended to the lists."""
+        t, o, h, lo, c, v = (bars.time_s.item(start), bars.open.item(start), bars.high.item(start),
+                             bars.low.item(start), bars.close.item(start), bars.volume.item(start))
+        last = start - 1
+        if not _good_bar(columns.time[last], t, o, h, lo, c, v):
+            problem = _first_problem_small([columns.time[last], t], [columns.open[last], o], [columns.high[last], h],
+                                           [columns.low[last], lo], [columns.close[last], c],
+                                           [columns.volume[last], v])
+            raise BadBars(cast(str, problem))  # a bad bar always has a problem to name
+        columns.append_row(t, o, h, lo, c, v)
+
 
 _DTYPES = (np.dtype(np.int64),) + (np.dtype(np.float64),) * 5
 
@@ -617,10 +623,12 @@ def _column_bytes(bars: Bars) -> tuple[bytes, ...] | None:
     """The bars' bytes, column by column; None unless they are 1-D int64 times and float64 values
     of one length (anything else is never reused)."""
     t, o, h, lo, c, v = bars.time_s, bars.open, bars.high, bars.low, bars.close, bars.volume
-    if (t.dtype, o.dtype, h.dtype, lo.dtype, c.dtype, v.dtype) != _DTYPES or t.ndim != 1 \
-            or not t.shape == o.shape == h.shape == lo.shape == c.shape == v.shape:
+    if (t.dtype, o.dtype, h.dtype, lo.dtype, c.dtype, v.dtype) != _DTYPES \
+            or not t.ndim == o.ndim == h.ndim == lo.ndim == c.ndim == v.ndim == 1:
         return None
-    return t.tobytes(), o.tobytes(), h.tobytes(), lo.tobytes(), c.tobytes(), v.tobytes()
+    columns = tb, ob, hb, lb, cb, vb = t.tobytes(), o.tobytes(), h.tobytes(), lo.tobytes(), c.tobytes(), v.tobytes()
+    # 8-byte items, 1-D: the same byte count is the same shape
+    return columns if len(tb) == len(ob) == len(hb) == len(lb) == len(cb) == len(vb) else None
 
 
 def _extends(columns: tuple[bytes, ...], old: tuple[bytes, ...] | None) -> bool:
@@ -676,10 +684,8 @@ class Features:
         core = store.core
         if core is None or core.params is not p:
             core = store.core = _Core(
-                p, self._series(("atr", p.atr_period), lambda: _Atr(p.atr_period)),
-                self._series(("vwap", p.vwap_anchor_hour_utc), lambda: _SessionVwap(p.vwap_anchor_hour_utc)),
-                self._series(("ema", p.ema_period), lambda: _Ema(p.ema_period)),
-                self._series(("adx", p.adx_period), lambda: _Adx(p.adx_period)))
+                p, self._series(_Atr, p.atr_period), self._series(_SessionVwap, p.vwap_anchor_hour_utc),
+                self._series(_Ema, p.ema_period), self._series(_Adx, p.adx_period))
         self.cols: _Columns = store.columns
         """The bars and candle parts as plain float lists (``_Columns``): index them below ``n``
         (``cols.high[n - 1]`` is the signal bar's high), never from the end."""
@@ -692,7 +698,10 @@ class Features:
         self.atr1: float = self.true_ranges[n - 1]
         """ATR(1) = true range of the last bar."""
         vwap = core.vwap
-        self._vwap_series = _VwapView(vwap.values, len(vwap.values), vwap.std, vwap.start)
+        self._vwap_values: list[float] = vwap.values
+        """The session's last VWAP values as this evaluation saw them: ``_vwap_values[:_vwap_count]``
+        (the list is append-only: later evaluations only add after ``_vwap_count``)."""
+        self._vwap_count = len(vwap.values)
         self.vwap_now: float = vwap.values[-1]
         self.vwap_std_now: float = vwap.std
         self.vwap_session_start: int = vwap.start
@@ -712,15 +721,18 @@ class Features:
             store = self._own
         return store if store.upto == self.n else store.at(self.bars, self.n)
 
-    def _series(self, key: tuple[Any, ...], make: Callable[[], S]) -> S:
+    def _series(self, kind: type[S], *args: Any) -> S:
+        """The ``kind(*args)`` series of these bars, kept in the store as ``(kind, *args)``
+        (made and computed on first read)."""
         memo = self._memo
         if memo is not None and memo.generation == self._generation and memo.store.upto == self.n:
             store = memo.store  # (the usual case, without the call)
         else:
             store = self._store()
+        key = (kind, *args)
         series = store.series.get(key)
         if series is None:
-            return store.add(key, make(), self.bars, self.n)
+            return store.add(key, kind(*args), self.bars, self.n)
         return series  # type: ignore[return-value]
 
     def kept(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
@@ -772,9 +784,9 @@ class Features:
 
     def vwap_window(self, count: int) -> list[float]:
         """``vwap[-count:]`` as a list, for ``count`` bars inside the current session."""
-        view = self._vwap_series
-        if count <= view.count:
-            return view.values[view.count - count:view.count]
+        values, size = self._vwap_values, self._vwap_count
+        if count <= size:
+            return values[size - count:size]
         return self.vwap[-count:].tolist()
 
     # ---------------------------------------------------------------- trend and volatility
@@ -805,8 +817,7 @@ class Features:
         p, n = self.params, self.n
         if n < p.bb_period + 19:  # some of the last 20 widths are incomplete (NaN): so is their mean
             return None
-        width = self._series(("bb_width", p.bb_period, p.bb_std),
-                             lambda: _BollingerWidths(p.bb_period, p.bb_std)).values
+        width = self._series(_BollingerWidths, p.bb_period, p.bb_std).values
         denominator = ind.pairwise_sum(width[n - 20:n]) / 20
         if math.isnan(denominator) or denominator <= 0:
             return None
@@ -816,7 +827,7 @@ class Features:
     def pivots(self, left: int, right: int) -> tuple[list[int], list[int]]:
         """Indices of the swing pivot highs and lows (``swing_pivots`` over all bars), ascending
         (read-only lists)."""
-        series = self._series(("pivots", left, right), lambda: _Pivots(left, right))
+        series = self._series(_Pivots, left, right)
         return series.highs, series.lows
 
     @_lazy

@@ -317,3 +317,34 @@ def test_bollinger_width_step_has_the_array_paths_bits(bars):
         steps = [ind.bollinger_width_step(close[i - period + 1:i + 1].tolist(), num_std)
                  for i in range(period - 1, len(close))]
         assert np.array_equal(np.array(steps).view(np.int64), width[period - 1:].view(np.int64))
+
+
+def test_batch_updates_over_a_range_are_the_single_updates(bars):
+    """``VwapState.update_all`` (a session change and volume-less bars inside the batch),
+    ``EmaState.update_all`` and ``AdxState.update_all`` over ``start..stop`` of whole lists:
+    the same values and the same state as ``update`` bar by bar."""
+    time_s = bars.index.as_unit("s").asi8.tolist()
+    h, l, c = (bars[k].to_numpy().tolist() for k in ("high", "low", "close"))
+    volume = bars["tick_volume"].to_numpy(np.float64).tolist() if "tick_volume" in bars else [1.0] * len(c)
+    volume[:40] = [0.0] * 40  # the first session's first bars carry no volume: weighed by count
+    day = 86400
+    start = next(i for i in range(1, len(time_s)) if time_s[i] // day != time_s[i - 1] // day) - 30
+    stop = start + 90  # crosses midnight (anchor 0)
+    for cut in (0, 40, start):
+        single, batch = ind.VwapState(0), ind.VwapState(0)
+        for i in range(cut):
+            single.update(time_s[i], h[i], l[i], c[i], volume[i])
+            batch.update(time_s[i], h[i], l[i], c[i], volume[i])
+        expected = [single.update(time_s[i], h[i], l[i], c[i], volume[i]) for i in range(cut, stop)]
+        vwaps, began, std = batch.update_all(time_s, h, l, c, volume, cut, stop)
+        assert _bits(vwaps) == _bits([v for v, _ in expected]) and _bits(std) == _bits(expected[-1][1])
+        sessions = [i for i in range(max(cut, 1), stop) if time_s[i] // day != time_s[i - 1] // day]
+        assert began == (sessions[-1] if sessions else (cut if cut == 0 else -1))
+        assert batch == single
+    ema_single, ema_batch = ind.EmaState(9), ind.EmaState(9)
+    assert _bits([ema_single.update(x) for x in c[100:130]][-1]) == _bits(ema_batch.update_all(c, 100, 130))
+    adx_single = ind.AdxState.from_arrays(np.array(h[:100]), np.array(l[:100]), np.array(c[:100]), 14)
+    adx_batch = ind.AdxState.from_arrays(np.array(h[:100]), np.array(l[:100]), np.array(c[:100]), 14)
+    assert _bits([adx_single.update(h[i], l[i], c[i]) for i in range(100, 130)][-1]) \
+        == _bits(adx_batch.update_all(h, l, c, 100, 130))
+    assert adx_batch == adx_single

@@ -232,3 +232,28 @@ def test_reloaded_params_take_effect_at_the_next_evaluation_with_the_same_memo(x
     assert again.regime_state.memo is memo
     assert repr(again) == repr(fresh)
     assert again.reasons != first.reasons  # the ATR of the new period is in the data reason
+
+
+def test_a_rejected_new_bar_leaves_the_memo_as_it_was(xau):
+    """The one-new-bar check (``SeriesMemo._validate_next``) appends to the column lists only a
+    good bar: after a rejected bar, the good window that follows reads what a fresh memo reads."""
+    bars, params = xau
+    memo = SeriesMemo()
+    good = window(bars, 1000, 1200)
+    memo.begin(good)
+    memo.validate(good)
+    compute_features(good, 2000.0, 2000.2, params, memo).cols
+    bad = window(bars, 1000, 1201)
+    bad.high[-1] = np.nan
+    memo.begin(bad)
+    with pytest.raises(BadBars):
+        memo.validate(bad)
+    assert memo.store.columns.upto == 200  # the good window only
+    later = window(bars, 1000, 1202)
+    memo.begin(later)
+    memo.validate(later)
+    kept = compute_features(later, 2000.0, 2000.2, params, memo)
+    fresh = compute_features(later, 2000.0, 2000.2, params)
+    assert kept.cols.high[:1202] == fresh.cols.high[:1202]
+    for name in ("atr_now", "vwap_now", "vwap_std_now", "ema_now", "adx_now", "bb_width_ratio"):
+        assert bits(getattr(kept, name)) == bits(getattr(fresh, name)), name
