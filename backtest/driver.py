@@ -271,7 +271,7 @@ class SegmentRunner:
         epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
         done = 0
         for t in steps.tolist():
-            self.clock.set(epoch + timedelta(seconds=t))
+            self.clock.set(epoch + timedelta(0, t))  # positional: the same value, no keyword parsing
             now = self.clock.now()
             if refresh:
                 self.bar_feed.step(now)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 from monitors.clock import Clock
@@ -40,6 +40,51 @@ class LoopStats:
     overruns: int = 0
     last_error: str | None = None
     heartbeat: float | None = None  # clock.monotonic() of the last finished step
+
+
+class DayStart:
+    """``now.replace(hour=0, minute=0, second=0, microsecond=0)`` (midnight of ``now``'s day),
+    remembered for the day: monitors ask it every step, and ``replace`` with keywords costs
+    about as much as the rest of a cheap gate.
+
+    The remembered midnight is handed out only for a ``now`` with the very same fixed-offset
+    ``timezone`` object inside [midnight, midnight + 1 day): there ``replace`` gives the same
+    fields and the same tzinfo (a fixed offset has no DST and ignores ``fold``). Any other
+    ``now`` (another or a DST zone, another day) is computed as before."""
+
+    __slots__ = ("_day",)
+
+    def __init__(self) -> None:
+        self._day: tuple[datetime, datetime] | None = None  # (midnight, next midnight), one tuple: never torn
+
+    def __call__(self, now: datetime) -> datetime:
+        day = self._day
+        if day is not None and day[0].tzinfo is now.tzinfo and day[0] <= now < day[1]:
+            return day[0]
+        start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        if type(start.tzinfo) is timezone:
+            self._day = (start, start + timedelta(days=1))
+        return start
+
+
+class IsoText:
+    """``when.isoformat()``, remembered for the last datetime OBJECT asked (identity, not
+    equality: two equal instants in different zones print differently). A step asks its clock's
+    ``now`` several times, and a backtest clock hands out one object per step; ``isoformat``
+    is among the costlier datetime calls."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[datetime | None, str] = (None, "")  # one tuple: a reader never sees half an update
+
+    def __call__(self, when: datetime) -> str:
+        last = self._last
+        if last[0] is when:
+            return last[1]
+        text = when.isoformat()
+        self._last = (when, text)
+        return text
 
 
 class MonitorLoop:

@@ -36,7 +36,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from config.micro_scalp_model import MicroScalpConfig, MicroScalpParams
 from config.watcher import ConfigHolder
@@ -76,6 +76,16 @@ def bars_needed(params: MicroScalpParams, now: datetime) -> int:
     hours = (now.hour - params.vwap_anchor_hour_utc) % 24
     minutes = hours * 60 + now.minute
     return min(params.max_bars, max(params.min_bars, minutes + 1))
+
+
+def _failing_reason(reasons: Sequence[str], failed: str) -> str:
+    """The last reason of the failing layer (``"<failed>: ..."``), else the last reason. A quiet
+    evaluation brings the failing reason last, so the last one is tried first: the scan
+    backwards would stop at it too."""
+    prefix = f"{failed}:"
+    if reasons and reasons[-1].startswith(prefix):
+        return reasons[-1]
+    return next((r for r in reversed(reasons) if r.startswith(prefix)), reasons[-1] if reasons else "")
 
 
 @dataclass(slots=True)
@@ -238,7 +248,7 @@ class MicroScalpMonitor:
             return f"{hour} entries in the last hour, cap {p.max_trades_per_hour}"
         if kept < p.max_trades_per_day:
             return None  # today's entries are among the kept ones
-        day = state.count_entries_since(c.now.replace(hour=0, minute=0, second=0, microsecond=0))
+        day = state.count_entries_since(state.day_start(c.now))
         if day >= p.max_trades_per_day:
             return f"{day} entries today (UTC), cap {p.max_trades_per_day}"
         return None
@@ -351,9 +361,7 @@ class MicroScalpMonitor:
         idea = decision.idea
         if idea is None:
             failed = decision.failed or "engine"
-            why = next((r for r in reversed(decision.reasons) if r.startswith(f"{failed}:")),
-                       decision.reasons[-1] if decision.reasons else "")
-            return failed, why
+            return failed, _failing_reason(decision.reasons, failed)
         self.state.count("ideas")
         # The engine names the checker that fired (edge_based, vwap_reversion, range_scalp...);
         # the executor, the registry and the magic number know the strategy: micro_scalp.

@@ -18,6 +18,7 @@ from typing import Any, Iterable
 
 from engines.micro_scalp import RegimeState
 from engines.spread import SpreadTracker
+from monitors.base import DayStart
 from monitors.micro_scalp_exits import ExitCounters
 from monitors.why_not import WhyNoTrade
 
@@ -74,6 +75,7 @@ class SymbolState:
     last_gate: str | None = None                  # last decision: failing gate, or "TRADE"
     last_detail: str = ""
     last_check_at: datetime | None = None
+    day_start: DayStart = field(default_factory=DayStart, repr=False, compare=False)  # midnight of a step's day
 
     def last_entry(self) -> datetime | None:
         return self.entries[-1] if self.entries else None
@@ -88,7 +90,7 @@ class SymbolState:
         entries = self.entries
         if not entries or entries[0] >= now - HOUR:  # the horizon is at most an hour back: nothing older
             return
-        horizon = min(now - HOUR, now.replace(hour=0, minute=0, second=0, microsecond=0))
+        horizon = min(now - HOUR, self.day_start(now))
         while entries and entries[0] < horizon:
             entries.popleft()
 

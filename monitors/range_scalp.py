@@ -57,6 +57,7 @@ from engines.types import TradeIdea
 from execution.errors import BrokerError
 from execution.executor import magic_for
 from feeds.bar_feed import BadBars
+from monitors.base import IsoText
 from monitors.clock import Clock
 from monitors.range_scalp_errors import ErrorLedger, Severity
 from monitors.range_scalp_exits import PassReport, RangeExitManager
@@ -125,9 +126,10 @@ class RangeScalpMonitor:
         never = threading.Event()
         self._sleep = sleep or (lambda seconds: self.clock.wait(never, seconds))
         self._memos: dict[str, MarketMemo] = {}
+        self._iso = IsoText()  # the step's time, printed once for its pass and its decisions
         self.exits = RangeExitManager(
             self.book, registry, broker, executor, bar_feed, self.journal, notify=self._send, on_error=self._error,
-            sleep=lambda seconds: self._sleep(seconds), flow=self._flow_for, memo_for=self.memo)
+            sleep=lambda seconds: self._sleep(seconds), flow=self._flow_for, memo_for=self.memo, iso_text=self._iso)
         self.recovered = False
         self.recovery: RecoveryReport | None = None
         self.last_pass: PassReport | None = None
@@ -248,7 +250,7 @@ class RangeScalpMonitor:
     # ================================================================== entries
     def _record(self, symbol: str, failed: str | None, detail: str = "") -> None:
         self.why.record(symbol, failed, detail)
-        self.last_decisions[symbol] = {"failed": failed, "detail": detail, "at": self.clock.now().isoformat()}
+        self.last_decisions[symbol] = {"failed": failed, "detail": detail, "at": self._iso(self.clock.now())}
 
     def _check_symbol(self, symbol: str, config: RangeScalpConfig, now: datetime) -> None:
         params = self.params(config, symbol)

@@ -32,6 +32,7 @@ from engines.range_market import MarketMemo
 from engines.range_scalp import MarketUnavailable, prepare_market
 from execution.errors import BrokerError
 from feeds.bar_feed import BadBars
+from monitors.base import IsoText
 from monitors.range_scalp_recovery import finalize_close
 from state.journal import Journal
 
@@ -74,9 +75,11 @@ class RangeExitManager:
     def __init__(self, book: Any, registry: Any, broker: Any, executor: Any, bar_feed: Any, journal: Journal, *,
                  notify: Notify, on_error: OnError, sleep: Callable[[float], None],
                  flow: Callable[[str], Any] | None = None, perf: Callable[[], float] = time.perf_counter,
-                 memo_for: Callable[[str], MarketMemo | None] | None = None) -> None:
+                 memo_for: Callable[[str], MarketMemo | None] | None = None,
+                 iso_text: IsoText | None = None) -> None:
         """``memo_for(symbol)``: the symbol's engine memo (MarketMemo), shared with the entry
-        checks so a step that runs both builds the market once; None: no memo."""
+        checks so a step that runs both builds the market once; None: no memo. ``iso_text``:
+        the monitor's ISO-time memo (a pass and the step's decisions print the same instant)."""
         self.book = book
         self.registry = registry
         self.broker = broker
@@ -89,6 +92,7 @@ class RangeExitManager:
         self._flow = flow
         self._perf = perf
         self._memo_for = memo_for
+        self._iso = iso_text or IsoText()
         self.escalated: set[int] = set()  # tickets the operator was told about (until they close)
         self.counters: dict[str, int] = {}
 
@@ -98,7 +102,7 @@ class RangeExitManager:
     # ------------------------------------------------------------------ the pass
     def run_pass(self, cfg: RangeScalpConfig, params_for: Callable[[str], RangeScalpParams],
                  now: datetime) -> PassReport:
-        report = PassReport(at=now.isoformat())
+        report = PassReport(at=self._iso(now))
         started = self._perf()
         planned = self.plan(params_for, now, report)
         report.engine_ms = round((self._perf() - started) * 1000.0, 3)

@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from engines.range_detection import RangeStructure
 from engines.range_exits import ExitRecord, RangeHistory, RangeTrade
+from monitors.base import DayStart
 from state.store import StateFileError, StateStore
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class RangeBook:
         self._exit_records: dict[str, tuple[ExitRecord, dict[str, Any] | None]] = {}  # see _exit_record
         self._symbols: dict[str, SymbolMemory] = {}
         self._disabled: DisabledEntries | None = None
+        self._day_start = DayStart()  # history() is asked at every M5 bar
         self._seq = 0
         self._saved_seq = 0
         self.saves = 0
@@ -186,8 +188,8 @@ class RangeBook:
 
     def history(self, symbol: str, now: datetime) -> RangeHistory:
         """What the engine's spacing, daily cap and re-entry rules need for ``symbol``."""
-        day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
         with self._lock:
+            day_start = self._day_start(now)
             memo = self._symbols.get(symbol) or SymbolMemory()
             today = sum(1 for t in memo.entries if t >= day_start)
             return RangeHistory(memo.entries[-1] if memo.entries else None, today, memo.last_exit)

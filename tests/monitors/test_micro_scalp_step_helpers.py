@@ -12,7 +12,7 @@ import pytest
 
 from config.micro_scalp_model import MicroScalpParams
 from engines.spread import SpreadTracker
-from monitors.micro_scalp import bars_needed
+from monitors.micro_scalp import _failing_reason, bars_needed
 from monitors.micro_scalp_state import SymbolState
 from monitors.news_file import NewsFile
 
@@ -58,6 +58,16 @@ def test_pruning_keeps_the_last_hour_and_today() -> None:
     assert list(state.entries or ()) == [T0 + timedelta(minutes=10)]
     state.prune_entries(T0 + timedelta(minutes=50))
     assert state.entry_count() == 1
+
+
+@pytest.mark.parametrize("reasons,failed", [
+    (("L2.location: far",), "L2.location"),  # quiet mode: the failing reason alone (the shortcut)
+    (("L1.data: ok", "L2.location: far", "L3.primary: none"), "L2.location"),  # not last: the scan
+    (("L2.location: near", "L2.location: far", "L3: x"), "L2.location"),  # the scan takes the last match
+    (("L1.data: ok", "L3: x"), "L2.location"), ((), "engine"), (("L2.locationx: y",), "L2.location")])
+def test_failing_reason_is_the_backwards_scan(reasons: tuple[str, ...], failed: str) -> None:
+    plain = next((r for r in reversed(reasons) if r.startswith(f"{failed}:")), reasons[-1] if reasons else "")
+    assert _failing_reason(reasons, failed) == plain
 
 
 @pytest.mark.parametrize("bid,ask", [(100.0, 100.01), (100.0, 100.05), (100.0, 100.0), (math.nan, 1.0),
