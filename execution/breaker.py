@@ -112,6 +112,9 @@ class CircuitBreaker:
 
     # ------------------------------------------------------------------ results
     def record_success(self) -> None:
+        s = self._s
+        if s.state == CLOSED and not s.failures:
+            return  # settled: a success changes nothing (the usual case; no lock needed to see it)
         changes: list = []
         with self._lock:
             s = self._s
@@ -200,23 +203,35 @@ class BreakerBroker:
         return self._broker
 
     def __getattr__(self, name: str) -> Any:
+        """The wrapped broker's attribute; a counted call for the ``COUNTED`` methods, made once
+        per name and kept on the instance (``__getattr__`` only runs when the normal lookup
+        fails, so the next call finds it at once). It looks the method up on the wrapped broker
+        at every call, so it always calls what a fresh lookup would."""
         target = getattr(self._broker, name)
         if name not in self.COUNTED or not callable(target):
             return target
+        counted = self._counted(name)
+        self.__dict__[name] = counted
+        return counted
 
+    def _counted(self, name: str) -> Callable[..., Any]:
+        """The broker's ``name`` reporting its outcome to the breaker (an entry refused while the
+        breaker is not CLOSED)."""
         def counted(*args: Any, **kwargs: Any) -> Any:
-            if name == "market_order" and not self.breaker.allows_entries():
-                raise BrokerUnavailable(0, f"circuit breaker {self.breaker.name} is {self.breaker.state}: "
+            breaker = self.breaker
+            if name == "market_order" and not breaker.allows_entries():
+                raise BrokerUnavailable(0, f"circuit breaker {breaker.name} is {breaker.state}: "
                                            "entry not sent")
             try:
-                result = target(*args, **kwargs)
+                result = getattr(self._broker, name)(*args, **kwargs)
             except BrokerError as exc:
                 if is_link_failure(exc):
-                    self.breaker.record_failure(f"{name}: {exc}")
+                    breaker.record_failure(f"{name}: {exc}")
                 else:
-                    self.breaker.record_success()
+                    breaker.record_success()
                 raise
-            self.breaker.record_success()
+            breaker.record_success()
             return result
 
+        counted.__name__ = counted.__qualname__ = name
         return counted
