@@ -103,25 +103,25 @@ class Aggregate:
     unit: bool = False  # the recorded timeframe: bucket k is source bar k (first_bar = k, end_bar = k + 1)
 
 
+RunningFigures = tuple  # (high, low, tick_volume, spread, real_volume): indexable by source bar - offset
+
+
 @dataclass(frozen=True)
 class FormingIndex:
     """What a forming bar of an aggregate reads, one element at a time, as memoryviews (an
     element read gives the plain number ``.item()`` gives, at a fraction of its cost).
 
-    Per bucket: ``time``, ``first_bar``, ``end_bar``. Per source bar b: ``bucket`` (the bucket
-    it belongs to), and the bucket's figures over its bars up to b included (the bucket as a
-    forming bar shows it with b its newest bar): ``high``, ``low``, ``tick_volume``, ``spread``,
-    ``real_volume``; a forming bar reads one element instead of reducing a slice per call."""
+    Per bucket: ``time``, ``first_bar``, ``end_bar``. ``unit_runs``: for the recorded timeframe
+    (one source bar per bucket) the running figures of a bucket (its high, low, tick volume,
+    spread and real volume over its bars up to a given one) are that bar's own, so views of the
+    source columns; None for coarser timeframes, whose running figures ``SymbolMarket`` computes
+    for the one bucket forming (``_bucket_runs``): per source bar of every timeframe they would
+    cost more memory than the recording itself."""
 
     time: memoryview
     first_bar: memoryview
     end_bar: memoryview
-    bucket: memoryview
-    high: memoryview
-    low: memoryview
-    tick_volume: memoryview
-    spread: memoryview
-    real_volume: memoryview
+    unit_runs: RunningFigures | None = None
 
 
 @dataclass(frozen=True)
@@ -212,10 +212,12 @@ class PhaseSeries:
         if tf_ms == self.bar_ms:
             n = self.bars
             first = np.arange(n, dtype=np.int64)
-            forming = _forming_index(self.bar_time, first, first + 1, first, self.bar_high, self.bar_low,
-                                     self.bar_tick_volume, self.bar_spread, self.bar_real_volume)  # a bar per bucket
+            end = first + 1
+            runs = tuple(_scalars(column) for column in (self.bar_high, self.bar_low, self.bar_tick_volume,
+                                                          self.bar_spread, self.bar_real_volume))
+            forming = FormingIndex(_scalars(self.bar_time), _scalars(first), _scalars(end), runs)
             agg = Aggregate(self.bar_time, self.bar_open, self.bar_high, self.bar_low, self.bar_close,
-                            self.bar_tick_volume, self.bar_spread, self.bar_real_volume, first, first + 1,
+                            self.bar_tick_volume, self.bar_spread, self.bar_real_volume, first, end,
                             forming, unit=True)
         else:
             origin = SUNDAY_ORIGIN_MS if timeframe == c.TIMEFRAME_W1 else 0
@@ -232,37 +234,10 @@ class PhaseSeries:
                 tick_volume=np.add.reduceat(self.bar_tick_volume, starts),
                 spread=np.minimum.reduceat(self.bar_spread, starts),
                 real_volume=np.add.reduceat(self.bar_real_volume, starts),
-                first_bar=starts, end_bar=ends, forming=self._forming_index(time, starts, ends, tf_ms))
+                first_bar=starts, end_bar=ends, forming=FormingIndex(_scalars(time), _scalars(starts), _scalars(ends)))
         with self._agg_lock:
             self._aggregates[timeframe] = agg
         return agg
-
-    def _forming_index(self, bucket_time: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                       tf_ms: int) -> FormingIndex:
-        """The aggregate's ``FormingIndex``. The running figures: each bucket's bars laid out on
-        a (bucket, bar slot) grid (empty slots hold the operation's identity) and accumulated
-        along the slots; the accumulation applies the reduction's own ufunc to the same bars in
-        bar order, so each element is what reducing the bucket's slice up to that bar gives
-        (NaN included)."""
-        bucket = np.repeat(np.arange(len(starts), dtype=np.int64), ends - starts)
-        slot = (self.bar_time - bucket_time[bucket]) // self.bar_ms
-        shape = (len(starts), tf_ms // self.bar_ms)
-
-        def run(values: np.ndarray, ufunc: np.ufunc, identity: float | int) -> np.ndarray:
-            grid = np.full(shape, identity, dtype=values.dtype)
-            grid[bucket, slot] = values
-            return ufunc.accumulate(grid, axis=1)[bucket, slot]
-
-        return _forming_index(bucket_time, starts, ends, bucket,
-                              run(self.bar_high, np.maximum, -np.inf), run(self.bar_low, np.minimum, np.inf),
-                              run(self.bar_tick_volume, np.add, 0),
-                              run(self.bar_spread, np.minimum, np.iinfo(self.bar_spread.dtype).max),
-                              run(self.bar_real_volume, np.add, 0))
-
-
-def _forming_index(*columns: np.ndarray) -> FormingIndex:
-    """A ``FormingIndex`` over ``columns``, in its fields' order."""
-    return FormingIndex(*(_scalars(column) for column in columns))
 
 
 # ------------------------------------------------------------------------------------------
@@ -465,6 +440,7 @@ class SymbolMarket:
         self._aggregates: dict[int, Aggregate] = {}  # the series' ones, without its lock
         self._rates_tables: dict[int, tuple[np.ndarray, memoryview]] = {}  # timeframe -> (table, its bytes)
         self._row_blocks: dict[int, RowBlocks] = {}  # timeframe -> its table read as rows
+        self._runs: dict[int, tuple[Aggregate, int, RunningFigures]] = {}  # id(agg) -> (agg, bucket, figures)
         self._ticks_bytes: memoryview | None = None
 
     # --- phase mapping -----------------------------------------------------------------
@@ -565,8 +541,8 @@ class SymbolMarket:
         cycle = g0 // s.ticks
         i0, i1 = g0 - cycle * s.ticks, g1 - cycle * s.ticks
         if i1 <= s.ticks:  # the same values as the indexing below gives, without the index arrays
-            return TickSlice(self._virtual(s.tick_time[i0:i1], cycle), s.tick_bid[i0:i1], s.tick_ask[i0:i1],
-                             s.tick_jump[i0:i1])
+            return TickSlice(self._virtual(s.tick_time[i0:i1], cycle), _read_only(s.tick_bid[i0:i1]),
+                             _read_only(s.tick_ask[i0:i1]), _read_only(s.tick_jump[i0:i1]))
         idx = np.arange(g0, g1, dtype=np.int64)
         cycle = idx // s.ticks
         i = idx - cycle * s.ticks
@@ -653,7 +629,7 @@ class SymbolMarket:
         last source bar begun (a later bucket may have begun on the clock, but no recorded bar
         of it yet); -1 in the cycle when no bar of the period has begun yet."""
         cycle, _, b = self._bar_position(v_ms)
-        k = b if agg.unit or b < 0 else agg.forming.bucket[b]
+        k = b if agg.unit or b < 0 else bisect_right(agg.forming.first_bar, b) - 1  # the bucket holding bar b
         return cycle * len(agg.time) + k
 
     def first_bar_index(self, agg: Aggregate, v_ms: int) -> int:
@@ -741,7 +717,8 @@ class SymbolMarket:
         ``(time, open, high, low, close, tick_volume, spread, real_volume)`` of plain numbers with
         the values the MT5 array's fields hold (float64 prices, non-negative integer volumes and
         spreads); None when no source bar of it has begun (the table's row stands). The bucket's
-        complete bars are read from its ``FormingIndex``, the forming source bar from its ticks."""
+        complete bars are read from its running figures (``_bucket_runs``), the forming source bar
+        from its ticks."""
         s, sc, f = self.series, self._scalars, agg.forming
         if agg.unit:  # one source bar per bucket: begun or not
             b0 = k
@@ -753,11 +730,13 @@ class SymbolMarket:
             return None
         last = started - 1  # the newest source bar begun
         last_start = sc.bar_time[last]
+        offset, (run_high, run_low, run_volume, run_spread, run_real) = self._bucket_runs(agg, k, b0)
+        at = last - offset
         if phase >= last_start + s.bar_ms:  # every begun bar is complete
-            return (time_s, sc.bar_open[b0], f.high[last], f.low[last], sc.bar_close[last], f.tick_volume[last],
-                    f.spread[last], f.real_volume[last])
+            return (time_s, sc.bar_open[b0], run_high[at], run_low[at], sc.bar_close[last], run_volume[at],
+                    run_spread[at], run_real[at])
         if last > b0:  # the bucket's complete bars before the forming one
-            high, low, volume = f.high[last - 1], f.low[last - 1], f.tick_volume[last - 1]
+            high, low, volume = run_high[at - 1], run_low[at - 1], run_volume[at - 1]
         else:
             high, low, volume = -math.inf, math.inf, 0
         open_price, p_max, p_min, close, count = self._forming_bar(last, phase, cycle)
@@ -776,7 +755,28 @@ class SymbolMarket:
         else:  # the ticks seen so far (a bar exists from its first tick on)
             volume += count if count > 1 else 1
         first_open = open_price if last == b0 else sc.bar_open[b0]
-        return time_s, first_open, high, low, close, volume, f.spread[last], f.real_volume[last]
+        return time_s, first_open, high, low, close, volume, run_spread[at], run_real[at]
+
+    def _bucket_runs(self, agg: Aggregate, k: int, b0: int) -> tuple[int, RunningFigures]:
+        """(offset, figures): bucket ``k``'s running high, low, tick volume, spread and real volume
+        over its source bars up to bar b (read at ``b - offset``). The recorded timeframe's are
+        the bars' own; a coarser bucket's are accumulated once, when it is first read forming
+        (the last one is kept: reads at every step ask for the same bucket until it completes),
+        with the reductions' own ufuncs over the bars in order, so each is what reducing the
+        bucket's slice up to that bar gives (NaN included), as the table's row gives at its end."""
+        unit_runs = agg.forming.unit_runs
+        if unit_runs is not None:
+            return 0, unit_runs
+        kept = self._runs.get(id(agg))
+        if kept is not None and kept[0] is agg and kept[1] == k:
+            return b0, kept[2]
+        s, b1 = self.series, agg.forming.end_bar[k]
+        figures = (np.maximum.accumulate(s.bar_high[b0:b1]).tolist(), np.minimum.accumulate(s.bar_low[b0:b1]).tolist(),
+                   np.add.accumulate(s.bar_tick_volume[b0:b1]).tolist(),
+                   np.minimum.accumulate(s.bar_spread[b0:b1]).tolist(),
+                   np.add.accumulate(s.bar_real_volume[b0:b1]).tolist())
+        self._runs[id(agg)] = (agg, k, figures)
+        return b0, figures
 
     def _forming_bar(self, b: int, phase: int, cycle: int) -> tuple[float, float, float, float, int]:
         """(open, max, min and last of the bids so far, how many) of source bar ``b`` still forming
@@ -899,6 +899,13 @@ def _bisect_near(values: memoryview, x: int, lo: int) -> int:
 
 
 SMALL_REDUCE = 16  # below this length, Python's max/min over a list beat two numpy reductions
+
+
+def _read_only(view: np.ndarray) -> np.ndarray:
+    """``view`` (of a recording every terminal and alias in the process shares) made read-only:
+    a caller writing into it would rewrite the market for all of them; now it raises."""
+    view.flags.writeable = False
+    return view
 
 
 def _max_min_last(values: np.ndarray) -> tuple[float, float, float]:

@@ -17,6 +17,7 @@ from execution.simterminal import SimTerminal
 from execution.simterminal import constants as c
 from execution.simterminal.market import TIMEFRAME_MS, SymbolMarket, _max_min_last, series_from_ticks
 from execution.simterminal.types import RATES_DTYPE
+from tests.sim.helpers import DATA
 from monitors.clock import FakeClock
 
 TIMEFRAMES = (c.TIMEFRAME_M1, c.TIMEFRAME_M5, c.TIMEFRAME_M15, c.TIMEFRAME_H1, c.TIMEFRAME_H4, c.TIMEFRAME_D1,
@@ -199,24 +200,30 @@ def test_rate_rows_answer_as_the_array_does(mt5: SimTerminal) -> None:
         assert mt5.copy_rates_from_pos_rows(*args) is None and mt5.last_error() == refused, args
 
 
-def test_forming_index_runs_equal_the_bucket_slice_reductions(mt5: SimTerminal) -> None:
-    """Each source bar's running figures are its bucket's bars up to it, reduced (NaN, gaps too)."""
+def test_bucket_runs_equal_the_bucket_slice_reductions(mt5: SimTerminal) -> None:
+    """Each source bar's running figures are its bucket's bars up to it, reduced (NaN, gaps too),
+    and ``last_bar_index`` finds the bucket holding a bar."""
+    from bisect import bisect_right
     market = mt5._markets["XAUUSD"]
     s = market.series
     for timeframe in TIMEFRAMES:
         agg = market.aggregate(timeframe)
         f = agg.forming
-        for b in random.Random(timeframe).sample(range(s.bars), 300):
-            k = f.bucket[b]
+        for b in sorted(random.Random(timeframe).sample(range(s.bars), 300)):
+            k = b if agg.unit else bisect_right(f.first_bar, b) - 1
             b0 = agg.first_bar.item(k)
             assert b0 <= b < agg.end_bar.item(k) and f.first_bar[k] == b0 and f.time[k] == agg.time.item(k)
-            assert f.high[b] == s.bar_high[b0:b + 1].max() and f.low[b] == s.bar_low[b0:b + 1].min()
-            assert f.tick_volume[b] == s.bar_tick_volume[b0:b + 1].sum()
-            assert f.spread[b] == s.bar_spread[b0:b + 1].min() and f.real_volume[b] == s.bar_real_volume[b0:b + 1].sum()
+            offset, (high, low, volume, spread, real) = market._bucket_runs(agg, k, b0)
+            at = b - offset
+            assert high[at] == s.bar_high[b0:b + 1].max() and low[at] == s.bar_low[b0:b + 1].min()
+            assert volume[at] == s.bar_tick_volume[b0:b + 1].sum()
+            assert spread[at] == s.bar_spread[b0:b + 1].min() and real[at] == s.bar_real_volume[b0:b + 1].sum()
+            assert type(high[at]) is float and type(volume[at]) is int and type(spread[at]) is int
 
 
-def test_forming_index_runs_carry_nan_as_the_reductions_do() -> None:
-    from execution.simterminal.market import PhaseSeries
+def test_bucket_runs_carry_nan_as_the_reductions_do() -> None:
+    from execution.simterminal.market import PhaseSeries, SymbolMarket
+    from execution.simterminal.symbols import load_symbol_specs
     bar_time = np.arange(6, dtype=np.int64) * 60_000
     high = np.array([1.0, np.nan, 2.0, 3.0, 1.0, 5.0])
     series = PhaseSeries(
@@ -226,9 +233,41 @@ def test_forming_index_runs_carry_nan_as_the_reductions_do() -> None:
         bar_first_tick=np.arange(6, dtype=np.int64), recorded_tick_volume=True, tick_time=bar_time, tick_bid=high,
         tick_ask=high, tick_flags=np.zeros(6, dtype=np.uint32), tick_jump=np.ones(6, dtype=bool),
         generated_ticks=False)
-    f = series.aggregate(c.TIMEFRAME_M5).forming
-    assert f.high[0] == 1.0 and all(np.isnan(f.high[b]) for b in range(1, 5)) and f.high[5] == 5.0
-    assert [f.spread[b] for b in range(6)] == [0, 0, 0, 0, 0, 5]
+    spec = load_symbol_specs(DATA / "sim_symbols.json")["XAUUSD"]
+    market = SymbolMarket("XAUUSD", spec, series, 0)
+    agg = market.aggregate(c.TIMEFRAME_M5)
+    offset, (run_high, _, _, run_spread, _) = market._bucket_runs(agg, 0, 0)
+    assert offset == 0 and run_high[0] == 1.0 and all(np.isnan(run_high[b]) for b in range(1, 5))
+    assert run_spread == [0, 0, 0, 0, 0]
+    offset, (run_high, _, _, run_spread, _) = market._bucket_runs(agg, 1, 5)  # the next bucket: bar 5 alone
+    assert offset == 5 and run_high == [5.0] and run_spread == [5]
+
+
+def test_coarse_timeframes_keep_no_figures_per_source_bar() -> None:
+    """A coarse timeframe's aggregate holds per-bucket arrays only: its memory does not grow with
+    the source bars (running figures were once kept per source bar and timeframe: 17 MB for H1
+    over a year of M1), and building it allocates no (bucket x slot) grid."""
+    import tracemalloc
+    from execution.simterminal.market import PhaseSeries
+    minutes = np.arange(365 * 1440, dtype=np.int64)
+    bar_time = minutes[(minutes // 1440) % 7 < 5] * 60_000  # a year of weekday M1 bars
+    n = len(bar_time)
+    flat = np.full(n, 100.0)
+    series = PhaseSeries(
+        period_ms=53 * 7 * 86_400_000, window_ms=0, first_ms=0, bar_ms=60_000, server_offset_ms=0,
+        bar_time=bar_time, bar_open=flat, bar_high=flat, bar_low=flat, bar_close=flat,
+        bar_tick_volume=np.ones(n, dtype=np.uint64), bar_spread=np.zeros(n, dtype=np.int32),
+        bar_real_volume=np.zeros(n, dtype=np.uint64), bar_first_tick=np.arange(n, dtype=np.int64),
+        recorded_tick_volume=True, tick_time=bar_time, tick_bid=flat, tick_ask=flat,
+        tick_flags=np.zeros(n, dtype=np.uint32), tick_jump=np.ones(n, dtype=bool), generated_ticks=False)
+    tracemalloc.start()
+    try:
+        series.aggregate(c.TIMEFRAME_H1)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert kept < 2_000_000, kept  # 6,240 buckets: a few per-bucket arrays
+    assert peak < 12 * n, peak  # the reduceat temporaries, no per-bar grid
 
 
 def test_row_blocks_answer_as_the_table_slice_does(mt5: SimTerminal) -> None:
@@ -290,6 +329,17 @@ def test_tick_slice_inside_a_cycle_equals_the_indexed_ticks(mt5: SimTerminal) ->
                     s.tick_jump[i])
         for got, want in zip((fast.time_ms, fast.bid, fast.ask, fast.jump), expected):
             assert _same(np.asarray(got), want) or (not len(want) and not len(got)), (g0, g1)
+
+
+def test_tick_slice_prices_cannot_be_written_through(mt5: SimTerminal) -> None:
+    """The views of the shared recording are read-only: a write raises instead of rewriting the
+    market for every terminal and alias in the process."""
+    market = mt5._markets["XAUUSD"]
+    ticks, before = market.tick_slice(10, 20), market.quote_at_index(10).bid
+    for column in (ticks.bid, ticks.ask, ticks.jump):
+        with pytest.raises(ValueError):
+            column[0] = 0
+    assert market.quote_at_index(10).bid == before
 
 
 def test_faults_idle_follows_every_change(mt5: SimTerminal, clock: FakeClock) -> None:
