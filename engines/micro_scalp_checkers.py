@@ -128,7 +128,7 @@ def _spread_median_check(f: Features, p: MicroScalpParams,
     None when it does not apply."""
     maximum = p.max_spread_median_ratio
     if maximum is None or spread_stats is None or spread_stats.samples < p.spread_min_samples \
-            or spread_stats.median <= 0:
+            or not spread_stats.median > 0:  # (a NaN median, too: the gate does not apply)
         return None
     return f.spread / spread_stats.median, spread_stats.median, maximum
 

@@ -307,6 +307,8 @@ def test_quiet_checks_equal_explaining_ones(checker):
     (SpreadStats(0.02, 0.004, 0.02, 50), "L1.spread_median"),   # 5x the median: the median check fails
     (SpreadStats(0.02, 0.02, 0.02, 50), None),
     (SpreadStats(0.02, 0.004, 0.02, 5), None),                   # too few samples: not checked
+    (SpreadStats(0.02, float("nan"), 0.02, 50), None),           # no median to compare with: not checked
+    (SpreadStats(0.02, 0.0, 0.02, 50), None),
 ])
 def test_quiet_layer1_equals_the_explaining_one(stats, failed):
     f = features(EDGE_ROWS, bid=100.04, ask=100.06)
