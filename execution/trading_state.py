@@ -93,22 +93,8 @@ def _day(local_date: date, zone: str) -> tuple[str, datetime]:
     return local_date.isoformat(), next_midnight.astimezone(timezone.utc)
 
 
-def freshest_feed(feed_health: dict[str, Any], now: datetime) -> tuple[float, str] | None:
-    """(lag in seconds beyond its timeframe, key) of the freshest feed; None without feed data."""
-    feeds = (feed_health or {}).get("feeds") or {}
-    lags = []
-    for key, info in feeds.items():
-        last_bar = (info or {}).get("last_bar")
-        if not last_bar:
-            continue
-        timeframe = key.rsplit(":", 1)[-1]
-        lag = (now - datetime.fromisoformat(last_bar)).total_seconds() - TIMEFRAME_SECONDS.get(timeframe, 60)
-        lags.append((lag, key))
-    return min(lags) if lags else None
-
-
 def feed_detail(freshest: tuple[float, str] | None, limit_seconds: float) -> str:
-    """The stale-data detail for ``freshest`` (as ``freshest_feed`` gives it): only needed when the
+    """The stale-data detail for ``freshest`` (as ``_freshest_bar`` gives it): only needed when the
     stale-data lock changes, so made apart."""
     if freshest is None:
         return "no feed data yet"
@@ -131,14 +117,13 @@ class TradingGuard:
                  journal: Any = None, events: Callable[[str, dict[str, Any]], None] | None = None,
                  account: Callable[[], AccountInfo] | None = None,
                  closed_trades: Callable[[], Iterable[Any]] | None = None,
-                 feeds: Callable[[], dict[str, Any]] | None = None, breaker: Any = None,
-                 bar_times: Callable[[], dict[tuple[str, str], int | None]] | None = None) -> None:
+                 bar_times: Callable[[], dict[tuple[str, str], int | None]] | None = None,
+                 breaker: Any = None) -> None:
         """``account``: equity for the daily loss and drawdown (``broker.account``);
         ``closed_trades``: the newest closed trades, oldest first (loss streak): at least
         ``STREAK_TRADES`` of them, e.g. ``registry.recent_closed(STREAK_TRADES)``;
-        ``feeds``: ``bar_feed.health`` (stale data); ``breaker``: subscribed to;
-        ``bar_times``: ``bar_feed.last_bar_times``, read instead of ``feeds`` when given: the same
-        judgement without the health document (the backtest steps the guard at every bar)."""
+        ``bar_times``: ``bar_feed.last_bar_times`` (stale data: the newest bar's open time per
+        feed, no health document to parse at every step); ``breaker``: subscribed to."""
         self.store = store
         self._config = config
         self.clock = clock
@@ -146,7 +131,6 @@ class TradingGuard:
         self._events = events or (lambda kind, data: None)
         self._account = account
         self._closed_trades = closed_trades
-        self._feeds = feeds
         self._bar_times = bar_times
         self._bar_opens: dict[tuple[str, str], tuple[int, datetime, int, str]] = {}  # (epoch s, open, tf s, name)
         self._day_span: tuple[str, datetime, str, datetime] | None = None  # see _trading_day
@@ -306,11 +290,10 @@ class TradingGuard:
                 account = self._account()
             except BrokerError as exc:  # no equity, no verdict: never lock or unlock on missing data
                 log.debug("trading guard: no account figures this step: %s", exc)
-        feeds = None  # the health document, or the bar times when given
-        source = self._bar_times or self._feeds
-        if source is not None and config.stale_data_seconds is not None:
+        times = None  # the newest bar per feed
+        if self._bar_times is not None and config.stale_data_seconds is not None:
             try:
-                feeds = source()
+                times = self._bar_times()
             except Exception as exc:
                 log.warning("trading guard: feed health unavailable: %s", exc)
         closed = list(self._closed_trades()) if self._closed_trades is not None else None
@@ -325,9 +308,9 @@ class TradingGuard:
             if config.stale_data_seconds is None:
                 if "stale_data" in self._locks:
                     self._clear_lock("stale_data", "stale-data check switched off", now)
-            elif feeds is not None:
+            elif times is not None:
                 limit = config.stale_data_seconds
-                freshest = self._freshest_bar(feeds, now) if self._bar_times else freshest_feed(feeds, now)
+                freshest = self._freshest_bar(times, now)
                 stale = freshest is not None and freshest[0] > limit
                 if stale and "stale_data" not in self._locks:
                     self._set_lock("stale_data", REDUCING, feed_detail(freshest, limit), now)
@@ -336,8 +319,9 @@ class TradingGuard:
         self._flush()
 
     def _freshest_bar(self, times: dict[tuple[str, str], int | None], now: datetime) -> tuple[float, str] | None:
-        """``freshest_feed`` from ``bar_times``: the open datetimes are kept per feed and made
-        again only when its newest bar changes (the same values ``health()`` parses back)."""
+        """(lag in seconds beyond its timeframe, "SYMBOL:TF") of the freshest feed, None without
+        bars. The open datetimes are kept per feed and made again only when its newest bar
+        changes."""
         opens = self._bar_opens
         lags = []
         for key, opened in times.items():

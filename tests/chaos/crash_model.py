@@ -200,7 +200,7 @@ def build_world(snapshot: ConfigSnapshot, runtime: Path, clock: FakeClock) -> Wo
     breaker = CircuitBreaker("broker", clock, reliability, events=sink, journal=journal)
     trade_broker = BreakerBroker(broker, breaker)
     guard = TradingGuard(store, reliability, clock, journal=journal, events=sink, account=trade_broker.account,
-                         closed_trades=registry.closed_trades, feeds=lambda: {}, breaker=breaker)
+                         closed_trades=registry.closed_trades, bar_times=lambda: {}, breaker=breaker)
     executor = Executor(trade_broker, registry, risk, journal, lambda: holder.current, clock, events=sink,
                         sleep=clock.advance, trading_state=guard)
     reconciler = Reconciler(trade_broker, registry, journal, lambda: holder.current, clock, executor=executor,

@@ -38,7 +38,7 @@ def test_a_restart_after_a_broker_outage_does_not_leave_entries_blocked_forever(
     breaker = CircuitBreaker("broker", rig.clock, config)
     BreakerBroker(rig.stack.broker, breaker)
     guard = TradingGuard(store, config, rig.clock, account=rig.stack.broker.account,
-                         closed_trades=rig.stack.registry.closed_trades, feeds=lambda: {}, breaker=breaker)
+                         closed_trades=rig.stack.registry.closed_trades, bar_times=lambda: {}, breaker=breaker)
     rig.clock.advance(3600)
     guard.step()
     assert breaker.state == "CLOSED"

@@ -29,7 +29,7 @@ class Rig:
     executor: Executor
     reconciler: Reconciler
     events: list
-    feeds: dict
+    bar_times: dict  # what the guard reads as the bar feeds' newest bars (none unless a test adds them)
 
     @property
     def clock(self) -> FakeClock:
@@ -117,17 +117,17 @@ def build_rig(tmp_path: Path, reliability: dict | None = None, bot_changes: dict
     config = lambda: stack.holder.current.bot.reliability  # noqa: E731
     breaker = CircuitBreaker("broker", stack.clock, config, events=sink, journal=stack.journal)
     broker = BreakerBroker(stack.broker, breaker)
-    feeds: dict = {}
+    bar_times: dict = {}
     guard = TradingGuard(stack.store, config, stack.clock, journal=stack.journal, events=sink,
                          account=broker.account, closed_trades=stack.registry.closed_trades,
-                         feeds=lambda: feeds, breaker=breaker)
+                         bar_times=lambda: bar_times, breaker=breaker)
     executor = Executor(broker, stack.registry, stack.risk, stack.journal, lambda: stack.holder.current, stack.clock,
                         events=sink, sleep=stack.clock.advance, trading_state=guard)
     reconciler = Reconciler(broker, stack.registry, stack.journal, lambda: stack.holder.current, stack.clock,
                             executor=executor, events=sink, trading_state=guard)
     breaker.subscribe(reconciler.on_breaker_change)
     executor.on_fill = reconciler.request
-    return Rig(stack, breaker, broker, guard, executor, reconciler, events, feeds)
+    return Rig(stack, breaker, broker, guard, executor, reconciler, events, bar_times)
 
 
 def set_reliability(rig: Rig, **changes: Any) -> None:

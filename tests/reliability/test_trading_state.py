@@ -11,7 +11,6 @@ import pytest
 from execution.trading_state import ACTIVE, HALTED, REDUCING, TradingGuard, day_of
 from feeds.bar_feed import BarFeed
 from state.registry import Trade
-from state.store import StateStore
 from tests.reliability.rig import Rig, account, build_rig, set_reliability
 
 RISKY = {"risk": {"max_open_total": 50, "max_open_per_symbol": 20, "max_open_per_strategy": 40,
@@ -181,7 +180,7 @@ def test_stale_data_on_every_feed_reduces_until_a_feed_is_fresh(tmp_path: Path) 
     rig = build_rig(tmp_path, reliability={"stale_data_seconds": 120})
     feed = BarFeed(rig.stack.broker, rig.clock, lambda: [("XAUUSD", "M1"), ("EURUSD", "M1")])
     guard = TradingGuard(rig.stack.store, lambda: rig.stack.holder.current.bot.reliability, rig.clock,
-                         journal=rig.journal, feeds=feed.health)
+                         journal=rig.journal, bar_times=feed.last_bar_times)
     feed.step(rig.clock.now())
     guard.step(rig.clock.now())
     assert guard.state == ACTIVE
@@ -256,26 +255,6 @@ def test_a_lowered_streak_count_locks_at_once_without_a_new_trade(tmp_path: Path
     set_reliability(rig, loss_streak_count=2)
     rig.guard.step(rig.clock.now())
     assert rig.guard.state == REDUCING and "2 losing trades in a row" in rig.guard.reason
-
-
-def test_bar_times_judge_stale_data_as_the_health_document_does(tmp_path: Path) -> None:
-    """The backtest's ``bar_times`` source: the same locks, reasons and journal as ``feeds``."""
-    rig = build_rig(tmp_path, reliability={"stale_data_seconds": 120})
-    feed = BarFeed(rig.stack.broker, rig.clock, lambda: [("XAUUSD", "M1"), ("EURUSD", "M1"), ("XAUUSD", "M5")])
-    config = lambda: rig.stack.holder.current.bot.reliability  # noqa: E731
-    guards = [TradingGuard(StateStore(tmp_path / name), config, rig.clock, **source)
-              for name, source in (("health", {"feeds": feed.health}), ("times", {"bar_times": feed.last_bar_times}))]
-    feed.step(rig.clock.now())
-    rig.terminal.faults.schedule("stale_quotes", seconds=600)
-    seen = []
-    for _ in range(30):
-        rig.clock.advance(30)
-        feed.step(rig.clock.now())
-        for guard in guards:
-            guard.step(rig.clock.now())
-        seen.append([(guard.state, guard.reason, guard.health()["history"]) for guard in guards])
-    assert all(health == times for health, times in seen)
-    assert {state for (state, _, _), _ in seen} == {ACTIVE, REDUCING}
 
 
 def test_the_guards_day_is_day_of_at_every_step() -> None:
