@@ -26,8 +26,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import reduce
-from itertools import repeat
-from operator import add as _add, mul as _mul, sub as _sub
+from operator import add as _add
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -37,7 +36,7 @@ __all__ = [
     "session_ids", "session_vwap", "VwapBands", "swing_pivots", "average_range", "adx", "AdxResult",
     "AtrState", "EmaState", "RsiState", "VwapState", "AdxState", "window_view", "row_mean_std",
     "wilder_list", "wilder_continue", "true_range_step", "last_session_vwap", "pairwise_sum",
-    "bollinger_width_step",
+    "bollinger_width_step", "mean_std",
 ]
 
 _NAN = float("nan")
@@ -513,15 +512,11 @@ class EmaState:
         _check_period(self.period)
 
     def update(self, value: float) -> float:
-        if math.isnan(self.value):
-            self.value = float(value)
-        else:
-            self.value = self.value + (2.0 / (self.period + 1.0)) * (value - self.value)
-        return self.value
+        return self.update_all([value])
 
     def update_all(self, values: list[float], start: int = 0, stop: int | None = None) -> float:
-        """``update`` with each of ``values[start:stop]`` (plain floats) in turn, without a call per
-        value (nor a copy of the range)."""
+        """The EMA after each of ``values[start:stop]`` in turn (the first value starts it), without
+        a call per value (nor a copy of the range)."""
         current, alpha = self.value, 2.0 / (self.period + 1.0)
         for i in range(start, len(values) if stop is None else stop):
             value = values[i]
@@ -589,27 +584,14 @@ class VwapState:
 
     def update(self, time_s: int, high: float, low: float, close: float, volume: float
                ) -> tuple[float, float]:
-        sid = (int(time_s) - self.anchor_hour_utc * 3600) // 86400
-        typical = (high + low + close) / 3.0
-        if sid != self.session:
-            self.session = sid
-            self.ref = typical
-            self.cum_w = self.cum_n = self.cum_dw = self.cum_d2w = self.cum_d = self.cum_d2 = 0.0
-        dev = typical - self.ref
-        weight = volume if volume > 0 else 0.0
-        self.cum_w += weight
-        self.cum_n += 1.0
-        self.cum_dw += weight * dev
-        self.cum_d2w += weight * dev * dev
-        self.cum_d += dev
-        self.cum_d2 += dev * dev
-        return self.value
+        vwaps, _, std = self.update_all([time_s], [high], [low], [close], [volume], 0, 1)
+        return vwaps[0], std
 
     def update_all(self, times: list[int], highs: list[float], lows: list[float], closes: list[float],
                    volumes: list[float], start: int, stop: int) -> tuple[list[float], int, float]:
-        """``update`` with bars ``start..stop-1`` of the lists (plain numbers) in turn, on locals
-        instead of attributes (the same steps in the same order): (each bar's VWAP, the index of
-        the last bar that began a session or -1, the std after the last bar)."""
+        """The session VWAP after each bar ``start..stop-1`` of the lists (plain numbers) in turn,
+        on locals instead of attributes: (each bar's VWAP, the index of the last bar that began a
+        session or -1, the std after the last bar)."""
         anchor_s, session, ref = self.anchor_hour_utc * 3600, self.session, self.ref
         cum_w, cum_n, cum_dw, cum_d2w, cum_d, cum_d2 = (self.cum_w, self.cum_n, self.cum_dw, self.cum_d2w,
                                                         self.cum_d, self.cum_d2)
@@ -696,20 +678,20 @@ def _pairwise_short(v: list[float], n: int) -> float:
                   + (((v[4] + v[12]) + (v[5] + v[13])) + ((v[6] + v[14]) + (v[7] + v[15]))))
 
 
+def mean_std(window: list[float]) -> tuple[float, float]:
+    """``row_mean_std`` of one row (mean, population sigma) on plain floats: the same pairwise
+    sums, squared deviations and divisions, so the same bits (see ``pairwise_sum``)."""
+    count = len(window)
+    mean = pairwise_sum(window) / count
+    squares = [(deviation := value - mean) * deviation for value in window]
+    return mean, math.sqrt(pairwise_sum(squares) / count)
+
+
 def bollinger_width_step(window: list[float], num_std: float) -> float:
     """(upper - lower) / middle of ONE complete Bollinger window (``period`` closes, oldest
-    first) on plain floats, with ``row_mean_std``'s steps (pairwise sums, population std), so the
-    value is the one the array path gives for that bar."""
-    count = len(window)
-    if 8 <= count < 24:  # the usual periods: ``pairwise_sum``'s short path without its wrappers
-        mean = (0.0 + _pairwise_short(window, count)) / count
-        squares = [(deviation := value - mean) * deviation for value in window]
-        std = math.sqrt((0.0 + _pairwise_short(squares, count)) / count)
-    else:
-        mean = pairwise_sum(window) / count
-        deviations = list(map(_sub, window, repeat(mean, count)))
-        squares = list(map(_mul, deviations, deviations))
-        std = math.sqrt(pairwise_sum(squares) / count)
+    first) on plain floats, with ``row_mean_std``'s steps (``mean_std``), so the value is the one
+    the array path gives for that bar."""
+    mean, std = mean_std(window)
     band = num_std * std
     width = (mean + band) - (mean - band)
     if mean == 0.0:  # numpy's inf/NaN instead of Python's ZeroDivisionError
@@ -759,8 +741,9 @@ class AdxState:
 
     def update_all(self, highs: list[float], lows: list[float], closes: list[float], start: int = 0,
                    stop: int | None = None) -> float:
-        """``update`` with each bar ``start..stop-1`` of ``highs``, ``lows`` and ``closes`` (plain
-        floats) in turn: the same steps, on locals instead of attributes (and no copies of the range)."""
+        """The ADX after each bar ``start..stop-1`` of ``highs``, ``lows`` and ``closes`` in turn
+        (Wilder's smoothing of +DM, -DM and the true range), on locals instead of attributes (and no
+        copies of the range). Raises ValueError unless ``ready`` (see ``from_arrays``)."""
         period, prev_high, prev_low, prev_close = self.period, self.prev_high, self.prev_low, self.prev_close
         s_tr, s_plus, s_minus, value = self.s_tr, self.s_plus, self.s_minus, self.value
         for i in range(start, len(highs) if stop is None else stop):
@@ -788,23 +771,4 @@ class AdxState:
         return value
 
     def update(self, high: float, low: float, close: float) -> float:
-        if math.isnan(self.value):  # not ``ready``
-            raise ValueError("AdxState.update needs a ready state (see from_arrays)")
-        up, down = high - self.prev_high, self.prev_low - low
-        plus_dm = up if up > down and up > 0 else 0.0
-        minus_dm = down if down > up and down > 0 else 0.0
-        tr = true_range_step(high, low, self.prev_close)
-        period = self.period
-        self.s_tr = s_tr = self.s_tr + (tr - self.s_tr) / period
-        self.s_plus = self.s_plus + (plus_dm - self.s_plus) / period
-        self.s_minus = self.s_minus + (minus_dm - self.s_minus) / period
-        if math.isnan(s_tr):
-            dx = _NAN
-        else:
-            plus_di = 100.0 * self.s_plus / s_tr if s_tr > 0 else 0.0
-            minus_di = 100.0 * self.s_minus / s_tr if s_tr > 0 else 0.0
-            di_sum = plus_di + minus_di
-            dx = 100.0 * abs(plus_di - minus_di) / di_sum if di_sum > 0 else 0.0
-        self.value = self.value + (dx - self.value) / period
-        self.prev_high, self.prev_low, self.prev_close = high, low, close
-        return self.value
+        return self.update_all([high], [low], [close])

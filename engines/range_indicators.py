@@ -21,7 +21,7 @@ from functools import lru_cache
 import numpy as np
 
 from engines.frozen import direct_init
-from engines.indicators import pairwise_sum, sma, swing_pivots, true_range, true_range_step, window_view
+from engines.indicators import mean_std, pairwise_sum, sma, swing_pivots, true_range, true_range_step, window_view
 
 __all__ = ["mean_atr", "stochastic", "rolling_vwap", "candle_cvd", "ema_direction", "mean_atr_last", "bollinger_last",
            "stochastic_last", "rsi_last", "rsi_estimate", "session_vwap_last", "last_session_sums", "VwapSums",
@@ -66,19 +66,10 @@ def bollinger_last(close: np.ndarray, period: int = 20, num_std: float = 2.0) ->
     close = np.asarray(close, dtype=np.float64)
     if len(close) < period:
         return _NAN, _NAN, _NAN, _NAN
-    middle, sigma = _mean_std(close[len(close) - period:].tolist())
+    middle, sigma = mean_std(close[len(close) - period:].tolist())
     upper = middle + num_std * sigma
     lower = middle - num_std * sigma
     return middle, upper, lower, _divide(upper - lower, middle)
-
-
-def _mean_std(window: list[float]) -> tuple[float, float]:
-    """``row_mean_std`` of one row (population sigma) on plain floats: the same pairwise sums,
-    squared deviations and divisions, so the same bits (see ``pairwise_sum``)."""
-    count = len(window)
-    mean = pairwise_sum(window) / count
-    squares = [(value - mean) * (value - mean) for value in window]
-    return mean, math.sqrt(pairwise_sum(squares) / count)
 
 
 def stochastic(high: np.ndarray, low: np.ndarray, close: np.ndarray, k_period: int = 14,
