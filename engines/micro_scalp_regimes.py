@@ -404,7 +404,7 @@ def _best(scores: dict[str, RegimeScore]) -> str:
     best, best_confidence = NONE, 0.0
     for name in REGIMES:
         score = scores[name]
-        if score.confidence >= score.threshold and (best == NONE or score.confidence > best_confidence):
+        if score.detected and (best == NONE or score.confidence > best_confidence):
             best, best_confidence = name, score.confidence
     return best
 
