@@ -79,12 +79,9 @@ def bars_needed(params: MicroScalpParams, now: datetime) -> int:
 
 
 def _failing_reason(reasons: Sequence[str], failed: str) -> str:
-    """The last reason of the failing layer (``"<failed>: ..."``), else the last reason. A quiet
-    evaluation brings the failing reason last, so the last one is tried first: the scan
-    backwards would stop at it too."""
+    """The last reason of the failing layer (``"<failed>: ..."``), else the last reason (a quiet
+    evaluation brings only that one)."""
     prefix = f"{failed}:"
-    if reasons and reasons[-1].startswith(prefix):
-        return reasons[-1]
     return next((r for r in reversed(reasons) if r.startswith(prefix)), reasons[-1] if reasons else "")
 
 
