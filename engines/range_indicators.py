@@ -145,6 +145,7 @@ def _wilder_weights(period: int, count: int) -> np.ndarray:
     weights = np.empty(count)
     weights[:period] = keep ** steps / period  # the seed mean, decayed by every later step
     weights[period:] = keep ** np.arange(steps - 1, -1, -1, dtype=np.float64) / period
+    weights.flags.writeable = False  # shared by every caller through the cache
     return weights
 
 
