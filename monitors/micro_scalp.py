@@ -42,6 +42,7 @@ from config.micro_scalp_model import MicroScalpConfig, MicroScalpParams
 from config.watcher import ConfigHolder
 from engines.bars import BarSeries
 from engines.micro_scalp import evaluate
+from engines.spread import SpreadStats
 from engines.types import TradeIdea
 from execution.errors import BrokerError
 from feeds.bar_feed import BadBars
@@ -82,7 +83,36 @@ def _failing_reason(reasons: Sequence[str], failed: str) -> str:
     """The last reason of the failing layer (``"<failed>: ..."``), else the last reason (a quiet
     evaluation brings only that one)."""
     prefix = f"{failed}:"
-    return next((r for r in reversed(reasons) if r.startswith(prefix)), reasons[-1] if reasons else "")
+    for reason in reversed(reasons):
+        if reason.startswith(prefix):
+            return reason
+    return reasons[-1] if reasons else ""
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolPlan:
+    """What one config snapshot fixes for one symbol, worked out once per snapshot instead of at
+    every step (a snapshot changes only on a config reload): the merged parameters (merging
+    validates, which costs), the enabled gate's refusal, and the session gate's answer for each
+    UTC hour (``now.hour`` is all it reads) with the windows as its refusal prints them."""
+
+    params: MicroScalpParams
+    switched_off: str | None
+    in_session: tuple[bool, ...]  # by UTC hour 0-23
+    windows: str
+
+    @classmethod
+    def build(cls, config: MicroScalpConfig, symbol: str) -> "SymbolPlan":
+        params = config.for_symbol(symbol)  # a symbol no longer listed gets the defaults
+        if not config.enabled:
+            switched_off: str | None = "micro_scalp.json enabled is false"
+        elif symbol not in config.symbols or not params.enabled:
+            switched_off = f"{symbol} is switched off in micro_scalp.json"
+        else:
+            switched_off = None
+        sessions = params.trading_sessions_utc
+        return cls(params, switched_off, tuple(in_sessions(hour, sessions) for hour in range(24)),
+                   ", ".join(f"{a:02d}-{b:02d}" for a, b in sessions))
 
 
 @dataclass(slots=True)
@@ -91,11 +121,13 @@ class _Check:
 
     symbol: str
     config: MicroScalpConfig
+    plan: SymbolPlan
     params: MicroScalpParams
     state: SymbolState
     now: datetime
     bars: BarSeries | None = None
     quote: Any = None
+    spread_stats: SpreadStats | None = None  # the tracker's figures with this quote, once the spread gate passed
 
 
 class MicroScalpMonitor:
@@ -130,8 +162,8 @@ class MicroScalpMonitor:
             self.state.stats = MicroScalpStats(store or registry.store, registry, save)
         self.stats: MicroScalpStats = self.state.stats
         self.exits = ExitManager(executor, registry, broker, self.state.exit_counters)
-        self._params_of: Any = None
-        self._params: dict[str, MicroScalpParams] = {}
+        self._plans_of: Any = None
+        self._plans: dict[str, SymbolPlan] = {}
         self._gates: tuple[tuple[str, Callable[[_Check], str | None]], ...] = (
             ("enabled", self._gate_enabled),
             ("session", self._gate_session),
@@ -149,15 +181,18 @@ class MicroScalpMonitor:
         return self.holder.current.micro_scalp.interval_seconds
 
     # ------------------------------------------------------------------ config
+    def plan(self, config: MicroScalpConfig, symbol: str) -> SymbolPlan:
+        """The symbol's ``SymbolPlan`` for this config snapshot, built once per snapshot."""
+        if self._plans_of is not config:
+            self._plans_of, self._plans = config, {}
+        plan = self._plans.get(symbol)
+        if plan is None:
+            plan = self._plans[symbol] = SymbolPlan.build(config, symbol)
+        return plan
+
     def params(self, config: MicroScalpConfig, symbol: str) -> MicroScalpParams:
-        """Merged parameters, cached per config snapshot (merging validates, which costs)."""
-        if self._params_of is not config:
-            self._params_of, self._params = config, {}
-        params = self._params.get(symbol)
-        if params is None:
-            params = config.for_symbol(symbol)  # a symbol no longer listed gets the defaults
-            self._params[symbol] = params
-        return params
+        """Merged parameters, cached per config snapshot (see ``SymbolPlan``)."""
+        return self.plan(config, symbol).params
 
     def _min_stop_distance(self, symbol: str) -> float:
         spec = self.broker.symbol_spec(symbol)
@@ -184,9 +219,16 @@ class MicroScalpMonitor:
         state = self.state.symbol(symbol, config.spread_window)
         if state.breaker.paused_until is not None:
             self._expire_breaker(symbol, state, now)
-        check = _Check(symbol, config, self.params(config, symbol), state, now)
-        try:
-            failed, detail = self._run_gates(check)
+        plan = self.plan(config, symbol)
+        check = _Check(symbol, config, plan, plan.params, state, now)
+        try:  # the gates in order (None = pass): the first refusal names the decision
+            for name, gate in self._gates:
+                problem = gate(check)
+                if problem is not None:
+                    failed, detail = name, problem
+                    break
+            else:
+                failed, detail = self._decide_and_execute(check)
         except Exception as exc:  # never let one symbol's surprise stop the others
             self.state.count("errors")
             log.exception("micro_scalp %s: unexpected error in the check", symbol)
@@ -194,38 +236,29 @@ class MicroScalpMonitor:
         state.last_gate, state.last_detail, state.last_check_at = failed or "TRADE", detail, now
         self.state.why.record(symbol, failed, detail)
 
-    def _run_gates(self, check: _Check) -> tuple[str | None, str]:
-        for name, gate in self._gates:
-            problem = gate(check)
-            if problem is not None:
-                return name, problem
-        return self._decide_and_execute(check)
-
     # ------------------------------------------------------------------ gates (None = pass)
     def _gate_enabled(self, c: _Check) -> str | None:
-        if not c.config.enabled:
-            return "micro_scalp.json enabled is false"
-        if c.symbol not in c.config.symbols or not c.params.enabled:
-            return f"{c.symbol} is switched off in micro_scalp.json"
-        return None
+        return c.plan.switched_off
 
     def _gate_session(self, c: _Check) -> str | None:
-        if in_sessions(c.now.hour, c.params.trading_sessions_utc):
+        now = c.now
+        if c.plan.in_session[now.hour]:
             return None
-        windows = ", ".join(f"{a:02d}-{b:02d}" for a, b in c.params.trading_sessions_utc)
-        return f"{c.now:%H:%M}Z is outside the trading sessions {windows} UTC"
+        return f"{now.hour:02d}:{now.minute:02d}Z is outside the trading sessions {c.plan.windows} UTC"
 
     def _seed_entries(self, c: _Check) -> None:
-        if c.state.entries is None:
-            trades = self.registry.open_trades(STRATEGY, c.symbol) + [
-                t for t in self.registry.closed_trades(STRATEGY) if t.symbol == c.symbol]
-            self.state.seed_entries(c.state, (t.opened_at for t in trades))
-        c.state.prune_entries(c.now)
+        trades = self.registry.open_trades(STRATEGY, c.symbol) + [
+            t for t in self.registry.closed_trades(STRATEGY) if t.symbol == c.symbol]
+        self.state.seed_entries(c.state, (t.opened_at for t in trades))
 
     def _gate_cooldown(self, c: _Check) -> str | None:
-        self._seed_entries(c)
         state, now = c.state, c.now
-        last = state.last_entry()
+        if state.entries is None:  # the first check of this state object
+            self._seed_entries(c)
+        entries = state.entries
+        if entries:  # pruning needs some
+            state.prune_entries(now)
+        last = entries[-1] if entries else None  # state.last_entry(), without the call
         if last is not None:
             left = c.params.cooldown_after_trade_seconds - (now - last).total_seconds()
             if left > 0:
@@ -237,7 +270,7 @@ class MicroScalpMonitor:
 
     def _gate_caps(self, c: _Check) -> str | None:
         p, state = c.params, c.state
-        kept = state.entry_count()
+        kept = len(state.entries or ())  # state.entry_count(), without the call
         if kept < p.max_trades_per_hour and kept < p.max_trades_per_day:
             return None  # no window can hold more entries than are kept
         hour = state.count_entries_since(c.now - HOUR)
@@ -285,7 +318,7 @@ class MicroScalpMonitor:
 
     def _gate_breaker(self, c: _Check) -> str | None:
         breaker = c.state.breaker
-        if breaker.is_open(c.now):
+        if breaker.paused_until is not None and breaker.is_open(c.now):  # never paused: no call
             assert breaker.paused_until is not None
             return f"paused until {breaker.paused_until:%H:%M:%S}Z after {breaker.failures} engine errors " \
                    f"(last: {breaker.last_error})"
@@ -300,6 +333,8 @@ class MicroScalpMonitor:
             if quote.time != state.last_spread_quote_time:  # each quote votes once in the median
                 tracker.add_quote(bid, ask)
                 state.last_spread_quote_time = quote.time
+            if problem is None:  # the engine's figures, read under this same lock (the last gate: it decides next)
+                c.spread_stats = tracker.stats()
         return problem
 
     # ------------------------------------------------------------------ breaker
@@ -344,11 +379,9 @@ class MicroScalpMonitor:
             except Exception as exc:  # order-flow data is optional: decide without it
                 log.debug("micro_scalp %s: no order-flow metrics (%s)", c.symbol, exc)
         stops_level = self._min_stop_distance(c.symbol)  # a broker problem here is not an engine error
-        with self.state.lock:
-            spread_stats = c.state.spread.stats()
         try:
             # quiet: a no-trade decision brings only its failing reason, the one used below
-            decision = evaluate(c.bars, c.quote, spread_stats, flow, c.params, c.symbol, c.now, c.state.regime,
+            decision = evaluate(c.bars, c.quote, c.spread_stats, flow, c.params, c.symbol, c.now, c.state.regime,
                                 stops_level=stops_level, explain=False)
         except Exception as exc:
             return self._engine_failed(c, exc)

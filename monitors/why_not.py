@@ -14,15 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 
-def count_failure(failed: dict[str, Counter[str]], symbol: str, gate: str) -> None:
-    """``failed[symbol][gate] += 1``, building the symbol's Counter only the first time (a
-    ``setdefault(symbol, Counter())`` would build one per decision)."""
-    counts = failed.get(symbol)
-    if counts is None:
-        counts = failed[symbol] = Counter()
-    counts[gate] += 1
-
-
 class WhyNoTrade:
     def __init__(self, strategy: str, summary_minutes: float = 15.0,
                  logger: logging.Logger | None = None) -> None:
@@ -43,8 +34,11 @@ class WhyNoTrade:
             self._checks[symbol] += 1
             if failed is None:
                 self._trades[symbol] += 1
-            else:
-                count_failure(self._failed, symbol, failed)
+            else:  # the symbol's Counter built only the first time (not a setdefault per decision)
+                counts = self._failed.get(symbol)
+                if counts is None:
+                    counts = self._failed[symbol] = Counter()
+                counts[failed] += 1
         if self.log.isEnabledFor(logging.DEBUG):
             self.log.debug("%s %s: %s%s", self.strategy, symbol, "TRADE" if failed is None else f"no trade ({failed})",
                            f" - {detail}" if detail else "")

@@ -241,3 +241,25 @@ def test_a_successful_evaluation_resets_the_error_count(ms: MonitorStack, monkey
     for _ in range(5):
         ms.step()
     assert ms.sym("XAUUSD").breaker.failures == 2 and ms.notes == []  # never three in a row
+
+
+def test_the_engine_gets_the_spread_figures_with_this_steps_quote(ms: MonitorStack,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spread gate reads the figures the engine gets (after adding the step's quote, under the
+    same lock); a refused spread reads none, and a quote seen before adds no vote."""
+    seen = []
+    real = micro_module.evaluate
+
+    def spy(bars, quote, spread_stats, *args, **kwargs):
+        tracker = ms.state.symbol("XAUUSD", 100).spread
+        seen.append((spread_stats, tracker.stats(), len(tracker)))
+        return real(bars, quote, spread_stats, *args, **kwargs)
+
+    monkeypatch.setattr(micro_module, "evaluate", spy)
+    ms.step()
+    ms.step(0.0)  # the same instant: the same quote, counted once
+    assert len(seen) == 2 and all(stats is current and stats is not None for stats, current, _ in seen)
+    assert seen[0][2] == seen[1][2] == 1
+    ms.set_params("XAUUSD", max_spread_pct=0.005)
+    ms.step()
+    assert ms.gate("XAUUSD") == "spread" and len(seen) == 2

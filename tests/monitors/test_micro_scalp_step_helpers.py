@@ -117,3 +117,29 @@ def test_spread_stats_follow_the_window_as_a_plain_sort_would() -> None:
             assert stats is not None
             assert (stats.current, stats.median, stats.mean, stats.samples) == (samples[-1], median,
                                                                                 sum(ordered) / count, count)
+
+
+@pytest.mark.parametrize("sessions", [[(0, 24)], [(7, 21)], [(22, 3)], [(13, 14), (20, 2)], [(23, 1), (9, 12)]])
+def test_a_symbol_plan_answers_the_session_gate_per_hour_as_in_sessions(sessions: list[tuple[int, int]]) -> None:
+    from config.micro_scalp_model import MicroScalpConfig
+    from monitors.micro_scalp import SymbolPlan, in_sessions
+
+    config = MicroScalpConfig(enabled=True, symbols=["XAUUSD"],
+                              defaults=MicroScalpParams(trading_sessions_utc=sessions))
+    plan = SymbolPlan.build(config, "XAUUSD")
+    assert plan.in_session == tuple(in_sessions(hour, sessions) for hour in range(24))
+    assert plan.windows == ", ".join(f"{a:02d}-{b:02d}" for a, b in sessions)
+    assert plan.switched_off is None and plan.params is config.for_symbol("XAUUSD")
+
+
+def test_a_symbol_plan_carries_the_enabled_gate_refusal() -> None:
+    from config.micro_scalp_model import MicroScalpConfig
+    from monitors.micro_scalp import SymbolPlan
+
+    on = MicroScalpConfig(enabled=True, symbols=["XAUUSD"])
+    assert SymbolPlan.build(on, "XAUUSD").switched_off is None
+    assert SymbolPlan.build(on, "EURUSD").switched_off == "EURUSD is switched off in micro_scalp.json"
+    off_symbol = MicroScalpConfig(enabled=True, symbols=["XAUUSD"], overrides={"XAUUSD": MicroScalpParams(enabled=False)})
+    assert SymbolPlan.build(off_symbol, "XAUUSD").switched_off == "XAUUSD is switched off in micro_scalp.json"
+    off = MicroScalpConfig(enabled=False, symbols=["XAUUSD"])
+    assert SymbolPlan.build(off, "XAUUSD").switched_off == "micro_scalp.json enabled is false"
