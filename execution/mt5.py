@@ -482,9 +482,15 @@ class Mt5Broker:
     def _invoke(self, name: str, args: tuple, kwargs: dict) -> tuple[Any, tuple[int, str] | None]:
         """One module call (the caller holds the lock); a None/False result comes back with last_error."""
         result = getattr(self._mt5, name)(*args, **kwargs)
-        if result is None or (name in _BOOL_FUNCTIONS and result is False):
-            return None, self._last_error_pair()
-        return result, None
+        err = self._failure(name, result)
+        return (None, err) if err is not None else (result, None)
+
+    def _failure(self, name: str, result: Any) -> tuple[int, str] | None:
+        """``last_error`` when ``result`` says the call failed (None; False from a function that
+        answers a bool), else None. The caller holds the lock the call was made under."""
+        if result is None or (result is False and name in _BOOL_FUNCTIONS):
+            return self._last_error_pair()
+        return None
 
     def _raw(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """A call without reconnect (used while connecting): None becomes an error."""
@@ -509,12 +515,17 @@ class Mt5Broker:
         """A module call under the lock; on an IPC error reconnect with backoff and call again.
 
         ``empty_ok``: the list functions may answer None with last_error RES_S_OK for "nothing".
+        The first attempt is ``_invoke`` written out: every broker call (bar reads, quotes,
+        positions, several per bar in a backtest) makes it, and it is almost always the only one;
+        a result that is neither None nor False cannot be a failure (``_failure``).
         """
-        with self._lock:  # the first attempt: it is almost always the only one
+        with self._lock:
             generation = self._generation
-            result, err = self._invoke(name, args, kwargs)
+            result = getattr(self._mt5, name)(*args, **kwargs)
+            err = self._failure(name, result) if result is None or result is False else None
         if err is None:
-            self._note_success()
+            if self._consecutive_failures or not self._connected:  # else nothing to note (``_note_success``)
+                self._note_success()
             return result
         return self._retry(name, args, kwargs, empty_ok, err, generation)
 

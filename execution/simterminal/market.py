@@ -138,6 +138,7 @@ class SeriesScalars:
     tick_bid: memoryview
     tick_ask: memoryview
     tick_flags: memoryview
+    tick_jump: memoryview
 
 
 def _scalars(values: np.ndarray) -> memoryview:
@@ -175,9 +176,12 @@ class PhaseSeries:
     _agg_lock: threading.Lock = field(default_factory=threading.Lock)
     _tables: dict[object, np.ndarray] = field(default_factory=dict)  # MT5 arrays of one period, by kind
     scalars: SeriesScalars = field(init=False)
+    source_runs: RunningFigures = field(init=False)  # each source bar's own figures (see ``FormingIndex``)
 
     def __post_init__(self) -> None:
         self.scalars = SeriesScalars(*(_scalars(getattr(self, name)) for name in SeriesScalars.__dataclass_fields__))
+        self.source_runs = tuple(_scalars(column) for column in (self.bar_high, self.bar_low, self.bar_tick_volume,
+                                                                  self.bar_spread, self.bar_real_volume))
 
     def table(self, kind: object, build: Callable[[], np.ndarray]) -> np.ndarray:
         """One period as a ready MT5 structured array (``"ticks"`` or a timeframe), built once per
@@ -213,9 +217,7 @@ class PhaseSeries:
             n = self.bars
             first = np.arange(n, dtype=np.int64)
             end = first + 1
-            runs = tuple(_scalars(column) for column in (self.bar_high, self.bar_low, self.bar_tick_volume,
-                                                          self.bar_spread, self.bar_real_volume))
-            forming = FormingIndex(_scalars(self.bar_time), _scalars(first), _scalars(end), runs)
+            forming = FormingIndex(_scalars(self.bar_time), _scalars(first), _scalars(end), self.source_runs)
             agg = Aggregate(self.bar_time, self.bar_open, self.bar_high, self.bar_low, self.bar_close,
                             self.bar_tick_volume, self.bar_spread, self.bar_real_volume, first, end,
                             forming, unit=True)
@@ -419,6 +421,19 @@ class TickSlice:
     jump: np.ndarray
 
 
+@direct_init
+@dataclass(frozen=True)
+class TickRows:
+    """A few ticks in virtual time, oldest first, as lists of plain numbers (``TickSlice``'s
+    values, element for element): a trade server's look at one bar's ticks reads them one by
+    one, and a dozen numpy operations on a handful of elements cost more than that loop."""
+
+    time_ms: list[int]
+    bid: list[float]
+    ask: list[float]
+    jump: list[bool]
+
+
 class SymbolMarket:
     """One symbol's replay placed on the terminal's timeline (phase series + week shift).
 
@@ -548,9 +563,20 @@ class SymbolMarket:
         i = idx - cycle * s.ticks
         return TickSlice(self._virtual(s.tick_time[i], cycle), s.tick_bid[i], s.tick_ask[i], s.tick_jump[i])
 
-    def ticks_between(self, after_ms: int, upto_ms: int) -> TickSlice:
-        """Ticks with virtual time in (after_ms, upto_ms]."""
-        return self.tick_slice(self.tick_index(after_ms) + 1, self.tick_index(upto_ms) + 1)
+    def ticks_between(self, after_ms: int, upto_ms: int) -> TickSlice | TickRows:
+        """Ticks with virtual time in (after_ms, upto_ms]: as ``TickRows`` when they are at most
+        ``TICK_ROWS_MAX`` inside one cycle (a look a bar after the last one), else as arrays."""
+        g0, g1 = self.tick_index(after_ms) + 1, self.tick_index(upto_ms) + 1
+        ticks = len(self._scalars.tick_time)
+        cycle = g0 // ticks
+        i0 = g0 - cycle * ticks
+        i1 = g1 - cycle * ticks
+        if not 0 <= i1 - i0 <= TICK_ROWS_MAX or i1 > ticks:
+            return self.tick_slice(g0, g1)
+        sc = self._scalars
+        shift = self.shift_ms + cycle * self.series.period_ms
+        return TickRows([t + shift for t in sc.tick_time[i0:i1].tolist()], sc.tick_bid[i0:i1].tolist(),
+                        sc.tick_ask[i0:i1].tolist(), sc.tick_jump[i0:i1].tolist())
 
     def _ticks_table(self) -> np.ndarray:
         """One period of ticks as the MT5 structured array in phase server time (built once per
@@ -730,7 +756,7 @@ class SymbolMarket:
             return None
         last = started - 1  # the newest source bar begun
         last_start = sc.bar_time[last]
-        offset, (run_high, run_low, run_volume, run_spread, run_real) = self._bucket_runs(agg, k, b0)
+        offset, (run_high, run_low, run_volume, run_spread, run_real) = self._bucket_runs(agg, k, b0, last)
         at = last - offset
         if phase >= last_start + s.bar_ms:  # every begun bar is complete
             return (time_s, sc.bar_open[b0], run_high[at], run_low[at], sc.bar_close[last], run_volume[at],
@@ -757,16 +783,21 @@ class SymbolMarket:
         first_open = open_price if last == b0 else sc.bar_open[b0]
         return time_s, first_open, high, low, close, volume, run_spread[at], run_real[at]
 
-    def _bucket_runs(self, agg: Aggregate, k: int, b0: int) -> tuple[int, RunningFigures]:
+    def _bucket_runs(self, agg: Aggregate, k: int, b0: int, last: int) -> tuple[int, RunningFigures]:
         """(offset, figures): bucket ``k``'s running high, low, tick volume, spread and real volume
-        over its source bars up to bar b (read at ``b - offset``). The recorded timeframe's are
-        the bars' own; a coarser bucket's are accumulated once, when it is first read forming
-        (the last one is kept: reads at every step ask for the same bucket until it completes),
-        with the reductions' own ufuncs over the bars in order, so each is what reducing the
-        bucket's slice up to that bar gives (NaN included), as the table's row gives at its end."""
+        over its source bars from ``b0`` up to bar b (read at ``b - offset``), for a read whose
+        newest source bar begun is ``last``. The recorded timeframe's are the bars' own; so are a
+        coarser bucket's while only its first source bar has begun (a read at the instant the
+        bucket opens: each reduction over one element is that element, NaN included). Beyond
+        that they are accumulated once, when the bucket is first read so (the last one is kept:
+        reads at every step ask for the same bucket until it completes), with the reductions' own
+        ufuncs over the bars in order, so each is what reducing the bucket's slice up to that bar
+        gives (NaN included), as the table's row gives at its end."""
         unit_runs = agg.forming.unit_runs
         if unit_runs is not None:
             return 0, unit_runs
+        if last == b0:
+            return 0, self.series.source_runs
         kept = self._runs.get(id(agg))
         if kept is not None and kept[0] is agg and kept[1] == k:
             return b0, kept[2]
@@ -898,6 +929,7 @@ def _bisect_near(values: memoryview, x: int, lo: int) -> int:
     return bisect_right(values, x, hi + 1)
 
 
+TICK_ROWS_MAX = 64  # ``ticks_between`` answers up to this many ticks as lists (``TickRows``)
 SMALL_REDUCE = 16  # below this length, Python's max/min over a list beat two numpy reductions
 
 

@@ -54,7 +54,7 @@ from execution.simterminal import constants as c
 from execution.simterminal.book import BookError, Deal, Order, Position, load_book, new_book, save_book
 from execution.simterminal.constants import PACKAGE_VERSION, Mt5Constants
 from execution.simterminal.faults import FaultInjector
-from execution.simterminal.market import (ALL_TIMEFRAMES, Quote, SymbolMarket,
+from execution.simterminal.market import (ALL_TIMEFRAMES, Quote, SymbolMarket, TickRows,
                                           UnsupportedTimeframe, load_series, months_from_days)
 from execution.simterminal.symbols import (CALC_MODES, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC,
                                            SymbolSpec, load_symbol_specs)
@@ -1343,6 +1343,8 @@ def _first_stop_hit(position: Position, ticks: Any) -> tuple[int, bool, float] |
 
     Longs watch the bid, shorts the ask. Inside a continuous stretch the fill is the level
     itself; after a jump (new bar, gap) it is the first price beyond the level."""
+    if type(ticks) is TickRows:
+        return _first_stop_hit_rows(position, ticks)
     if not len(ticks.time_ms):
         return None
     none = np.zeros(len(ticks.time_ms), dtype=bool) if not (position.sl and position.tp) else None
@@ -1362,6 +1364,20 @@ def _first_stop_hit(position: Position, ticks: Any) -> tuple[int, bool, float] |
     level = position.sl if is_sl else position.tp
     price = float(prices[k]) if ticks.jump[k] else level
     return int(ticks.time_ms[k]), is_sl, price
+
+
+def _first_stop_hit_rows(position: Position, ticks: TickRows) -> tuple[int, bool, float] | None:
+    """``_first_stop_hit`` over a few ticks as plain numbers, tick by tick: each comparison is the
+    one numpy makes element-wise (the float64 price against the level; a NaN never reaches
+    one), a level of 0 is none, and the first tick reaching either level wins, its stop loss
+    first, as ``argmax`` over ``hit_sl | hit_tp`` and then ``hit_sl[k]`` decide."""
+    sl, tp = position.sl, position.tp
+    buy = position.type == c.POSITION_TYPE_BUY
+    for k, price in enumerate(ticks.bid if buy else ticks.ask):
+        is_sl = bool(sl) and (price <= sl if buy else price >= sl)
+        if is_sl or (bool(tp) and (price >= tp if buy else price <= tp)):
+            return ticks.time_ms[k], is_sl, price if ticks.jump[k] else (sl if is_sl else tp)
+    return None
 
 
 def _server_filling(spec: SymbolSpec) -> int:

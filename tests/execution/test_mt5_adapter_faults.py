@@ -26,6 +26,22 @@ def test_none_result_becomes_an_error_with_last_error(broker, sim):
     assert broker.connection_state()["last_error"]["code"] == -4
 
 
+def test_a_first_attempt_that_answers_clears_the_failure_count(broker, sim):
+    """The first attempt's success path notes the success only when there is something to note:
+    after a failed call it does (the count goes back to 0), and False from a function that does
+    not answer a bool is a result, not a failure."""
+    sim.symbol_select("XAUUSD", False)
+    with pytest.raises(BrokerError):
+        broker.quote("XAUUSD")
+    assert broker.connection_state()["consecutive_failures"] == 1
+    sim.symbol_select("XAUUSD", True)
+    broker.quote("XAUUSD")
+    assert broker.connection_state()["consecutive_failures"] == 0
+    sim.orders_total = lambda: False  # not a bool function: False is its answer
+    assert broker._call("orders_total") is False
+    assert broker.connection_state()["consecutive_failures"] == 0
+
+
 def test_ipc_error_reconnects_and_the_call_succeeds(broker, sim, clock):
     opened = broker.market_order("EURUSD", "buy", 0.01, None, None, magic=2, client_id="t-ipc")
     sim.faults.schedule("ipc_error", function="positions_get")

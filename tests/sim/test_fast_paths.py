@@ -213,7 +213,7 @@ def test_bucket_runs_equal_the_bucket_slice_reductions(mt5: SimTerminal) -> None
             k = b if agg.unit else bisect_right(f.first_bar, b) - 1
             b0 = agg.first_bar.item(k)
             assert b0 <= b < agg.end_bar.item(k) and f.first_bar[k] == b0 and f.time[k] == agg.time.item(k)
-            offset, (high, low, volume, spread, real) = market._bucket_runs(agg, k, b0)
+            offset, (high, low, volume, spread, real) = market._bucket_runs(agg, k, b0, b)
             at = b - offset
             assert high[at] == s.bar_high[b0:b + 1].max() and low[at] == s.bar_low[b0:b + 1].min()
             assert volume[at] == s.bar_tick_volume[b0:b + 1].sum()
@@ -236,11 +236,15 @@ def test_bucket_runs_carry_nan_as_the_reductions_do() -> None:
     spec = load_symbol_specs(DATA / "sim_symbols.json")["XAUUSD"]
     market = SymbolMarket("XAUUSD", spec, series, 0)
     agg = market.aggregate(c.TIMEFRAME_M5)
-    offset, (run_high, _, _, run_spread, _) = market._bucket_runs(agg, 0, 0)
+    offset, (run_high, _, _, run_spread, _) = market._bucket_runs(agg, 0, 0, 4)
     assert offset == 0 and run_high[0] == 1.0 and all(np.isnan(run_high[b]) for b in range(1, 5))
     assert run_spread == [0, 0, 0, 0, 0]
-    offset, (run_high, _, _, run_spread, _) = market._bucket_runs(agg, 1, 5)  # the next bucket: bar 5 alone
+    offset, (run_high, _, _, run_spread, _) = market._bucket_runs(agg, 1, 5, 6)  # the next bucket: bar 5 alone
     assert offset == 5 and run_high == [5.0] and run_spread == [5]
+    offset, (run_high, _, _, run_spread, _) = market._bucket_runs(agg, 0, 0, 0)  # read as the bucket opens:
+    assert offset == 0 and run_high[0] == 1.0 and run_spread[0] == 0  # its first bar's own figures, no accumulation
+    offset, (run_high, *_) = market._bucket_runs(agg, 0, 0, 1)  # a bar later: accumulated (the NaN carried)
+    assert offset == 0 and type(run_high) is list and np.isnan(run_high[1])
 
 
 def test_coarse_timeframes_keep_no_figures_per_source_bar() -> None:
@@ -357,3 +361,49 @@ def test_faults_idle_follows_every_change(mt5: SimTerminal, clock: FakeClock) ->
     assert faults.idle
     faults.schedule("autotrading_off")
     assert faults.idle  # not a fault a call's answer can see before it is asked
+
+
+def test_ticks_between_as_rows_equals_the_tick_slice(mt5: SimTerminal) -> None:
+    """A few ticks inside one cycle come as ``TickRows`` of plain numbers with the slice's values;
+    more than ``TICK_ROWS_MAX``, or a span crossing a cycle's end, as the arrays."""
+    from execution.simterminal.market import TICK_ROWS_MAX, TickRows, TickSlice
+    market = mt5._markets["XAUUSD"]
+    s = market.series
+    period_end = market.window_virtual_ms + s.period_ms
+    rng = random.Random(23)
+    for _ in range(300):
+        after = rng.randint(market.window_virtual_ms - 3_600_000, period_end + 3_600_000)
+        upto = after + rng.choice([0, 1, 15_000, 60_000, 300_000, 86_400_000])
+        got = market.ticks_between(after, upto)
+        g0, g1 = market.tick_index(after) + 1, market.tick_index(upto) + 1
+        want = market.tick_slice(g0, g1)
+        crosses = g0 // s.ticks != (g1 - 1) // s.ticks and g1 > g0
+        if g1 - g0 > TICK_ROWS_MAX or crosses:
+            assert type(got) is TickSlice
+            continue
+        assert type(got) is TickRows
+        for rows, column in zip((got.time_ms, got.bid, got.ask, got.jump), (want.time_ms, want.bid, want.ask, want.jump)):
+            assert rows == column.tolist() and [type(v) for v in rows] == [type(v) for v in column.tolist()]
+
+
+def test_first_stop_hit_over_rows_equals_the_array_scan() -> None:
+    """The tick-by-tick scan of ``TickRows`` finds the hit numpy's element-wise scan finds: longs
+    and shorts, either level unset, NaN prices, jumps, both levels reached by one tick."""
+    from execution.simterminal.book import Position
+    from execution.simterminal.market import TickRows, TickSlice
+    from execution.simterminal.terminal import _first_stop_hit
+    rng = random.Random(29)
+    for _ in range(3000):
+        n = rng.randint(0, 9)
+        bid = [rng.choice([99.0, 99.5, 100.0, 100.5, 101.0, float("nan")]) for _ in range(n)]
+        ask = [b + 0.25 for b in bid]
+        times = [1_000 * i for i in range(n)]
+        jump = [rng.random() < 0.3 for _ in range(n)]
+        kind = rng.choice([c.POSITION_TYPE_BUY, c.POSITION_TYPE_SELL])
+        sl, tp = rng.choice([0.0, 99.5, 100.0, 100.75]), rng.choice([0.0, 100.25, 100.5, 99.75])
+        position = Position(ticket=1, symbol="XAUUSD", type=kind, volume=0.1, price_open=100.0, sl=sl, tp=tp,
+                            time_ms=0, time_update_ms=0, magic=0, reason=0, comment="", margin=0.0)
+        arrays = TickSlice(np.array(times, dtype=np.int64), np.array(bid), np.array(ask), np.array(jump, dtype=bool))
+        want = _first_stop_hit(position, arrays)
+        got = _first_stop_hit(position, TickRows(times, bid, ask, jump))
+        assert got == want and [type(v) for v in got or ()] == [type(v) for v in want or ()], (kind, sl, tp, bid, jump)
