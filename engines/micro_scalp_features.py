@@ -20,14 +20,14 @@ import math
 import operator
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any, Callable, NamedTuple, TypeVar, cast
+from typing import Any, Callable, ClassVar, NamedTuple, TypeVar, cast
 
 import numpy as np
 import pandas as pd
 
 from config.micro_scalp_model import MicroScalpParams
 from engines import indicators as ind
-from engines.bars import BarSeries
+from engines.bars import BarSeries, Lineage, carried
 from engines.frozen import direct_init
 
 _NAN = float("nan")
@@ -42,9 +42,31 @@ class BadBars(ValueError):
     """The bars cannot be traded on (NaN, non-positive prices, high < low, time not increasing)."""
 
 
+class _lazy:
+    """A read-only attribute computed on first access and then stored on the instance."""
+
+    def __init__(self, compute: Callable[[Any], Any], name: str | None = None) -> None:
+        self.compute = compute
+        self.name = name or compute.__name__
+        self.__doc__ = compute.__doc__
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self.compute(instance)
+        instance.__dict__[self.name] = value
+        return value
+
+
 @direct_init
 @dataclass(frozen=True)
 class Bars:
+    """The engine's bars (see the module docstring). Made from MT5's bars (``from_series``), they
+    keep the series' lineage (``engines.bars.Lineage``), and their volume is converted from the
+    tick counts only when it is read whole (``row`` reads one bar's without it)."""
+
+    lineage: ClassVar[Lineage | None] = None  # not a field: set by ``from_series`` only
+
     time_s: np.ndarray  # int64 epoch seconds (UTC), bar open time, strictly increasing
     open: np.ndarray
     high: np.ndarray
@@ -73,11 +95,23 @@ class Bars:
 
     @classmethod
     def from_series(cls, series: BarSeries) -> "Bars":
-        """From the broker's ``BarSeries``: tick volume as the volume (MT5 always records it)."""
-        o, h, lo, c = series.open, series.high, series.low, series.close
-        if not (o.dtype is _FLOAT64 and h.dtype is _FLOAT64 and lo.dtype is _FLOAT64 and c.dtype is _FLOAT64):
+        """From the broker's ``BarSeries``: tick volume as the volume (MT5 always records it).
+
+        MT5's bars (float64 prices, integer tick counts) are the series' own arrays and its
+        lineage; their volume, ``tick_volume`` as float64, is converted when first read whole
+        (``_converted_volume``): converting 1,500 counts costs more than the rest of the hand-over,
+        and an evaluation that extends its memo reads only the new bar's (``row``). The counts
+        do not change meanwhile: a series with a lineage is read-only store rows that never change
+        (``Lineage``), and any other series is read whole at ``SeriesMemo.begin``, as before."""
+        o, h, lo, c, ticks = series.open, series.high, series.low, series.close, series.tick_volume
+        if not (o.dtype is _FLOAT64 and h.dtype is _FLOAT64 and lo.dtype is _FLOAT64 and c.dtype is _FLOAT64
+                and ticks.dtype.kind in "iu"):
             o, h, lo, c = _as_float64(o), _as_float64(h), _as_float64(lo), _as_float64(c)  # (MT5's are float64)
-        return cls(series.time_s, o, h, lo, c, _series_volume(series))
+            return cls(series.time_s, o, h, lo, c, _series_volume(series))
+        bars = cls.__new__(cls)
+        bars.__dict__.update(time_s=series.time_s, open=o, high=h, low=lo, close=c, _ticks=ticks,
+                             lineage=series.lineage)
+        return bars
 
     @classmethod
     def coerce(cls, bars: Any) -> "Bars":
@@ -88,6 +122,25 @@ class Bars:
         if isinstance(bars, pd.DataFrame):
             return cls.from_frame(bars)
         raise BadBars(f"bars must be a BarSeries, a DataFrame or engines.micro_scalp_features.Bars, not {type(bars).__name__}")
+
+    def row(self, i: int) -> tuple[int, float, float, float, float, float]:
+        """Bar ``i`` (``i >= 0``)'s time, open, high, low, close and volume as plain numbers (the
+        arrays' values, as ``item`` reads them), without converting the whole volume (see
+        ``from_series``): from the store row for bars with a lineage (the same values: the arrays
+        are views of those rows), else from the arrays."""
+        lineage = self.lineage
+        if lineage is not None:
+            t, o, h, lo, c, count = lineage[0].row(lineage[1] + i)[:6]
+            return t, o, h, lo, c, float(count) if -_EXACT < count < _EXACT else self._volume_at(i)
+        return (self.time_s.item(i), self.open.item(i), self.high.item(i), self.low.item(i), self.close.item(i),
+                self.volume.item(i))
+
+    def _volume_at(self, i: int) -> float:
+        """``volume[i]``, converting that one tick count only when the volume was not read whole."""
+        volume = self.__dict__.get("volume")
+        if volume is None:
+            return cast(float, self.__dict__["_ticks"][i:i + 1].astype(np.float64).item(0))
+        return cast(float, volume.item(i))
 
     def tail(self, count: int) -> "Bars":
         return Bars(self.time_s[-count:], self.open[-count:], self.high[-count:], self.low[-count:],
@@ -113,6 +166,17 @@ class Bars:
                                      self.low[start:], self.close[start:], self.volume[start:])
         if problem is not None:
             raise BadBars(problem)
+
+
+def _converted_volume(bars: Bars) -> np.ndarray:
+    """The volume of bars made by ``from_series`` from integer tick counts: them as float64, as
+    ``_series_volume`` converts them."""
+    return cast(np.ndarray, bars.__dict__["_ticks"].astype(np.float64))
+
+
+Bars.volume = _lazy(_converted_volume, "volume")  # type: ignore[assignment]  # (instances made whole hold their own)
+
+_EXACT = 2 ** 53  # every integer of smaller magnitude is a float64 exactly: ``float`` gives numpy's value
 
 
 def _as_float64(values: np.ndarray) -> np.ndarray:
@@ -302,6 +366,10 @@ class _Columns:
         """Append the bars that follow the last one."""
         for row in zip(times, opens, highs, lows, closes, volumes):
             self.append_row(*row)
+
+    def row(self, i: int) -> tuple[int, float, float, float, float, float]:
+        """Bar ``i`` as ``Bars.row`` gives it."""
+        return self.time[i], self.open[i], self.high[i], self.low[i], self.close[i], self.volume[i]
 
     def append_row(self, t: int, o: float, h: float, lo: float, c: float, v: float) -> None:
         """Append the bar that follows the last one (the usual step: one new bar)."""
@@ -543,16 +611,19 @@ class SeriesMemo:
     seed), so series are kept only while each new window starts with every bar of the previous
     one, byte for byte (the monitor's window grows from the VWAP anchor hour through the session,
     and a re-check of the same bar repeats it); anything else (a sliding window, a revised bar,
-    other dtypes) starts over. The kept series are extended with the incremental twins of
-    engines/indicators.py, which perform the array functions' operations in the same order, so a
-    reused value has the same bits as a fresh computation (tests compare them).
+    other dtypes) starts over. Bars from the bar feed's store say which of its never-changing rows
+    they are (their lineage): that proves the extension without reading the bytes (``begin``).
+    The kept series are extended with the incremental twins of engines/indicators.py, which
+    perform the array functions' operations in the same order, so a reused value has the same
+    bits as a fresh computation (tests compare them).
     One memo per symbol, used by one caller at a time (not thread-safe)."""
 
     def __init__(self) -> None:
         self.generation = 0
         self.bars: Bars | None = None   # the window of the current evaluation
         self.store: _Store = _Store()
-        self._columns: tuple[bytes, ...] | None = None
+        self._columns: tuple[bytes, ...] | None = None  # the bytes of ``bars``, None: not comparable
+        self._pending = False  # ``bars`` came with a lineage: their bytes are taken when needed
         self._validated = 0
         self._params: MicroScalpParams | None = None
         self._params_view: MicroScalpParams | None = None
@@ -568,18 +639,38 @@ class SeriesMemo:
         return self._params_view
 
     def begin(self, bars: Bars) -> None:
-        """Adopt ``bars`` for this evaluation: keep the series if they extend the last window."""
+        """Adopt ``bars`` for this evaluation: keep the series if they extend the last window.
+        Bars whose lineage says so are not compared (``_lineage_extends``); any others byte for
+        byte, with the last window's bytes (taken then, or, for a window that came with a lineage,
+        now: its rows never change)."""
         self.generation += 1
-        self.bars = bars
+        previous, self.bars = self.bars, bars
+        extends = self._lineage_extends(bars, previous) if previous is not None else None
+        if extends:
+            self._columns, self._pending = None, True
+            return
         columns = _column_bytes(bars)
-        if columns is None or not _extends(columns, self._columns):
+        old = _column_bytes(previous) if self._pending and previous is not None else self._columns
+        if extends is not None or columns is None or not _extends(columns, old):
             self.store, self._validated = _Store(), 0
-        self._columns = columns
+        self._columns, self._pending = columns, False
+
+    def _lineage_extends(self, bars: Bars, previous: Bars) -> bool | None:
+        """Do ``bars`` start with every bar of ``previous``, as their lineages prove (rows
+        ``[a, b)`` then ``[a, b')``, ``b' >= b``, of one store whose rows never change; see
+        ``engines.bars.Lineage``)? None when the lineages do not say. False when they say so but
+        the last bar the column lists hold is not there any more: a tripwire, should a store ever
+        break its promise (then nothing it held is trusted: the series start over)."""
+        if carried(bars.lineage, previous.lineage) != len(previous):
+            return None
+        columns = self.store.columns
+        last = columns.upto - 1
+        return last < 0 or (last < len(bars) and bars.row(last) == columns.row(last))
 
     def validate(self, bars: Bars) -> None:
         """``bars.validate()``, checking only the bars this memo has not validated yet.
         ``begin(bars)`` first."""
-        if bars is not self.bars or self._columns is None:
+        if bars is not self.bars or (self._columns is None and not self._pending):
             bars.validate()
             return
         start, n, columns = self._validated, len(bars), self.store.columns
@@ -602,11 +693,10 @@ class SeriesMemo:
 
     @staticmethod
     def _validate_next(bars: Bars, columns: _Columns, start: int) -> None:
-        """``validate`` of the one new bar ``start`` (the monitor's step), read with ``item`` (no
+        """``validate`` of the one new bar ``start`` (the monitor's step), read with ``Bars.row`` (no
         array slice), checked against the last known bar's time from the column lists (the
         same values: the memo began with bars that extend them), then appended to the lists."""
-        t, o, h, lo, c, v = (bars.time_s.item(start), bars.open.item(start), bars.high.item(start),
-                             bars.low.item(start), bars.close.item(start), bars.volume.item(start))
+        t, o, h, lo, c, v = bars.row(start)
         last = start - 1
         if not _good_bar(columns.time[last], t, o, h, lo, c, v):
             problem = _first_problem_small([columns.time[last], t], [columns.open[last], o], [columns.high[last], h],
@@ -639,22 +729,6 @@ def _extends(columns: tuple[bytes, ...], old: tuple[bytes, ...] | None) -> bool:
 # ----------------------------------------------------------------------------------------------
 # Features
 # ----------------------------------------------------------------------------------------------
-
-class _lazy:
-    """A read-only attribute computed on first access and then stored on the instance."""
-
-    def __init__(self, compute: Callable[[Any], Any]) -> None:
-        self.compute = compute
-        self.name = compute.__name__
-        self.__doc__ = compute.__doc__
-
-    def __get__(self, instance: Any, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        value = self.compute(instance)
-        instance.__dict__[self.name] = value
-        return value
-
 
 class Features:
     """Indicator values for one evaluation, each computed on first read. Arrays and lists are

@@ -114,18 +114,25 @@ class _ClosedStore:
     """Closed bars in columns with spare rows at the end, so an incremental fetch writes its few
     new bars in place instead of concatenating the whole depth (1,500 bars, 8 columns) again.
 
-    Safe although handed-out series are views of these columns: rows are written only past
-    ``filled``, beyond every view ever handed out (views end at or before ``filled``), and a
-    row, once written, never changes. The forming bar is never stored here (it changes): the
-    cache entry keeps it apart."""
+    Append-only, and that is enforced, because readers rely on it twice: handed-out series are
+    views of these columns, and they carry their rows' place (``BarSeries.lineage``), which a
+    reader trusts instead of comparing bytes with an earlier series of the same store. ``append``
+    is the only writer: it writes past ``filled``, beyond every view ever handed out (views end at
+    or before ``filled``), so a row, once written, never changes. The writable columns are private;
+    ``columns`` and every view are read-only, so no reader can change a row either. Anything else
+    (other bars at a written row, a bigger store) is a new store, hence a new lineage. The forming
+    bar is never stored here (it changes): the cache entry keeps it apart."""
 
     def __init__(self, source: BarSeries, spare: int) -> None:
         size = len(source) + spare
-        self.columns = tuple(np.empty(size, dtype=column.dtype) for column in _columns(source))
-        for target, column in zip(self.columns, _columns(source)):
+        self._writable = tuple(np.empty(size, dtype=column.dtype) for column in _columns(source))
+        for target, column in zip(self._writable, _columns(source)):
             target[:len(source)] = column
+        self.columns = tuple(_read_only(column) for column in self._writable)
+        self._cells, self._writable_cells = _cells(self.columns), _cells(self._writable)
         self.filled = len(source)
         self.size = size
+        self._last_view: BarSeries | None = None
 
     def append(self, bars: list[tuple] | BarSeries) -> None:
         """``bars`` after the filled rows (the caller checked the room): rows of plain numbers
@@ -133,22 +140,74 @@ class _ClosedStore:
         usual one or two bars) or a series of the columns' dtypes."""
         at = self.filled
         if isinstance(bars, list):
-            columns = self.columns
             for row in bars:
-                for target, value in zip(columns, row):
-                    target[at] = value
+                self._write_row(at, row)
                 at += 1
         else:
             end = at + len(bars)
-            for target, column in zip(self.columns, _columns(bars)):
+            for target, column in zip(self._writable, _columns(bars)):
                 target[at:end] = column
             at = end
         self.filled = at
 
+    def _write_row(self, at: int, row: tuple) -> None:
+        """``row`` into row ``at`` (past ``filled``). Through memoryviews when every value is of its
+        column's kind (a float for a float column, an int for an integer one: the plain C value,
+        which is what numpy's element write stores too, for a fraction of its cost); else numpy's
+        element writes (they convert, and raise, as ever), over whatever the first attempt wrote."""
+        cells = self._writable_cells
+        if cells is not None:
+            t, o, h, l, c, tv, sp, rv = cells
+            try:
+                t[at], o[at], h[at], l[at], c[at], tv[at], sp[at], rv[at] = row
+                return
+            except (TypeError, ValueError):
+                pass
+        for target, value in zip(self._writable, row):
+            target[at] = value
+
+    def row(self, position: int) -> tuple:
+        """Row ``position`` (a filled one) as plain numbers, as ``BarSeries.rows()`` gives it,
+        read through memoryviews (one element of a numpy array costs several times as much)."""
+        cells = self._cells
+        if cells is None:
+            return tuple(column.item(position) for column in self.columns)
+        t, o, h, l, c, tv, sp, rv = cells
+        return t[position], o[position], h[position], l[position], c[position], tv[position], sp[position], \
+            rv[position]
+
     def view(self, start: int, stop: int) -> BarSeries:
+        """Rows ``[start, stop)`` (filled ones), read-only, marked as such (``BarSeries.lineage``).
+        The same rows as the last view: that same series (its rows never change and nobody can
+        write to it, so it is what a new view would be), without slicing eight columns again: a
+        reader of a slower timeframe asks for the same closed bars at every step until one closes."""
+        last = self._last_view
+        if last is not None:
+            lineage = last.lineage
+            if lineage is not None and lineage[1] == start and lineage[2] == stop:
+                return last
         window = slice(start, stop)
         t, o, h, l, c, tv, sp, rv = self.columns
-        return BarSeries(t[window], o[window], h[window], l[window], c[window], tv[window], sp[window], rv[window])
+        self._last_view = view = BarSeries(t[window], o[window], h[window], l[window], c[window], tv[window],
+                                           sp[window], rv[window]).with_lineage(self, start, stop)
+        return view
+
+
+_CELL_FORMATS = frozenset("bBhHiIlLqQfd")  # native single numbers: what a memoryview reads and writes
+
+
+def _cells(columns: tuple[np.ndarray, ...]) -> tuple[memoryview, ...] | None:
+    """Memoryviews of ``columns`` (their elements as plain Python numbers, the same values as
+    ``item``), or None when a column's format is not a native number (another byte order...)."""
+    cells = tuple(column.data for column in columns)  # memoryviews
+    return cells if all(cell.format in _CELL_FORMATS for cell in cells) else None
+
+
+def _read_only(column: np.ndarray) -> np.ndarray:
+    """A read-only view of ``column`` (its slices are read-only too)."""
+    view = column.view()
+    view.flags.writeable = False
+    return view
 
 
 def _same_dtypes(columns: tuple[np.ndarray, ...], bars: BarSeries) -> bool:
@@ -211,9 +270,9 @@ class CacheEntry:
         return self._closed
 
     def closed_tail(self, count: int) -> BarSeries:
-        """``closed.tail(count)``: one view of the store, without making ``closed`` first."""
-        if self._closed is None and count > 0:
-            assert self.store is not None
+        """``closed.tail(count)``: one view of the store (marked with its rows, see
+        ``_ClosedStore``), without making ``closed`` first."""
+        if self.store is not None and count > 0:
             return self.store.view(max(self.start, self.stop - count), self.stop)
         return self.closed.tail(count)
 

@@ -328,3 +328,101 @@ def test_the_backtest_view_trims_bar_rows_as_it_trims_bars(feed_stack) -> None:
         assert rows == view.bars("XAUUSD", "M1", count, include_forming=True).rows()
         assert len(rows) == min(count, 6)
     assert view.trimmed == 2  # count 10 only (6 of 10 kept), once as rows and once as bars
+
+
+def test_the_lineage_tells_how_a_read_carries_the_last_one(feed_stack, monkeypatch) -> None:
+    """Series served from the feed's store say which store rows they are (``lineage``): whenever
+    ``carried_from`` answers n, the new series' first n bars are the old one's last n, bit for
+    bit; a store copied over (tiny spare here), a full fetch or a forming bar answer None."""
+    import feeds.bar_feed as bar_feed
+
+    monkeypatch.setattr(bar_feed, "SPARE_ROWS", 3)
+    stack, feed = feed_stack
+    rng = np.random.default_rng(11)
+    old = feed.get("XAUUSD", "M1", 150)
+    assert old.lineage is None  # a full fetch: not rows of a store
+    answers = []
+    for step in range(80):
+        stack.clock.advance(float(rng.choice([20, 60, 60, 90, 150])))
+        new = feed.get("XAUUSD", "M1", int(rng.choice([150, 150, 199, 40])))
+        carried = new.carried_from(old)
+        answers.append(carried)
+        if carried is not None:
+            assert _same(new.slice(0, carried), old.slice(len(old) - carried, None)), step
+            assert carried == len(old) or new.time_s[0] > old.time_s[0]
+        old = new
+    assert any(a is None for a in answers) and sum(a is not None and a > 0 for a in answers) > 30
+    assert feed.get("XAUUSD", "M1", 10, include_forming=True).lineage is None
+    assert old.slice(0, len(old) - 1).lineage is None  # a slice is not marked: it may be anything
+
+
+def _store(stack, count: int = 20, spare: int = 5):
+    from feeds.bar_feed import _ClosedStore
+
+    return _ClosedStore(stack.broker.bars("XAUUSD", "M1", count), spare)
+
+
+def test_carried_from_answers_only_what_the_store_rows_prove(feed_stack) -> None:
+    """``carried_from`` on views of one store: the overlap when the old rows end inside the new
+    ones; None when the old ones start later or end past the new ones, or for another store."""
+    stack, _ = feed_stack
+    store, other = _store(stack), _store(stack)
+    old = store.view(2, 10)
+    assert store.view(2, 14).carried_from(old) == 8  # starts with all of old
+    assert store.view(6, 15).carried_from(old) == 4  # old's last 4 bars first
+    assert store.view(10, 15).carried_from(old) == 0  # right after old
+    assert store.view(1, 15).carried_from(old) is None  # old starts later: not old's LAST bars
+    assert store.view(3, 9).carried_from(old) is None  # old ends past it
+    assert store.view(11, 15).carried_from(old) is None  # a gap
+    assert other.view(2, 14).carried_from(old) is None  # same values, another store: not known
+    assert _same(store.view(6, 15).slice(0, 4), old.slice(4, None))
+
+
+def test_store_rows_cannot_change_once_written(feed_stack) -> None:
+    """What makes the lineage trustworthy: nothing handed out can write into the store (its
+    columns and views are read-only), and ``append`` writes past the filled rows only."""
+    stack, _ = feed_stack
+    store = _store(stack, 20, 5)
+    view = store.view(0, 20)
+    before = _copy(view)
+    for column in (view.time_s, view.close, view.tick_volume, *store.columns):
+        with pytest.raises(ValueError):
+            column[0] = column[1]
+    store.append(stack.broker.bars("XAUUSD", "M1", 3).rows())
+    assert store.filled == 23 and _same(view, before) and _same(store.view(0, 20), before)
+
+
+def test_store_rows_are_the_values_numpy_gives(feed_stack) -> None:
+    """Rows are written and read through memoryviews (``_write_row``, ``row``): the same values
+    as numpy's element writes and ``item``; a value of another kind (a float for an integer
+    column, an int for a price) is written by numpy, converted as it converts it."""
+    stack, _ = feed_stack
+    source = stack.broker.bars("XAUUSD", "M1", 10)
+    store = _store(stack, 10, 8)
+    rows = source.rows()
+    odd = (rows[0][0] + 60, 2000, 2001.0, 1999, 2000.5, 7.9, 3, 0)  # ints for prices, a float tick volume
+    store.append(rows[-3:] + [odd])
+    reference = [np.empty(18, dtype=getattr(source, name).dtype) for name in ("time_s", "open", "high", "low",
+                                                                              "close", "tick_volume", "spread",
+                                                                              "real_volume")]
+    for at, row in enumerate(rows + rows[-3:] + [odd]):
+        for column, value in zip(reference, row):
+            column[at] = value
+    for got, expected in zip(store.columns, reference):
+        assert got[:14].tobytes() == expected[:14].tobytes()
+    for position in range(14):
+        assert store.row(position) == tuple(column.item(position) for column in reference)
+        assert all(type(a) is type(b) for a, b in zip(store.row(position), store.view(0, 14).rows()[position]))
+
+
+def test_the_same_rows_are_the_same_view(feed_stack) -> None:
+    """A reader asking for the same closed bars again (a slower timeframe between its closes) gets
+    the very series it got (read-only rows that never change); other rows, a new one."""
+    stack, _ = feed_stack
+    store = _store(stack)
+    first = store.view(5, 20)
+    assert store.view(5, 20) is first
+    store.append(stack.broker.bars("XAUUSD", "M1", 2).rows()[:1])
+    assert store.view(5, 20) is first
+    grown = store.view(5, 21)
+    assert grown is not first and grown.carried_from(first) == len(first)

@@ -257,3 +257,156 @@ def test_a_rejected_new_bar_leaves_the_memo_as_it_was(xau):
     assert kept.cols.high[:1202] == fresh.cols.high[:1202]
     for name in ("atr_now", "vwap_now", "vwap_std_now", "ema_now", "adx_now", "bb_width_ratio"):
         assert bits(getattr(kept, name)) == bits(getattr(fresh, name)), name
+
+
+# ----------------------------------------------------------------------------------------------
+# The bar feed's lineage: extensions proved from store rows instead of bytes
+# ----------------------------------------------------------------------------------------------
+
+def _mt5_series(bars: Bars, start: int, end: int):
+    """``bars[start:end]`` as the broker hands them out: MT5's dtypes (integer tick counts)."""
+    from engines.bars import BarSeries
+
+    count = end - start
+    return BarSeries(bars.time_s[start:end].copy(), *(a[start:end].copy() for a in (bars.open, bars.high, bars.low,
+                                                                                    bars.close)),
+                     bars.volume[start:end].astype(np.uint64), np.full(count, 20, dtype=np.int32),
+                     np.zeros(count, dtype=np.uint64))
+
+
+def _store(bars: Bars, start: int, end: int, spare: int = 600):
+    from feeds.bar_feed import _ClosedStore
+
+    return _ClosedStore(_mt5_series(bars, start, end), spare)
+
+
+def _counting_bytes(monkeypatch) -> list[int]:
+    """Count the memo's byte reads (``_column_bytes``): the full comparison path."""
+    import engines.micro_scalp_features as features
+
+    calls: list[int] = []
+    real = features._column_bytes
+
+    def counted(bars):
+        calls.append(len(bars))
+        return real(bars)
+
+    monkeypatch.setattr(features, "_column_bytes", counted)
+    return calls
+
+
+def _walk(bars: Bars, params, series_of, ends) -> None:
+    """Evaluate the windows ``series_of(end)`` with one memo and each afresh: the same decisions."""
+    kept = fresh = None
+    for end in ends:
+        series = series_of(end)
+        close = float(series.close[-1])
+        now = datetime.fromtimestamp(int(series.time_s[-1]) + 60, tz=timezone.utc)
+        args = ((close - SPREAD / 2, close + SPREAD / 2), SpreadStats(SPREAD, SPREAD, SPREAD, 100), None, params,
+                "XAUUSD", now)
+        kept = evaluate(series, *args, kept.regime_state if kept else None, stops_level=0.1)
+        fresh = evaluate(_mt5_series(bars, 1000, end), *args,
+                         replace(fresh.regime_state, memo=None) if fresh else None, stops_level=0.1)
+        assert same_decision(kept, fresh), end
+
+
+def test_a_window_growing_in_the_feeds_store_is_carried_by_its_lineage(xau, monkeypatch):
+    """Views of one store growing at their end: the memo keeps its series without reading a byte,
+    and every decision is the fresh one."""
+    bars, params = xau
+    store = _store(bars, 1000, 1100)
+    ends = list(range(1100, 1400))
+    calls = _counting_bytes(monkeypatch)
+
+    def series_of(end: int):
+        if end > store.filled:
+            store.append(_mt5_series(bars, store.filled + 1000, end).rows())
+        return store.view(0, end - 1000)
+
+    _walk(bars, params, series_of, ends)
+    assert len(calls) == len(ends) + 1  # each fresh evaluation, and the memo's first window only
+
+
+def test_a_new_store_or_a_series_not_from_the_feed_is_compared_byte_for_byte(xau, monkeypatch):
+    """Another store (the feed copied its rows over, or fetched them again), a revised bar in it,
+    or bars from elsewhere: no lineage proves anything, the bytes are compared, and the memo is
+    kept exactly when they extend the last window."""
+    bars, params = xau
+    memo = SeriesMemo()
+    calls = _counting_bytes(monkeypatch)
+    first = _store(bars, 1000, 1200)
+    copied = _store(bars, 1000, 1201)
+    revised_series = _mt5_series(bars, 1000, 1202)
+    revised_series.close[150] = (revised_series.high[150] + revised_series.low[150]) / 2
+    from feeds.bar_feed import _ClosedStore
+
+    revised = _ClosedStore(revised_series, 5)
+    cases = [(first.view(0, 200), None), (first.view(0, 200), True), (copied.view(0, 201), True),
+             (revised.view(0, 202), False), (_mt5_series(bars, 1000, 1203), False),
+             (_mt5_series(bars, 1000, 1204), True), (Bars.coerce(_mt5_series(bars, 1000, 1205)), True)]
+    for series, kept in cases:
+        data = Bars.coerce(series)
+        store, read = memo.store, len(calls)
+        memo.begin(data)
+        memo.validate(data)
+        assert kept is None or (memo.store is store) == kept, len(data)
+        assert len(calls) > read or series is cases[1][0]  # the same rows again: carried by lineage
+        features = compute_features(data, 2000.0, 2000.2, params, memo)
+        fresh = compute_features(Bars.coerce(series).tail(len(data)), 2000.0, 2000.2, params)
+        for name in ("atr_now", "vwap_now", "vwap_std_now", "ema_now", "adx_now", "bb_width_ratio"):
+            assert bits(getattr(features, name)) == bits(getattr(fresh, name)), (len(data), name)
+
+
+def test_the_tripwire_catches_a_store_that_broke_its_promise(xau):
+    """Should a store ever change a written row, the lineage would lie: the last bar the memo holds
+    is compared, and a changed one makes the memo start over (nothing that store held is trusted,
+    not even the bytes of the last window, read from it)."""
+    bars, params = xau
+    store = _store(bars, 1000, 1200)
+    memo = SeriesMemo()
+    for stop in (200, 201):  # the second window is carried by its lineage
+        store.append(_mt5_series(bars, 1000 + store.filled, 1000 + stop).rows())
+        data = Bars.coerce(store.view(0, stop))
+        memo.begin(data)
+        memo.validate(data)
+        compute_features(data, 2000.0, 2000.2, params, memo).cols
+    held = memo.store
+    high, low = store.columns[2][200], store.columns[3][200]
+    store._writable[4][200] = (high + low) / 2  # the last close, changed behind the views' backs
+    assert store.columns[4][200] != bars.close[1200]
+    store.append(_mt5_series(bars, 1201, 1202).rows())
+    data = Bars.coerce(store.view(0, 202))
+    memo.begin(data)
+    assert memo.store is not held
+    memo.validate(data)
+    features = compute_features(data, 2000.0, 2000.2, params, memo)
+    fresh = compute_features(Bars.coerce(_copy_series(store.view(0, 202))), 2000.0, 2000.2, params)
+    for name in ("atr_now", "vwap_now", "ema_now", "adx_now"):
+        assert bits(getattr(features, name)) == bits(getattr(fresh, name)), name
+
+
+def _copy_series(series):
+    from engines.bars import BarSeries
+
+    return BarSeries(*(np.array(column) for column in (series.time_s, series.open, series.high, series.low,
+                                                       series.close, series.tick_volume, series.spread,
+                                                       series.real_volume)))
+
+
+def test_bars_from_the_feed_read_their_rows_and_volume_as_the_arrays_hold_them(xau):
+    """``Bars.row`` (from the store row) and the volume converted on first read are what the
+    arrays and ``_series_volume`` give; big tick counts included."""
+    from engines.micro_scalp_features import _series_volume
+
+    bars, _ = xau
+    series = _mt5_series(bars, 1000, 1100)
+    series.tick_volume[:3] = [2 ** 53 + 1, 2 ** 64 - 1, 2 ** 53 - 1]
+    from feeds.bar_feed import _ClosedStore
+
+    view = _ClosedStore(series, 3).view(0, 100)
+    for data in (Bars.coerce(view), Bars.coerce(series)):
+        for i in (0, 1, 2, 50, 99):
+            assert data.row(i) == (data.time_s.item(i), data.open.item(i), data.high.item(i), data.low.item(i),
+                                   data.close.item(i), _series_volume(series).item(i))
+        assert data.volume.tobytes() == _series_volume(series).tobytes()
+    assert Bars.coerce(view).lineage == view.lineage and Bars.coerce(series).lineage is None
