@@ -36,6 +36,7 @@ _PRICES = ("open", "high", "low", "close")
 _TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _SMALL_TAIL = 8  # new bars validated as plain numbers
 _FLOAT64 = np.dtype(np.float64)
+_INT64 = np.dtype(np.int64)
 
 
 class BadBars(ValueError):
@@ -105,7 +106,7 @@ class Bars:
         (``Lineage``), and any other series is read whole at ``SeriesMemo.begin``, as before."""
         o, h, lo, c, ticks = series.open, series.high, series.low, series.close, series.tick_volume
         if not (o.dtype is _FLOAT64 and h.dtype is _FLOAT64 and lo.dtype is _FLOAT64 and c.dtype is _FLOAT64
-                and ticks.dtype.kind in "iu"):
+                and ticks.dtype.kind in "iu" and series.time_s.dtype is _INT64):
             o, h, lo, c = _as_float64(o), _as_float64(h), _as_float64(lo), _as_float64(c)  # (MT5's are float64)
             return cls(series.time_s, o, h, lo, c, _series_volume(series))
         bars = cls.__new__(cls)

@@ -125,14 +125,28 @@ class _ClosedStore:
 
     def __init__(self, source: BarSeries, spare: int) -> None:
         size = len(source) + spare
-        self._writable = tuple(np.empty(size, dtype=column.dtype) for column in _columns(source))
-        for target, column in zip(self._writable, _columns(source)):
+        writable = tuple(np.empty(size, dtype=column.dtype) for column in _columns(source))
+        for target, column in zip(writable, _columns(source)):
             target[:len(source)] = column
-        self.columns = tuple(_read_only(column) for column in self._writable)
-        self._cells, self._writable_cells = _cells(self.columns), _cells(self._writable)
-        self.filled = len(source)
-        self.size = size
+        self._open(writable, len(source))
+
+    def _open(self, writable: tuple[np.ndarray, ...], filled: int) -> None:
+        """Take ``writable`` (columns whose first ``filled`` rows are bars) and make the read-only
+        side: the public columns and the memoryviews of both."""
+        self._writable = writable
+        self.columns = tuple(_read_only(column) for column in writable)
+        self._cells, self._writable_cells = _cells(self.columns), _cells(writable)
+        self.filled = filled
+        self.size = len(writable[0])
         self._last_view: BarSeries | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """For pickle and deepcopy (memoryviews cannot be pickled): the writable columns and how
+        many rows are filled; the rest is rebuilt from them (``__setstate__``)."""
+        return {"writable": self._writable, "filled": self.filled}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._open(state["writable"], state["filled"])
 
     def append(self, bars: list[tuple] | BarSeries) -> None:
         """``bars`` after the filled rows (the caller checked the room): rows of plain numbers

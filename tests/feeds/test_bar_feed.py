@@ -426,3 +426,23 @@ def test_the_same_rows_are_the_same_view(feed_stack) -> None:
     assert store.view(5, 20) is first
     grown = store.view(5, 21)
     assert grown is not first and grown.carried_from(first) == len(first)
+
+
+def test_a_store_and_its_views_can_be_copied_and_pickled(feed_stack) -> None:
+    """Memoryviews cannot be pickled: a store travels as its writable columns and filled count and
+    rebuilds the rest, so a copy is a store of its own (views of it carry it, not the original),
+    read-only, with the same rows, and it grows as the original does."""
+    import copy
+    import pickle
+
+    stack, _ = feed_stack
+    store = _store(stack, 20, 5)
+    view = store.view(0, 20)
+    for copied in (copy.deepcopy(view), pickle.loads(pickle.dumps(view))):
+        twin = copied.lineage[0]
+        assert twin is not store and _same(copied, view) and twin.row(19) == store.row(19)
+        assert copied.carried_from(view) is None  # another store: the values must be compared
+        with pytest.raises(ValueError):
+            twin.columns[1][0] = 0.0
+        twin.append(stack.broker.bars("XAUUSD", "M1", 2).rows())
+        assert twin.filled == 22 and store.filled == 20 and twin.view(0, 22).carried_from(copied) == 20

@@ -410,3 +410,21 @@ def test_bars_from_the_feed_read_their_rows_and_volume_as_the_arrays_hold_them(x
                                    data.close.item(i), _series_volume(series).item(i))
         assert data.volume.tobytes() == _series_volume(series).tobytes()
     assert Bars.coerce(view).lineage == view.lineage and Bars.coerce(series).lineage is None
+
+
+def test_only_mt5s_dtypes_take_the_deferred_volume(xau):
+    """``from_series`` defers the volume (and rests on the lineage) only for MT5's dtypes: int64
+    times, float64 prices, integer tick counts. Times of another dtype give the whole arrays
+    now, and the memo's byte comparison (which starts over on such times) decides."""
+    from engines.bars import BarSeries
+
+    bars, _ = xau
+    store = _store(bars, 1000, 1100)
+    mt5 = Bars.from_series(store.view(0, 100))
+    assert "volume" not in mt5.__dict__ and mt5.lineage is not None
+    other = store.view(0, 100)
+    odd = BarSeries(other.time_s.astype(np.int32), other.open, other.high, other.low, other.close,
+                    other.tick_volume, other.spread, other.real_volume).with_lineage(store, 0, 100)
+    made = Bars.from_series(odd)
+    assert "volume" in made.__dict__ and made.lineage is None
+    assert np.array_equal(made.volume, mt5.volume) and made.volume.dtype == np.float64
