@@ -488,7 +488,7 @@ class MarketMemo:
         self._problem: tuple[str, Bars, str | None] | None = None
         self._core: tuple[MarketInputs, RangeScalpParams, MarketCore] | None = None
         self._market: tuple[MarketInputs, RangeScalpParams, RangeMarket] | None = None
-        self._h1_raw: tuple[tuple[np.ndarray, ...], int, int, Bars] | None = None
+        self._h1_raw: tuple[tuple[np.ndarray, ...], int, int, Bars, BarSeries] | None = None
         self._m15_tails: dict[int, tuple[Bars, Bars]] = {}  # tail size -> (M15 bars, their tail)
         self._last: dict[str, tuple[tuple[Any, ...], Any]] = {}
         self.window = M5Window()  # the last M5 window and what was derived from it
@@ -518,16 +518,20 @@ class MarketMemo:
     def h1_bars(self, raw: Any, now_s: float, lookback: int) -> Bars:
         """``to_bars(raw, H1).closed_at(now_s).tail(lookback)``; the very Bars of the last call
         when ``raw`` is a bar feed BarSeries with the same columns (dtypes and bytes) cut at the
-        same bar (the H1 bars change once an hour): every H1 slot then knows them by identity."""
+        same bar (the H1 bars change once an hour): every H1 slot then knows them by identity.
+        The very series of the last call with a lineage has the same bytes without reading them:
+        it is a read-only view of store rows that never change (``engines.bars.Lineage``; the
+        feed hands out the same view for the same rows)."""
         if not isinstance(raw, BarSeries) or raw.time_s.dtype != np.int64:
             return to_bars(raw, H1, "bars_h1").closed_at(now_s).tail(lookback)
         columns = (raw.time_s, raw.open, raw.high, raw.low, raw.close, raw.tick_volume)  # what to_bars reads
         stop = int(raw.time_s.searchsorted(math.floor(now_s) - H1, side="right"))  # closed_at's cut
         last = self._h1_raw
-        if last is not None and last[1] == stop and last[2] == lookback and _same_columns(last[0], columns):
+        if last is not None and last[1] == stop and last[2] == lookback and (
+                (last[4] is raw and raw.lineage is not None) or _same_columns(last[0], columns)):
             return last[3]
         h1 = to_bars(raw, H1, "bars_h1").closed_at(now_s).tail(lookback)
-        self._h1_raw = (columns, stop, lookback, h1)
+        self._h1_raw = (columns, stop, lookback, h1, raw)
         return h1
 
     def m15_tail(self, m15: Bars, size: int) -> Bars:

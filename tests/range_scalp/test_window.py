@@ -197,3 +197,37 @@ def market_text(market) -> dict[str, str]:
     from dataclasses import fields
 
     return {f.name: repr(getattr(market, f.name)) for f in fields(market) if f.name != "inputs"}
+
+
+def test_the_same_feed_view_of_h1_bars_is_known_without_reading_its_bytes(monkeypatch) -> None:
+    """The feed hands out the same read-only view for the same store rows: the memo knows it by
+    identity and compares no bytes. Any other series is compared (and a revised bar is seen)."""
+    from engines.bars import BarSeries
+    from engines.range_data import H1
+    from feeds.bar_feed import _ClosedStore
+
+    import engines.range_market as range_market
+
+    bars = series(1200)
+    hourly = aggregate(bars, H1, float(bars.time[-1] + M5), drop_partial_first=False)
+
+    def feed_series(close: np.ndarray) -> BarSeries:
+        return BarSeries(hourly.time.copy(), hourly.open.copy(), hourly.high.copy(), hourly.low.copy(), close,
+                         hourly.volume.astype(np.uint64), np.zeros(len(hourly), np.int32),
+                         np.zeros(len(hourly), np.uint64))
+
+    plain = feed_series(hourly.close.copy())
+    view = _ClosedStore(plain, 4).view(0, len(plain))
+    now = float(hourly.time[-1] + H1 + 5)
+    compared: list[int] = []
+    real = range_market._same_columns
+    monkeypatch.setattr(range_market, "_same_columns", lambda a, b: compared.append(1) or real(a, b))
+
+    memo = range_market.MarketMemo()
+    first = memo.h1_bars(view, now, 48)
+    assert memo.h1_bars(view, now, 48) is first and not compared  # the same view: no byte read
+    assert memo.h1_bars(plain, now, 48) is first and compared == [1]  # another object: compared, equal
+    revised = hourly.close.copy()
+    revised[-1] += 1.0
+    other = memo.h1_bars(feed_series(revised), now, 48)  # compared, not equal: converted again
+    assert compared == [1, 1] and other is not first and other.close[-1] == first.close[-1] + 1.0
