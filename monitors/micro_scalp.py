@@ -255,10 +255,8 @@ class MicroScalpMonitor:
         state, now = c.state, c.now
         if state.entries is None:  # the first check of this state object
             self._seed_entries(c)
-        entries = state.entries
-        if entries:  # pruning needs some
-            state.prune_entries(now)
-        last = entries[-1] if entries else None  # state.last_entry(), without the call
+        state.prune_entries(now)
+        last = state.last_entry()
         if last is not None:
             left = c.params.cooldown_after_trade_seconds - (now - last).total_seconds()
             if left > 0:
@@ -270,7 +268,7 @@ class MicroScalpMonitor:
 
     def _gate_caps(self, c: _Check) -> str | None:
         p, state = c.params, c.state
-        kept = len(state.entries or ())  # state.entry_count(), without the call
+        kept = state.entry_count()
         if kept < p.max_trades_per_hour and kept < p.max_trades_per_day:
             return None  # no window can hold more entries than are kept
         hour = state.count_entries_since(c.now - HOUR)
