@@ -16,11 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from engines.bars import BarSeries
+from engines.bars import BarSeries, Lineage
 from engines.frozen import direct_init
 
 M5 = 300
@@ -36,7 +36,14 @@ class BarDataError(ValueError):
 @direct_init
 @dataclass(frozen=True, eq=False)
 class Bars:
-    """OHLCV bars of one timeframe, oldest first. Arrays are never mutated after construction."""
+    """OHLCV bars of one timeframe, oldest first. Arrays are never mutated after construction.
+    ``lineage``: which rows of the bar feed's store they are (``to_bars`` of a feed series, and
+    their slices), else None; see ``engines.bars.Lineage``."""
+
+    # Not a field (not compared, not a constructor argument): bars converted from the same store
+    # rows by ``to_bars`` have the same bits (the same conversion of values that never change), so
+    # two windows' lineages tell how they overlap without reading them (range_window.carried_count).
+    lineage: ClassVar[Lineage | None] = None
 
     time: np.ndarray  # int64 epoch seconds, bar open time, UTC
     open: np.ndarray
@@ -55,8 +62,13 @@ class Bars:
         return self.slice(len(self) - count, len(self))
 
     def slice(self, start: int, stop: int) -> "Bars":
-        return Bars(self.time[start:stop], self.open[start:stop], self.high[start:stop],
+        """Bars ``[start:stop]`` (views); they keep their rows' lineage for ``0 <= start <= stop <= len``."""
+        bars = Bars(self.time[start:stop], self.open[start:stop], self.high[start:stop],
                     self.low[start:stop], self.close[start:stop], self.volume[start:stop], self.period_s)
+        lineage = self.lineage
+        if lineage is not None and 0 <= start <= stop <= len(self.time):
+            bars.__dict__["lineage"] = (lineage[0], lineage[1] + start, lineage[1] + stop)
+        return bars
 
     def since(self, time_s: int) -> "Bars":
         """Bars that open at or after ``time_s``."""
@@ -121,11 +133,7 @@ def to_bars(data: Any, period_s: int, what: str = "bars") -> Bars:
     if data is None:
         raise BarDataError(f"{what}: no bars given")
     if isinstance(data, BarSeries):  # the bar feed's numpy columns: no conversion but the dtype
-        volume = data.tick_volume  # MT5's is an integer count: never NaN once converted
-        return _checked_bars(data.time_s, [np.ascontiguousarray(getattr(data, name), dtype=np.float64)
-                                           for name in _PRICE_COLUMNS],
-                             np.ascontiguousarray(volume, dtype=np.float64), period_s, what,
-                             may_be_nan=volume.dtype.kind not in "iub")
+        return _series_bars(data, period_s, what)
     fast = _indexed_frame_bars(data, period_s, what)
     if fast is not None:
         return fast
@@ -145,10 +153,32 @@ def _checked_bars(time_s: np.ndarray, columns: list[np.ndarray], volume: np.ndar
     lengths = {len(time_s), len(volume), *(len(c) for c in columns)}
     if len(lengths) != 1:
         raise BarDataError(f"{what}: columns have different lengths {sorted(lengths)}")
-    return Bars(np.ascontiguousarray(time_s, dtype=np.int64), *columns, volume, period_s)
+    return Bars(_contiguous(time_s, _INT64), *columns, volume, period_s)
 
 
 _PRICE_COLUMNS = ("open", "high", "low", "close")
+_FLOAT64, _INT64 = np.dtype(np.float64), np.dtype(np.int64)
+
+
+def _series_bars(series: BarSeries, period_s: int, what: str) -> Bars:
+    """``Bars`` of a bar feed series, with its lineage: the same conversion of the same rows
+    gives the same bits. Columns already contiguous float64 (MT5's prices) are the series' own
+    arrays, as ``np.ascontiguousarray`` would return them, without its call."""
+    volume = series.tick_volume  # MT5's is an integer count: never NaN once converted
+    columns = [_contiguous(getattr(series, name), _FLOAT64) for name in _PRICE_COLUMNS]
+    bars = _checked_bars(series.time_s, columns, np.ascontiguousarray(volume, dtype=np.float64), period_s, what,
+                         may_be_nan=volume.dtype.kind not in "iub")
+    if series.lineage is not None:
+        bars.__dict__["lineage"] = series.lineage
+    return bars
+
+
+def _contiguous(column: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """``np.ascontiguousarray(column, dtype=dtype)``: the array itself when it already is one
+    (what that call returns then), without the call."""
+    if column.dtype is dtype and column.flags.c_contiguous:
+        return column
+    return np.ascontiguousarray(column, dtype=dtype)
 
 
 def _indexed_frame_bars(data: Any, period_s: int, what: str) -> Bars | None:
@@ -208,12 +238,12 @@ def bar_problem(bars: Bars, what: str) -> str | None:
     of order or duplicated."""
     if len(bars) == 0:
         return f"{what}: no bars"
-    if _clean(bars):
+    if all_clean(bars):
         return None
     return _first_problem(bars, what)
 
 
-def _clean(bars: Bars) -> bool:
+def all_clean(bars: Bars) -> bool:
     """True when none of ``_first_problem``'s checks can fail, in a few whole-array reductions:
     low <= open, close <= high with a positive lowest low and a finite highest high mean every
     price is finite, positive and consistent (NaN fails every comparison)."""
@@ -226,7 +256,7 @@ def _clean(bars: Bars) -> bool:
 
 
 def _first_problem(bars: Bars, what: str) -> str | None:
-    """The checks one by one, in their reporting order (only run when ``_clean`` failed)."""
+    """The checks one by one, in their reporting order (only run when ``all_clean`` failed)."""
     prices = np.stack([bars.open, bars.high, bars.low, bars.close])
     if not np.isfinite(prices).all():
         return f"{what}: NaN or infinite price"

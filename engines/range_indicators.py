@@ -23,9 +23,9 @@ import numpy as np
 from engines.frozen import direct_init
 from engines.indicators import mean_std, pairwise_sum, sma, swing_pivots, true_range, true_range_step, window_view
 
-__all__ = ["mean_atr", "stochastic", "rolling_vwap", "candle_cvd", "ema_direction", "mean_atr_last", "bollinger_last",
-           "stochastic_last", "rsi_last", "rsi_estimate", "session_vwap_last", "last_session_sums", "VwapSums",
-           "pivots", "last_pivot_points", "last_pivot_high_low"]
+__all__ = ["mean_atr", "stochastic", "rolling_vwap", "candle_cvd", "ema_direction", "mean_atr_last", "true_ranges_last",
+           "bollinger_last", "stochastic_last", "rsi_last", "rsi_estimate", "session_vwap_last", "last_session_sums",
+           "VwapSums", "pivots", "last_pivot_points", "last_pivot_high_low"]
 
 _NAN = math.nan
 
@@ -54,11 +54,15 @@ def mean_atr_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: 
         start = max(n - period - 1, 0)
         ranges = true_range(high[start:], low[start:], close[start:])
         return float(np.add.reduce(ranges[len(ranges) - period:]) / period)
-    # true_range's steps on its last ``period`` values only (each needs the close before), on
-    # plain floats: a dozen values cost less in Python than in numpy calls
-    spans: list[float] = list(map(true_range_step, high[n - period:].tolist(), low[n - period:].tolist(),
-                                  close[n - period - 1:n - 1].tolist()))
-    return pairwise_sum(spans) / period
+    return pairwise_sum(true_ranges_last(high, low, close, period)) / period
+
+
+def true_ranges_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, count: int) -> list[float]:
+    """``true_range``'s last ``count`` values (fewer than ``len(close)``: each needs the close
+    before), stepped on plain floats: a dozen values cost less in Python than in numpy calls."""
+    n = len(close)
+    return list(map(true_range_step, high[n - count:].tolist(), low[n - count:].tolist(),
+                    close[n - count - 1:n - 1].tolist()))
 
 
 def bollinger_last(close: np.ndarray, period: int = 20, num_std: float = 2.0) -> tuple[float, float, float, float]:

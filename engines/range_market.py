@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from config.range_scalp_model import RangeScalpParams
+from config.range_scalp_model import RangeScalpParams, SessionParams
 from engines.indicators import adx as adx_indicator
 from engines.bars import BarSeries
 from engines.frozen import direct_init
@@ -389,7 +389,10 @@ def _market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMem
     ind, det = params.indicators, params.detection
     m5, m15, h1 = inputs.m5, inputs.m15, inputs.h1
     price = inputs.quote.mid
-    atr = mean_atr_last(m5.high, m5.low, m5.close, ind.atr_period)
+    if memo is None:
+        atr = mean_atr_last(m5.high, m5.low, m5.close, ind.atr_period)
+    else:
+        atr = memo.window.mean_atr(m5, ind.atr_period)
     bb_middle, bb_upper, bb_lower, bb_width = bollinger_last(m5.close[-(ind.bb_period + 1):], ind.bb_period,
                                                              ind.bb_std)
     if memo is None:
@@ -411,7 +414,8 @@ def _market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMem
         bb_upper=bb_upper, bb_middle=bb_middle, bb_lower=bb_lower, bb_width=bb_width,
         vwap=vwap,
         expansion_state=state, adx=h1v.adx, previous_day=day, previous_day_note=note,
-        session_key=session_key_at(inputs.now_s, params.sessions), h1_values=h1v)
+        session_key=session_key_at(inputs.now_s, params.sessions) if memo is None else
+        memo.session_key(inputs.now_s, params.sessions), h1_values=h1v)
 
 
 def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo | None = None) -> RangeMarket:
@@ -461,6 +465,11 @@ def compute_market(inputs: MarketInputs, params: RangeScalpParams, memo: MarketM
     return complete_market(_market_core(inputs, params, None), params)
 
 
+def _h1_columns(raw: BarSeries) -> tuple[np.ndarray, ...]:
+    """The columns of a bar feed series that ``to_bars`` reads."""
+    return raw.time_s, raw.open, raw.high, raw.low, raw.close, raw.tick_volume
+
+
 def _same_columns(last: tuple[np.ndarray, ...], new: tuple[np.ndarray, ...]) -> bool:
     """The same arrays, or arrays of the same dtype, shape and bytes."""
     for a, b in zip(last, new):
@@ -490,6 +499,7 @@ class MarketMemo:
         self._market: tuple[MarketInputs, RangeScalpParams, RangeMarket] | None = None
         self._h1_raw: tuple[tuple[np.ndarray, ...], int, int, Bars, BarSeries] | None = None
         self._m15_tails: dict[int, tuple[Bars, Bars]] = {}  # tail size -> (M15 bars, their tail)
+        self._session: tuple[SessionParams, int, str] | None = None  # (sessions, UTC hour since epoch, key)
         self._last: dict[str, tuple[tuple[Any, ...], Any]] = {}
         self.window = M5Window()  # the last M5 window and what was derived from it
         self.hits = 0
@@ -524,15 +534,27 @@ class MarketMemo:
         feed hands out the same view for the same rows)."""
         if not isinstance(raw, BarSeries) or raw.time_s.dtype != np.int64:
             return to_bars(raw, H1, "bars_h1").closed_at(now_s).tail(lookback)
-        columns = (raw.time_s, raw.open, raw.high, raw.low, raw.close, raw.tick_volume)  # what to_bars reads
         stop = int(raw.time_s.searchsorted(math.floor(now_s) - H1, side="right"))  # closed_at's cut
         last = self._h1_raw
-        if last is not None and last[1] == stop and last[2] == lookback and (
-                (last[4] is raw and raw.lineage is not None) or _same_columns(last[0], columns)):
-            return last[3]
+        columns = None
+        if last is not None and last[1] == stop and last[2] == lookback:
+            if last[4] is raw and raw.lineage is not None:
+                return last[3]
+            columns = _h1_columns(raw)
+            if _same_columns(last[0], columns):
+                return last[3]
         h1 = to_bars(raw, H1, "bars_h1").closed_at(now_s).tail(lookback)
-        self._h1_raw = (columns, stop, lookback, h1, raw)
+        self._h1_raw = (columns if columns is not None else _h1_columns(raw), stop, lookback, h1, raw)
         return h1
+
+    def session_key(self, now_s: float, sessions: SessionParams) -> str:
+        """``session_key_at(now_s, sessions)``, which depends only on the UTC hour: kept while
+        the same sessions object (params are frozen) asks within the same hour."""
+        hour = int(now_s // 3600)
+        slot = self._session
+        if slot is None or slot[1] != hour or slot[0] is not sessions:
+            slot = self._session = (sessions, hour, session_key_at(now_s, sessions))
+        return slot[2]
 
     def m15_tail(self, m15: Bars, size: int) -> Bars:
         """``m15.tail(size)``: the very object of the last call when ``m15`` is the same object

@@ -2,16 +2,19 @@
 
 Evaluated bar after bar, each M5 window is the previous one with the oldest bar(s) dropped and
 the newest closed bar(s) appended. ``carried_count`` finds how many bars of the new window are
-the tail of the last one, BIT FOR BIT (every column compared as bytes), and the values below
-are then derived from the last window's instead of from all bars:
+the tail of the last one, BIT FOR BIT (told by the bars' lineages when both windows are rows of
+the bar feed's store, else every column compared as bytes), and the values below are then
+derived from the last window's instead of from all bars, reading only the new bars' values:
 
 - the bar check: the carried bars passed it, so only the new ones (and their order after the
   last carried bar) are checked;
 - the M15 buckets: complete buckets made of carried bars are the same bars; only the buckets
-  after them are built (by ``aggregate`` itself, from the few bars after the reused buckets);
+  after them are built from the few bars after the reused buckets (on plain numbers when the
+  result cannot depend on the order of the reductions, ``new_buckets``; else by ``aggregate``);
 - the session VWAP: its running sums (numpy's cumulative sums are sequential additions) go on
   from where the last window left them;
-- the previous day's levels: the same day inside carried bars has the same high and low.
+- the previous day's levels: the same day inside carried bars has the same high and low;
+- the M5 ATR: a carried bar's true range is the same, so only the new bars' are stepped.
 
 Every shortcut gives exactly what the whole-window computation gives (the same operations in the
 same order on the same bits); whenever a case is not the plain "same bars plus new ones" case it
@@ -25,11 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from engines.range_data import M5, M15, Bars, aggregate, bar_problem
-from engines.range_indicators import VwapSums, last_session_sums
+from engines.bars import carried
+from engines.range_data import M5, M15, Bars, aggregate, all_clean, bar_problem
+from engines.indicators import pairwise_sum, true_range_step
+from engines.range_indicators import VwapSums, last_session_sums, mean_atr_last, true_ranges_last
 from engines.range_sessions import trading_day_start
 
 _COLUMNS = ("time", "open", "high", "low", "close", "volume")
+_INT64, _FLOAT64 = np.dtype(np.int64), np.dtype(np.float64)
 _SMALL = 6  # at most this many new M5 bars extend the last M15 buckets; more: the whole-window aggregate
 
 
@@ -48,11 +54,16 @@ def same_bars(a: Bars, b: Bars, columns: tuple[str, ...] = _COLUMNS) -> bool:
 
 def carried_count(last: Bars, new: Bars) -> int:
     """How many bars at the start of ``new`` are the last bars of ``last``, bit for bit, with no
-    bar of ``last`` after them (``new[:count]`` is ``last[-count:]``); 0 when unrelated."""
+    bar of ``last`` after them (``new[:count]`` is ``last[-count:]``); 0 when unrelated. Told by
+    the bars' lineages when they have them (rows of one store that never change, converted the
+    same way: ``range_data.Bars``), else by comparing every column's bytes."""
     if last is new:
         return len(new)
     if not len(last) or not len(new) or last.period_s != new.period_s:
         return 0
+    known = carried(new.lineage, last.lineage)
+    if known is not None:
+        return known if known == 0 or _same_last_bar(last, new, known - 1) else 0
     first = int(last.time.searchsorted(new.time[0]))
     count = len(last) - first
     if count <= 0 or count > len(new):
@@ -63,18 +74,25 @@ def carried_count(last: Bars, new: Bars) -> int:
     return count
 
 
+def _same_last_bar(last: Bars, new: Bars, at: int) -> bool:
+    """A tripwire for a lineage's promise: ``last``'s last bar has the open time and close of
+    ``new[at]`` (were a store ever to change a written row, nothing would be carried)."""
+    return last.time.item(-1) == new.time.item(at) and last.close.item(-1) == new.close.item(at)
+
+
 def clean_rows(bars: Bars, start: int) -> bool:
-    """``range_data._clean`` of the bars from ``start`` on, knowing the bars before were clean:
+    """``range_data.all_clean`` of the bars from ``start`` on, knowing the bars before were clean:
     each new bar consistent and positive with a finite high and volume, and opening after the
-    bar before it (the same comparisons on the exact values, so NaN fails them as there)."""
-    first = max(start - 1, 0)
-    times = bars.time[first:].tolist()
-    rows = zip(bars.open[start:].tolist(), bars.high[start:].tolist(), bars.low[start:].tolist(),
-               bars.close[start:].tolist(), bars.volume[start:].tolist())
-    for o, h, l, c, v in rows:
+    bar before it (the same comparisons on the exact values, read one by one as plain numbers,
+    so NaN fails them as there)."""
+    if len(bars) - start > _SMALL:  # many: the whole-array reductions over them and the bar before
+        return all_clean(bars.slice(max(start - 1, 0), len(bars)))
+    o_, h_, l_, c_, v_ = bars.open, bars.high, bars.low, bars.close, bars.volume
+    for i in range(start, len(bars)):
+        o, h, l, c, v = o_.item(i), h_.item(i), l_.item(i), c_.item(i), v_.item(i)
         if not (h >= o and h >= c and l <= o and l <= c and l > 0 and h < math.inf and v >= 0 and v < math.inf):
             return False
-    return all(a < b for a, b in zip(times, times[1:]))
+    return _ordered_from(bars, start)
 
 
 def vwap_sums(bars: Bars, anchor_hour_utc: int) -> VwapSums | None:
@@ -87,11 +105,12 @@ def extend_vwap(sums: VwapSums, bars: Bars, start: int, anchor_hour_utc: int) ->
     (the same scalar operations as numpy's element-wise ones and its sequential cumulative sums);
     None when a new session begins among them."""
     weight, weighted_dev, dev, typical0 = sums.weight, sums.weighted_dev, sums.dev, sums.typical0
+    time, high, low, close, volumes = bars.time, bars.high, bars.low, bars.close, bars.volume
     for i in range(start, len(bars)):
-        if (int(bars.time[i]) - anchor_hour_utc * 3600) // 86400 != sums.session:
+        if (int(time.item(i)) - anchor_hour_utc * 3600) // 86400 != sums.session:
             return None
-        typical = (float(bars.high[i]) + float(bars.low[i]) + float(bars.close[i])) / 3.0
-        volume = float(bars.volume[i])
+        typical = (float(high.item(i)) + float(low.item(i)) + float(close.item(i))) / 3.0
+        volume = float(volumes.item(i))
         d = typical - typical0
         w = volume if volume > 0 else 0.0
         weight += w
@@ -104,26 +123,76 @@ def extend_vwap(sums: VwapSums, bars: Bars, start: int, anchor_hour_utc: int) ->
 def extend_m15(last_m15: Bars, bars: Bars, carried: int, now_s: float) -> Bars | None:
     """``aggregate(bars, M15, now_s)`` from the last window's M15 bars: those of the buckets made
     of carried bars (and not cut by the new window's first bar) plus the buckets after them,
-    which ``aggregate`` builds from the bars after the reused ones: the same numpy reductions
-    of the same values in the same memory. None when the buckets cannot be split that way."""
+    built from the bars after the reused ones (``new_buckets`` on plain numbers when the result
+    cannot depend on the order of the reductions, else ``aggregate`` of those bars: the same
+    numpy reductions of the same values in the same memory). None when the buckets cannot be
+    split that way."""
     if not len(last_m15) or not len(bars):
         return None
-    end = int(last_m15.time[-1]) + M15  # the last reused bucket ends here
-    if carried < len(bars) and int(bars.time[carried]) < end:
+    end = int(last_m15.time.item(-1)) + M15  # the last reused bucket ends here
+    if carried < len(bars) and int(bars.time.item(carried)) < end:
         return None  # a new bar falls into a reused bucket
-    t0 = int(bars.time[0])
+    t0 = int(bars.time.item(0))
     first_full = t0 if t0 % M15 == 0 else t0 - t0 % M15 + M15  # a partial first bucket is dropped
-    keep = int(last_m15.time.searchsorted(first_full))
+    # the first reused bucket (``searchsorted``'s answer, at once when it is the first one)
+    keep = 0 if first_full <= last_m15.time.item(0) else int(last_m15.time.searchsorted(first_full))
     if keep >= len(last_m15):
         return None
     head = last_m15.tail(len(last_m15) - keep)
+    if end + M15 > now_s:
+        return head  # no bucket after the reused ones is complete yet
     start = int(bars.time.searchsorted(end))
-    if start == len(bars) or end + M15 > now_s:
-        return head  # no bar after the reused buckets, or none of their buckets is complete yet
-    added = aggregate(bars.slice(start, len(bars)), M15, now_s, drop_partial_first=False)
-    if not len(added):
+    if start == len(bars):
+        return head  # no bar after the reused buckets
+    added = new_buckets(bars, start, now_s)
+    if added is None:
+        made = aggregate(bars.slice(start, len(bars)), M15, now_s, drop_partial_first=False)
+        added = tuple(getattr(made, name) for name in _COLUMNS)
+    if not len(added[0]):
         return head
-    return Bars(*(np.concatenate((getattr(head, name), getattr(added, name))) for name in _COLUMNS), M15)
+    return Bars(*(np.concatenate((getattr(head, name), column)) for name, column in zip(_COLUMNS, added)), M15)
+
+
+_EXACT = 2.0 ** 53  # below this every integer is a double and every sum of such integers is exact
+
+
+def new_buckets(bars: Bars, start: int, now_s: float) -> tuple[list[Any], ...] | None:
+    """The columns of ``aggregate(bars[start:], M15, now_s, drop_partial_first=False)`` as plain
+    lists for a few bars in time order, or None (then ``aggregate`` builds them). Taken only for
+    int64 times and float64 values, when every high and low is finite and positive and every
+    volume a non-negative integer (not -0.0) whose bucket total stays below 2**53. Why it is the
+    same: the open and close are copies; the max and min of finite positive numbers do not
+    depend on the order they are read in, so Python's pick the values numpy's do; every partial
+    sum of such integers is an integer below 2**53, so exact: the total is the same in every
+    order and ``np.add.reduceat``'s order (not a documented contract) cannot matter. The lists
+    concatenated with the reused int64 and float64 columns keep those dtypes."""
+    if len(bars) - start > _SMALL + 2 or not _plain_dtypes(bars):
+        return None
+    rows = zip(bars.time[start:].tolist(), bars.open[start:].tolist(), bars.high[start:].tolist(),
+               bars.low[start:].tolist(), bars.close[start:].tolist(), bars.volume[start:].tolist())
+    buckets: list[list[Any]] = []  # [open time, open, high, low, close, volume]
+    for t, o, h, l, c, v in rows:
+        if not (0.0 < l < math.inf and 0.0 < h < math.inf and 0.0 <= v < _EXACT and v.is_integer()
+                and math.copysign(1.0, v) > 0.0):
+            return None
+        bucket = t - t % M15
+        if buckets and buckets[-1][0] == bucket:
+            last = buckets[-1]
+            last[2], last[3], last[4], last[5] = max(last[2], h), min(last[3], l), c, last[5] + v
+            if last[5] >= _EXACT:
+                return None
+        else:
+            buckets.append([bucket, o, h, l, c, v])
+    complete = [b for b in buckets if b[0] + M15 <= now_s]
+    return tuple([b[i] for b in complete] for i in range(len(_COLUMNS)))
+
+
+def _plain_dtypes(bars: Bars) -> bool:
+    """int64 times and float64 values (numpy's own dtype objects; another spelling of them only
+    costs the numpy path), the dtypes plain Python ints and floats come back to when the lists
+    are concatenated with the reused buckets' columns."""
+    return (bars.time.dtype is _INT64 and bars.open.dtype is _FLOAT64 and bars.high.dtype is _FLOAT64
+            and bars.low.dtype is _FLOAT64 and bars.close.dtype is _FLOAT64 and bars.volume.dtype is _FLOAT64)
 
 
 class M5Window:
@@ -138,6 +207,7 @@ class M5Window:
         self._m15: tuple[Bars, float, Bars] | None = None  # (window, now_s, its M15 bars)
         self._vwap: tuple[Bars, bool, int, VwapSums | None] | None = None  # (window, was clean, anchor, sums)
         self._day: tuple[Bars, bool, tuple[int, int, float], tuple[Any, str]] | None = None
+        self._spans: tuple[Bars, int, list[float]] | None = None  # (window, period, its last true ranges)
 
     def _carried(self, last: Bars, bars: Bars) -> int:
         pair = self._pair
@@ -168,7 +238,7 @@ class M5Window:
         last, m15 = self._m15, None
         if last is not None and self._was_clean(last[0]) and last[1] <= now_s and bars.period_s == M5:
             count = self._carried(last[0], bars)
-            if count and _ordered_from(bars, count):
+            if count and len(bars) - count <= _SMALL and _ordered_from(bars, count):
                 m15 = extend_m15(last[2], bars, count, now_s)
         if m15 is None:
             m15 = aggregate(bars, M15, now_s)
@@ -183,12 +253,35 @@ class M5Window:
         if last is not None and last[1] and clean and last[2] == anchor_hour_utc and last[3] is not None \
                 and not last[3].whole_window:
             count = self._carried(last[0], bars)
-            if count and int(bars.time.searchsorted(last[3].start_time)) > 0:
+            if count and bars.time.item(0) < last[3].start_time:  # (sorted: ``searchsorted(start) > 0``)
                 sums = extend_vwap(last[3], bars, count, anchor_hour_utc)
         if sums is None:
             sums = vwap_sums(bars, anchor_hour_utc)
         self._vwap = (bars, clean, anchor_hour_utc, sums)
         return math.nan if sums is None else sums.value()
+
+    def mean_atr(self, bars: Bars, period: int) -> float:
+        """``mean_atr_last(bars.high, bars.low, bars.close, period)``, carrying the last window's
+        last ``period`` true ranges: a carried bar's true range reads its own high and low and
+        the close before it, all carried (it is never the new window's first bar, which the
+        mean does not reach), so only the new bars' are stepped (``true_range_step`` on the same
+        floats, as ``mean_atr_last`` does) and the same list is summed in the same order."""
+        n = len(bars)
+        if n <= period or not (bars.high.dtype is _FLOAT64 and bars.low.dtype is _FLOAT64
+                               and bars.close.dtype is _FLOAT64):  # else: mean_atr_last decides
+            self._spans = None
+            return mean_atr_last(bars.high, bars.low, bars.close, period)  # its other branches
+        last, spans = self._spans, None
+        if last is not None and last[1] == period:
+            count = self._carried(last[0], bars)
+            if count and n - count <= _SMALL:
+                high, low, close = bars.high, bars.low, bars.close
+                spans = last[2][n - count:] + [true_range_step(high.item(j), low.item(j), close.item(j - 1))
+                                               for j in range(max(count, n - period), n)]
+        if spans is None:
+            spans = true_ranges_last(bars.high, bars.low, bars.close, period)
+        self._spans = (bars, period, spans)
+        return pairwise_sum(spans) / period
 
     def previous_day(self, bars: Bars, now_s: float, day_start_hour_utc: int, min_hours: float,
                      compute: Callable[[Bars, float, int, float], tuple[Any, str]]) -> tuple[Any, str]:
@@ -212,10 +305,15 @@ class M5Window:
 
 def _ordered_from(bars: Bars, start: int) -> bool:
     """Bars from ``start`` on open in strictly increasing order after the bar before them."""
-    if len(bars) - start > _SMALL:
-        return False
-    times = bars.time[max(start - 1, 0):].tolist()
-    return all(a < b for a, b in zip(times, times[1:]))
+    time = bars.time
+    previous = time.item(start - 1) if start > 0 else None
+    for i in range(start, len(bars)):
+        t = time.item(i)
+        if previous is not None and not previous < t:
+            return False
+        previous = t
+    return True
 
 
-__all__ = ["M5Window", "same_bars", "carried_count", "clean_rows", "extend_m15", "VwapSums", "vwap_sums", "extend_vwap"]
+__all__ = ["M5Window", "same_bars", "carried_count", "clean_rows", "extend_m15", "new_buckets", "VwapSums", "vwap_sums",
+           "extend_vwap"]

@@ -1,6 +1,6 @@
 """The M5 window carried from one evaluation to the next (engines/range_window.py) gives, window
 after window, BIT FOR BIT what the whole-window computations give: the bar check, the M15
-buckets, the session VWAP and the previous day's levels. The windows slide the way a bar feed
+buckets, the M5 ATR, the session VWAP and the previous day's levels. The windows slide the way a bar feed
 serves them (one or a few bars on, the oldest dropped) and also jump, repeat, shrink, carry a
 revised bar, a gap, a bad bar or data without volume."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engines.range_data import M5, M15, Bars, aggregate, bar_problem
-from engines.range_indicators import session_vwap_last
+from engines.range_indicators import mean_atr_last, session_vwap_last
 from engines.range_market import previous_day_levels
 from engines.range_window import M5Window, carried_count
 
@@ -83,6 +83,8 @@ def test_the_carried_window_equals_the_whole_window_computations(case: int) -> N
     for window, now_s in windows(bars, lookback):
         want_m15 = aggregate(window, M15, now_s)
         assert same_bars(memo.aggregate_m15(window, now_s), want_m15)
+        want_atr = mean_atr_last(window.high, window.low, window.close, 14)
+        assert same_float(memo.mean_atr(window, 14), want_atr)
         problem = bar_problem(window, "M5 bars")
         assert memo.bar_problem(window, "M5 bars") == problem
         if problem is not None:
@@ -231,3 +233,82 @@ def test_the_same_feed_view_of_h1_bars_is_known_without_reading_its_bytes(monkey
     revised[-1] += 1.0
     other = memo.h1_bars(feed_series(revised), now, 48)  # compared, not equal: converted again
     assert compared == [1, 1] and other is not first and other.close[-1] == first.close[-1] + 1.0
+
+
+def feed_windows(bars: Bars, spare: int = 64):
+    """A bar feed store of ``bars`` (its first 300 rows, then appended one by one) and a view
+    function: the windows the feed hands out, with their lineage."""
+    from engines.bars import BarSeries
+    from feeds.bar_feed import _ClosedStore
+
+    def as_series(part: Bars) -> BarSeries:
+        return BarSeries(part.time.copy(), part.open.copy(), part.high.copy(), part.low.copy(), part.close.copy(),
+                         part.volume.astype(np.uint64), np.zeros(len(part), np.int32), np.zeros(len(part), np.uint64))
+
+    store = _ClosedStore(as_series(bars.slice(0, 300)), spare)
+    return store, as_series
+
+
+def test_windows_of_one_store_are_carried_by_their_lineage() -> None:
+    """Windows converted from the feed's store rows keep their lineage through ``closed_at``,
+    ``tail`` and ``slice``; the carried count is then read from it without comparing bytes, and
+    every value derived from the carried window is still the whole-window one."""
+    import engines.range_window as range_window
+    from engines.range_data import to_bars
+
+    bars = series(400, volume=True)
+    bars = Bars(bars.time, bars.open, bars.high, bars.low, bars.close, np.floor(bars.volume), M5)
+    store, as_series = feed_windows(bars)
+    memo = M5Window()
+    last = None
+    for stop in range(300, 360):
+        if stop > 300:
+            store.append(as_series(bars.slice(stop - 1, stop)).rows())
+        window = to_bars(store.view(max(0, stop - 250), stop), M5).tail(240)
+        assert window.lineage == (store, stop - 240, stop)
+        if last is not None:
+            assert range_window.carried_count(last, window) == 239
+        now_s = float(window.time[-1] + M5)
+        assert same_bars(memo.aggregate_m15(window, now_s), aggregate(window, M15, now_s))
+        assert memo.bar_problem(window, "M5 bars") is None
+        assert same_float(memo.mean_atr(window, 14), mean_atr_last(window.high, window.low, window.close, 14))
+        assert same_float(memo.session_vwap(window, 7),
+                          session_vwap_last(window.time, window.high, window.low, window.close, window.volume, 7))
+        last = window
+    assert window.slice(10, 20).lineage == (store, 359 - 240 + 10, 359 - 240 + 20)
+    assert window.slice(-5, 20).lineage is None  # only plain in-range slices say which rows they are
+
+
+def test_a_lineage_whose_last_carried_bar_differs_carries_nothing() -> None:
+    """The lineage is trusted without reading the bars, but for a tripwire: should two windows
+    claim rows of one store that do not hold the same last bar, the count is 0 (everything is
+    computed from the whole window)."""
+    from engines.range_data import to_bars
+
+    bars = series(400)
+    bars = Bars(bars.time, bars.open, bars.high, bars.low, bars.close, np.floor(bars.volume), M5)
+    store, _ = feed_windows(bars)
+    last = to_bars(store.view(0, 200), M5)
+    new = to_bars(store.view(10, 210 - 10), M5)
+    assert carried_count(last, new) == 190
+    forged = changed(new, 189, "close", float(new.close[189]) + 1.0)
+    forged.__dict__["lineage"] = new.lineage
+    assert carried_count(last, forged) == 0
+    unread = changed(new, 100, "close", float(new.close[100]) + 1.0)  # bytes would tell 0: the lineage is read
+    unread.__dict__["lineage"] = new.lineage
+    assert carried_count(last, unread) == 190
+    assert carried_count(last, to_bars(store.view(200, 300), M5)) == 0  # adjacent rows: nothing in common
+    assert carried_count(to_bars(store.view(50, 100), M5), last) == 0  # starts before the last one: bytes decide
+
+
+def test_the_session_key_is_kept_within_its_hour_only() -> None:
+    from engines.range_market import MarketMemo
+    from engines.range_sessions import session_key_at
+    from tests.range_scalp.helpers import params
+
+    sessions = params().sessions
+    memo = MarketMemo()
+    for now_s in np.arange(START - 7200.0, START + 2 * 86400.0, 599.5):
+        assert memo.session_key(float(now_s), sessions) == session_key_at(float(now_s), sessions)
+    for now_s in (START + 3599.999, START + 3600.0, START + 3599.0, START + 7200.0 - 1e-6):
+        assert memo.session_key(now_s, sessions) == session_key_at(now_s, sessions)
