@@ -5,11 +5,18 @@ dynamic swing range); the first candidate with usable geometry wins. Geometry me
 low, and a width neither too narrow nor too wide, both in percent of the mid and in effective
 ATRs. Touches, critical gap zones and the expansion state describe the range; whether it may be
 traded is decided later by the filters (validity, false range, confluence).
+
+What the candidates derive from the M15 bars alone (the session bars and their extremes, the
+previous day's touch bars, the swing levels, touches and gap zones of given levels) lives in an
+``M15Detection``, built when the M15 bars object changes (one M5 close in three) and kept by the
+symbol's MarketMemo in between; only what depends on the clock and the M5 values (widths in
+ATRs, the anchors' hold, the range's mid and ATR) is worked out at every close.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -157,40 +164,131 @@ class Candidate:
     notes: tuple[str, ...] = ()
 
 
-def session_candidate(market: MarketCore, params: RangeScalpParams) -> Candidate | str:
-    """High and low of the closed M15 bars since the current session range started (A3.2)."""
-    start = session_start_s(market, params)
-    bars = market.m15.since(start)
+@direct_init
+@dataclass(frozen=True)
+class SessionBars:
+    """The closed M15 bars of the current session range and what both the session candidate
+    and the adaptive anchors read of them: their extremes and since when each has held (the
+    CLOSE time of the last bar that reached it). Extremes are NaN without bars."""
+
+    start_s: int
+    bars: Bars
+    high: float
+    low: float
+    high_held_since: float
+    low_held_since: float
+
+
+def _last_reaching(values: list[float], level: float, above: bool) -> int:
+    """Index of the last value at or beyond ``level`` (``>=`` above, ``<=`` below), else the
+    last index: ``np.flatnonzero(values >= level)[-1]`` with its fallback, as plain floats
+    (NaN reaches nothing, as in numpy)."""
+    for index in range(len(values) - 1, -1, -1):
+        if (values[index] >= level) if above else (values[index] <= level):
+            return index
+    return len(values) - 1
+
+
+def session_bars(m15: Bars, start_s: int) -> SessionBars:
+    """The M15 bars opening at or after ``start_s`` and their extremes (see SessionBars)."""
+    bars = m15.since(start_s)
+    if len(bars) == 0:
+        return SessionBars(start_s, bars, math.nan, math.nan, math.nan, math.nan)
+    high, low = float(np.maximum.reduce(bars.high)), float(np.minimum.reduce(bars.low))
+    time = bars.time
+    close_after = bars.period_s
+    high_at = _last_reaching(bars.high.tolist(), high, True)
+    low_at = _last_reaching(bars.low.tolist(), low, False)
+    return SessionBars(start_s, bars, high, low, float(time[high_at] + close_after), float(time[low_at] + close_after))
+
+
+class M15Detection:
+    """What detection derives from one M15 bars object and the session start alone: the session
+    bars and candidate, the daily touch bars, the latest swing levels, the touches and gap zones
+    of given levels. Each part is computed when first asked and kept: bars never change once
+    built, so while the M15 bars stay the same object (two M5 closes in three) every part is
+    the one the whole computation would give again. ``MarketMemo`` keeps the last one
+    (``m15_detection``); a caller without a memo builds one per call."""
+
+    def __init__(self, m15: Bars, session_start_s: int, params: RangeScalpParams) -> None:
+        self.m15 = m15
+        self.session_start_s = session_start_s
+        self.params = params
+        self._daily: tuple[int, Bars] | None = None  # (day start, the M15 bars since then)
+        self._edges: dict[tuple[Bars, float, float], tuple[int, int, CriticalGaps]] = {}
+
+    @cached_property
+    def session(self) -> SessionBars:
+        return session_bars(self.m15, self.session_start_s)
+
+    @cached_property
+    def session_candidate(self) -> Candidate | str:
+        return _session_candidate(self.session, self.params)
+
+    @cached_property
+    def swings(self) -> tuple[float, float] | None:
+        det = self.params.detection
+        return latest_swings(self.m15, det.swing_left, det.swing_right)
+
+    def daily_bars(self, day_start_s: int) -> Bars:
+        """The M15 bars since the previous day began (the last day start asked is kept)."""
+        if self._daily is None or self._daily[0] != day_start_s:
+            self._daily = (day_start_s, self.m15.since(day_start_s))
+        return self._daily[1]
+
+    def edges(self, candidate: Candidate) -> tuple[int, int, CriticalGaps]:
+        """``range_edges(candidate)``, kept per touch bars object and levels (all it depends on
+        with these params; the key holds the bars, so their identity is never reused). A dynamic
+        candidate's touch window moves with the clock: counted every time, not kept."""
+        if candidate.range_type == "dynamic":
+            return range_edges(candidate, self.params)
+        key = (candidate.touch_bars, candidate.high, candidate.low)
+        edges = self._edges.get(key)
+        if edges is None:
+            edges = self._edges[key] = range_edges(candidate, self.params)
+        return edges
+
+
+def m15_detection(market: MarketCore, params: RangeScalpParams, memo: MarketMemo | None = None) -> M15Detection:
+    """The M15Detection of ``market`` now: the memo's last one while its M15 bars are the same
+    object, the params the same and the session start the same; else a new one."""
+    m15, start = market.m15, session_start_s(market, params)
+    if memo is None:
+        return M15Detection(m15, start, params)
+    return memo.last("m15_detection", (params, m15, start), lambda: M15Detection(m15, start, params))
+
+
+def session_candidate(market: MarketCore, params: RangeScalpParams, facts: M15Detection | None = None
+                      ) -> Candidate | str:
+    """High and low of the closed M15 bars since the current session range started (A3.2).
+    ``facts``: the M15Detection of ``market`` (built when not given)."""
+    return (facts or m15_detection(market, params)).session_candidate
+
+
+def _session_candidate(session: SessionBars, params: RangeScalpParams) -> Candidate | str:
     need = params.detection.session_min_bars_m15
-    if len(bars) < need:
-        return f"session range: {len(bars)} closed M15 bars since {iso(start)} UTC, need {need}"
-    return Candidate("session", float(np.maximum.reduce(bars.high)), float(np.minimum.reduce(bars.low)), bars,
-                     (f"session since {iso(start)} UTC",))
+    count = len(session.bars)
+    if count < need:
+        return f"session range: {count} closed M15 bars since {iso(session.start_s)} UTC, need {need}"
+    return Candidate("session", session.high, session.low, session.bars, (f"session since {iso(session.start_s)} UTC",))
 
 
-def _held_since(bars: Bars, level: float, above: bool) -> float:
-    """Time (epoch s) of the CLOSE of the bar that set ``level``: the extreme has held since."""
-    hits = np.flatnonzero(bars.high >= level) if above else np.flatnonzero(bars.low <= level)
-    index = int(hits[-1]) if len(hits) else len(bars) - 1
-    return float(bars.time[index] + bars.period_s)
-
-
-def adaptive_anchors(pdh: float, pdl: float, market: MarketCore, params: RangeScalpParams
-                     ) -> tuple[float, float, tuple[str, ...]]:
+def adaptive_anchors(pdh: float, pdl: float, market: MarketCore, params: RangeScalpParams,
+                     facts: M15Detection | None = None) -> tuple[float, float, tuple[str, ...]]:
     """Move stale previous-day anchors (A3.9): after a 40 % change of the H1 ATR the anchors
     become the session extremes; otherwise a session extreme beyond an anchor by more than
     0.25 % replaces it. A session extreme is used only once it has held ``anchor_hold_minutes``
-    (the original planned this hold but never implemented it)."""
+    (the original planned this hold but never implemented it). ``facts``: see session_candidate."""
     det = params.detection
     if not det.adaptive_anchors:
         return pdh, pdl, ()
-    bars = market.m15.since(session_start_s(market, params))
-    if len(bars) == 0:
+    session = (facts or m15_detection(market, params)).session
+    if len(session.bars) == 0:
         return pdh, pdl, ()
-    s_high, s_low = float(np.maximum.reduce(bars.high)), float(np.minimum.reduce(bars.low))
+    s_high, s_low = session.high, session.low
     hold_s = det.anchor_hold_minutes * 60.0
-    high_held = market.now_s - _held_since(bars, s_high, True) >= hold_s
-    low_held = market.now_s - _held_since(bars, s_low, False) >= hold_s
+    high_held = market.now_s - session.high_held_since >= hold_s
+    low_held = market.now_s - session.low_held_since >= hold_s
     notes: list[str] = []
     prev = market.atr_h1_prev
     if math.isfinite(prev) and prev > 0 and math.isfinite(market.atr_h1):
@@ -208,29 +306,41 @@ def adaptive_anchors(pdh: float, pdl: float, market: MarketCore, params: RangeSc
     return pdh, pdl, tuple(notes)
 
 
-def daily_candidate(market: MarketCore, params: RangeScalpParams) -> Candidate | str:
+def daily_candidate(market: MarketCore, params: RangeScalpParams, facts: M15Detection | None = None
+                    ) -> Candidate | str:
     """The previous trading day's high and low (A3.3), adapted by the anchors rule; touches are
-    counted over the M15 bars since that day began."""
+    counted over the M15 bars since that day began. ``facts``: see session_candidate."""
     day = market.previous_day
     if day is None:
         return f"daily range: {market.previous_day_note}"
-    high, low, notes = adaptive_anchors(day.high, day.low, market, params)
-    return Candidate("daily", high, low, market.m15.since(day.day_start_s), notes)
+    facts = facts or m15_detection(market, params)
+    high, low, notes = adaptive_anchors(day.high, day.low, market, params, facts)
+    return Candidate("daily", high, low, facts.daily_bars(day.day_start_s), notes)
 
 
-def dynamic_candidate(market: MarketCore, params: RangeScalpParams) -> Candidate | str:
-    """The most recent M15 swing high and swing low (A3.4); touches over the last 48 h."""
+def dynamic_candidate(market: MarketCore, params: RangeScalpParams, facts: M15Detection | None = None
+                      ) -> Candidate | str:
+    """The most recent M15 swing high and swing low (A3.4); touches over the last 48 h.
+    ``facts``: see session_candidate."""
     det = params.detection
     m15 = market.m15
-    is_high, is_low = swing_pivots(m15.high, m15.low, det.swing_left, det.swing_right)
-    highs, lows = np.flatnonzero(is_high), np.flatnonzero(is_low)
-    if len(highs) == 0 or len(lows) == 0:
+    levels = (facts or m15_detection(market, params)).swings
+    if levels is None:
         return "dynamic range: no M15 swing high and swing low yet"
-    high, low = float(m15.high[highs[-1]]), float(m15.low[lows[-1]])
+    high, low = levels
     if high <= low:
         return f"dynamic range: latest swing high {high:.6g} is not above swing low {low:.6g}"
     touch_bars = m15.since(int(market.now_s - det.dynamic_touch_hours * 3600))
     return Candidate("dynamic", high, low, touch_bars if len(touch_bars) else m15)
+
+
+def latest_swings(bars: Bars, left: int, right: int) -> tuple[float, float] | None:
+    """(high, low) of the latest swing high and the latest swing low, or None without both."""
+    is_high, is_low = swing_pivots(bars.high, bars.low, left, right)
+    highs, lows = np.flatnonzero(is_high), np.flatnonzero(is_low)
+    if len(highs) == 0 or len(lows) == 0:
+        return None
+    return float(bars.high[highs[-1]]), float(bars.low[lows[-1]])
 
 
 _BUILDERS = {"session": session_candidate, "daily": daily_candidate, "dynamic": dynamic_candidate}
@@ -256,19 +366,23 @@ def width_problem(high: float, low: float, atr_eff: float, params: RangeScalpPar
     return None
 
 
-def build_range(candidate: Candidate, market: MarketCore, params: RangeScalpParams,
-                memo: MarketMemo | None = None) -> RangeStructure:
+def range_edges(candidate: Candidate, params: RangeScalpParams) -> tuple[int, int, CriticalGaps]:
+    """The candidate's touches of each edge and its gap zones: what a range adds to its levels."""
     det = params.detection
-    if memo is None:
-        upper, lower = count_touches(candidate.touch_bars, candidate.high, candidate.low, det.touch_tolerance_pct)
-    else:  # the same candidate object (a reused session candidate): the same touches
-        upper, lower = memo.last("touches", (candidate, det.touch_tolerance_pct), lambda: count_touches(
-            candidate.touch_bars, candidate.high, candidate.low, det.touch_tolerance_pct))
+    upper, lower = count_touches(candidate.touch_bars, candidate.high, candidate.low, det.touch_tolerance_pct)
+    return upper, lower, critical_gaps(candidate.high, candidate.low, det.critical_gap_fraction)
+
+
+def build_range(candidate: Candidate, market: MarketCore, params: RangeScalpParams,
+                facts: M15Detection | None = None) -> RangeStructure:
+    """The range of ``candidate`` now. ``facts``: the M15Detection the candidate came from,
+    which keeps its touches and gap zones (they depend on the touch bars and levels only)."""
+    det = params.detection
+    upper, lower, gaps = range_edges(candidate, params) if facts is None else facts.edges(candidate)
     mid = market.vwap if math.isfinite(market.vwap) else (candidate.high + candidate.low) / 2.0
     return RangeStructure(
         range_type=candidate.range_type, high=candidate.high, low=candidate.low, mid=mid,
-        atr=market.atr_eff, critical_gaps=critical_gaps(candidate.high, candidate.low, det.critical_gap_fraction),
-        touches_upper=upper, touches_lower=lower,
+        atr=market.atr_eff, critical_gaps=gaps, touches_upper=upper, touches_lower=lower,
         validated=upper >= det.min_touches_per_side and lower >= det.min_touches_per_side,
         expansion_state=market.expansion_state, detected_at=market.now_s, notes=candidate.notes)
 
@@ -276,15 +390,12 @@ def build_range(candidate: Candidate, market: MarketCore, params: RangeScalpPara
 def detect_range(market: MarketCore, params: RangeScalpParams, memo: MarketMemo | None = None
                  ) -> tuple[RangeStructure | None, tuple[str, ...]]:
     """The first range type, in order of preference, with usable geometry; plus why each
-    earlier type was passed over. ``memo``: the symbol's MarketMemo, which reuses the session
-    candidate and the touch counts while the M15 bars are the same object (speed only)."""
+    earlier type was passed over. ``memo``: the symbol's MarketMemo, which keeps the last
+    M15Detection: what depends only on the M15 bars is derived once per M15 bars object."""
+    facts = m15_detection(market, params, memo)
     passed_over: list[str] = []
     for range_type in params.detection.range_types:
-        if memo is not None and range_type == "session":
-            key = (params, market.m15, session_start_s(market, params))
-            candidate = memo.last("session_candidate", key, lambda: session_candidate(market, params))
-        else:
-            candidate = _BUILDERS[range_type](market, params)
+        candidate = _BUILDERS[range_type](market, params, facts)
         if isinstance(candidate, str):
             passed_over.append(candidate)
             continue
@@ -292,7 +403,7 @@ def detect_range(market: MarketCore, params: RangeScalpParams, memo: MarketMemo 
         if problem:
             passed_over.append(f"{range_type} range {candidate.low:.6g}-{candidate.high:.6g}: {problem}")
             continue
-        return build_range(candidate, market, params, memo), tuple(passed_over)
+        return build_range(candidate, market, params, facts), tuple(passed_over)
     return None, tuple(passed_over)
 
 
@@ -339,8 +450,11 @@ def invalidation(range_: RangeStructure, market: RangeMarket, params: RangeScalp
 
 def with_signals(range_: RangeStructure, report: Invalidation) -> RangeStructure:
     """``replace(range_, invalidation_signals=report.signals)``, built directly (every entry
-    check that reaches the gates makes one; ``replace`` costs several times more)."""
+    check that reaches the gates makes one; ``replace`` costs several times more). A range that
+    has those signals already (none, mostly) is returned itself: the copy would equal it."""
     r = range_
+    if r.invalidation_signals == report.signals:
+        return r
     return RangeStructure(r.range_type, r.high, r.low, r.mid, r.atr, r.critical_gaps, r.touches_upper,
                           r.touches_lower, r.validated, r.expansion_state, r.detected_at, report.signals, r.notes)
 
@@ -349,6 +463,7 @@ def with_signals(range_: RangeStructure, report: Invalidation) -> RangeStructure
 # False range (A5)
 # ----------------------------------------------------------------------------------------------
 
+@direct_init
 @dataclass(frozen=True)
 class FalseRange:
     flags: tuple[str, ...]
@@ -392,12 +507,8 @@ def swing_range(bars: Bars, left: int, right: int) -> tuple[float, float] | None
     """(high, low) of the latest swing high and swing low, or None."""
     if len(bars) < left + right + 1:
         return None
-    is_high, is_low = swing_pivots(bars.high, bars.low, left, right)
-    highs, lows = np.flatnonzero(is_high), np.flatnonzero(is_low)
-    if len(highs) == 0 or len(lows) == 0:
-        return None
-    high, low = float(bars.high[highs[-1]]), float(bars.low[lows[-1]])
-    return (high, low) if high > low else None
+    levels = latest_swings(bars, left, right)
+    return levels if levels is not None and levels[0] > levels[1] else None
 
 
 def nested_alignment(market: RangeMarket, params: RangeScalpParams, side: str | None = None) -> tuple[str, ...]:

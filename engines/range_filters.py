@@ -85,9 +85,11 @@ def rejection_wick(range_: RangeStructure, market: RangeMarket, params: RangeSca
     """A recent M5 candle (last 3) that tested an edge and was rejected: wick near the edge,
     wick > 1.5 x body, close back inside. Returns 'upper' or 'lower', or None."""
     conf = params.confluence
-    m5 = market.m5.tail(conf.rejection_lookback_bars)
+    m5 = market.m5
+    start = len(m5) - min(conf.rejection_lookback_bars, len(m5))  # the last bars, as ``tail``: no Bars built
     near = conf.rejection_wick_atr * market.atr_eff
-    rows = zip(m5.open.tolist(), m5.high.tolist(), m5.low.tolist(), m5.close.tolist())  # floats: the same math
+    rows = zip(m5.open[start:].tolist(), m5.high[start:].tolist(), m5.low[start:].tolist(),
+               m5.close[start:].tolist())  # floats: the same math
     for o, h, l, c in reversed(list(rows)):
         body = abs(c - o)
         if body <= 0:
@@ -127,7 +129,7 @@ def confluence(range_: RangeStructure, market: RangeMarket, params: RangeScalpPa
     else:
         location = 0.0
     signals: list[str] = []
-    allowed = set(conf.allowed_signals)
+    allowed = conf.allowed_signals
     if "rsi_extreme" in allowed and market.rsi_beyond(conf.rsi_oversold, conf.rsi_overbought):
         signals.append("rsi_extreme")
     if "rejection_wick" in allowed and rejection_wick(range_, market, params):

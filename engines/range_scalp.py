@@ -110,25 +110,31 @@ def _no_trade(inputs: MarketInputs, checks: list[Check], failed: str, extra: tup
 class _Gates:
     checks: list[Check]
     range: RangeStructure  # with its current invalidation signals
-    confluence: Confluence
+    confluence: Confluence | None  # None when a brief evaluation stopped before the confluence gate
     regime: str  # 'low_adx' | 'normal'
 
 
 def _run_gates(market: RangeMarket, range_: RangeStructure, params: RangeScalpParams, history: RangeHistory,
                news_blackout: str | None, now: datetime, adx: tuple[Check, str], brief: bool = False) -> _Gates:
     """Every gate after range detection, in the documented order; disabled ones say so.
-    ``adx``: the ADX gate's check and weight regime. ``brief``: stop at the first failing gate."""
+    ``adx``: the ADX gate's check and weight regime. ``brief``: stop at the first failing gate
+    (the confluence is then computed only when its gate is reached)."""
     switches = params.checks
     adx_check, regime = adx
     validity, report = range_validity(range_, market, params)
     range_ = with_signals(range_, report)
-    conf = confluence(range_, market, params)
+    found: list[Confluence] = []
+
+    def confluence_check() -> Check:
+        found.append(confluence(range_, market, params))
+        return found[0].check(params)
+
     last_entry_s = history.last_entry_at.timestamp() if history.last_entry_at else None
     gates: tuple[Callable[[], Check], ...] = (
         lambda: adx_check,
         lambda: validity if switches.range_validity else Check("range_validity", True, "check disabled in config"),
         lambda: _switch(switches.false_range, "false_range", lambda: false_range_check(market, params)[0]),
-        lambda: conf.check(params),
+        confluence_check,
         lambda: _switch(switches.session_filter, "session", lambda: session_filter(market, params)),
         lambda: _switch(switches.trade_activity, "activity", lambda: trade_activity(
             market, params, last_entry_s, history.entries_today, news_blackout)),
@@ -139,7 +145,7 @@ def _run_gates(market: RangeMarket, range_: RangeStructure, params: RangeScalpPa
         checks.append(gate())
         if brief and not checks[-1].passed:
             break
-    return _Gates(checks, range_, conf, regime)
+    return _Gates(checks, range_, found[0] if found else None, regime)
 
 
 def _price_signals(signals: list[Signal], market: RangeMarket, range_: RangeStructure, params: RangeScalpParams
@@ -163,16 +169,17 @@ def _price_signals(signals: list[Signal], market: RangeMarket, range_: RangeStru
 
 def _idea(symbol: str, best: ScoredSetup, gates: _Gates, market: RangeMarket, params: RangeScalpParams,
           nested: tuple[str, ...]) -> TradeIdea:
-    setup, range_ = best.setup, gates.range
+    setup, range_, conf = best.setup, gates.range, gates.confluence
+    assert conf is not None  # every gate passed, the confluence gate too
     return TradeIdea(
         symbol=symbol, side=setup.side, entry=setup.entry, sl=setup.sl, tp=setup.tp,  # type: ignore[arg-type]
         strategy=setup.strategy,
-        reasons=(setup.signal.reason, range_.describe(), gates.confluence.check(params).line(),
+        reasons=(setup.signal.reason, range_.describe(), conf.check(params).line(),
                  best.describe()) + nested,
         meta={
             "engine": "range_scalp", "score": best.total, "weighted_score": best.weighted,
             "confidence": setup.signal.confidence, "rr": setup.rr, "risk": setup.risk,
-            "range": range_.to_dict(), "confluence_score": gates.confluence.score,
+            "range": range_.to_dict(), "confluence_score": conf.score,
             "session": market.session_key, "adx": market.adx, "adx_regime": gates.regime,
             "atr_eff": market.atr_eff,
             "components": {"entry": best.entry_points, "mtf": best.mtf_points, "flow": best.flow_points,

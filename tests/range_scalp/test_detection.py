@@ -10,9 +10,9 @@ import pytest
 from engines.indicators import swing_pivots
 from engines.range_data import M15, Bars, RangeFlow, aggregate
 from engines.range_detection import (
-    RangeStructure, adaptive_anchors, count_touches, critical_gaps, daily_candidate, detect_range,
+    Candidate, Invalidation, M15Detection, RangeStructure, adaptive_anchors, count_touches, critical_gaps, daily_candidate, detect_range,
     dynamic_candidate, false_range, invalidation, nested_alignment, session_candidate, swing_range,
-    width_problem,
+    range_edges, width_problem, with_signals,
 )
 from engines.range_market import DayLevels, previous_day_levels
 from engines.range_metrics import BreakOfStructure, Divergence
@@ -288,3 +288,25 @@ def test_nested_alignment_warns_but_never_blocks() -> None:
     narrow_h1 = replace(m, inputs=replace(m.inputs, h1=zigzag_bars(0.1, 3600)))
     warnings = nested_alignment(narrow_h1, params())
     assert len(warnings) == 1 and warnings[0].startswith("nested: M15 range 99.68-100.32 not inside H1")
+
+
+def test_with_signals_returns_the_range_itself_when_it_has_those_signals_already() -> None:
+    plain = make_range()
+    assert with_signals(plain, Invalidation((), (), False)) is plain
+    signalled = with_signals(plain, Invalidation(("vwap_momentum_high",), ("momentum",), False))
+    assert signalled is not plain and signalled == replace(plain, invalidation_signals=("vwap_momentum_high",))
+    assert with_signals(signalled, Invalidation((), (), False)) == plain
+
+
+def test_detection_facts_keep_touches_per_touch_bars_and_levels() -> None:
+    """The same levels over other touch bars (another day start) are counted again, not taken
+    from the levels' first count; the same bars and levels are the kept answer."""
+    p = params()
+    m15 = aggregate(sine_bars(MONDAY, TUESDAY_12), M15, close_time(sine_bars(MONDAY, TUESDAY_12)).timestamp())
+    facts = M15Detection(m15, int(utc(2026, 6, 2, 8).timestamp()), p)
+    high, low = float(m15.high.max()), float(m15.low.min())
+    whole = Candidate("daily", high, low, facts.daily_bars(int(MONDAY.timestamp())))
+    first = facts.edges(whole)
+    assert first == range_edges(whole, p) and facts.edges(whole) is first
+    later = Candidate("daily", high, low, facts.daily_bars(int(utc(2026, 6, 2).timestamp())))
+    assert facts.edges(later) == range_edges(later, p) != first

@@ -24,8 +24,11 @@ from engines.range_indicators import (
     bollinger_last, ema_direction, last_pivot_high_low, last_pivot_points, mean_atr_last, pivots, rolling_vwap,
     rsi_estimate, rsi_last, session_vwap_last, stochastic, stochastic_last,
 )
+from engines.range_detection import detect_range, m15_detection, session_bars
+from engines.range_filters import data_quality
 from engines.range_market import (
-    MarketMemo, compute_market, m15_tail_size, m15_values, read_inputs, replace_market,
+    MarketMemo, compute_market, m15_tail_size, m15_values, market_core, read_inputs, replace_market,
+    session_start_s,
 )
 from engines.range_metrics import bb_width_expansion_pct, break_of_structure, expansion_state
 from engines.range_scalp import evaluate_entry
@@ -419,6 +422,54 @@ def test_late_values_are_computed_on_first_read_from_all_bars() -> None:
     changed = replace_market(market, stoch_k=5.0, directions={"m5": 1, "m15": 1, "h1": -1}, rsi=20.0)
     assert (changed.stoch_k, changed.stoch_d, changed.rsi) == (5.0, market.stoch_d, 20.0)
     assert changed.directions == {"m5": 1, "m15": 1, "h1": -1} and changed != market
+
+
+@pytest.mark.parametrize("order", [["session", "daily", "dynamic"], ["daily", "dynamic", "session"],
+                                   ["dynamic", "session", "daily"]])
+def test_detection_with_the_memo_equals_detection_without_it(order: list[str]) -> None:
+    """The M15Detection the memo keeps is reused only while the M15 bars are the same object
+    and the session start the same (a new bucket, a new session: a new one), and every range
+    it helps detect is the one detected without it, across sessions and days."""
+    p = params(detection={"range_types": order})
+    bars = noisy_bars(1300)
+    memo, kept, types = MarketMemo(), 0, set()
+    last = None
+    for window, now in windows(bars, p.data.lookback_m5_bars, 400):
+        quote = (float(window.close[-1]), float(window.close[-1]) + 0.02)
+        inputs = read_inputs(window, None, quote, p, "TEST", now, memo=memo)
+        assert data_quality(inputs, p, memo).passed  # the bar check the M5 window carries its M15 bars on
+        core = market_core(inputs, p, memo)
+        plain = market_core(read_inputs(window, None, quote, p, "TEST", now), p)
+        found = detect_range(core, p, memo)
+        assert repr(found) == repr(detect_range(plain, p))
+        types.add(found[0].range_type if found[0] else None)
+        facts = m15_detection(core, p, memo)
+        assert facts.m15 is core.m15 and facts.session_start_s == session_start_s(core, p)
+        if last is not None and facts is last:
+            kept += 1
+        else:
+            assert last is None or last.m15 is not core.m15 or last.session_start_s != facts.session_start_s
+        last = facts
+    assert 100 < kept < 390 and order[0] in types  # kept between M15 buckets, rebuilt at each
+
+
+def test_session_bars_extremes_and_hold_times_equal_the_array_search() -> None:
+    """Since when each session extreme has held: the close of the last bar reaching it, as
+    ``np.flatnonzero(high >= max)[-1]`` finds it, and the last bar when none does (NaN)."""
+    m15 = aggregate(noisy_bars(900), M15, float(MONDAY.timestamp()) + 900 * M5)
+    for start in m15.time[::5].tolist():
+        bars = m15.since(start)
+        found = session_bars(m15, start)
+        high, low = float(np.maximum.reduce(bars.high)), float(np.minimum.reduce(bars.low))
+        assert (found.high, found.low) == (high, low) and found.bars.time.tobytes() == bars.time.tobytes()
+        assert found.high_held_since == float(bars.time[np.flatnonzero(bars.high >= high)[-1]] + M15)
+        assert found.low_held_since == float(bars.time[np.flatnonzero(bars.low <= low)[-1]] + M15)
+    with_nan = Bars(m15.time, m15.open, np.r_[m15.high[:-3], np.nan, m15.high[-2:]], m15.low, m15.close,
+                    m15.volume, M15)
+    found = session_bars(with_nan, int(m15.time[-10]))
+    assert math.isnan(found.high) and found.high_held_since == float(m15.time[-1] + M15)
+    empty = session_bars(m15, int(m15.time[-1]) + M15)
+    assert len(empty.bars) == 0 and math.isnan(empty.high) and math.isnan(empty.low_held_since)
 
 
 def test_brief_decisions_record_what_full_decisions_record() -> None:
