@@ -23,6 +23,7 @@ import numpy as np
 from engines.bars import BarSeries, Lineage
 from engines.frozen import direct_init
 
+_FLOAT64, _INT64 = np.dtype(np.float64), np.dtype(np.int64)
 M5 = 300
 M15 = 900
 H1 = 3600
@@ -67,7 +68,7 @@ class Bars:
                     self.low[start:stop], self.close[start:stop], self.volume[start:stop], self.period_s)
         lineage = self.lineage
         if lineage is not None and 0 <= start <= stop <= len(self.time):
-            bars.__dict__["lineage"] = (lineage[0], lineage[1] + start, lineage[1] + stop)
+            _set_lineage(bars, (lineage[0], lineage[1] + start, lineage[1] + stop))
         return bars
 
     def since(self, time_s: int) -> "Bars":
@@ -157,7 +158,6 @@ def _checked_bars(time_s: np.ndarray, columns: list[np.ndarray], volume: np.ndar
 
 
 _PRICE_COLUMNS = ("open", "high", "low", "close")
-_FLOAT64, _INT64 = np.dtype(np.float64), np.dtype(np.int64)
 
 
 def _series_bars(series: BarSeries, period_s: int, what: str) -> Bars:
@@ -169,8 +169,14 @@ def _series_bars(series: BarSeries, period_s: int, what: str) -> Bars:
     bars = _checked_bars(series.time_s, columns, np.ascontiguousarray(volume, dtype=np.float64), period_s, what,
                          may_be_nan=volume.dtype.kind not in "iub")
     if series.lineage is not None:
-        bars.__dict__["lineage"] = series.lineage
+        _set_lineage(bars, series.lineage)
     return bars
+
+
+def _set_lineage(bars: Bars, lineage: Lineage) -> None:
+    """Mark freshly built ``bars`` as these store rows (``Bars.lineage``, not a field; written
+    into the frozen instance's dict as its constructor writes the fields)."""
+    bars.__dict__["lineage"] = lineage
 
 
 def _contiguous(column: np.ndarray, dtype: np.dtype) -> np.ndarray:

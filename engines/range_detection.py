@@ -8,7 +8,8 @@ traded is decided later by the filters (validity, false range, confluence).
 
 What the candidates derive from the M15 bars alone (the session bars and their extremes, the
 previous day's touch bars, the swing levels, touches and gap zones of given levels) lives in an
-``M15Detection``, built when the M15 bars object changes (one M5 close in three) and kept by the
+``M15Detection``, built when the M15 bars object (one M5 close in three), the session start or the
+params change, and kept by the
 symbol's MarketMemo in between; only what depends on the clock and the M5 values (widths in
 ATRs, the anchors' hold, the range's mid and ATR) is worked out at every close.
 """
@@ -258,11 +259,19 @@ def m15_detection(market: MarketCore, params: RangeScalpParams, memo: MarketMemo
     return memo.last("m15_detection", (params, m15, start), lambda: M15Detection(m15, start, params))
 
 
+def _facts(market: MarketCore, params: RangeScalpParams, facts: M15Detection | None) -> M15Detection:
+    """``facts``, which must be of ``market``'s M15 bars and these params, or a new M15Detection."""
+    if facts is None:
+        return m15_detection(market, params)
+    assert facts.m15 is market.m15 and facts.params is params, "M15Detection of other bars or params"
+    return facts
+
+
 def session_candidate(market: MarketCore, params: RangeScalpParams, facts: M15Detection | None = None
                       ) -> Candidate | str:
     """High and low of the closed M15 bars since the current session range started (A3.2).
     ``facts``: the M15Detection of ``market`` (built when not given)."""
-    return (facts or m15_detection(market, params)).session_candidate
+    return _facts(market, params, facts).session_candidate
 
 
 def _session_candidate(session: SessionBars, params: RangeScalpParams) -> Candidate | str:
@@ -282,7 +291,7 @@ def adaptive_anchors(pdh: float, pdl: float, market: MarketCore, params: RangeSc
     det = params.detection
     if not det.adaptive_anchors:
         return pdh, pdl, ()
-    session = (facts or m15_detection(market, params)).session
+    session = _facts(market, params, facts).session
     if len(session.bars) == 0:
         return pdh, pdl, ()
     s_high, s_low = session.high, session.low
@@ -313,7 +322,7 @@ def daily_candidate(market: MarketCore, params: RangeScalpParams, facts: M15Dete
     day = market.previous_day
     if day is None:
         return f"daily range: {market.previous_day_note}"
-    facts = facts or m15_detection(market, params)
+    facts = _facts(market, params, facts)
     high, low, notes = adaptive_anchors(day.high, day.low, market, params, facts)
     return Candidate("daily", high, low, facts.daily_bars(day.day_start_s), notes)
 
@@ -324,7 +333,7 @@ def dynamic_candidate(market: MarketCore, params: RangeScalpParams, facts: M15De
     ``facts``: see session_candidate."""
     det = params.detection
     m15 = market.m15
-    levels = (facts or m15_detection(market, params)).swings
+    levels = _facts(market, params, facts).swings
     if levels is None:
         return "dynamic range: no M15 swing high and swing low yet"
     high, low = levels

@@ -515,8 +515,8 @@ class MarketMemo:
     def last(self, kind: str, key: tuple[Any, ...], compute: Callable[[], _T]) -> _T:
         """``compute()``, or its last result for ``kind`` when that was computed from the same
         ``key`` (the same objects, or equal values): for results that depend only on the key
-        (range detection reuses its session candidate and touch counts while the M15 bars
-        object is the same one)."""
+        (range detection keeps its ``M15Detection`` while the M15 bars object, the session
+        start and the params are the same)."""
         slot = self._last.get(kind)
         if self._count(slot is not None and slot[0] == key):
             assert slot is not None

@@ -76,7 +76,9 @@ def carried_count(last: Bars, new: Bars) -> int:
 
 def _same_last_bar(last: Bars, new: Bars, at: int) -> bool:
     """A tripwire for a lineage's promise: ``last``'s last bar has the open time and close of
-    ``new[at]`` (were a store ever to change a written row, nothing would be carried)."""
+    ``new[at]``. It catches a store that rewrote that one row (then nothing is carried), not a
+    rewrite of an earlier row: the store's append-only rule (``engines.bars``) is what makes
+    the lineage true."""
     return last.time.item(-1) == new.time.item(at) and last.close.item(-1) == new.close.item(at)
 
 
@@ -144,7 +146,7 @@ def extend_m15(last_m15: Bars, bars: Bars, carried: int, now_s: float) -> Bars |
     start = int(bars.time.searchsorted(end))
     if start == len(bars):
         return head  # no bar after the reused buckets
-    added = new_buckets(bars, start, now_s)
+    added: tuple[Any, ...] | None = new_buckets(bars, start, now_s)  # lists, or the aggregate's arrays
     if added is None:
         made = aggregate(bars.slice(start, len(bars)), M15, now_s, drop_partial_first=False)
         added = tuple(getattr(made, name) for name in _COLUMNS)

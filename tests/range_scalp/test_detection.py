@@ -10,9 +10,9 @@ import pytest
 from engines.indicators import swing_pivots
 from engines.range_data import M15, Bars, RangeFlow, aggregate
 from engines.range_detection import (
-    Candidate, Invalidation, M15Detection, RangeStructure, adaptive_anchors, count_touches, critical_gaps, daily_candidate, detect_range,
-    dynamic_candidate, false_range, invalidation, nested_alignment, session_candidate, swing_range,
-    range_edges, width_problem, with_signals,
+    Candidate, Invalidation, M15Detection, RangeStructure, adaptive_anchors, count_touches, critical_gaps,
+    daily_candidate, detect_range, dynamic_candidate, false_range, invalidation, nested_alignment, range_edges,
+    session_candidate, swing_range, width_problem, with_signals,
 )
 from engines.range_market import DayLevels, previous_day_levels
 from engines.range_metrics import BreakOfStructure, Divergence
@@ -310,3 +310,19 @@ def test_detection_facts_keep_touches_per_touch_bars_and_levels() -> None:
     assert first == range_edges(whole, p) and facts.edges(whole) is first
     later = Candidate("daily", high, low, facts.daily_bars(int(utc(2026, 6, 2).timestamp())))
     assert facts.edges(later) == range_edges(later, p) != first
+
+
+def test_candidates_refuse_detection_facts_of_other_bars_or_params() -> None:
+    """A stale M15Detection (of another M15 window, or other params) would give another range
+    without a word: the candidate builders refuse it."""
+    m = market(sine_bars(MONDAY, TUESDAY_12))
+    p = params()
+    own = M15Detection(m.m15, 0, p)
+    assert session_candidate(m, p, own) == own.session_candidate
+    other_bars = M15Detection(m.m15.tail(len(m.m15) - 1), 0, p)
+    other_params = M15Detection(m.m15, 0, params())
+    for stale in (other_bars, other_params):
+        with pytest.raises(AssertionError, match="other bars or params"):
+            session_candidate(m, p, stale)
+        with pytest.raises(AssertionError, match="other bars or params"):
+            dynamic_candidate(m, p, stale)
