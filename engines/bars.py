@@ -36,6 +36,9 @@ from engines.frozen import direct_init
 FIELDS = ("open", "high", "low", "close", "tick_volume", "spread", "real_volume")
 MT5_RATES_DTYPE = np.dtype([("time", "<i8"), ("open", "<f8"), ("high", "<f8"), ("low", "<f8"), ("close", "<f8"),
                             ("tick_volume", "<u8"), ("spread", "<i4"), ("real_volume", "<u8")])
+# MT5's time and price dtypes, for the engines' fast paths: ``array.dtype is FLOAT64`` is one
+# identity test, where ``== np.float64`` converts its right side at every call
+INT64, FLOAT64 = np.dtype(np.int64), np.dtype(np.float64)
 
 
 class RowStore(Protocol):

@@ -27,7 +27,7 @@ import pandas as pd
 
 from config.micro_scalp_model import MicroScalpParams
 from engines import indicators as ind
-from engines.bars import BarSeries, Lineage, carried
+from engines.bars import FLOAT64 as _FLOAT64, INT64 as _INT64, BarSeries, Lineage, carried
 from engines.frozen import direct_init
 
 _NAN = float("nan")
@@ -35,8 +35,6 @@ _INF = math.inf
 _PRICES = ("open", "high", "low", "close")
 _TICKS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 _SMALL_TAIL = 8  # new bars validated as plain numbers
-_FLOAT64 = np.dtype(np.float64)
-_INT64 = np.dtype(np.int64)
 
 
 class BadBars(ValueError):

@@ -20,10 +20,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from engines.bars import BarSeries, Lineage
+from engines.bars import FLOAT64 as _FLOAT64, INT64 as _INT64, BarSeries, Lineage
 from engines.frozen import direct_init
 
-_FLOAT64, _INT64 = np.dtype(np.float64), np.dtype(np.int64)
 M5 = 300
 M15 = 900
 H1 = 3600

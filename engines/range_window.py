@@ -28,14 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from engines.bars import carried
+from engines.bars import FLOAT64 as _FLOAT64, INT64 as _INT64, carried
 from engines.range_data import M5, M15, Bars, aggregate, all_clean, bar_problem
 from engines.indicators import pairwise_sum, true_range_step
 from engines.range_indicators import VwapSums, last_session_sums, mean_atr_last, true_ranges_last
 from engines.range_sessions import trading_day_start
 
 _COLUMNS = ("time", "open", "high", "low", "close", "volume")
-_INT64, _FLOAT64 = np.dtype(np.int64), np.dtype(np.float64)
 _SMALL = 6  # at most this many new M5 bars extend the last M15 buckets; more: the whole-window aggregate
 
 
