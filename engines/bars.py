@@ -214,9 +214,13 @@ def rates_rows(rates: Any, offset_s: int = 0) -> list[tuple]:
 
 def shifted_rows(rows: list[tuple], offset_s: int = 0) -> list[tuple]:
     """Rows of MT5's rates layout as plain numbers (``rates.tolist()``) with their times shifted
-    by ``-offset_s``: what ``rates_rows`` makes of the array."""
+    by ``-offset_s``: what ``rates_rows`` makes of the array. (Its eight fields unpacked and
+    built again: one tuple per row instead of three.)"""
     offset_s = int(offset_s)
-    return [(row[0] - offset_s,) + row[1:] for row in rows] if offset_s else rows
+    if not offset_s:
+        return rows
+    return [(time_s - offset_s, o, h, l, c, tick_volume, spread, real_volume)
+            for time_s, o, h, l, c, tick_volume, spread, real_volume in rows]
 
 
 _MT5_LAYOUTS: list[np.dtype] = [MT5_RATES_DTYPE]  # dtype objects found equal to it (checked once each)

@@ -287,7 +287,8 @@ class CacheEntry:
         """``closed.tail(count)``: one view of the store (marked with its rows, see
         ``_ClosedStore``), without making ``closed`` first."""
         if self.store is not None and count > 0:
-            return self.store.view(max(self.start, self.stop - count), self.stop)
+            start = self.stop - count
+            return self.store.view(start if start > self.start else self.start, self.stop)
         return self.closed.tail(count)
 
     def closed_columns(self) -> tuple[np.ndarray, ...]:
@@ -393,7 +394,9 @@ class BarFeed:
             return None  # a short history may still grow at its start (a terminal downloading it): ask for all
         anchor = entry.newest_closed()
         elapsed = int(self.clock.now().timestamp()) - anchor[0]
-        count = max(2, elapsed // period + 2)  # the anchor, the bars closed since, the forming one
+        count = elapsed // period + 2  # the anchor, the bars closed since, the forming one
+        if count < 2:
+            count = 2
         if count >= depth:
             return None  # as many as a full fetch: take that
         if count > SMALL_SERIES:
@@ -443,7 +446,8 @@ class BarFeed:
             if added:
                 store.append(new)
                 stop += added
-        start = max(start, stop - (depth - 1))
+        if start < stop - (depth - 1):
+            start = stop - (depth - 1)
         if not added:
             anchor = entry.newest_closed()
         else:  # the newest of ``new`` (read from a series only when asked for)
@@ -524,7 +528,7 @@ class BarFeed:
             if log.isEnabledFor(logging.DEBUG):
                 age = "empty" if entry is None else f"{self.clock.monotonic() - entry.fetched_mono:.1f} s old"
                 log.debug("bars %s %s served by a direct fetch (cache %s)", symbol, timeframe, age)
-            entry = self._fetch(symbol, timeframe, max(needed, self.depth), entry)
+            entry = self._fetch(symbol, timeframe, needed if needed > self.depth else self.depth, entry)
             with self._lock:
                 self._cache[key] = entry
         return entry.bars.tail(count) if include_forming else entry.closed_tail(count)

@@ -449,8 +449,7 @@ class SymbolMarket:
         self.window_virtual_ms = series.window_ms + self.shift_ms
         self.gap_ms = int(spec.market_gap_seconds * 1000)
         self._quote_memo: tuple[int, int, Quote] | None = None  # (v_ms, tick index, quote()): set atomically
-        self._tick_memo: tuple[int, int, int] | None = None  # (v_ms, cycle, i) of ``_tick_position``: atomically
-        self._bar_memo: tuple[int, tuple[int, int, int]] | None = None  # (v_ms, ``_bar_position``): atomically
+        self._instant_memo: tuple[int, tuple[int, int, int], int] | None = None  # ``_settle``'s: atomically
         self._scalars = series.scalars
         self._aggregates: dict[int, Aggregate] = {}  # the series' ones, without its lock
         self._rates_tables: dict[int, tuple[np.ndarray, memoryview]] = {}  # timeframe -> (table, its bytes)
@@ -476,42 +475,47 @@ class SymbolMarket:
 
     def _tick_position(self, v_ms: int) -> tuple[int, int]:
         """(cycle, index in the period) of the last tick at or before ``v_ms`` (index -1: before the
-        period's first tick). The last answer is kept: at one clock instant the forming bar and
-        the quote both ask."""
-        memo = self._tick_memo
-        if memo is not None and memo[0] == v_ms:
-            return memo[1], memo[2]
-        cycle, phase, b = self._bar_position(v_ms)
-        i = self._ticks_up_to(b, phase) - 1
-        self._tick_memo = (v_ms, cycle, i)
-        return cycle, i
-
-    def _ticks_up_to(self, b: int, phase: int) -> int:
-        """``tick_time.searchsorted(phase, "right")`` when ``b`` is the last source bar begun at
-        ``phase``: a search among that bar's ticks alone, since every tick before the bar's first
-        one comes before the bar's start (at or before ``phase``) and every tick from the next
-        bar's first one on at or after that bar's start (after ``phase``)."""
-        sc = self._scalars
-        lo = sc.bar_first_tick[b] if b >= 0 else 0
-        hi = sc.bar_first_tick[b + 1] if b + 1 < len(sc.bar_first_tick) else len(sc.tick_time)
-        return bisect_right(sc.tick_time, phase, lo, hi)
+        period's first tick). Kept with the instant's bar position (``_settle``): at one clock
+        instant the forming bar and the quote both ask."""
+        memo = self._instant_memo
+        if memo is None or memo[0] != v_ms:
+            memo = self._settle(v_ms)
+        return memo[1][0], memo[2]
 
     def _bar_position(self, v_ms: int) -> tuple[int, int, int]:
         """(cycle, phase, index in the period of the last source bar begun) at ``v_ms`` (index -1:
-        before the period's first bar). The last answer is kept: at one clock instant every
-        timeframe's read and the quote ask; the next search starts from it."""
-        memo = self._bar_memo
-        if memo is not None and memo[0] == v_ms:
-            return memo[1]
-        cycle, phase = self._locate(v_ms)
+        before the period's first bar). Kept per instant (``_settle``): at one clock instant every
+        timeframe's read and the quote ask."""
+        memo = self._instant_memo
+        if memo is None or memo[0] != v_ms:
+            memo = self._settle(v_ms)
+        return memo[1]
+
+    def _settle(self, v_ms: int) -> tuple[int, tuple[int, int, int], int]:
+        """Find and keep (one tuple, set atomically) instant ``v_ms``'s bar position and the index
+        in the period of its last tick: ``(v_ms, _bar_position, tick index)``. The bar search
+        starts from the last instant's answer when the clock went forward in the same cycle
+        (every bar up to that answer's has begun); the tick search looks among the last begun
+        bar's ticks alone, since every tick before the bar's first one comes before the bar's
+        start (at or before the phase) and every tick from the next bar's first one on at or
+        after that bar's start (after the phase)."""
+        sc = self._scalars
+        rel = v_ms - self.window_virtual_ms  # ``_locate``, written out (once per instant)
+        cycle = rel // self.series.period_ms
+        phase = self.series.window_ms + rel - cycle * self.series.period_ms
         lo = 0
+        memo = self._instant_memo
         if memo is not None:
             last_cycle, last_phase, last_b = memo[1]
-            if last_cycle == cycle and last_phase <= phase:  # the clock went forward in the cycle:
-                lo = last_b + 1  # every bar up to the last answer's has begun
-        position = (cycle, phase, _bisect_near(self._scalars.bar_time, phase, lo) - 1)
-        self._bar_memo = (v_ms, position)
-        return position
+            if last_cycle == cycle and last_phase <= phase:
+                lo = last_b + 1
+        b = _bisect_near(sc.bar_time, phase, lo) - 1
+        first_tick = sc.bar_first_tick
+        tick_lo = first_tick[b] if b >= 0 else 0
+        tick_hi = first_tick[b + 1] if b + 1 < len(first_tick) else len(sc.tick_time)
+        memo = (v_ms, (cycle, phase, b), bisect_right(sc.tick_time, phase, tick_lo, tick_hi) - 1)
+        self._instant_memo = memo
+        return memo
 
     def _bars_through(self, phase: int, cycle: int) -> int:
         """How many source bars of the period begin at or before ``phase`` of cycle ``cycle``
@@ -696,21 +700,27 @@ class SymbolMarket:
             out[len(out) - 1] = partial  # one row write (each field cast as the column assignments would)
         return out
 
-    def rate_rows(self, timeframe: int, g0: int, g1: int, now_ms: int) -> list[tuple]:
+    def rate_rows(self, timeframe: int, g0: int, g1: int, now_ms: int, agg: Aggregate | None = None) -> list[tuple]:
         """``rates(timeframe, g0, g1, now_ms).tolist()`` without the structured array: the table's
         rows read as plain numbers, times shifted and the forming bar replaced in Python. The same
-        tuples: each field's value is what the array would hold (see ``_forming_row``)."""
-        agg = self.aggregate(timeframe)
+        tuples: each field's value is what the array would hold (see ``_forming_row``). ``agg``:
+        ``aggregate(timeframe)`` when the caller has it already."""
+        if agg is None:
+            agg = self.aggregate(timeframe)
         if g1 <= g0:
             return []
         table = self._row_blocks.get(timeframe)
         if table is None:
             table = self._row_blocks.setdefault(timeframe, RowBlocks(self._rates_table(timeframe, agg)[0]))
-        out: list[tuple] = []
-        for start, stop, shift_ms in _cycle_pieces(table.size, g0, g1, self.shift_ms, self.series.period_ms):
-            rows = table.rows(start, stop)
-            shift = shift_ms // 1000  # whole weeks, so whole seconds
-            out += [(row[0] + shift,) + row[1:] for row in rows] if shift else rows
+        if 0 <= g0 and g1 <= table.size and not self.shift_ms:
+            # inside the first cycle of an unshifted replay (a backtest's reads): the table's rows as they are
+            out = table.rows(g0, g1)
+        else:
+            out = []
+            for start, stop, shift_ms in _cycle_pieces(table.size, g0, g1, self.shift_ms, self.series.period_ms):
+                rows = table.rows(start, stop)
+                shift = shift_ms // 1000  # whole weeks, so whole seconds
+                out += [(row[0] + shift,) + row[1:] for row in rows] if shift else rows
         partial = self._forming_row(timeframe, agg, g1, now_ms)
         if partial is not None:
             out[-1] = partial
@@ -756,7 +766,9 @@ class SymbolMarket:
             return None
         last = started - 1  # the newest source bar begun
         last_start = sc.bar_time[last]
-        offset, (run_high, run_low, run_volume, run_spread, run_real) = self._bucket_runs(agg, k, b0, last)
+        runs = f.unit_runs  # (the recorded timeframe's are its bars' own: ``_bucket_runs``'s first answer)
+        offset, (run_high, run_low, run_volume, run_spread, run_real) = (0, runs) if runs is not None \
+            else self._bucket_runs(agg, k, b0, last)
         at = last - offset
         if phase >= last_start + s.bar_ms:  # every begun bar is complete
             return (time_s, sc.bar_open[b0], run_high[at], run_low[at], sc.bar_close[last], run_volume[at],
@@ -845,18 +857,26 @@ class RowBlocks:
         number = start // ROW_BLOCK
         base = number * ROW_BLOCK
         if stop - base > ROW_BLOCK:
-            return self.table[start:stop].tolist()
+            return table_rows(self.table[start:stop])
         block = self._blocks.get(number)
         if block is None:
             block = self._convert(number)
         return block[start - base:stop - base]
 
     def _convert(self, number: int) -> list[tuple]:
-        block = self.table[number * ROW_BLOCK:(number + 1) * ROW_BLOCK].tolist()
+        block = table_rows(self.table[number * ROW_BLOCK:(number + 1) * ROW_BLOCK])
         if len(self._blocks) >= ROW_BLOCKS_KEPT:
             del self._blocks[next(iter(self._blocks))]
         self._blocks[number] = block
         return block
+
+
+def table_rows(table: np.ndarray) -> list[tuple]:
+    """``table.tolist()`` of a flat structured array (a rates table), built field by field: one
+    ``tolist`` per field and a zip give the same tuples of the same plain numbers (a field's
+    ``tolist`` converts each element as the row's does) in about two thirds of the time a
+    row-by-row conversion takes."""
+    return list(zip(*[table[name].tolist() for name in table.dtype.names]))
 
 
 def _build_rates_table(agg: Aggregate, server_offset_ms: int) -> np.ndarray:

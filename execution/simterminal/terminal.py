@@ -84,6 +84,8 @@ NOT_FOUND = (c.RES_E_NOT_FOUND, RES_TEXT[c.RES_E_NOT_FOUND])
 INVALID_PARAMS = (c.RES_E_INVALID_PARAMS, RES_TEXT[c.RES_E_INVALID_PARAMS])
 AUTH_FAILED = (c.RES_E_AUTH_FAILED, RES_TEXT[c.RES_E_AUTH_FAILED])
 
+_new_tuple = tuple.__new__  # what a namedtuple's ``__new__`` calls with its fields in order
+
 _INT_FIELDS = ("action", "magic", "order", "deviation", "type", "type_filling", "type_time",
                "expiration", "position", "position_by")
 _FLOAT_FIELDS = ("volume", "price", "stoplimit", "sl", "tp")
@@ -449,9 +451,10 @@ class SimTerminal(Mt5Constants):
         if memo is not None and memo[0] is quote:  # the same tick as last asked: same answer
             return memo[1]
         msc = quote.time_ms + self._offset_ms
-        # positional, in Tick's field order (time, bid, ask, last, volume, time_msc, flags,
-        # volume_real): keyword arguments cost a namedtuple twice as much, once per new tick
-        tick = Tick(msc // 1000, quote.bid, quote.ask, 0.0, 0, msc, quote.flags, 0.0)
+        # in Tick's field order (time, bid, ask, last, volume, time_msc, flags, volume_real), made
+        # as a namedtuple's own ``__new__`` makes it (``tuple.__new__(cls, values)``) without that
+        # Python-level function's call, once per new tick
+        tick = _new_tuple(Tick, (msc // 1000, quote.bid, quote.ask, 0.0, 0, msc, quote.flags, 0.0))
         self._tick_memo[symbol] = (quote, tick)
         return tick
 
@@ -493,7 +496,11 @@ class SimTerminal(Mt5Constants):
         market, error = self._rates_args(symbol, timeframe)
         if error:
             return self._fail(error)
-        if not _is_int(start_pos) or not _is_int(count) or start_pos < 0 or count <= 0:
+        if not (type(start_pos) is int and type(count) is int):  # (plain ints, the usual arguments: no call)
+            if not (_is_int(start_pos) and _is_int(count)):
+                return self._fail(INVALID_PARAMS)
+            start_pos, count = int(start_pos), int(count)  # numpy integers: positions as plain ints
+        if start_pos < 0 or count <= 0:
             return self._fail(INVALID_PARAMS)
         view = self._view_ms()
         if start_pos >= self._maxbars:
@@ -506,9 +513,12 @@ class SimTerminal(Mt5Constants):
         agg = market.aggregate(timeframe)
         g_now = market.last_bar_index(agg, view)
         g_hi = g_now - start_pos
-        g_lo = max(g_hi - count + 1, g_now - self._maxbars + 1)
+        g_lo = g_hi - count + 1
+        oldest = g_now - self._maxbars + 1
+        if g_lo < oldest:
+            g_lo = oldest
         if rows:
-            return market.rate_rows(timeframe, g_lo, g_hi + 1, view)
+            return market.rate_rows(timeframe, g_lo, g_hi + 1, view, agg)
         return market.rates(timeframe, g_lo, g_hi + 1, view)
 
     @_api()
@@ -788,10 +798,12 @@ class SimTerminal(Mt5Constants):
         return ms
 
     def _view_ms(self) -> int:
-        """The terminal's view of market time: frozen while a stale-quotes fault lasts."""
+        """The terminal's view of market time: frozen while a stale-quotes fault lasts. (With no
+        fault armed, ``_call_ms``, its kept answer read here without a second call.)"""
         now = self._call_now
         if self.faults.idle:
-            return self._call_ms()
+            memo = self._call_ms_memo
+            return memo[1] if memo is not None and memo[0] is now else self._call_ms()
         frozen = self.faults.stale_since(now)
         return self._ms(frozen if frozen is not None else now)
 

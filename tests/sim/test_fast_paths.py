@@ -200,6 +200,36 @@ def test_rate_rows_answer_as_the_array_does(mt5: SimTerminal) -> None:
         assert mt5.copy_rates_from_pos_rows(*args) is None and mt5.last_error() == refused, args
 
 
+def test_rates_positions_of_other_integer_types_are_read_as_plain_ints_are(mt5: SimTerminal) -> None:
+    """The plain-int shortcut of the argument check: numpy integers still count as integers (one
+    or both of them; read as plain ints, so an int32 count no longer overflows the window
+    arithmetic), bools, floats and negative positions are still refused."""
+    expected = mt5.copy_rates_from_pos_rows("XAUUSD", c.TIMEFRAME_M1, 1, 4)
+    for start, count in ((np.int64(1), 4), (1, np.int32(4)), (np.int64(1), np.int64(4))):
+        assert mt5.copy_rates_from_pos_rows("XAUUSD", c.TIMEFRAME_M1, start, count) == expected
+    for start, count in ((True, 4), (1, True), (1.0, 4), (1, 4.0), (-1, 4)):
+        assert mt5.copy_rates_from_pos_rows("XAUUSD", c.TIMEFRAME_M1, start, count) is None, (start, count)
+        assert mt5.last_error()[0] == c.RES_E_INVALID_PARAMS
+
+
+def test_table_rows_is_the_structured_tolist() -> None:
+    """Field by field and zipped: the row-by-row conversion's tuples and types, NaN, signed zero
+    and the largest unsigned volume included; empty stays empty."""
+    from execution.simterminal.market import table_rows
+    table = np.zeros(5, dtype=RATES_DTYPE)
+    table["time"] = [-1, 0, 1, 2**40, 2**62]
+    table["open"] = [np.nan, -0.0, 1e-300, np.inf, 1.5]
+    table["high"] = [1.0, 2.0, np.nan, 3.0, 4.0]
+    table["tick_volume"] = [0, 1, 2**64 - 1, 7, 8]
+    table["spread"] = [-2**31, 0, 2**31 - 1, 3, 4]
+    table["real_volume"] = [2**64 - 1, 0, 1, 2, 3]
+    expected = table.tolist()
+    rows = table_rows(table)
+    assert [tuple(map(repr, row)) for row in rows] == [tuple(map(repr, row)) for row in expected]
+    assert _same_types(rows, expected)
+    assert table_rows(table[:0]) == []
+
+
 def test_bucket_runs_equal_the_bucket_slice_reductions(mt5: SimTerminal) -> None:
     """Each source bar's running figures are its bucket's bars up to it, reduced (NaN, gaps too),
     and ``last_bar_index`` finds the bucket holding a bar."""
