@@ -29,8 +29,8 @@ class WhyNoTradeTotals(WhyNoTrade):
     def totals(self) -> dict[str, Any]:
         """Per symbol: decisions, trades taken and the first failing gates, most frequent first."""
         with self._lock:
-            checks = self._closed_checks + self._checks
-            failed_by_symbol = {symbol: self._closed_failed.get(symbol, Counter()) + self._failed.get(symbol, Counter())
+            checks = self._closed_checks + Counter(self._checks)
+            failed_by_symbol = {symbol: self._closed_failed.get(symbol, Counter()) + Counter(self._failed.get(symbol, {}))
                                 for symbol in checks}
         out = {}
         for symbol in sorted(checks):

@@ -8,15 +8,19 @@ check, without the text of a pass).
 """
 from __future__ import annotations
 
-import math
 from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import dataclass, field
+from math import isfinite
+
+from engines.frozen import direct_init
 
 
+@direct_init
 @dataclass(frozen=True)
 class SpreadStats:
-    """A summary of recent spreads (price units)."""
+    """A summary of recent spreads (price units); one is built at every new quote of the
+    micro-scalp monitor's spread gate, hence ``direct_init``."""
 
     current: float
     median: float
@@ -54,7 +58,7 @@ class SpreadTracker:
 
     def add_quote(self, bid: float, ask: float) -> bool:
         """Record ask - bid; returns False (and counts it) for a crossed, locked or bad quote."""
-        if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask <= bid:
+        if not (isfinite(bid) and isfinite(ask)) or bid <= 0 or ask <= bid:
             self.rejected += 1
             return False
         spread = ask - bid
@@ -99,7 +103,7 @@ class SpreadTracker:
                   min_samples: int = 20) -> str | None:
         """``is_acceptable``'s reason when it refuses the quote, else None: the check alone, for a
         caller that reads only refusals (the monitor, at every step)."""
-        if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask <= bid:
+        if not (isfinite(bid) and isfinite(ask)) or bid <= 0 or ask <= bid:
             return f"bad quote bid={bid} ask={ask}"
         spread = ask - bid
         pct = 100.0 * spread / ((bid + ask) / 2.0)

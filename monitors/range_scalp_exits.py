@@ -63,6 +63,11 @@ class PassReport:
     engine_ms: float = 0.0  # planning time (market + rules), broker order time excluded
 
 
+def _priority(item: PlannedExit) -> int:
+    """The order in which a pass acts: critical first, an unnamed priority as low."""
+    return PRIORITY_ORDER.get(item.action.priority or "low", 9)
+
+
 def adverse_move_pct(side: str, reference: float, price: float) -> float:
     """How far ``price`` moved against a closing position from ``reference``, in % (0 if in favour)."""
     if reference <= 0:
@@ -106,7 +111,8 @@ class RangeExitManager:
         started = self._perf()
         planned = self.plan(params_for, now, report)
         report.engine_ms = round((self._perf() - started) * 1000.0, 3)
-        for item in sorted(planned, key=lambda p: PRIORITY_ORDER.get(p.action.priority or "low", 9)):
+        planned.sort(key=_priority)  # the plan's own list: sorted in place
+        for item in planned:
             report.actions.append({"ticket": item.trade.ticket, "symbol": item.trade.symbol, "kind": item.action.kind,
                                    "reason": item.action.reason, "priority": item.action.priority})
             try:
@@ -125,6 +131,8 @@ class RangeExitManager:
     def plan(self, params_for: Callable[[str], RangeScalpParams], now: datetime, report: PassReport) -> list[PlannedExit]:
         trades = self.book.open_trades()
         report.trades = len(trades)
+        if not trades:  # the common pass (no open range trade): nothing to group, fetch or plan
+            return []
         by_symbol: dict[str, list[RangeTrade]] = {}
         for trade in trades:
             by_symbol.setdefault(trade.symbol, []).append(trade)

@@ -42,7 +42,7 @@ ENTRY_MEMORY = timedelta(hours=48)  # entry times older than this are forgotten
 @dataclass
 class SymbolMemory:
     last_bar: int | None = None  # open time (epoch s, UTC) of the last closed M5 bar evaluated
-    entries: list[datetime] = field(default_factory=list)  # entry times, oldest first
+    entries: list[datetime] = field(default_factory=list)  # entry times, oldest first; replaced, never changed
     last_exit: ExitRecord | None = None
 
 
@@ -108,6 +108,7 @@ class RangeBook:
         self._symbols: dict[str, SymbolMemory] = {}
         self._disabled: DisabledEntries | None = None
         self._day_start = DayStart()  # history() is asked at every M5 bar
+        self._histories: dict[str, tuple[datetime, list[datetime], ExitRecord | None, RangeHistory]] = {}
         self._seq = 0
         self._saved_seq = 0
         self.saves = 0
@@ -187,12 +188,23 @@ class RangeBook:
             return memo.last_bar if memo else None
 
     def history(self, symbol: str, now: datetime) -> RangeHistory:
-        """What the engine's spacing, daily cap and re-entry rules need for ``symbol``."""
+        """What the engine's spacing, daily cap and re-entry rules need for ``symbol``.
+
+        Asked at every M5 bar, and it reads only the day's start, the symbol's entry list and
+        its last exit: the (frozen) answer is handed out again while all three are the same.
+        An entry list is replaced at each change, never changed in place (``register``), and
+        ``load`` builds new lists, so the list object itself says whether the entries changed."""
         with self._lock:
             day_start = self._day_start(now)
             memo = self._symbols.get(symbol) or SymbolMemory()
-            today = sum(1 for t in memo.entries if t >= day_start)
-            return RangeHistory(memo.entries[-1] if memo.entries else None, today, memo.last_exit)
+            entries, last_exit = memo.entries, memo.last_exit
+            cached = self._histories.get(symbol)
+            if cached is not None and cached[1] is entries and cached[2] is last_exit and cached[0] == day_start:
+                return cached[3]
+            today = sum(1 for t in entries if t >= day_start)
+            history = RangeHistory(entries[-1] if entries else None, today, last_exit)
+            self._histories[symbol] = (day_start, entries, last_exit, history)
+            return history
 
     @property
     def entries_disabled(self) -> DisabledEntries | None:
@@ -260,7 +272,12 @@ class RangeBook:
 
     # ------------------------------------------------------------------ persistence
     def _memo(self, symbol: str) -> SymbolMemory:
-        return self._symbols.setdefault(symbol, SymbolMemory())
+        """The symbol's memory, made the first time (not a new SymbolMemory per call, as
+        ``setdefault`` would build at every M5 bar's ``set_last_bar``)."""
+        memo = self._symbols.get(symbol)
+        if memo is None:
+            memo = self._symbols[symbol] = SymbolMemory()
+        return memo
 
     def _changed(self) -> None:
         self._seq += 1

@@ -59,8 +59,12 @@ class Trade:
         """``asdict`` (a deep copy: the caller may change it), with ``reasons`` and
         ``partial_closes`` as lists of the trade's own items. Built field by field: ``asdict``
         goes through ``copy.deepcopy`` value by value, about 60 us for a trade's meta and
-        reasons, at every registry write of a new Trade object."""
-        data = {name: None if name in _AS_LISTS else _copied(getattr(self, name)) for name in _TRADE_FIELDS}
+        reasons, at every registry write of a new Trade object. Strings, numbers and None are
+        kept as they are without a call to ``_copied`` each (its first test)."""
+        data: dict[str, Any] = {}
+        for name in _TRADE_FIELDS:
+            value = None if name in _AS_LISTS else getattr(self, name)
+            data[name] = value if type(value) in _ATOMIC else _copied(value)
         data["reasons"] = list(self.reasons)
         data["partial_closes"] = list(self.partial_closes)
         return data
@@ -92,8 +96,9 @@ def _copied(value: Any) -> Any:
     kind = type(value)
     if kind in _ATOMIC:
         return value
-    if kind is dict:
-        return {_copied(k): _copied(v) for k, v in value.items()}
+    if kind is dict:  # a trade's meta: mostly numbers and strings, kept without a call each
+        return {k if type(k) in _ATOMIC else _copied(k): v if type(v) in _ATOMIC else _copied(v)
+                for k, v in value.items()}
     if kind is list:
         return [_copied(v) for v in value]
     if kind is tuple:

@@ -164,7 +164,7 @@ class StateStore:
     @staticmethod
     def check_name(name: str) -> None:
         """A document name is a plain file stem: no folder separators, no drive, not hidden."""
-        if not name or any(ch in name for ch in "/\\:") or name.startswith("."):
+        if not name or "/" in name or "\\" in name or ":" in name or name.startswith("."):
             raise ValueError(f"invalid state document name {name!r}")
 
     def path(self, name: str) -> Path:

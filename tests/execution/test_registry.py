@@ -103,3 +103,24 @@ def test_to_json_is_asdict_with_lists_and_a_deep_copy() -> None:
     assert got == expected and list(got) == list(expected) and repr(got) == repr(expected)
     assert got["meta"]["secondary"] is not meta["secondary"] and got["meta"]["nested"]["t"][1] is not meta["nested"]["t"][1]
     assert type(got["meta"]["box"]) is dict and type(got["meta"]["pair"]) is Pair
+
+
+def test_to_json_copies_what_is_not_a_plain_value_at_any_level() -> None:
+    """The shortcut for strings, numbers and None takes exact types only: subclasses and
+    container keys still go the ``asdict`` way."""
+    from dataclasses import asdict, replace
+
+    class Lots(float):
+        pass
+
+    class Label(str):
+        pass
+
+    meta = {("pair", 1): [1, 2], Label("tag"): Label("x"), "flag": True, "n": 3}
+    original = replace(trade(8), volume=Lots(0.1), meta=meta)
+    expected = asdict(original)
+    expected["reasons"], expected["partial_closes"] = list(original.reasons), list(original.partial_closes)
+    got = original.to_json()
+    assert got == expected and list(got) == list(expected) and repr(got) == repr(expected)
+    assert [type(k) for k in got["meta"]] == [type(k) for k in expected["meta"]]
+    assert type(got["volume"]) is type(expected["volume"]) and got["meta"][("pair", 1)] is not meta[("pair", 1)]

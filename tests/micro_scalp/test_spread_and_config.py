@@ -1,6 +1,7 @@
 """Rolling spread tracker, and the micro_scalp.json model (shipped file, ranges, cross-field rules)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from config.micro_scalp_model import MicroScalpConfig, MicroScalpParams
-from engines.spread import SpreadTracker
+from engines.spread import SpreadStats, SpreadTracker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,6 +22,14 @@ def test_tracker_median_mean_and_window():
     assert stats.samples == 5  # the oldest (0.1) fell out of the window
     assert stats.median == pytest.approx(0.4) and stats.mean == pytest.approx(0.4)
     assert stats.current == pytest.approx(0.6)
+
+
+def test_stats_stay_a_frozen_value_with_their_fast_init():
+    stats = SpreadStats(0.3, 0.2, 0.25, 4)
+    assert stats == SpreadStats(current=0.3, median=0.2, mean=0.25, samples=4)
+    assert dataclasses.replace(stats, samples=5).samples == 5 and stats.ratio_to_median == pytest.approx(1.5)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.median = 1.0  # type: ignore[misc]
 
 
 def test_tracker_stats_follow_every_accepted_quote():

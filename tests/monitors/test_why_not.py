@@ -35,3 +35,14 @@ def test_each_decision_is_one_debug_line(caplog) -> None:
         why.record("EURUSD", None, "buy 1.0850")
     assert "range_scalp EURUSD: no trade (adx_gate) - H1 ADX 31.2 > 25" in caplog.text
     assert "range_scalp EURUSD: TRADE - buy 1.0850" in caplog.text
+
+
+def test_summary_orders_gates_by_count_then_first_occurrence() -> None:
+    why = WhyNoTrade("micro_scalp", summary_minutes=15)
+    why.maybe_summarize(T0)
+    for gate in ("spread", "session", "news", "session", "spread", "caps"):
+        why.record("XAUUSD", gate)
+    assert why.maybe_summarize(T0 + timedelta(minutes=15))
+    assert list(why.last_summary["XAUUSD"]["waiting_for"].items()) == [("spread", 2), ("session", 2), ("news", 1),
+                                                                       ("caps", 1)]
+    assert why.last_summary["XAUUSD"]["trades"] == 0

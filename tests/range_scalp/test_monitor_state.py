@@ -128,3 +128,32 @@ def test_documents_rebuild_a_trade_record_only_when_the_trade_changed(tmp_path) 
     book.set_last_bar("TEST", 1767693600)
     assert list(saved[-1]["trades"]) == ["5"] and saved[-1]["symbols"]["TEST"]["last_exit"]["reason"] == "broker:tp"
     assert saved[-1]["symbols"]["TEST"]["last_exit"] is saved[-2]["symbols"]["TEST"]["last_exit"]
+
+
+def test_history_is_handed_out_again_only_while_entries_exit_and_day_are_the_same(tmp_path) -> None:
+    """history() keeps its answer per symbol; every input it reads must make a new one."""
+    book = book_in(tmp_path)
+    first = book.history("TEST", NOW)
+    assert first.entries_today == 0 and first.last_entry_at is None and first.last_exit is None
+    book.set_last_bar("TEST", 1767693300)  # the symbol's memory exists from here on
+    kept = book.history("TEST", NOW)
+    assert kept == first and book.history("TEST", NOW + timedelta(minutes=5)) is kept  # no change: the same answer
+    book.set_last_bar("TEST", 1767693600)  # not read by history: the answer stays
+    assert book.history("TEST", NOW + timedelta(minutes=6)) is kept
+
+    trade = make_trade(ticket=7, opened_at=NOW)
+    book.register(trade, NOW + timedelta(minutes=1), NOW)  # a new entry
+    entered = book.history("TEST", NOW + timedelta(minutes=2))
+    assert entered.entries_today == 1 and entered.last_entry_at == NOW + timedelta(minutes=1)
+
+    exit_record = ExitRecord("target", NOW + timedelta(minutes=3), trade.range)
+    book.close(7, exit_record)  # a new last exit
+    exited = book.history("TEST", NOW + timedelta(minutes=4))
+    assert exited.last_exit == exit_record and exited.entries_today == 1
+
+    tomorrow = book.history("TEST", NOW + timedelta(days=1))  # a new UTC day: the entry is yesterday's
+    assert tomorrow.entries_today == 0 and tomorrow.last_entry_at == NOW + timedelta(minutes=1)
+
+    again = book_in(tmp_path)
+    again.load()  # loaded entries are new lists: counted again
+    assert again.history("TEST", NOW + timedelta(minutes=4)) == exited
