@@ -25,7 +25,7 @@ from engines.indicators import mean_std, pairwise_sum, sma, swing_pivots, true_r
 
 __all__ = ["mean_atr", "stochastic", "rolling_vwap", "candle_cvd", "ema_direction", "mean_atr_last", "true_ranges_last",
            "bollinger_last", "stochastic_last", "rsi_last", "rsi_estimate", "session_vwap_last", "last_session_sums",
-           "VwapSums", "pivots", "last_pivot_points", "last_pivot_high_low"]
+           "VwapSums", "pivots", "last_pivot_points", "last_swing_levels", "last_pivot_high_low"]
 
 _NAN = math.nan
 
@@ -310,6 +310,50 @@ def last_pivot_points(high: np.ndarray, low: np.ndarray, left: int, right: int, 
         points, offset = np.flatnonzero(is_high | is_low), 0
     points = points[max(len(points) - count, 0):]
     return points + offset, is_high[points], is_low[points]
+
+
+def last_swing_levels(high: np.ndarray, low: np.ndarray, left: int, right: int, count: int
+                      ) -> tuple[list[float], list[float], int] | None:
+    """``range_metrics.swing_levels`` (the highs and the lows of the last ``count`` pivot points,
+    time order, and how many points) read bar by bar backwards from the newest decidable bar
+    of the last ``_PIVOT_TAIL`` bars, on plain floats, until ``count`` points are found: a few
+    dozen bars instead of the array path's flags for all of them. The same booleans as
+    ``pivots``: for finite values Python's max and min return the value numpy's reductions
+    return and the comparisons are exact (a bar at tail index >= ``left`` is decided by the
+    tail, as in ``_tail_pivots``). None when this cannot tell: other than float64 values, a
+    non-finite value in the tail (numpy's NaN rule differs from Python's), too few bars, no
+    point asked for, or fewer than ``count`` points in a tail with bars before it (the array
+    path then decides)."""
+    n = len(high)
+    if (count < 1 or left < 1 or right < 1 or n < left + right + 1 or high.dtype != np.float64
+            or low.dtype != np.float64):
+        return None
+    offset = max(0, n - _PIVOT_TAIL)
+    hs, ls = high[offset:].tolist(), low[offset:].tolist()
+    if not (math.isfinite(sum(hs)) and math.isfinite(sum(ls))):
+        return None
+    highs: list[float] = []
+    lows: list[float] = []
+    found = 0
+    for i in range(len(hs) - right - 1, left - 1, -1):
+        h, l = hs[i], ls[i]
+        # the next-door bars first: they are in the windows, so this only settles most bars sooner
+        is_high = h > hs[i - 1] and h >= hs[i + 1] and h > max(hs[i - left:i]) and h >= max(hs[i + 1:i + right + 1])
+        is_low = l < ls[i - 1] and l <= ls[i + 1] and l < min(ls[i - left:i]) and l <= min(ls[i + 1:i + right + 1])
+        if is_high or is_low:
+            if is_high:
+                highs.append(h)
+            if is_low:
+                lows.append(l)
+            found += 1
+            if found == count:
+                break
+    else:
+        if offset:
+            return None  # fewer points in the tail: the bars before it decide
+    highs.reverse()
+    lows.reverse()
+    return highs, lows, found
 
 
 def last_pivot_high_low(high: np.ndarray, low: np.ndarray, left: int, right: int) -> tuple[int | None, int | None]:

@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from config.range_scalp_model import RangeScalpParams, SessionParams
-from engines.indicators import adx as adx_indicator
-from engines.bars import BarSeries
+from engines.indicators import AdxState, pairwise_sum, true_range, true_range_step
+from engines.bars import FLOAT64, BarSeries
 from engines.frozen import direct_init
 from engines.range_data import (
     H1, M5, M15, Bars, Quote, RangeFlow, aggregate, bar_problem, epoch_s, to_bars, to_flow, to_quote,
@@ -42,10 +42,11 @@ from engines.range_indicators import (
 )
 from engines.range_metrics import (
     BreakOfStructure, Divergence, body_expansion, bb_width_expansion_pct, bos_from_levels, break_of_structure,
-    effective_atr, expansion_state, step_divergence, swing_levels, vwap_momentum,
+    effective_atr, expansion_state, expansion_verdict, sample_width_step, sample_widths, step_divergence, swing_levels,
+    vwap_momentum,
 )
 from engines.range_sessions import session_key_at, session_range_start, trading_day_start
-from engines.range_window import M5Window, same_bars
+from engines.range_window import M5Window, carried_count, same_bars
 
 _T = TypeVar("_T")
 _MTF_TAIL = 200  # bars fed to the direction EMA: ~10 periods, so the seed no longer matters
@@ -53,6 +54,7 @@ _WILDER_TAIL_PERIODS = 20  # Wilder RSI over 20 periods of bars: the seed's weig
 _EXPANSION_TAIL = 60  # M15 bars of the expansion state
 _DIVERGENCE_TAIL = 20  # M15 bars of the candle-CVD divergence
 _BODY_TAIL = 15  # body expansion reads the last 15 bodies (the first 5 of a shorter series)
+_NEW_M15_BARS = 4  # at most this many new M15 bars are stepped on plain floats; more: the arrays
 
 
 @direct_init
@@ -309,15 +311,45 @@ class H1Values:
     adx: float
 
 
-def h1_values(h1: Bars, params: RangeScalpParams) -> H1Values:
+def h1_values(h1: Bars, params: RangeScalpParams, adx: CarriedAdx | None = None) -> H1Values:
+    """``adx``: the symbol's CarriedAdx (MarketMemo), which gives the same ADX with less work."""
     ind = params.indicators
     n, lookback = len(h1), params.detection.anchor_atr_lookback_h1_bars
     atr = mean_atr_last(h1.high, h1.low, h1.close, ind.atr_period) if n > ind.atr_period else math.nan
     end = n - lookback  # the bar ``lookback`` bars before the last, exclusive end
     atr_prev = (mean_atr_last(h1.high[:end], h1.low[:end], h1.close[:end], ind.atr_period)
                 if n > ind.atr_period and end > 0 else math.nan)
-    adx_value = _last(adx_indicator(h1.high, h1.low, h1.close, ind.adx_period).adx) if n else math.nan
+    adx_value = (adx or CarriedAdx()).last(h1, ind.adx_period) if n else math.nan
     return H1Values(atr, atr_prev, adx_value)
+
+
+class CarriedAdx:
+    """The H1 ADX at the last bar, carried from one H1 window to the next.
+
+    While the H1 window only grows (the history start stays the first bar, as in a backtest's
+    first days or a short broker history), the new window is the last one plus new bars, and
+    Wilder's recursion goes on from the last bar's state (``AdxState.update_all``: the same
+    steps as ``engines.indicators.adx``, so the same bits). Once the window slides (its first
+    bar dropped, so the seed moves) or the state is not ready, the ADX is computed over all the
+    bars (``AdxState.from_arrays``). Owned by the MarketMemo; mutable, not thread-safe."""
+
+    __slots__ = ("_bars", "_state")
+
+    def __init__(self) -> None:
+        self._bars: Bars | None = None
+        self._state: AdxState | None = None
+
+    def last(self, h1: Bars, period: int) -> float:
+        """``engines.indicators.adx(h1.high, h1.low, h1.close, period).adx[-1]`` (NaN: undefined)."""
+        last, state = self._bars, self._state
+        if (last is not None and state is not None and state.ready and state.period == period
+                and carried_count(last, h1) == len(last)):
+            count = len(last)
+            state.update_all(h1.high[count:].tolist(), h1.low[count:].tolist(), h1.close[count:].tolist())
+        else:
+            state = self._state = AdxState.from_arrays(h1.high, h1.low, h1.close, period)
+        self._bars = h1
+        return state.value
 
 
 @direct_init
@@ -378,6 +410,64 @@ def m15_expansion(m15: Bars, params: RangeScalpParams) -> str:
                            ind.atr_period, ind.bb_period, det.expansion_ratio_high, det.expansion_ratio_low)
 
 
+class CarriedExpansion:
+    """``m15_expansion`` of the M15 tail, carrying what the last tail gave: its true ranges
+    and Bollinger widths (the values ``expansion_state`` reads). When the new tail is the last
+    one moved on by a few bars (``carried_count``), a carried bar's true range (its own high
+    and low and the close before it, all carried) and a window's width (its closes, all
+    carried) are the same, so only the new bars' are computed, with ``true_range_step`` and
+    ``sample_width_step`` (the array path's bits), and the ratios are taken with
+    ``pairwise_sum`` (numpy's sums). Taken for a full tail only: more than ``max(40, ATR
+    period)`` float64 bars, so the first bar's special true range is never read and the
+    history slices are the plain ``[-40:-20]`` ones. Owned by the MarketMemo; not thread-safe."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        # (tail, ATR period, BB period, true ranges of its last bars, widths of its windows)
+        self._last: tuple[Bars, int, int, list[float], list[float]] | None = None
+
+    def state(self, tail: Bars, params: RangeScalpParams) -> str:
+        ind, det = params.indicators, params.detection
+        tail = tail.tail(_EXPANSION_TAIL)
+        atr_period, bb_period, n = ind.atr_period, ind.bb_period, len(tail)
+        keep = max(40, atr_period)  # the true ranges read: the last ``atr_period`` and [-40:-20]
+        if (n <= keep or n < bb_period + 21 or n < max(atr_period, bb_period) + 15 or bb_period < 2
+                or not (tail.high.dtype is FLOAT64 and tail.low.dtype is FLOAT64 and tail.close.dtype is FLOAT64)):
+            self._last = None
+            return m15_expansion(tail, params)
+        first = max(bb_period, n - 40)  # the windows end at first .. n - 1
+        spans, widths = self._carried(tail, atr_period, bb_period, n - keep, first)
+        self._last = (tail, atr_period, bb_period, spans, widths)
+        ratios = []
+        current_atr, hist_atr = pairwise_sum(spans[-atr_period:]) / atr_period, pairwise_sum(spans[-40:-20]) / 20
+        if hist_atr > 0:
+            ratios.append(current_atr / hist_atr)
+        hist = widths[:n - 20 - first]  # the windows ending at first .. n - 21
+        hist_width = pairwise_sum(hist) / len(hist)
+        if hist_width > 0:
+            ratios.append(widths[-1] / hist_width)
+        return expansion_verdict(ratios, det.expansion_ratio_high, det.expansion_ratio_low)
+
+    def _carried(self, tail: Bars, atr_period: int, bb_period: int, span_start: int, first: int
+                 ) -> tuple[list[float], list[float]]:
+        """The true ranges of the bars from ``span_start`` and the widths of the windows ending
+        at ``first`` .. the last bar: the last tail's where they are carried, else computed."""
+        n, last = len(tail), self._last
+        high, low, close = tail.high, tail.low, tail.close
+        if last is not None and last[1] == atr_period and last[2] == bb_period and len(last[0]) == n:
+            count = carried_count(last[0], tail)
+            new = n - count
+            if count and new <= _NEW_M15_BARS and new < n - span_start and new < n - first:
+                spans = last[3][new:] + [true_range_step(high.item(i), low.item(i), close.item(i - 1))
+                                         for i in range(count, n)]
+                widths = last[4][new:] + [sample_width_step(close[i - bb_period + 1:i + 1].tolist())
+                                          for i in range(count, n)]
+                return spans, widths
+        spans = true_range(high, low, close)[span_start:].tolist()
+        return spans, sample_widths(close, first, bb_period).tolist()
+
+
 def market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMemo | None = None) -> MarketCore:
     """The core values (see MarketCore); ``memo``: the symbol's MarketMemo (speed only)."""
     if memo is not None:
@@ -435,6 +525,11 @@ def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo
     if not m15v.bos_known:  # fewer swing points in the tail than the BOS looks at: all bars decide
         bos = break_of_structure(m15.high, m15.low, m15.close, m15v.atr, det.bos_threshold_atr,
                                  det.bos_swing_count, det.swing_left, det.swing_right, det.bos_min_bars)
+    if memo is None:
+        bb_expansion = bb_width_expansion_pct(m5.close[-max(inv.bb_expansion_min_bars, 61):], ind.bb_period,
+                                              inv.bb_expansion_min_bars)
+    else:
+        bb_expansion = memo.window.bb_expansion_pct(m5, ind.bb_period, inv.bb_expansion_min_bars)
     volume_window = m5.volume[-ind.volume_avg_bars:]
     return RangeMarket(
         inputs=core.inputs, price=core.price, atr=core.atr, atr_eff=core.atr_eff, atr_h1=core.atr_h1,
@@ -444,8 +539,7 @@ def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo
         h1_values=h1v,
         atr_m15=m15v.atr,
         vwap_momentum=momentum,
-        bb_expansion_pct=bb_width_expansion_pct(m5.close[-max(inv.bb_expansion_min_bars, 61):],
-                                                ind.bb_period, inv.bb_expansion_min_bars),
+        bb_expansion_pct=bb_expansion,
         volume_current=_last(m5.volume),
         volume_avg=float(np.add.reduce(volume_window) / len(volume_window)) if len(volume_window) else math.nan,
         bos=bos, body_expansion=m15v.body_expansion, body_expansion_ratio=m15v.body_expansion_ratio,
@@ -487,11 +581,15 @@ class MarketMemo:
     the bars, the other inputs) and is reused only when the new ones are the same object or
     equal to the last bit (``same_bars``), so a hit returns what the computation would return:
     the memo changes speed, never a result. One slot per kind (the last inputs). ``window``
-    carries the M5 window from one evaluation to the next (engines/range_window.py).
+    carries the M5 window from one evaluation to the next (engines/range_window.py); a new
+    H1 window continues the last one's ADX (``CarriedAdx``) and a new M15 tail the last one's
+    true ranges and widths (``CarriedExpansion``), each only where that gives the same bits.
     The caller owns it (the monitor keeps one per symbol); not thread-safe."""
 
     def __init__(self) -> None:
         self._h1: tuple[RangeScalpParams, Bars, H1Values] | None = None
+        self._adx = CarriedAdx()  # the H1 ADX of the last H1 bars, continued while they only grow
+        self._expansion_carry = CarriedExpansion()  # the M15 expansion state's true ranges and widths
         self._m15: tuple[RangeScalpParams, Bars, bool, M15Values] | None = None
         self._expansion: tuple[RangeScalpParams, Bars, str] | None = None
         self._problem: tuple[str, Bars, str | None] | None = None
@@ -570,7 +668,7 @@ class MarketMemo:
     def h1(self, h1: Bars, params: RangeScalpParams) -> H1Values:
         slot = self._h1
         if not self._count(slot is not None and slot[0] is params and same_bars(slot[1], h1)):
-            slot = self._h1 = (params, h1, h1_values(h1, params))
+            slot = self._h1 = (params, h1, h1_values(h1, params, self._adx))
         assert slot is not None
         return slot[2]
 
@@ -584,11 +682,11 @@ class MarketMemo:
         return slot[3]
 
     def m15_expansion(self, tail: Bars, params: RangeScalpParams) -> str:
-        """``m15_expansion`` keyed on the columns it reads."""
+        """``m15_expansion`` keyed on the columns it reads (a new tail: ``CarriedExpansion``)."""
         slot = self._expansion
         if not self._count(slot is not None and slot[0] is params
                            and same_bars(slot[1], tail, ("high", "low", "close"))):
-            slot = self._expansion = (params, tail, m15_expansion(tail, params))
+            slot = self._expansion = (params, tail, self._expansion_carry.state(tail, params))
         assert slot is not None
         return slot[2]
 

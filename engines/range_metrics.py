@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines.indicators import row_mean_std, true_range, window_view
-from engines.range_indicators import last_pivot_points
+from engines.indicators import mean_std, pairwise_sum, row_mean_std, true_range, window_view
+from engines.range_indicators import last_pivot_points, last_swing_levels
 
-__all__ = ["effective_atr", "vwap_momentum", "bb_width_expansion_pct", "expansion_state",
+__all__ = ["effective_atr", "vwap_momentum", "bb_width_expansion_pct", "bb_width_rows", "bb_widths", "bb_width_pct_step",
+           "width_expansion_pct", "expansion_state", "sample_widths", "sample_width_step", "expansion_verdict",
            "body_expansion", "step_divergence", "Divergence", "BreakOfStructure", "break_of_structure",
            "swing_levels", "bos_from_levels"]
 
@@ -45,6 +46,35 @@ def _width_pct(windows: np.ndarray) -> np.ndarray:
     return 4.0 * std / mean * 100.0
 
 
+def bb_width_pct_step(window: list[float]) -> float:
+    """``_width_pct`` of ONE Bollinger window (``period`` closes, oldest first) on plain floats:
+    ``mean_std`` has ``row_mean_std``'s bits and the rest is the same three scalar operations.
+    The mean must not be 0 (positive closes: numpy would give inf or NaN, Python raises)."""
+    mean, std = mean_std(window)
+    return 4.0 * std / mean * 100.0
+
+
+def bb_width_rows(n: int, period: int = 20, min_bars: int = 60) -> int:
+    """How many Bollinger widths ``bb_width_expansion_pct`` of ``n`` closes reads: those of the
+    windows ending at its last that many closes (the historical ones first, the current one
+    last); 0 when it answers None without reading any."""
+    if n < min_bars or n < period + 1:
+        return 0
+    first, last = max(period, n - 40), n - 21
+    return n - first + 1 if last >= first else 0
+
+
+def width_expansion_pct(widths: list[float]) -> float | None:
+    """``bb_width_expansion_pct`` from its ``bb_width_rows`` widths: the last one against the
+    mean of all but the last 21 (``pairwise_sum``: numpy's sum, the same bits)."""
+    count = len(widths) - 21
+    historical = pairwise_sum(widths[:count]) / count
+    if not historical > 0:
+        return None
+    current = widths[-1]
+    return (current - historical) / historical * 100.0
+
+
 def bb_width_expansion_pct(close: np.ndarray, period: int = 20, min_bars: int = 60) -> float | None:
     """How far the current Bollinger width (4 population sigma over the SMA, in %) is above the
     mean width of the earlier windows, in percent (A6.4). Historical windows are the
@@ -52,21 +82,17 @@ def bb_width_expansion_pct(close: np.ndarray, period: int = 20, min_bars: int = 
     None with fewer than ``min_bars`` closes or a zero historical mean."""
     close = np.asarray(close, dtype=np.float64)
     n = len(close)
-    if n < min_bars or n < period + 1:
+    rows = bb_width_rows(n, period, min_bars)
+    if not rows:
         return None
-    first = max(period, n - 40)
-    last = n - 21
-    if last < first:
-        return None
-    # widths of the windows ending at first-1 .. n-1 in one go (each row's value depends on its
-    # window only): the historical ones end at first-1 .. last-1, the current one at n-1
-    widths = _width_pct(window_view(close[first - period:], period))
-    current = float(widths[-1])
-    count = last - first + 1
-    historical = float(np.add.reduce(widths[:count]) / count)
-    if not historical > 0:
-        return None
-    return (current - historical) / historical * 100.0
+    return width_expansion_pct(bb_widths(close, period, rows))
+
+
+def bb_widths(close: np.ndarray, period: int, rows: int) -> list[float]:
+    """The Bollinger widths (4 population sigma over the SMA, in %) of the ``period``-close
+    windows ending at the last ``rows`` closes, oldest first, in one go (each row's value
+    depends on its window only)."""
+    return _width_pct(window_view(close[len(close) - rows + 1 - period:], period)).tolist()
 
 
 def expansion_state(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr_period: int = 14,
@@ -88,11 +114,31 @@ def expansion_state(high: np.ndarray, low: np.ndarray, close: np.ndarray, atr_pe
     if last >= first:
         # widths (4 sample sigma) of the windows ending at first..n-1: the historical ones
         # (ending at first..last) and the current one (ending at n-1)
-        widths = 4.0 * row_mean_std(window_view(close[first - bb_period + 1:], bb_period), ddof=1)[1]
+        widths = sample_widths(close, first, bb_period)
         hist = widths[:last - first + 1]
         hist_width = float(np.add.reduce(hist) / len(hist))
         if hist_width > 0:
             ratios.append(float(widths[-1]) / hist_width)
+    return expansion_verdict(ratios, ratio_high, ratio_low)
+
+
+def sample_widths(close: np.ndarray, first: int, bb_period: int) -> np.ndarray:
+    """``expansion_state``'s Bollinger widths (4 sample sigma) of the windows ending at
+    ``first`` .. the last close, in one go (each row's value depends on its window only)."""
+    return 4.0 * row_mean_std(window_view(close[first - bb_period + 1:], bb_period), ddof=1)[1]
+
+
+def sample_width_step(window: list[float]) -> float:
+    """One of ``sample_widths`` (a window of at least 2 closes) on plain floats with
+    ``row_mean_std(ddof=1)``'s steps: ``pairwise_sum`` is numpy's sum, the divisions are the
+    same and both square roots are correctly rounded, so the bits are the same."""
+    count = len(window)
+    mean = pairwise_sum(window) / count
+    return 4.0 * math.sqrt(pairwise_sum([(deviation := value - mean) * deviation for value in window]) / (count - 1))
+
+
+def expansion_verdict(ratios: list[float], ratio_high: float, ratio_low: float) -> str:
+    """``expansion_state``'s answer from its ATR and width ratios (none: 'forming')."""
     if not ratios:
         return "forming"
     if any(r >= ratio_high for r in ratios):
@@ -160,6 +206,9 @@ def swing_levels(high: np.ndarray, low: np.ndarray, left: int, right: int, count
                  ) -> tuple[list[float], list[float], int]:
     """The highs and the lows of the last ``count`` swing points (time order) and how many
     points that was (fewer than ``count`` when the bars hold fewer)."""
+    scanned = last_swing_levels(high, low, left, right, count)
+    if scanned is not None:
+        return scanned
     points, point_is_high, point_is_low = last_pivot_points(high, low, left, right, count)
     highs = [float(high[i]) for i, is_high in zip(points, point_is_high) if is_high]
     lows = [float(low[i]) for i, is_low in zip(points, point_is_low) if is_low]

@@ -32,6 +32,9 @@ from engines.bars import FLOAT64 as _FLOAT64, INT64 as _INT64, carried
 from engines.range_data import M5, M15, Bars, aggregate, all_clean, bar_problem
 from engines.indicators import pairwise_sum, true_range_step
 from engines.range_indicators import VwapSums, last_session_sums, mean_atr_last, true_ranges_last
+from engines.range_metrics import (
+    bb_width_expansion_pct, bb_width_pct_step, bb_width_rows, bb_widths, width_expansion_pct,
+)
 from engines.range_sessions import trading_day_start
 
 _COLUMNS = ("time", "open", "high", "low", "close", "volume")
@@ -209,6 +212,7 @@ class M5Window:
         self._vwap: tuple[Bars, bool, int, VwapSums | None] | None = None  # (window, was clean, anchor, sums)
         self._day: tuple[Bars, bool, tuple[int, int, float], tuple[Any, str]] | None = None
         self._spans: tuple[Bars, int, list[float]] | None = None  # (window, period, its last true ranges)
+        self._widths: tuple[Bars, int, list[float]] | None = None  # (window, period, its last Bollinger widths)
 
     def _carried(self, last: Bars, bars: Bars) -> int:
         pair = self._pair
@@ -283,6 +287,31 @@ class M5Window:
             spans = true_ranges_last(bars.high, bars.low, bars.close, period)
         self._spans = (bars, period, spans)
         return pairwise_sum(spans) / period
+
+    def bb_expansion_pct(self, bars: Bars, period: int, min_bars: int) -> float | None:
+        """``bb_width_expansion_pct(bars.close[-max(min_bars, 61):], period, min_bars)``, carrying
+        the Bollinger widths it reads (those of the windows ending at the last ``bb_width_rows``
+        bars): a width depends only on its window's closes, so the windows ending at carried bars
+        (all their closes carried: the widths start ``period`` bars after a window's first bar)
+        keep theirs and only the new bars' windows are computed (``bb_width_pct_step``, the same
+        bits). Taken only for a window that passed the bar check: its closes are positive, so no
+        window mean is 0 (where the scalar step would raise instead of giving numpy's inf)."""
+        close = bars.close[-max(min_bars, 61):]
+        n, rows = len(bars), bb_width_rows(len(close), period, min_bars)
+        if not rows or bars.close.dtype is not _FLOAT64 or not self._was_clean(bars):
+            self._widths = None
+            return bb_width_expansion_pct(close, period, min_bars)
+        last, widths = self._widths, None
+        if last is not None and last[1] == period and len(last[2]) == rows:
+            count = self._carried(last[0], bars)
+            if count and n - count <= _SMALL and n - count < rows:
+                values = bars.close
+                widths = last[2][n - count:] + [bb_width_pct_step(values[i - period + 1:i + 1].tolist())
+                                                for i in range(count, n)]
+        if widths is None:
+            widths = bb_widths(close, period, rows)
+        self._widths = (bars, period, widths)
+        return width_expansion_pct(widths)
 
     def previous_day(self, bars: Bars, now_s: float, day_start_hour_utc: int, min_hours: float,
                      compute: Callable[[Bars, float, int, float], tuple[Any, str]]) -> tuple[Any, str]:

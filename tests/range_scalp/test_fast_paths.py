@@ -21,8 +21,8 @@ import engines.range_data as range_data
 from engines import indicators
 from engines.range_data import M5, M15, Bars, aggregate, bar_problem, to_bars
 from engines.range_indicators import (
-    bollinger_last, ema_direction, last_pivot_high_low, last_pivot_points, mean_atr_last, pivots, rolling_vwap,
-    rsi_estimate, rsi_last, session_vwap_last, stochastic, stochastic_last,
+    bollinger_last, ema_direction, last_pivot_high_low, last_pivot_points, last_swing_levels, mean_atr_last, pivots,
+    rolling_vwap, rsi_estimate, rsi_last, session_vwap_last, stochastic, stochastic_last,
 )
 from engines.range_detection import detect_range, m15_detection, session_bars
 from engines.range_filters import data_quality
@@ -30,7 +30,7 @@ from engines.range_market import (
     MarketMemo, compute_market, m15_tail_size, m15_values, market_core, read_inputs, replace_market,
     session_start_s,
 )
-from engines.range_metrics import bb_width_expansion_pct, break_of_structure, expansion_state
+from engines.range_metrics import bb_width_expansion_pct, break_of_structure, expansion_state, swing_levels
 from engines.range_scalp import evaluate_entry
 from tests.range_scalp.helpers import MONDAY, params, sine_bars
 
@@ -183,6 +183,30 @@ def test_pivots_and_the_latest_pivots_equal_swing_pivots(n: int) -> None:
         highs, lows = np.flatnonzero(is_high), np.flatnonzero(is_low)
         assert last_pivot_high_low(h, l, left, right) == (int(highs[-1]) if len(highs) else None,
                                                           int(lows[-1]) if len(lows) else None)
+
+
+@pytest.mark.parametrize("n", LENGTHS)
+def test_the_swing_level_scan_equals_the_array_pivots(n: int) -> None:
+    """``last_swing_levels`` (the bar-by-bar scan) against the swing pivots of all bars, and the
+    cases where it must answer None: a NaN or infinite value in the tail, no point asked for,
+    too few points in a tail with bars before it."""
+    for case in range(25):
+        _, _, h, l, _, _ = random_series(n)
+        left, right, count = int(RNG.integers(1, 5)), int(RNG.integers(1, 5)), int(RNG.integers(1, 8))
+        if case % 5 == 4 and n > 2:
+            (h if case % 2 else l)[int(RNG.integers(max(0, n - 70), n))] = [math.nan, math.inf][case % 3 == 0]
+        is_high, is_low = indicators.swing_pivots(h, l, left, right)
+        points = np.flatnonzero(is_high | is_low)[-count:]
+        want = ([float(h[i]) for i in points if is_high[i]], [float(l[i]) for i in points if is_low[i]], len(points))
+        assert swing_levels(h, l, left, right, count) == want
+        scanned = last_swing_levels(h, l, left, right, count)
+        if not (np.isfinite(h[-64:]).all() and np.isfinite(l[-64:]).all()):
+            assert scanned is None
+        elif n >= left + right + 1 and (n <= 64 or len(np.flatnonzero((is_high | is_low)[n - 64 + left:])) >= count):
+            assert scanned == want
+        else:
+            assert scanned is None
+    assert last_swing_levels(h, l, 3, 3, 0) is None
 
 
 def test_latest_pivots_far_back_are_found_beyond_the_tail() -> None:

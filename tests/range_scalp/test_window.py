@@ -12,7 +12,9 @@ import pytest
 
 from engines.range_data import M5, M15, Bars, aggregate, bar_problem
 from engines.range_indicators import mean_atr_last, session_vwap_last
-from engines.range_market import previous_day_levels
+from engines.indicators import adx, row_mean_std, window_view
+from engines.range_market import CarriedAdx, CarriedExpansion, m15_expansion, previous_day_levels
+from engines.range_metrics import bb_width_expansion_pct
 from engines.range_window import M5Window, carried_count
 
 RNG = np.random.default_rng(20261121)
@@ -93,6 +95,61 @@ def test_the_carried_window_equals_the_whole_window_computations(case: int) -> N
         assert same_float(memo.session_vwap(window, anchor), want_vwap)
         want_day = previous_day_levels(window, now_s, day_hour, min_hours)
         assert memo.previous_day(window, now_s, day_hour, min_hours, previous_day_levels) == want_day
+        want_bb = reference_bb_expansion(window.close[-61:], 20, 60)
+        assert same_value(memo.bb_expansion_pct(window, 20, 60), want_bb)
+        assert same_value(bb_width_expansion_pct(window.close[-61:], 20, 60), want_bb)
+
+
+def reference_bb_expansion(close: np.ndarray, period: int, min_bars: int) -> float | None:
+    """``bb_width_expansion_pct`` as numpy arrays compute it (the widths and their mean)."""
+    n = len(close)
+    first, last = max(period, n - 40), n - 21
+    if n < min_bars or n < period + 1 or last < first:
+        return None
+    mean, std = row_mean_std(window_view(close[first - period:], period))
+    widths = 4.0 * std / mean * 100.0
+    count = last - first + 1
+    historical = float(np.add.reduce(widths[:count]) / count)
+    if not historical > 0:
+        return None
+    return (float(widths[-1]) - historical) / historical * 100.0
+
+
+def same_value(a: float | None, b: float | None) -> bool:
+    return a is None and b is None or a is not None and b is not None and same_float(a, b)
+
+
+def test_bollinger_widths_are_carried_only_over_clean_windows_and_a_few_new_bars() -> None:
+    """The cases where the widths must NOT be carried: a window that did not pass the bar
+    check here, more new bars than ``_SMALL``, a revised close among the carried bars."""
+    bars = series(400)
+    memo = M5Window()
+    first = bars.slice(0, 200)
+    assert memo.bar_problem(first, "M5 bars") is None
+    memo.bb_expansion_pct(first, 20, 60)
+    unchecked = bars.slice(1, 201)  # never checked: computed whole, nothing kept
+    assert same_value(memo.bb_expansion_pct(unchecked, 20, 60), reference_bb_expansion(unchecked.close[-61:], 20, 60))
+    assert memo._widths is None
+    for window in (bars.slice(2, 202), bars.slice(30, 230), changed(bars.slice(31, 231), 190, "close", float(bars.low[221])),
+                   bars.slice(32, 232)):
+        assert memo.bar_problem(window, "M5 bars") is None
+        assert same_value(memo.bb_expansion_pct(window, 20, 60), reference_bb_expansion(window.close[-61:], 20, 60))
+
+
+def test_the_h1_adx_is_carried_while_the_window_grows_and_recomputed_otherwise() -> None:
+    """``CarriedAdx`` against ``adx(...)[-1]`` over windows that grow (carried), slide (the seed
+    moves: recomputed), carry a revised bar, repeat, or are too short for a ready state."""
+    hourly = aggregate(series(6000), 3600, float(START + 6000 * M5 * 2), drop_partial_first=False)
+    carried = CarriedAdx()
+    cuts = [(0, n) for n in range(1, 60)] + [(0, 60), (0, 62), (1, 63), (1, 64), (1, 64), (0, 70)]
+    for start, stop in cuts:
+        window = hourly.slice(start, stop)
+        if stop == 62:
+            window = Bars(window.time, window.open, window.high.copy(), window.low, window.close,
+                          window.volume, window.period_s)
+            window.high[40] += 0.5  # a revised hour among the carried ones
+        want = adx(window.high, window.low, window.close, 14).adx[-1]
+        assert same_float(carried.last(window, 14), float(want))
 
 
 def test_the_carried_count_compares_every_bit() -> None:
@@ -312,3 +369,33 @@ def test_the_session_key_is_kept_within_its_hour_only() -> None:
         assert memo.session_key(float(now_s), sessions) == session_key_at(float(now_s), sessions)
     for now_s in (START + 3599.999, START + 3600.0, START + 3599.0, START + 7200.0 - 1e-6):
         assert memo.session_key(now_s, sessions) == session_key_at(now_s, sessions)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_the_m15_expansion_state_carried_tail_to_tail_is_the_whole_computation(case: int) -> None:
+    """``CarriedExpansion`` against ``m15_expansion`` over M15 tails that move on one or a few
+    bars (carried), jump, repeat, carry a revised or a NaN bar, or are too short (recomputed),
+    with the ratio thresholds near the ratios so that every state shows up."""
+    from dataclasses import replace
+
+    from tests.range_scalp.helpers import params
+
+    base = params()
+    p = base.model_copy(update={"detection": base.detection.model_copy(
+        update={"expansion_ratio_high": 1.05, "expansion_ratio_low": 0.95})})
+    m15 = aggregate(series(4000, gaps=case == 1), M15, float(START + 4000 * M5 * 3), drop_partial_first=False)
+    carried, states = CarriedExpansion(), set()
+    end = 30
+    while end < len(m15):
+        tail = m15.slice(max(0, end - 60), end)
+        roll = RNG.random()
+        if roll < 0.05:
+            tail = changed(tail, len(tail) - 1 - int(RNG.integers(0, 30)), "high", float(tail.high[-1]) + 5.0)
+        elif roll < 0.07:
+            tail = changed(tail, len(tail) - 1 - int(RNG.integers(0, 30)), "close", math.nan)
+        tail = replace(tail, period_s=M15)
+        want = m15_expansion(tail, p)
+        assert carried.state(tail, p) == want
+        states.add(want)
+        end += int(RNG.choice([1, 1, 1, 1, 2, 3, 0, 9]))
+    assert states >= {"expanding", "contracting", "stable"}
