@@ -643,19 +643,25 @@ def pairwise_sum(values: list[float]) -> float:
     """``np.add.reduce`` of a contiguous float64 row on plain floats, in numpy's order (its
     pairwise summation: eight running sums per block of at most 128 values, blocks split in
     halves, added to the reduction's start of 0.0), so the bits are the same, -0.0 included; for a
-    handful of values numpy's per-call cost dominates."""
+    handful of values numpy's per-call cost dominates. The rules' short rows (up to 23 values: the
+    5-, 10- and 20-bar means) are written out here, one or two rounds of the eight sums, without a
+    further call."""
     n = len(values)
     if n < 8:
         return reduce(_add, values, 0.0)  # ((0.0 + v0) + v1) + ...: numpy's loop for a short row
-    if n < 24:  # ``_pairwise_blocks``' first case, without its call
-        return 0.0 + _pairwise_short(values, n)
-    return 0.0 + _pairwise_blocks(values, n)  # 0.0 + x is x, but for -0.0: numpy's 0.0
+    # below, 0.0 + x is x, but for -0.0: numpy's 0.0 (the reduction's start)
+    if n < 16:  # one round: the eight sums are the first eight values, then the rest in order
+        r0, r1, r2, r3, r4, r5, r6, r7 = values[:8]
+        return 0.0 + reduce(_add, values[8:], ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)))
+    if n < 24:  # two rounds
+        v = values
+        return 0.0 + reduce(_add, v[16:], (((v[0] + v[8]) + (v[1] + v[9])) + ((v[2] + v[10]) + (v[3] + v[11])))
+                            + (((v[4] + v[12]) + (v[5] + v[13])) + ((v[6] + v[14]) + (v[7] + v[15]))))
+    return 0.0 + _pairwise_blocks(values, n)
 
 
 def _pairwise_blocks(values: list[float], n: int) -> float:
-    """numpy's pairwise sum of n >= 8 values (without the reduction's start)."""
-    if n < 24:  # one or two rounds of the eight sums (the rules' 10- and 20-bar means), written out
-        return _pairwise_short(values, n)
+    """numpy's pairwise sum of n >= 24 values (without the reduction's start)."""
     if n > PAIRWISE_BLOCK:
         half = n // 2
         half -= half % 8
@@ -666,16 +672,6 @@ def _pairwise_blocks(values: list[float], n: int) -> float:
         sums = list(map(_add, sums, values[i:i + 8]))
     r0, r1, r2, r3, r4, r5, r6, r7 = sums
     return reduce(_add, values[full:], ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)))
-
-
-def _pairwise_short(v: list[float], n: int) -> float:
-    """``pairwise_sum`` of 8 <= n < 24 values: the eight running sums after one (n < 16) or two
-    rounds, combined as numpy does, then the rest added in order."""
-    if n < 16:
-        r0, r1, r2, r3, r4, r5, r6, r7 = v[:8]
-        return reduce(_add, v[8:], ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)))
-    return reduce(_add, v[16:], (((v[0] + v[8]) + (v[1] + v[9])) + ((v[2] + v[10]) + (v[3] + v[11])))
-                  + (((v[4] + v[12]) + (v[5] + v[13])) + ((v[6] + v[14]) + (v[7] + v[15]))))
 
 
 def mean_std(window: list[float]) -> tuple[float, float]:

@@ -19,7 +19,7 @@ from engines.frozen import direct_init
 from engines.micro_scalp_features import Features
 from engines.micro_scalp_regimes import RANGE, RangeStructure, RegimeScore, count_respects, vwap_deviation, \
     vwap_slope_atr
-from engines.micro_scalp_signals import (Choch, EqualLevels, Side, Sweep, bb_squeeze, compression_block,
+from engines.micro_scalp_signals import (Choch, EqualLevels, OrderBlock, Side, Sweep, bb_squeeze, compression_block,
                                          cvd_divergence, engulfing, equal_highs_lows, in_sessions, increasing_volume,
                                          micro_choch, micro_order_blocks, micro_sweep, volatility_expanding,
                                          volume_spike, vwap_tap_rejection, wick_ratio, wick_trap)
@@ -248,24 +248,29 @@ def _signals_text(found: dict[str, Side | None | bool]) -> str:
 def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
     """Generic micro scalp at an edge. Direction priority: fresh CHOCH, then sweep (fade
     convention), then the VWAP side (below -> buy). Directional candle signals count only when
-    they agree with that direction."""
+    they agree with that direction. (Straight code, without comprehensions or dicts of the
+    signals: it runs on about half the bars, and each of those costs a call or an object.)"""
     f, p = ctx.f, ctx.p
-    atr = f.atr_now
+    atr, mid = f.atr_now, f.mid
     tol = vwap_tolerance(f, p)
-    vwap_dist = abs(f.mid - f.vwap_now)
+    vwap_dist = abs(mid - f.vwap_now)
     in_band = vwap_dist <= tol
     box_high, box_low = _box(f, p.intraday_range_bars)
     edge_tol = p.edge_tolerance_atr * atr
-    at_box = abs(f.mid - box_high) <= edge_tol or abs(f.mid - box_low) <= edge_tol
     blocks = micro_order_blocks(f, p)
-    in_ob = bool(blocks) and any(block.contains(f.mid) for block in blocks)
-    tags = [name for name, hit in (("VWAP_BAND", in_band), ("INTRADAY_RANGE", at_box), ("OB_ZONE", in_ob)) if hit]
+    tags: list[str] = []
+    if in_band:
+        tags.append("VWAP_BAND")
+    if abs(mid - box_high) <= edge_tol or abs(mid - box_low) <= edge_tol:
+        tags.append("INTRADAY_RANGE")
+    if _block_holds(blocks, mid, 0.0, None):
+        tags.append("OB_ZONE")
     # the liquidity clusters (the costliest tag) can wait in quiet mode once another tag located the
     # price: the gate passes either way and its text is not kept; the score and meta add them later
     levels: EqualLevels | None = None
     if trace.explain or not tags:
         levels = equal_highs_lows(f, p)
-        if _near_level(f.mid, levels, edge_tol):
+        if _near_level(mid, levels, edge_tol):
             tags.append(CLUSTER)
     if not trace.gate_later("L2.location", bool(tags), _edge_location_text, tags, vwap_dist, tol, p,
                             p.intraday_range_bars, box_low, box_high, edge_tol, len(blocks), levels):
@@ -277,28 +282,27 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
     if not trace.gate_later("L3.direction", side is not None, _edge_direction_text, side, choch, sweep):
         return _fail(EDGE, trace)
 
-    primaries = {
-        "LONG_WICK_TRAP": wick_trap(f, p.wick_trap_ratio),
-        "MICRO_LIQUIDITY_SWEEP": sweep.trade_side if sweep else None,
-        "VWAP_TAP_REJECTION": vwap_tap_rejection(f, tol, p.vwap_rejection_wick_ratio),
-        "STRONG_ENGULFING": engulfing(f),
-    }
-    primary_hits = {k: v for k, v in primaries.items() if v == side}
-    if not trace.gate_later("L3.primary", bool(primary_hits), _edge_primary_text, primary_hits, side, primaries):
+    found = (wick_trap(f, p.wick_trap_ratio), sweep.trade_side if sweep else None,
+             vwap_tap_rejection(f, tol, p.vwap_rejection_wick_ratio), engulfing(f))  # as _EDGE_PRIMARIES
+    primary_hits = _agreeing(_EDGE_PRIMARIES, found, side)
+    if not trace.gate_later("L3.primary", bool(primary_hits), _edge_primary_text, primary_hits, side, found):
         return _fail(EDGE, trace, side)
     session = in_sessions(ctx.now, p.active_sessions_utc)
-    secondaries = {
-        "OB_RETEST": any(bl.side == side and bl.contains(f.mid, p.ob_retest_tolerance_atr * atr) for bl in blocks),
-        "FRESH_MICRO_CHOCH": choch is not None and choch.side == side,
-        "SESSION_MOMENTUM": session,
-        "INCREASING_VOLUME": increasing_volume(f, p),
-        "CVD_DIVERGENCE": cvd_divergence(ctx.flow) == side,
-    }
-    secondary_hits = [k for k, v in secondaries.items() if v]
+    secondary_hits: list[str] = []
+    if _block_holds(blocks, mid, p.ob_retest_tolerance_atr * atr, side):
+        secondary_hits.append("OB_RETEST")
+    if choch is not None and choch.side == side:
+        secondary_hits.append("FRESH_MICRO_CHOCH")
+    if session:
+        secondary_hits.append("SESSION_MOMENTUM")
+    if increasing_volume(f, p):
+        secondary_hits.append("INCREASING_VOLUME")
+    if cvd_divergence(ctx.flow) == side:
+        secondary_hits.append("CVD_DIVERGENCE")
     if not trace.gate_later("L3.secondary", bool(secondary_hits), _hits_text, secondary_hits):
         return _fail(EDGE, trace, side)
 
-    if levels is None and _near_level(f.mid, equal_highs_lows(f, p), edge_tol):  # (quiet mode waited)
+    if levels is None and _near_level(mid, equal_highs_lows(f, p), edge_tol):  # (quiet mode waited)
         tags.append(CLUSTER)
     ratio = wick_ratio(f)
     wick_pts = 2 if ratio >= 2.0 else 1 if ratio >= 1.5 else 0
@@ -318,7 +322,27 @@ def check_edge(ctx: Context, trace: Trace) -> CheckOutcome:
     sl, tp = entry - sign * p.edge_sl * unit, entry + sign * p.edge_tp * unit
     trace.note(f"stops.plan: sl {p.edge_sl} x {unit:.6g}, tp {p.edge_tp} x {unit:.6g} ({p.stop_unit})")
     return finalize(ctx, trace, EDGE, side, entry, sl, tp, score, aplus,
-                    {"location": tags, "primary": list(primary_hits), "secondary": secondary_hits})
+                    {"location": tags, "primary": primary_hits, "secondary": secondary_hits})
+
+
+_EDGE_PRIMARIES = ("LONG_WICK_TRAP", "MICRO_LIQUIDITY_SWEEP", "VWAP_TAP_REJECTION", "STRONG_ENGULFING")
+
+
+def _agreeing(names: tuple[str, ...], found: tuple[Side | None, ...], side: Side) -> list[str]:
+    """The ``names`` whose signal ``found`` (in the same order) supports ``side``."""
+    hits = []
+    for name, signal in zip(names, found):
+        if signal == side:
+            hits.append(name)
+    return hits
+
+
+def _block_holds(blocks: list[OrderBlock], price: float, tolerance: float, side: Side | None) -> bool:
+    """Does one of ``blocks`` (of ``side``, unless None) contain ``price`` within ``tolerance``?"""
+    for block in blocks:
+        if (side is None or block.side == side) and block.contains(price, tolerance):
+            return True
+    return False
 
 
 def _edge_direction_text(side: Side | None, choch: Choch | None, sweep: Sweep | None) -> str:
@@ -337,7 +361,10 @@ def _hits_text(hits: list[str]) -> str:
 
 def _near_level(price: float, levels: EqualLevels, tolerance: float) -> bool:
     """``price`` within ``tolerance`` of an equal-highs or equal-lows level (LIQUIDITY_CLUSTER)."""
-    return any(abs(price - level) <= tolerance for level in levels.highs + levels.lows)
+    for level in levels.highs + levels.lows:
+        if abs(price - level) <= tolerance:
+            return True
+    return False
 
 
 def _edge_location_text(tags: list[str], vwap_dist: float, tol: float, p: MicroScalpParams, range_bars: int,
@@ -347,8 +374,9 @@ def _edge_location_text(tags: list[str], vwap_dist: float, tol: float, p: MicroS
             f"{blocks} OB; equal highs {len(levels.highs)} lows {len(levels.lows)})")
 
 
-def _edge_primary_text(primary_hits: dict[str, Any], side: Side | None, primaries: dict[str, Any]) -> str:
-    return f"{_signals_text(primary_hits)} agree with {side}; seen {_signals_text({k: v for k, v in primaries.items() if v})}"
+def _edge_primary_text(primary_hits: list[str], side: Side, found: tuple[Side | None, ...]) -> str:
+    seen = {name: signal for name, signal in zip(_EDGE_PRIMARIES, found) if signal}
+    return f"{_signals_text(dict.fromkeys(primary_hits, side))} agree with {side}; seen {_signals_text(seen)}"
 
 
 # ----------------------------------------------------------------------------------------------

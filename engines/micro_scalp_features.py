@@ -1,9 +1,9 @@
 """Bars in, one bundle of indicator values out: everything the micro-scalp rules read.
 
 Computed once per evaluation so regimes and checkers agree on the same numbers: the values every
-evaluation reads (ATR, session VWAP, EMA, ADX) at once, the others only when a rule first reads
-them (an evaluation rejected early never pays for pivots or Bollinger widths). ``Bars`` is the
-engine's array form of M1 bars (epoch seconds, UTC); ``Bars.from_frame`` accepts a DataFrame
+evaluation reads (ATR, session VWAP, EMA, ADX, the average range, the Bollinger width ratio, the
+micro pivots) at once, as plain attributes, the others only when a rule first reads them.
+``Bars`` is the engine's array form of M1 bars (epoch seconds, UTC); ``Bars.from_frame`` accepts a DataFrame
 with a UTC DatetimeIndex (or a ``time`` column) and open/high/low/close columns, plus
 ``tick_volume`` and/or ``volume`` (feeds/readers.py's layout; tick volume is preferred).
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass
+from functools import reduce
 from types import SimpleNamespace
 from typing import Any, Callable, ClassVar, NamedTuple, TypeVar, cast
 
@@ -318,8 +319,12 @@ def array_mean(values: np.ndarray) -> float:
 
 def list_mean(values: list[float]) -> float:
     """``array_mean(np.array(values))`` on plain floats: numpy's pairwise summation order
-    (``ind.pairwise_sum``), so the same bits; NaN for no values, as numpy's 0 / 0."""
-    return ind.pairwise_sum(values) / len(values) if values else _NAN
+    (``ind.pairwise_sum``), so the same bits; NaN for no values, as numpy's 0 / 0. The rules'
+    5-bar means take ``pairwise_sum``'s first case here, without its call."""
+    count = len(values)
+    if count < 8:
+        return reduce(operator.add, values, 0.0) / count if count else _NAN  # numpy's loop for a short row
+    return ind.pairwise_sum(values) / count
 
 
 # ----------------------------------------------------------------------------------------------
@@ -564,6 +569,8 @@ class _Core(NamedTuple):
     vwap: _SessionVwap
     ema: _Ema
     adx: _Adx
+    bollinger: "_BollingerWidths"
+    pivots: "_Pivots"  # (pivot_left, pivot_right)
 
 
 class _Store:
@@ -620,6 +627,7 @@ class SeriesMemo:
     def __init__(self) -> None:
         self.generation = 0
         self.bars: Bars | None = None   # the window of the current evaluation
+        self.size = 0                   # len(bars), counted once (``Bars.__len__`` is a Python call)
         self.store: _Store = _Store()
         self._columns: tuple[bytes, ...] | None = None  # the bytes of ``bars``, None: not comparable
         self._pending = False  # ``bars`` came with a lineage: their bytes are taken when needed
@@ -643,8 +651,9 @@ class SeriesMemo:
         byte, with the last window's bytes (taken then, or, for a window that came with a lineage,
         now: its rows never change)."""
         self.generation += 1
-        previous, self.bars = self.bars, bars
-        extends = self._lineage_extends(bars, previous) if previous is not None else None
+        previous, previous_size = self.bars, self.size
+        self.bars, self.size = bars, len(bars)
+        extends = self._lineage_extends(bars, previous, previous_size) if previous is not None else None
         if extends:
             self._columns, self._pending = None, True
             return
@@ -654,17 +663,18 @@ class SeriesMemo:
             self.store, self._validated = _Store(), 0
         self._columns, self._pending = columns, False
 
-    def _lineage_extends(self, bars: Bars, previous: Bars) -> bool | None:
+    def _lineage_extends(self, bars: Bars, previous: Bars, previous_size: int) -> bool | None:
         """Do ``bars`` start with every bar of ``previous``, as their lineages prove (rows
         ``[a, b)`` then ``[a, b')``, ``b' >= b``, of one store whose rows never change; see
         ``engines.bars.Lineage``)? None when the lineages do not say. False when they say so but
         the last bar the column lists hold is not there any more: a tripwire, should a store ever
-        break its promise (then nothing it held is trusted: the series start over)."""
-        if carried(bars.lineage, previous.lineage) != len(previous):
+        break its promise (then nothing it held is trusted: the series start over).
+        ``previous_size`` is ``len(previous)``."""
+        if carried(bars.lineage, previous.lineage) != previous_size:
             return None
         columns = self.store.columns
         last = columns.upto - 1
-        return last < 0 or (last < len(bars) and bars.row(last) == columns.row(last))
+        return last < 0 or (last < self.size and bars.row(last) == columns.row(last))
 
     def validate(self, bars: Bars) -> None:
         """``bars.validate()``, checking only the bars this memo has not validated yet.
@@ -672,7 +682,7 @@ class SeriesMemo:
         if bars is not self.bars or (self._columns is None and not self._pending):
             bars.validate()
             return
-        start, n, columns = self._validated, len(bars), self.store.columns
+        start, n, columns = self._validated, self.size, self.store.columns
         if 0 < start == columns.upto and n - start == 1:
             self._validate_next(bars, columns, start)
         elif 0 < start == columns.upto and n - start < _SMALL_TAIL:
@@ -739,7 +749,7 @@ class Features:
     def __init__(self, bars: Bars, bid: float, ask: float, p: MicroScalpParams,
                  memo: SeriesMemo | None = None) -> None:
         self.bars = bars
-        self.n = len(bars)
+        self.n = memo.size if memo is not None and memo.bars is bars else len(bars)
         self.bid = bid
         self.ask = ask
         self.mid = (bid + ask) / 2.0
@@ -752,20 +762,23 @@ class Features:
 
     def _read_core(self) -> None:
         """Read the values every evaluation needs from their series at once (the columns, ATR,
-        session VWAP, EMA and ADX): attributes, instead of a lazy read and a series lookup each."""
+        session VWAP, EMA, ADX, the average range, the Bollinger width ratio and the micro
+        pivots): attributes, instead of a lazy read and a series lookup each."""
         store, p, n = self._store(), self.params, self.n
         core = store.core
         if core is None or core.params is not p:
             core = store.core = _Core(
                 p, self._series(_Atr, p.atr_period), self._series(_SessionVwap, p.vwap_anchor_hour_utc),
-                self._series(_Ema, p.ema_period), self._series(_Adx, p.adx_period))
+                self._series(_Ema, p.ema_period), self._series(_Adx, p.adx_period),
+                self._series(_BollingerWidths, p.bb_period, p.bb_std),
+                self._series(_Pivots, p.pivot_left, p.pivot_right))
         self.cols: _Columns = store.columns
         """The bars and candle parts as plain float lists (``_Columns``): index them below ``n``
         (``cols.high[n - 1]`` is the signal bar's high), never from the end."""
-        self._atr_values: list[float] = core.atr.values
+        self.atr_values: list[float] = core.atr.values
         """The ATR series' values (append-only: later evaluations only add values after ours,
-        so it is read up to ``n``)."""
-        self.atr_now: float = self._atr_values[n - 1]
+        so it is read by index below ``n``, like ``atr_at`` without its bounds check)."""
+        self.atr_now: float = self.atr_values[n - 1]
         self.true_ranges: list[float] = core.atr.true_ranges
         """The true range of every bar (``ind.true_range``; append-only like the ATR values)."""
         self.atr1: float = self.true_ranges[n - 1]
@@ -781,6 +794,16 @@ class Features:
         """Index of the first bar of the current VWAP session."""
         self.ema_now: float = core.ema.state.value
         self.adx_now: float = core.adx.state.value
+        self.avg_range: float = list_mean(self.cols.span[max(n - p.m1_range_avg_bars, 0):n])
+        """Mean high-low of the last m1_range_avg_bars bars (Layer 1)."""
+        self.bb_width_ratio: float | None = _width_ratio(core.bollinger.values, n, p.bb_period)
+        """Mean of the last 5 Bollinger widths / mean of the last 20 (``bb_squeeze``, read by the
+        range and balanced regimes); None unless those 20 are complete windows (an incomplete one
+        is NaN, so is their mean) with a positive mean."""
+        self.pivot_high: list[int] = core.pivots.highs
+        """Micro structure pivots (pivot_left/right): indices of the swing pivot highs, ascending
+        (read-only: a later evaluation's pivots are a new list)."""
+        self.pivot_low: list[int] = core.pivots.lows
 
     def _store(self) -> _Store:
         """The memo's store (this evaluation's own once the memo has moved on, or without one),
@@ -821,19 +844,13 @@ class Features:
     @_lazy
     def atr(self) -> np.ndarray:
         """Wilder ATR(atr_period) at every bar."""
-        return np.array(self._atr_values[:self.n])
+        return np.array(self.atr_values[:self.n])
 
     def atr_at(self, index: int) -> float:
         """ATR at bar ``index`` (as ``atr[index]``, without building the array)."""
         if not -self.n <= index < self.n:
             raise IndexError(f"bar {index} out of {self.n}")
-        return self._atr_values[index if index >= 0 else self.n + index]
-
-    @_lazy
-    def avg_range(self) -> float:
-        """Mean high-low of the last m1_range_avg_bars bars."""
-        n = self.n
-        return list_mean(self.cols.span[max(n - self.params.m1_range_avg_bars, 0):n])
+        return self.atr_values[index if index >= 0 else self.n + index]
 
     # ---------------------------------------------------------------- VWAP
     @_lazy
@@ -882,20 +899,6 @@ class Features:
                     width[period - 1:] = ((middle + band) - (middle - band)) / middle
         return width
 
-    @_lazy
-    def bb_width_ratio(self) -> float | None:
-        """Mean of the last 5 Bollinger widths / mean of the last 20 (bb_squeeze); None unless
-        those 20 are complete windows (an incomplete one is NaN, so is their mean) with a
-        positive mean."""
-        p, n = self.params, self.n
-        if n < p.bb_period + 19:  # some of the last 20 widths are incomplete (NaN): so is their mean
-            return None
-        width = self._series(_BollingerWidths, p.bb_period, p.bb_std).values
-        denominator = ind.pairwise_sum(width[n - 20:n]) / 20
-        if math.isnan(denominator) or denominator <= 0:
-            return None
-        return ind.pairwise_sum(width[n - 5:n]) / 5 / denominator
-
     # ---------------------------------------------------------------- structure
     def pivots(self, left: int, right: int) -> tuple[list[int], list[int]]:
         """Indices of the swing pivot highs and lows (``swing_pivots`` over all bars), ascending
@@ -903,14 +906,15 @@ class Features:
         series = self._series(_Pivots, left, right)
         return series.highs, series.lows
 
-    @_lazy
-    def pivot_high(self) -> list[int]:
-        """Micro structure pivots (pivot_left/right)."""
-        return self.pivots(self.params.pivot_left, self.params.pivot_right)[0]
 
-    @_lazy
-    def pivot_low(self) -> list[int]:
-        return self.pivots(self.params.pivot_left, self.params.pivot_right)[1]
+def _width_ratio(widths: list[float], n: int, period: int) -> float | None:
+    """``Features.bb_width_ratio`` from the ``period``-bar Bollinger widths of bars[:n]."""
+    if n < period + 19:  # some of the last 20 widths are incomplete (NaN): so is their mean
+        return None
+    denominator = ind.pairwise_sum(widths[n - 20:n]) / 20
+    if math.isnan(denominator) or denominator <= 0:
+        return None
+    return ind.pairwise_sum(widths[n - 5:n]) / 5 / denominator
 
 
 def compute_features(bars: Bars, bid: float, ask: float, p: MicroScalpParams,

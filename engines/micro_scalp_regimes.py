@@ -124,7 +124,7 @@ def atr_ratio(f: Features, p: MicroScalpParams) -> float | None:
     earlier_index = f.n - 1 - p.atr_compare_bars
     if earlier_index < 0:
         return None
-    earlier = f.atr_at(earlier_index)
+    earlier = f.atr_values[earlier_index]  # (0 <= earlier_index < n)
     if math.isnan(earlier) or earlier <= 0 or math.isnan(f.atr_now):
         return None
     return f.atr_now / earlier
@@ -400,12 +400,14 @@ class RegimeState:
 
 
 def _best(scores: dict[str, RegimeScore]) -> str:
-    """The detected regime with the highest confidence (ties keep the REGIMES order), else NONE."""
+    """The detected regime with the highest confidence (ties keep the REGIMES order), else NONE.
+    (``detected`` is spelled out: a property call per score costs more than its comparison.)"""
     best, best_confidence = NONE, 0.0
     for name in REGIMES:
         score = scores[name]
-        if score.detected and (best == NONE or score.confidence > best_confidence):
-            best, best_confidence = name, score.confidence
+        confidence = score.confidence
+        if confidence >= score.threshold and (best == NONE or confidence > best_confidence):
+            best, best_confidence = name, confidence
     return best
 
 

@@ -143,6 +143,24 @@ def test_features_of_an_older_evaluation_stay_correct_after_the_memo_moves_on(xa
             assert bits(getattr(early, name)) == bits(getattr(fresh, name)), name
         assert bits(early.atr) == bits(fresh.atr) and early.atr_at(-15) == fresh.atr_at(-15)
         assert bits(early.vwap_tail(10)) == bits(fresh.vwap_tail(10))
+        for name in ("avg_range", "bb_width_ratio"):  # read at construction, with the core series
+            assert bits(getattr(early, name)) == bits(getattr(fresh, name)), name
+        assert early.pivot_high == fresh.pivot_high and early.pivot_low == fresh.pivot_low
+        stale = compute_features(first, 2000.0, 2000.2, params, memo)  # a memo begun with other bars
+        assert stale.n == len(first) and bits(stale.atr_now) == bits(fresh.atr_now)
+        assert stale.pivot_high == fresh.pivot_high and bits(stale.bb_width_ratio) == bits(fresh.bb_width_ratio)
+
+
+def test_the_bollinger_width_ratio_needs_twenty_complete_widths(xau):
+    """None while some of the last 20 widths are incomplete (fewer than bb_period + 19 bars),
+    then the ratio of the means of the last 5 and the last 20 widths."""
+    bars, params = xau
+    short = params.bb_period + 18
+    assert compute_features(window(bars, 1000, 1000 + short), 2000.0, 2000.2, params).bb_width_ratio is None
+    data = window(bars, 1000, 1000 + short + 1)
+    width = ind.bollinger(data.close, params.bb_period, params.bb_std).width[-20:]
+    reference_ratio = float(np.mean(width[-5:])) / float(np.mean(width))
+    assert bits(compute_features(data, 2000.0, 2000.2, params).bb_width_ratio) == bits(reference_ratio)
 
 
 def test_validation_of_the_new_bars_reports_what_full_validation_reports(xau):
@@ -204,13 +222,16 @@ def test_from_frame_gives_the_column_by_column_arrays(xau_bars):
 
 
 def test_array_mean_is_numpy_mean_bit_for_bit():
-    from engines.micro_scalp_features import array_mean
+    from engines.micro_scalp_features import array_mean, list_mean
 
     rng = np.random.default_rng(11)
     for size in (1, 2, 5, 7, 8, 9, 10, 16, 20, 33, 129, 1000):
         values = rng.normal(2000.0, 3.0, size * 2)
         for sample in (values[:size], values[::2][:size], values[-size:] - values[:size]):
             assert bits(array_mean(sample)) == bits(float(np.mean(sample))), size
+            assert bits(list_mean(sample.tolist())) == bits(float(np.mean(sample))), size  # short rows inline
+    assert np.isnan(list_mean([]))
+    assert bits(list_mean([-0.0, -0.0])) == bits(float(np.mean(np.array([-0.0, -0.0]))))  # numpy's 0.0 start
 
 
 def test_reloaded_params_take_effect_at_the_next_evaluation_with_the_same_memo(xau):
