@@ -190,8 +190,10 @@ class BarSeries:
 
     # ------------------------------------------------------------------ times
     def open_time(self, position: int = -1) -> datetime:
-        """The UTC open time of the bar at ``position`` (the last by default)."""
-        return datetime.fromtimestamp(int(self.time_s[position]), tz=timezone.utc)
+        """The UTC open time of the bar at ``position`` (the last by default). (``item`` and ``tz`` by
+        position: the same datetime without a numpy scalar or keyword parsing; a monitor asks at
+        every step.)"""
+        return datetime.fromtimestamp(int(self.time_s.item(position)), timezone.utc)
 
     def times(self) -> pd.DatetimeIndex:
         return pd.DatetimeIndex(pd.to_datetime(self.time_s, unit="s", utc=True), name="time")

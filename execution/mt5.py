@@ -663,7 +663,7 @@ class Mt5Broker:
 
     def symbol_spec(self, symbol: str, refresh: bool = False) -> SymbolSpec:
         """The cached contract spec; ``refresh`` re-reads it (keeping the filling mode that works)."""
-        spec = self._spec(symbol)
+        spec = self._specs.get(symbol) or self._spec(symbol)  # (``_spec``'s usual answer without its call)
         if not refresh:
             with self._state_lock:
                 filling = self._filling.get(symbol)
@@ -691,11 +691,14 @@ class Mt5Broker:
 
     def _quote_from_tick(self, spec: SymbolSpec, tick: Any, stamp: float | None = None) -> Quote:
         stamp = _tick_seconds(tick) if stamp is None else stamp
-        return Quote(symbol=spec.name, bid=float(tick.bid), ask=float(tick.ask), time=self._server_to_utc(stamp),
+        # the time is ``_server_to_utc(stamp)``, written out (and ``tz`` given by position: the
+        # same datetime without the keyword parsing): a quote is made at every new tick
+        return Quote(symbol=spec.name, bid=float(tick.bid), ask=float(tick.ask),
+                     time=datetime.fromtimestamp(float(stamp) - self._offset_s, timezone.utc),
                      spread_points=int(round((tick.ask - tick.bid) / spec.point)))
 
     def quote(self, symbol: str) -> Quote:
-        spec = self._spec(symbol)
+        spec = self._specs.get(symbol) or self._spec(symbol)  # (``_spec``'s usual answer without its call)
         tick = self._call("symbol_info_tick", spec.broker_name)
         stamp = _tick_seconds(tick)
         self._observe_tick(spec.name, stamp)
@@ -733,7 +736,9 @@ class Mt5Broker:
                function: str = "copy_rates_from_pos") -> Any:
         if count <= 0:
             raise ValueError(f"count must be positive, got {count}")
-        return self._call(function, self._spec(symbol).broker_name, self._timeframe(timeframe),
+        # ``_spec`` and ``_timeframe``'s usual answers read without their calls (a read per bar and timeframe)
+        spec = self._specs.get(symbol) or self._spec(symbol)
+        return self._call(function, spec.broker_name, self._timeframes.get(timeframe) or self._timeframe(timeframe),
                           0 if include_forming else 1, int(count))
 
     def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> TickSeries:

@@ -234,11 +234,6 @@ def _same_dtypes(columns: tuple[np.ndarray, ...], bars: BarSeries) -> bool:
         and sp.dtype is bars.spread.dtype and rv.dtype is bars.real_volume.dtype
 
 
-def _key(row: tuple) -> tuple:
-    """Time, open, high, low, close and tick volume of a bar of ``BarSeries.rows()``."""
-    return row[:6]
-
-
 def _columns(bars: BarSeries) -> tuple[np.ndarray, ...]:
     return (bars.time_s, bars.open, bars.high, bars.low, bars.close, bars.tick_volume, bars.spread,
             bars.real_volume)
@@ -412,7 +407,8 @@ class BarFeed:
                 break
         else:
             return None
-        if row[:6] != anchor:  # ``_key``; plain numbers, no NaN (validated): ``same_bar``'s test
+        if row[:6] != anchor:  # time, open, high, low, close, tick volume; plain numbers, no NaN (validated):
+            # ``same_bar``'s test
             return None
         if position + 1 == len(rows):  # nothing after the anchor: the anchor is now the last bar
             return CacheEntry.of(entry.closed.tail(depth), self.clock.monotonic(), depth)
@@ -451,7 +447,7 @@ class BarFeed:
         if not added:
             anchor = entry.newest_closed()
         else:  # the newest of ``new`` (read from a series only when asked for)
-            anchor = _key(new[-1]) if isinstance(new, list) else None
+            anchor = new[-1][:6] if isinstance(new, list) else None  # (``newest_closed``'s six values)
         return CacheEntry(stop - start + 1, self.clock.monotonic(), depth, last, store, start, stop, anchor=anchor)
 
     def _reaches_history_start(self, symbol: str, first_time_s: int, period: int) -> bool:

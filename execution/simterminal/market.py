@@ -521,7 +521,9 @@ class SymbolMarket:
         """How many source bars of the period begin at or before ``phase`` of cycle ``cycle``
         (``bar_time.searchsorted(phase, "right")``), read from the instant's bar position as
         ``_ticks_through`` reads the tick position."""
-        at, _, b = self._bar_position(phase + self.shift_ms + cycle * self.series.period_ms)
+        v_ms = phase + self.shift_ms + cycle * self.series.period_ms
+        memo = self._instant_memo  # ``_bar_position`` read here without its call (once per coarse bar read)
+        at, _, b = (memo if memo is not None and memo[0] == v_ms else self._settle(v_ms))[1]
         if at == cycle:
             return b + 1
         return int(self.series.bar_time.searchsorted(phase, side="right"))
@@ -658,7 +660,8 @@ class SymbolMarket:
         """Global index of the last bar that has begun (has data) at ``v_ms``: the bucket of the
         last source bar begun (a later bucket may have begun on the clock, but no recorded bar
         of it yet); -1 in the cycle when no bar of the period has begun yet."""
-        cycle, _, b = self._bar_position(v_ms)
+        memo = self._instant_memo  # ``_bar_position`` read here without its call (once per bar read)
+        cycle, _, b = (memo if memo is not None and memo[0] == v_ms else self._settle(v_ms))[1]
         k = b if agg.unit or b < 0 else bisect_right(agg.forming.first_bar, b) - 1  # the bucket holding bar b
         return cycle * len(agg.time) + k
 
@@ -743,9 +746,12 @@ class SymbolMarket:
         """How many ticks of the period lie at or before ``phase`` of cycle ``cycle``
         (``tick_time.searchsorted(phase, "right")``): read from the instant's tick position when
         that instant lies in the same cycle (then its phase is ``phase``)."""
-        at, i = self._tick_position(phase + self.shift_ms + cycle * self.series.period_ms)
-        if at == cycle:
-            return i + 1
+        v_ms = phase + self.shift_ms + cycle * self.series.period_ms
+        memo = self._instant_memo  # ``_tick_position`` read here without its call (once per forming bar read)
+        if memo is None or memo[0] != v_ms:
+            memo = self._settle(v_ms)
+        if memo[1][0] == cycle:
+            return memo[2] + 1
         return int(self.series.tick_time.searchsorted(phase, side="right"))
 
     def _partial_row(self, agg: Aggregate, k: int, phase: int, cycle: int, time_s: int) -> tuple | None:

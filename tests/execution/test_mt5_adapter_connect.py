@@ -107,3 +107,10 @@ def test_unknown_broker_symbol_lists_close_matches(make_sim, make_broker):
 def test_unconfigured_symbol_is_refused_clearly(broker):
     with pytest.raises(ValueError, match="'GBPUSD' is not configured in config/bot.json"):
         broker.quote("GBPUSD")
+    for read in (broker.bars, broker.bar_rows):  # (their cached-spec shortcut misses: the same refusal)
+        with pytest.raises(ValueError, match="'GBPUSD' is not configured in config/bot.json"):
+            read("GBPUSD", "M1", 3)
+    with pytest.raises(ValueError, match="'GBPUSD' is not configured in config/bot.json"):
+        broker.symbol_spec("GBPUSD")
+    with pytest.raises(ValueError, match="unknown timeframe 'M7'"):
+        broker.bar_rows("XAUUSD", "M7", 3)

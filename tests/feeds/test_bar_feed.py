@@ -446,3 +446,14 @@ def test_a_store_and_its_views_can_be_copied_and_pickled(feed_stack) -> None:
             twin.columns[1][0] = 0.0
         twin.append(stack.broker.bars("XAUUSD", "M1", 2).rows())
         assert twin.filled == 22 and store.filled == 20 and twin.view(0, 22).carried_from(copied) == 20
+
+
+@pytest.mark.parametrize("position", [-1, -2, 0, 1])
+def test_open_time_is_the_bar_time_as_an_aware_utc_datetime(position) -> None:
+    """``open_time`` reads the time as a plain int (``item``): the datetime the numpy scalar gave."""
+    from datetime import datetime, timezone
+    bars = BarSeries.from_frame(frame(GOOD))
+    expected = datetime.fromtimestamp(int(bars.time_s[position]), tz=timezone.utc)
+    assert bars.open_time(position) == expected and bars.open_time(position).tzinfo is timezone.utc
+    with pytest.raises(IndexError):
+        BarSeries.empty().open_time()
