@@ -116,7 +116,8 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
         raise TypeError(f"params must be MicroScalpParams, not {type(params).__name__}")
     if now.tzinfo is None:
         raise ValueError("now must be an aware UTC datetime")
-    now = now.astimezone(timezone.utc)
+    if now.tzinfo is not timezone.utc:  # (for UTC itself ``astimezone`` returns ``now``: no call)
+        now = now.astimezone(timezone.utc)
     state = regime_state or RegimeState()
     memo = state.memo
     if memo is None:

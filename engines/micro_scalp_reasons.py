@@ -13,7 +13,10 @@ from typing import Sequence
 
 def failure_reason(reasons: Sequence[str], failed: str | None) -> str:
     """The reason a reader of a failed decision shows: the last one of the failing check
-    (``"<failed>:"``), else the last reason; "" when there is none."""
+    (``"<failed>:"``), else the last reason; "" when there is none. A single reason (a quiet
+    decision's) is the answer either way: it is returned without the prefix search."""
+    if len(reasons) == 1:
+        return reasons[0]
     if failed is not None:
         key = f"{failed}:"
         for reason in reversed(reasons):

@@ -36,12 +36,13 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from config.micro_scalp_model import MicroScalpConfig, MicroScalpParams
 from config.watcher import ConfigHolder
 from engines.bars import BarSeries
 from engines.micro_scalp import evaluate
+from engines.micro_scalp_reasons import failure_reason
 from engines.spread import SpreadStats
 from engines.types import TradeIdea
 from execution.errors import BrokerError
@@ -81,16 +82,6 @@ def bars_needed(params: MicroScalpParams, now: datetime) -> int:
     if count < params.min_bars:
         count = params.min_bars
     return count if count < params.max_bars else params.max_bars
-
-
-def _failing_reason(reasons: Sequence[str], failed: str) -> str:
-    """The last reason of the failing layer (``"<failed>: ..."``), else the last reason (a quiet
-    evaluation brings only that one)."""
-    prefix = f"{failed}:"
-    for reason in reversed(reasons):
-        if reason.startswith(prefix):
-            return reason
-    return reasons[-1] if reasons else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,7 +384,7 @@ class MicroScalpMonitor:
         idea = decision.idea
         if idea is None:
             failed = decision.failed or "engine"
-            return failed, _failing_reason(decision.reasons, failed)
+            return failed, failure_reason(decision.reasons, failed)
         self.state.count("ideas")
         # The engine names the checker that fired (edge_based, vwap_reversion, range_scalp...);
         # the executor, the registry and the magic number know the strategy: micro_scalp.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -68,3 +68,28 @@ def test_the_failure_reason_is_the_last_of_the_failing_check() -> None:
     assert failure_reason(reasons, None) == "router: edge"
     assert failure_reason([], "x") == ""
     assert failure_reason(["L1.spread_median: FAIL a", "L1.spread: FAIL b", "z"], "L1.spread") == "L1.spread: FAIL b"
+
+
+def test_a_single_reason_is_the_failure_reason_whatever_the_check() -> None:
+    # the shortcut for a quiet decision's one reason gives what the prefix search gives
+    for failed in ("L2.location", "L3.primary", None):
+        assert failure_reason(("L2.location: FAIL y",), failed) == "L2.location: FAIL y"
+        assert failure_reason(["router: edge"], failed) == monitor_why(("router: edge",), failed)
+
+
+def test_a_clock_in_another_zone_decides_as_its_utc_instant() -> None:
+    # evaluate converts ``now`` to UTC unless it is in UTC already (then it is used as given)
+    file, spread, stops_level = CASES["XAUUSD"]
+    config = MicroScalpConfig.model_validate(json.loads((REPO / "config" / "micro_scalp.json").read_text()))
+    params = config.for_symbol("XAUUSD")
+    bars = Bars.from_frame(read_real_bars(file).iloc[:WINDOW + 60])
+    for end in range(WINDOW, len(bars) + 1, 6):
+        window = Bars(*(a[end - WINDOW:end] for a in (bars.time_s, bars.open, bars.high, bars.low,
+                                                        bars.close, bars.volume)))
+        close = float(window.close[-1])
+        utc = datetime.fromtimestamp(int(window.time_s[-1]) + 60, tz=timezone.utc)
+        local = utc.astimezone(timezone(timedelta(hours=2)))
+        args = (window, (close - spread / 2, close + spread / 2), None, None, params, "XAUUSD")
+        in_utc, elsewhere = (evaluate(*args, now, RegimeState(), stops_level=stops_level) for now in (utc, local))
+        assert (in_utc.failed, in_utc.reasons, in_utc.idea, in_utc.regime_state) == \
+               (elsewhere.failed, elsewhere.reasons, elsewhere.idea, elsewhere.regime_state)

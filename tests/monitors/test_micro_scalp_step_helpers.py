@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from config.micro_scalp_model import MicroScalpParams
+from engines.micro_scalp_reasons import failure_reason
 from engines.spread import SpreadTracker
-from monitors.micro_scalp import _failing_reason, bars_needed
+from monitors.micro_scalp import bars_needed
 from monitors.micro_scalp_state import SymbolState
 from monitors.news_file import NewsFile
 
@@ -67,7 +68,7 @@ def test_pruning_keeps_the_last_hour_and_today() -> None:
     (("L1.data: ok", "L3: x"), "L2.location"), ((), "engine"), (("L2.locationx: y",), "L2.location")])
 def test_failing_reason_is_the_backwards_scan(reasons: tuple[str, ...], failed: str) -> None:
     plain = next((r for r in reversed(reasons) if r.startswith(f"{failed}:")), reasons[-1] if reasons else "")
-    assert _failing_reason(reasons, failed) == plain
+    assert failure_reason(reasons, failed) == plain  # the rule the monitor shows a no-trade decision by
 
 
 @pytest.mark.parametrize("bid,ask", [(100.0, 100.01), (100.0, 100.05), (100.0, 100.0), (math.nan, 1.0),
