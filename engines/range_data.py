@@ -53,13 +53,14 @@ class Bars:
     volume: np.ndarray  # tick volume (0 when the source has none)
     period_s: int
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:  # a Python-level call: the hot paths read ``len(bars.time)``
         return len(self.time)
 
     def tail(self, count: int) -> "Bars":
-        if count >= len(self):
+        n = len(self.time)
+        if count >= n:
             return self
-        return self.slice(len(self) - count, len(self))
+        return self.slice(n - count, n)
 
     def slice(self, start: int, stop: int) -> "Bars":
         """Bars ``[start:stop]`` (views); they keep their rows' lineage for ``0 <= start <= stop <= len``."""
@@ -72,7 +73,7 @@ class Bars:
 
     def since(self, time_s: int) -> "Bars":
         """Bars that open at or after ``time_s``."""
-        return self.slice(int(self.time.searchsorted(time_s, side="left")), len(self))
+        return self.slice(int(self.time.searchsorted(time_s, side="left")), len(self.time))
 
     def closed_at(self, now_s: float) -> "Bars":
         """Drop the bars still forming at ``now_s`` (open time + period > now)."""
@@ -150,7 +151,7 @@ def _checked_bars(time_s: np.ndarray, columns: list[np.ndarray], volume: np.ndar
                   what: str, may_be_nan: bool = True) -> Bars:
     if may_be_nan and np.isnan(volume).any():  # "not recorded" in the readers' frames: no volume, not bad data
         volume = np.nan_to_num(volume, nan=0.0)
-    lengths = {len(time_s), len(volume), *(len(c) for c in columns)}
+    lengths = {len(time_s), len(volume), *map(len, columns)}
     if len(lengths) != 1:
         raise BarDataError(f"{what}: columns have different lengths {sorted(lengths)}")
     return Bars(_contiguous(time_s, _INT64), *columns, volume, period_s)

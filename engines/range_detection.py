@@ -26,7 +26,8 @@ from config.range_scalp_model import RangeScalpParams
 from engines.frozen import direct_init
 from engines.indicators import swing_pivots
 from engines.range_data import Bars, iso
-from engines.range_market import MarketCore, MarketMemo, RangeMarket, session_start_s
+from engines.range_market import CarriedTouches, MarketCore, MarketMemo, RangeMarket, session_start_s
+from engines.range_metrics import count_touches
 
 INVALIDATION_SIGNALS = ("m15_bos_confirmed", "candles_outside_range", "vwap_momentum_high", "bb_width_expansion")
 
@@ -129,29 +130,6 @@ class RangeStructure:
 
 
 # ----------------------------------------------------------------------------------------------
-# Touches
-# ----------------------------------------------------------------------------------------------
-
-def count_touches(bars: Bars, high: float, low: float, tolerance_pct: float) -> tuple[int, int]:
-    """Touches of each edge (A3.5). An upper touch is a bar whose high is within
-    ``tolerance_pct`` % of the range high and whose close did not settle above high + tolerance,
-    where the previous bar was not already within the tolerance (a run of bars hugging the edge
-    is one touch). Lower touches mirror this."""
-    if len(bars) == 0:
-        return 0, 0
-    tol_h = tolerance_pct / 100.0 * high
-    tol_l = tolerance_pct / 100.0 * low
-    near_h = np.abs(bars.high - high) <= tol_h
-    near_l = np.abs(bars.low - low) <= tol_l
-    held_h = bars.close <= high + tol_h
-    held_l = bars.close >= low - tol_l
-    # a fresh touch: near now and not near at the bar before (``a > b`` is ``a and not b`` on booleans)
-    upper = int(near_h[0] and held_h[0]) + int(np.count_nonzero((near_h[1:] > near_h[:-1]) & held_h[1:]))
-    lower = int(near_l[0] and held_l[0]) + int(np.count_nonzero((near_l[1:] > near_l[:-1]) & held_l[1:]))
-    return upper, lower
-
-
-# ----------------------------------------------------------------------------------------------
 # Candidates
 # ----------------------------------------------------------------------------------------------
 
@@ -211,10 +189,12 @@ class M15Detection:
     the one the whole computation would give again. ``MarketMemo`` keeps the last one
     (``m15_detection``); a caller without a memo builds one per call."""
 
-    def __init__(self, m15: Bars, session_start_s: int, params: RangeScalpParams) -> None:
+    def __init__(self, m15: Bars, session_start_s: int, params: RangeScalpParams,
+                 touches: CarriedTouches | None = None) -> None:
         self.m15 = m15
         self.session_start_s = session_start_s
         self.params = params
+        self.touches = touches  # the memo's touch count carried from one M15 bars object to the next
         self._daily: tuple[int, Bars] | None = None  # (day start, the M15 bars since then)
         self._edges: dict[tuple[Bars, float, float], tuple[int, int, CriticalGaps]] = {}
 
@@ -242,11 +222,11 @@ class M15Detection:
         with these params; the key holds the bars, so their identity is never reused). A dynamic
         candidate's touch window moves with the clock: counted every time, not kept."""
         if candidate.range_type == "dynamic":
-            return range_edges(candidate, self.params)
+            return range_edges(candidate, self.params, self.touches)
         key = (candidate.touch_bars, candidate.high, candidate.low)
         edges = self._edges.get(key)
         if edges is None:
-            edges = self._edges[key] = range_edges(candidate, self.params)
+            edges = self._edges[key] = range_edges(candidate, self.params, self.touches)
         return edges
 
 
@@ -256,7 +236,7 @@ def m15_detection(market: MarketCore, params: RangeScalpParams, memo: MarketMemo
     m15, start = market.m15, session_start_s(market, params)
     if memo is None:
         return M15Detection(m15, start, params)
-    return memo.last("m15_detection", (params, m15, start), lambda: M15Detection(m15, start, params))
+    return memo.last("m15_detection", (params, m15, start), lambda: M15Detection(m15, start, params, memo.touches))
 
 
 def _facts(market: MarketCore, params: RangeScalpParams, facts: M15Detection | None) -> M15Detection:
@@ -375,10 +355,13 @@ def width_problem(high: float, low: float, atr_eff: float, params: RangeScalpPar
     return None
 
 
-def range_edges(candidate: Candidate, params: RangeScalpParams) -> tuple[int, int, CriticalGaps]:
-    """The candidate's touches of each edge and its gap zones: what a range adds to its levels."""
+def range_edges(candidate: Candidate, params: RangeScalpParams, touches: CarriedTouches | None = None
+                ) -> tuple[int, int, CriticalGaps]:
+    """The candidate's touches of each edge and its gap zones: what a range adds to its levels.
+    ``touches``: counts on from the last count (the same counts, see CarriedTouches)."""
     det = params.detection
-    upper, lower = count_touches(candidate.touch_bars, candidate.high, candidate.low, det.touch_tolerance_pct)
+    count = count_touches if touches is None else touches.count
+    upper, lower = count(candidate.touch_bars, candidate.high, candidate.low, det.touch_tolerance_pct)
     return upper, lower, critical_gaps(candidate.high, candidate.low, det.critical_gap_fraction)
 
 

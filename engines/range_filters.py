@@ -41,7 +41,7 @@ def data_quality(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMem
     problem = input_problem(inputs, memo)
     if problem:
         return Check("data_quality", False, problem)
-    count = len(inputs.m5)
+    count = len(inputs.m5.time)
     if count < data.min_bars_m5:
         return Check("data_quality", False, f"{count} closed M5 bars, need {data.min_bars_m5}")
     closed_at = float(inputs.m5.time[-1] + inputs.m5.period_s)
@@ -86,7 +86,7 @@ def rejection_wick(range_: RangeStructure, market: RangeMarket, params: RangeSca
     wick > 1.5 x body, close back inside. Returns 'upper' or 'lower', or None."""
     conf = params.confluence
     m5 = market.m5
-    start = len(m5) - min(conf.rejection_lookback_bars, len(m5))  # the last bars, as ``tail``: no Bars built
+    start = len(m5.time) - min(conf.rejection_lookback_bars, len(m5.time))  # the last bars, as ``tail``: no Bars built
     near = conf.rejection_wick_atr * market.atr_eff
     rows = zip(m5.open[start:].tolist(), m5.high[start:].tolist(), m5.low[start:].tolist(),
                m5.close[start:].tolist())  # floats: the same math

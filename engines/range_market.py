@@ -37,13 +37,13 @@ from engines.range_data import (
     H1, M5, M15, Bars, Quote, RangeFlow, aggregate, bar_problem, epoch_s, to_bars, to_flow, to_quote,
 )
 from engines.range_indicators import (
-    bollinger_last, candle_cvd, ema_direction, mean_atr_last, rolling_vwap, rsi_estimate, rsi_last, session_vwap_last,
-    stochastic_last,
+    bollinger_last, candle_cvd_values, ema_direction, mean_atr_last, rolling_vwap_last, rsi_estimate, rsi_last,
+    session_vwap_last, stochastic_last,
 )
 from engines.range_metrics import (
-    BreakOfStructure, Divergence, body_expansion, bb_width_expansion_pct, bos_from_levels, break_of_structure,
-    effective_atr, expansion_state, expansion_verdict, sample_width_step, sample_widths, step_divergence, swing_levels,
-    vwap_momentum,
+    BreakOfStructure, Divergence, TouchState, body_expansion, bb_width_expansion_pct, bos_from_levels,
+    break_of_structure, count_touches, effective_atr, expansion_state, expansion_verdict, sample_width_step,
+    sample_widths, step_divergence, swing_levels, touch_state, touches_after, vwap_momentum,
 )
 from engines.range_sessions import session_key_at, session_range_start, trading_day_start
 from engines.range_window import M5Window, carried_count, same_bars
@@ -88,13 +88,13 @@ def read_inputs(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpParams
             h1 = memo.h1_bars(bars_h1, now_s, lookback)
         else:
             h1 = to_bars(bars_h1, H1, "bars_h1").closed_at(now_s).tail(lookback)
-    return MarketInputs(symbol, now_s, m5, m15, h1, to_quote(quote), to_flow(flow), len(m5_all))
+    return MarketInputs(symbol, now_s, m5, m15, h1, to_quote(quote), to_flow(flow), len(m5_all.time))
 
 
 def input_problem(inputs: MarketInputs, memo: "MarketMemo | None" = None) -> str | None:
     """Bad market data in the bars actually used (NaN, order, high < low...), or None."""
     for bars, what in ((inputs.m5, "M5 bars"), (inputs.h1, "H1 bars")):
-        if len(bars):
+        if len(bars.time):
             if memo is None:
                 problem = bar_problem(bars, what)
             else:
@@ -331,7 +331,8 @@ class CarriedAdx:
     Wilder's recursion goes on from the last bar's state (``AdxState.update_all``: the same
     steps as ``engines.indicators.adx``, so the same bits). Once the window slides (its first
     bar dropped, so the seed moves) or the state is not ready, the ADX is computed over all the
-    bars (``AdxState.from_arrays``). Owned by the MarketMemo; mutable, not thread-safe."""
+    bars (``AdxState.from_arrays``), as also when a new bar's NaN or infinity made the state
+    unready on the way. Owned by the MarketMemo; mutable, not thread-safe."""
 
     __slots__ = ("_bars", "_state")
 
@@ -341,15 +342,26 @@ class CarriedAdx:
 
     def last(self, h1: Bars, period: int) -> float:
         """``engines.indicators.adx(h1.high, h1.low, h1.close, period).adx[-1]`` (NaN: undefined)."""
-        last, state = self._bars, self._state
-        if (last is not None and state is not None and state.ready and state.period == period
-                and carried_count(last, h1) == len(last)):
-            count = len(last)
-            state.update_all(h1.high[count:].tolist(), h1.low[count:].tolist(), h1.close[count:].tolist())
-        else:
+        state = self._carried(h1, period)
+        if state is None:
             state = self._state = AdxState.from_arrays(h1.high, h1.low, h1.close, period)
         self._bars = h1
         return state.value
+
+    def _carried(self, h1: Bars, period: int) -> AdxState | None:
+        """The last state stepped on over ``h1``'s new bars; None where the arrays decide: no ready
+        state of this period, a window that does not extend the last one, or a new bar's NaN or
+        infinity making the state unready on the way (``update_all`` raises and changes nothing)."""
+        last, state = self._bars, self._state
+        if (last is None or state is None or not state.ready or state.period != period
+                or carried_count(last, h1) != len(last)):
+            return None
+        count = len(last)
+        try:
+            state.update_all(h1.high[count:].tolist(), h1.low[count:].tolist(), h1.close[count:].tolist())
+        except ValueError:
+            return None
+        return state
 
 
 @direct_init
@@ -360,7 +372,7 @@ class M15Values:
     at range detection or the ADX gate never computes these."""
 
     atr: float  # simple-mean ATR(14)
-    rolling_vwap: np.ndarray | None  # the momentum window's rolling VWAP, None: too few bars
+    rolling_vwap: list[float] | None  # the rolling VWAP of the momentum bars, None: too few bars
     bos: BreakOfStructure | None
     bos_known: bool  # False: the tail holds too few swing points, BOS needs all the bars
     body_expansion: bool
@@ -384,10 +396,9 @@ def m15_values(m15: Bars, total: int, params: RangeScalpParams) -> M15Values:
     ind, inv, det = params.indicators, params.invalidation, params.detection
     atr = mean_atr_last(m15.high, m15.low, m15.close, ind.atr_period) if len(m15) > ind.atr_period else math.nan
     rolling = None
-    span = inv.vwap_window_m15 + inv.vwap_momentum_bars - 1
-    if len(m15) >= span:
-        window = m15.slice(len(m15) - span, len(m15))
-        rolling = rolling_vwap(window.high, window.low, window.close, window.volume, inv.vwap_window_m15)
+    if len(m15) >= inv.vwap_window_m15 + inv.vwap_momentum_bars - 1:
+        rolling = rolling_vwap_last(m15.high, m15.low, m15.close, m15.volume, inv.vwap_window_m15,
+                                    inv.vwap_momentum_bars)
     bos, bos_known = None, True
     if len(m15) >= det.bos_min_bars and math.isfinite(atr) and atr > 0:
         highs, lows, found = swing_levels(m15.high, m15.low, det.swing_left, det.swing_right, det.bos_swing_count)
@@ -399,7 +410,7 @@ def m15_values(m15: Bars, total: int, params: RangeScalpParams) -> M15Values:
     divergence = None
     if len(m15) >= _DIVERGENCE_TAIL:
         tail = m15.tail(_DIVERGENCE_TAIL)
-        divergence = step_divergence(tail.close, candle_cvd(tail.open, tail.close, tail.volume))
+        divergence = step_divergence(tail.close, candle_cvd_values(tail.open, tail.close, tail.volume))
     return M15Values(atr, rolling, bos, bos_known, body_fires, body_ratio, divergence)
 
 
@@ -468,6 +479,45 @@ class CarriedExpansion:
         return spans, sample_widths(close, first, bb_period).tolist()
 
 
+class CarriedTouches:
+    """``count_touches`` of a candidate's touch bars, counting on from the last bars counted
+    while the levels and tolerance are the same and the new bars are those bars plus bars after
+    them (a session's or day's M15 bars as each M15 bar closes). Whether a bar is a touch reads
+    only its own high, low and close and whether the bar before was near the edge, so the old
+    bars' counts hold when their high, low and close are the same bits (compared as bytes), and
+    only the new bars are classified (``touches_after``). Counts are integers: exact. Any other
+    case is counted in full. Owned by the MarketMemo; not thread-safe."""
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[Bars, tuple[float, float, float], TouchState] | None = None  # float64 bars only
+
+    def count(self, bars: Bars, high: float, low: float, tolerance_pct: float) -> tuple[int, int]:
+        last, levels = self._last, (high, low, tolerance_pct)
+        if not (len(bars.time) and _float_prices(bars)):
+            self._last = None
+            return count_touches(bars, high, low, tolerance_pct)
+        if last is not None and last[1] == levels and _extends(last[0], bars):
+            state = touches_after(last[2], bars, len(last[0].time), high, low, tolerance_pct)
+        else:
+            state = touch_state(bars, high, low, tolerance_pct)
+        self._last = (bars, levels, state)
+        return state[0], state[1]
+
+
+def _float_prices(bars: Bars) -> bool:
+    return bars.high.dtype is FLOAT64 and bars.low.dtype is FLOAT64 and bars.close.dtype is FLOAT64
+
+
+def _extends(last: Bars, bars: Bars) -> bool:
+    """``bars`` begin with ``last``'s bars (at least one): the same high, low and close bytes."""
+    count = len(last.time)
+    return (0 < count <= len(bars.time) and last.high.tobytes() == bars.high[:count].tobytes()
+            and last.low.tobytes() == bars.low[:count].tobytes()
+            and last.close.tobytes() == bars.close[:count].tobytes())
+
+
 def market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMemo | None = None) -> MarketCore:
     """The core values (see MarketCore); ``memo``: the symbol's MarketMemo (speed only)."""
     if memo is not None:
@@ -516,11 +566,11 @@ def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo
     if memo is None:
         m15v = m15_values(m15.tail(size), len(m15), params)
     else:
-        m15v = memo.m15(memo.m15_tail(m15, size), len(m15), params)
+        m15v = memo.m15(memo.m15_tail(m15, size), len(m15.time), params)
     h1v = core.h1_values
     momentum = 0.0
     if m15v.rolling_vwap is not None:
-        momentum = vwap_momentum(m15v.rolling_vwap[-inv.vwap_momentum_bars:], core.atr_eff)
+        momentum = vwap_momentum(m15v.rolling_vwap, core.atr_eff)
     bos = m15v.bos
     if not m15v.bos_known:  # fewer swing points in the tail than the BOS looks at: all bars decide
         bos = break_of_structure(m15.high, m15.low, m15.close, m15v.atr, det.bos_threshold_atr,
@@ -583,7 +633,8 @@ class MarketMemo:
     the memo changes speed, never a result. One slot per kind (the last inputs). ``window``
     carries the M5 window from one evaluation to the next (engines/range_window.py); a new
     H1 window continues the last one's ADX (``CarriedAdx``) and a new M15 tail the last one's
-    true ranges and widths (``CarriedExpansion``), each only where that gives the same bits.
+    true ranges and widths (``CarriedExpansion``), and range detection's touch counts go on over
+    the M15 bars that close (``CarriedTouches``), each only where that gives the same bits.
     The caller owns it (the monitor keeps one per symbol); not thread-safe."""
 
     def __init__(self) -> None:
@@ -600,6 +651,7 @@ class MarketMemo:
         self._session: tuple[SessionParams, int, str] | None = None  # (sessions, UTC hour since epoch, key)
         self._last: dict[str, tuple[tuple[Any, ...], Any]] = {}
         self.window = M5Window()  # the last M5 window and what was derived from it
+        self.touches = CarriedTouches()  # the last touch count of range detection, counted on as bars close
         self.hits = 0
         self.misses = 0
 
@@ -675,7 +727,7 @@ class MarketMemo:
     def m15(self, tail: Bars, total: int, params: RangeScalpParams) -> M15Values:
         """``m15_values`` keyed on the tail: a bar more or less at the head of the lookback
         window (which the tail never reaches) reuses the values."""
-        slot, whole = self._m15, len(tail) == total
+        slot, whole = self._m15, len(tail.time) == total
         if not self._count(slot is not None and slot[0] is params and slot[2] == whole and same_bars(slot[1], tail)):
             slot = self._m15 = (params, tail, whole, m15_values(tail, total, params))
         assert slot is not None

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.indicators import mean_std, pairwise_sum, row_mean_std, true_range, window_view
+from engines.range_data import Bars
 from engines.range_indicators import last_pivot_points, last_swing_levels
 
 __all__ = ["effective_atr", "vwap_momentum", "bb_width_expansion_pct", "bb_width_rows", "bb_widths", "bb_width_pct_step",
            "width_expansion_pct", "expansion_state", "sample_widths", "sample_width_step", "expansion_verdict",
            "body_expansion", "step_divergence", "Divergence", "BreakOfStructure", "break_of_structure",
-           "swing_levels", "bos_from_levels"]
+           "swing_levels", "bos_from_levels", "count_touches", "touch_state", "touches_after", "TouchState"]
 
 
 def effective_atr(atr: float, bb_width_fraction: float, price: float, multiplier: float,
@@ -32,7 +33,7 @@ def effective_atr(atr: float, bb_width_fraction: float, price: float, multiplier
     return max(atr, bb_width_fraction * price * multiplier)
 
 
-def vwap_momentum(vwap_values: np.ndarray, atr: float) -> float:
+def vwap_momentum(vwap_values: np.ndarray | list[float], atr: float) -> float:
     """Mean change of the VWAP per bar, in ATR units: (newest - oldest) / ATR / (n - 1).
     0 with fewer than 2 values or a non-positive ATR. Values are oldest first."""
     values = [v for v in np.asarray(vwap_values, dtype=np.float64).tolist() if math.isfinite(v)]  # a few values
@@ -168,28 +169,83 @@ class Divergence:
     strength: float  # 0..1
 
 
-def step_divergence(price: np.ndarray, cvd: np.ndarray) -> Divergence | None:
+def step_divergence(price: np.ndarray | list[float], cvd: np.ndarray | list[float]) -> Divergence | None:
     """The detector's fallback divergence over the last 10 closes and CVD values (A6.6).
 
     Bearish: the last two up-steps of price are rising while the last two CVD up-steps fall.
     Bullish: the last two price down-steps are falling while the last two CVD down-steps rise.
-    strength = min(1, (|dp| / p_prev + |dcvd| / max(|cvd_prev|, 1)) * 10)."""
-    price = np.asarray(price, dtype=np.float64)[-10:]
-    cvd = np.asarray(cvd, dtype=np.float64)[-10:]
+    strength = min(1, (|dp| / p_prev + |dcvd| / max(|cvd_prev|, 1)) * 10).
+    On plain floats (ten values): the steps are the same IEEE subtractions as ``np.diff`` and
+    NaN steps are neither up nor down there either, so the same values are picked."""
+    price = np.asarray(price, dtype=np.float64)[-10:].tolist()
+    cvd = np.asarray(cvd, dtype=np.float64)[-10:].tolist()
     if len(price) < 10 or len(cvd) < 10:
         return None
-    dp, dc = np.diff(price), np.diff(cvd)
-    up_p, up_c = price[1:][dp > 0], cvd[1:][dc > 0]
-    down_p, down_c = price[1:][dp < 0], cvd[1:][dc < 0]
-
-    def strength(p: np.ndarray, c: np.ndarray) -> float:
-        return min(1.0, (abs(p[-1] - p[-2]) / p[-2] + abs(c[-1] - c[-2]) / max(abs(c[-2]), 1.0)) * 10.0)
-
+    up_p = [p for p, q in zip(price[1:], price) if p - q > 0]
+    up_c = [c for c, d in zip(cvd[1:], cvd) if c - d > 0]
     if len(up_p) >= 2 and len(up_c) >= 2 and up_p[-1] > up_p[-2] and up_c[-1] < up_c[-2]:
-        return Divergence("bearish", strength(up_p, up_c))
+        return Divergence("bearish", _divergence_strength(up_p, up_c))
+    down_p = [p for p, q in zip(price[1:], price) if p - q < 0]
+    down_c = [c for c, d in zip(cvd[1:], cvd) if c - d < 0]
     if len(down_p) >= 2 and len(down_c) >= 2 and down_p[-1] < down_p[-2] and down_c[-1] > down_c[-2]:
-        return Divergence("bullish", strength(down_p, down_c))
+        return Divergence("bullish", _divergence_strength(down_p, down_c))
     return None
+
+
+def _divergence_strength(p: list[float], c: list[float]) -> float:
+    return min(1.0, (abs(p[-1] - p[-2]) / p[-2] + abs(c[-1] - c[-2]) / max(abs(c[-2]), 1.0)) * 10.0)
+
+
+TouchState = tuple[int, int, bool, bool]  # upper and lower touches; the last bar near the high, the low
+
+
+def count_touches(bars: Bars, high: float, low: float, tolerance_pct: float) -> tuple[int, int]:
+    """Touches of each edge (A3.5). An upper touch is a bar whose high is within
+    ``tolerance_pct`` % of the range high and whose close did not settle above high + tolerance,
+    where the previous bar was not already within the tolerance (a run of bars hugging the edge
+    is one touch). Lower touches mirror this."""
+    if len(bars) == 0:
+        return 0, 0
+    upper, lower, _, _ = touch_state(bars, high, low, tolerance_pct)
+    return upper, lower
+
+
+def touch_state(bars: Bars, high: float, low: float, tolerance_pct: float) -> TouchState:
+    """``count_touches`` of bars (at least one) and whether their last bar is near each edge:
+    all ``touches_after`` needs to count on over bars appended to them."""
+    tol_h = tolerance_pct / 100.0 * high
+    tol_l = tolerance_pct / 100.0 * low
+    near_h = np.abs(bars.high - high) <= tol_h
+    near_l = np.abs(bars.low - low) <= tol_l
+    held_h = bars.close <= high + tol_h
+    held_l = bars.close >= low - tol_l
+    # a fresh touch: near now and not near at the bar before (``a > b`` is ``a and not b`` on booleans)
+    upper = int(near_h[0] and held_h[0]) + int(np.count_nonzero((near_h[1:] > near_h[:-1]) & held_h[1:]))
+    lower = int(near_l[0] and held_l[0]) + int(np.count_nonzero((near_l[1:] > near_l[:-1]) & held_l[1:]))
+    return upper, lower, bool(near_h[-1]), bool(near_l[-1])
+
+
+def touches_after(state: TouchState, bars: Bars, start: int, high: float, low: float, tolerance_pct: float
+                  ) -> TouchState:
+    """``touch_state`` of ``bars`` from ``state``, the touch state of ``bars[:start]`` (``start``
+    >= 1, float64 prices): only the bars from ``start`` on are classified, each with the
+    comparisons ``touch_state`` makes element by element (the same IEEE operations on the same
+    values read as plain floats), so the integer counts are the ones the whole array gives."""
+    upper, lower, near_h, near_l = state
+    tol_h = tolerance_pct / 100.0 * high
+    tol_l = tolerance_pct / 100.0 * low
+    top, bottom = high + tol_h, low - tol_l
+    highs, lows, closes = bars.high, bars.low, bars.close
+    for i in range(start, len(bars)):
+        close = closes.item(i)
+        now_h = abs(highs.item(i) - high) <= tol_h
+        now_l = abs(lows.item(i) - low) <= tol_l
+        if now_h and not near_h and close <= top:
+            upper += 1
+        if now_l and not near_l and close >= bottom:
+            lower += 1
+        near_h, near_l = now_h, now_l
+    return upper, lower, near_h, near_l
 
 
 @dataclass(frozen=True)

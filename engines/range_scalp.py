@@ -99,7 +99,7 @@ def _switch(enabled: bool, name: str, run: Any) -> Check:
 
 def _no_trade(inputs: MarketInputs, checks: list[Check], failed: str, extra: tuple[str, ...] = (),
               range_: RangeStructure | None = None, candidates: tuple[ScoredSetup, ...] = ()) -> RangeDecision:
-    bar_time = int(inputs.m5.time[-1]) if len(inputs.m5) else None
+    bar_time = int(inputs.m5.time[-1]) if len(inputs.m5.time) else None
     return RangeDecision(symbol=inputs.symbol, idea=None, reasons=tuple(c.line() for c in checks) + extra,
                          failed=failed, range=range_, checks=tuple(checks), candidates=candidates,
                          bar_time=bar_time)

@@ -46,7 +46,7 @@ def same_bars(a: Bars, b: Bars, columns: tuple[str, ...] = _COLUMNS) -> bool:
     same length and bytes (times first: a new bar differs there at once)."""
     if a is b:
         return True
-    if a.period_s != b.period_s or len(a) != len(b):
+    if a.period_s != b.period_s or len(a.time) != len(b.time):
         return False
     for name in columns:
         if getattr(a, name).tobytes() != getattr(b, name).tobytes():
@@ -59,16 +59,17 @@ def carried_count(last: Bars, new: Bars) -> int:
     bar of ``last`` after them (``new[:count]`` is ``last[-count:]``); 0 when unrelated. Told by
     the bars' lineages when they have them (rows of one store that never change, converted the
     same way: ``range_data.Bars``), else by comparing every column's bytes."""
+    n_last, n_new = len(last.time), len(new.time)
     if last is new:
-        return len(new)
-    if not len(last) or not len(new) or last.period_s != new.period_s:
+        return n_new
+    if not n_last or not n_new or last.period_s != new.period_s:
         return 0
     known = carried(new.lineage, last.lineage)
     if known is not None:
         return known if known == 0 or _same_last_bar(last, new, known - 1) else 0
     first = int(last.time.searchsorted(new.time[0]))
-    count = len(last) - first
-    if count <= 0 or count > len(new):
+    count = n_last - first
+    if count <= 0 or count > n_new:
         return 0
     for name in _COLUMNS:
         if getattr(last, name)[first:].tobytes() != getattr(new, name)[:count].tobytes():
@@ -89,10 +90,11 @@ def clean_rows(bars: Bars, start: int) -> bool:
     each new bar consistent and positive with a finite high and volume, and opening after the
     bar before it (the same comparisons on the exact values, read one by one as plain numbers,
     so NaN fails them as there)."""
-    if len(bars) - start > _SMALL:  # many: the whole-array reductions over them and the bar before
-        return all_clean(bars.slice(max(start - 1, 0), len(bars)))
+    n = len(bars.time)
+    if n - start > _SMALL:  # many: the whole-array reductions over them and the bar before
+        return all_clean(bars.slice(max(start - 1, 0), n))
     o_, h_, l_, c_, v_ = bars.open, bars.high, bars.low, bars.close, bars.volume
-    for i in range(start, len(bars)):
+    for i in range(start, n):
         o, h, l, c, v = o_.item(i), h_.item(i), l_.item(i), c_.item(i), v_.item(i)
         if not (h >= o and h >= c and l <= o and l <= c and l > 0 and h < math.inf and v >= 0 and v < math.inf):
             return False
@@ -110,7 +112,8 @@ def extend_vwap(sums: VwapSums, bars: Bars, start: int, anchor_hour_utc: int) ->
     None when a new session begins among them."""
     weight, weighted_dev, dev, typical0 = sums.weight, sums.weighted_dev, sums.dev, sums.typical0
     time, high, low, close, volumes = bars.time, bars.high, bars.low, bars.close, bars.volume
-    for i in range(start, len(bars)):
+    n = len(time)
+    for i in range(start, n):
         if (int(time.item(i)) - anchor_hour_utc * 3600) // 86400 != sums.session:
             return None
         typical = (float(high.item(i)) + float(low.item(i)) + float(close.item(i))) / 3.0
@@ -121,7 +124,7 @@ def extend_vwap(sums: VwapSums, bars: Bars, start: int, anchor_hour_utc: int) ->
         weighted_dev += w * d
         dev += d
     return VwapSums(sums.session, sums.start_time, sums.whole_window, typical0, weight, weighted_dev, dev,
-                    sums.count + len(bars) - start)
+                    sums.count + n - start)
 
 
 def extend_m15(last_m15: Bars, bars: Bars, carried: int, now_s: float) -> Bars | None:
@@ -131,26 +134,27 @@ def extend_m15(last_m15: Bars, bars: Bars, carried: int, now_s: float) -> Bars |
     cannot depend on the order of the reductions, else ``aggregate`` of those bars: the same
     numpy reductions of the same values in the same memory). None when the buckets cannot be
     split that way."""
-    if not len(last_m15) or not len(bars):
+    n, m = len(bars.time), len(last_m15.time)
+    if not m or not n:
         return None
     end = int(last_m15.time.item(-1)) + M15  # the last reused bucket ends here
-    if carried < len(bars) and int(bars.time.item(carried)) < end:
+    if carried < n and int(bars.time.item(carried)) < end:
         return None  # a new bar falls into a reused bucket
     t0 = int(bars.time.item(0))
     first_full = t0 if t0 % M15 == 0 else t0 - t0 % M15 + M15  # a partial first bucket is dropped
     # the first reused bucket (``searchsorted``'s answer, at once when it is the first one)
     keep = 0 if first_full <= last_m15.time.item(0) else int(last_m15.time.searchsorted(first_full))
-    if keep >= len(last_m15):
+    if keep >= m:
         return None
-    head = last_m15.tail(len(last_m15) - keep)
+    head = last_m15.tail(m - keep)
     if end + M15 > now_s:
         return head  # no bucket after the reused ones is complete yet
     start = int(bars.time.searchsorted(end))
-    if start == len(bars):
+    if start == n:
         return head  # no bar after the reused buckets
     added: tuple[Any, ...] | None = new_buckets(bars, start, now_s)  # lists, or the aggregate's arrays
     if added is None:
-        made = aggregate(bars.slice(start, len(bars)), M15, now_s, drop_partial_first=False)
+        made = aggregate(bars.slice(start, n), M15, now_s, drop_partial_first=False)
         added = tuple(getattr(made, name) for name in _COLUMNS)
     if not len(added[0]):
         return head
@@ -229,7 +233,7 @@ class M5Window:
         last = self._clean
         if last is not None and last[1] and bars.period_s == last[0].period_s:
             count = self._carried(last[0], bars)
-            if count and (count == len(bars) or clean_rows(bars, count)):
+            if count and (count == len(bars.time) or clean_rows(bars, count)):
                 self._clean = (bars, True)
                 return None
         problem = bar_problem(bars, what)
@@ -243,7 +247,7 @@ class M5Window:
         last, m15 = self._m15, None
         if last is not None and self._was_clean(last[0]) and last[1] <= now_s and bars.period_s == M5:
             count = self._carried(last[0], bars)
-            if count and len(bars) - count <= _SMALL and _ordered_from(bars, count):
+            if count and len(bars.time) - count <= _SMALL and _ordered_from(bars, count):
                 m15 = extend_m15(last[2], bars, count, now_s)
         if m15 is None:
             m15 = aggregate(bars, M15, now_s)
@@ -271,7 +275,7 @@ class M5Window:
         the close before it, all carried (it is never the new window's first bar, which the
         mean does not reach), so only the new bars' are stepped (``true_range_step`` on the same
         floats, as ``mean_atr_last`` does) and the same list is summed in the same order."""
-        n = len(bars)
+        n = len(bars.time)
         if n <= period or not (bars.high.dtype is _FLOAT64 and bars.low.dtype is _FLOAT64
                                and bars.close.dtype is _FLOAT64):  # else: mean_atr_last decides
             self._spans = None
@@ -297,7 +301,7 @@ class M5Window:
         bits). Taken only for a window that passed the bar check: its closes are positive, so no
         window mean is 0 (where the scalar step would raise instead of giving numpy's inf)."""
         close = bars.close[-max(min_bars, 61):]
-        n, rows = len(bars), bb_width_rows(len(close), period, min_bars)
+        n, rows = len(bars.time), bb_width_rows(len(close), period, min_bars)
         if not rows or bars.close.dtype is not _FLOAT64 or not self._was_clean(bars):
             self._widths = None
             return bb_width_expansion_pct(close, period, min_bars)
@@ -325,7 +329,7 @@ class M5Window:
         if last is not None and last[1] and clean and last[2] == args and last[3][0] is not None:
             count = self._carried(last[0], bars)
             if (count and int(bars.time[0]) <= last[3][0].day_start_s
-                    and (count == len(bars) or int(bars.time[count]) >= day_start)):
+                    and (count == len(bars.time) or int(bars.time[count]) >= day_start)):
                 self._day = (bars, clean, args, last[3])
                 return last[3]
         result = compute(bars, now_s, day_start_hour_utc, min_hours)
@@ -337,7 +341,7 @@ def _ordered_from(bars: Bars, start: int) -> bool:
     """Bars from ``start`` on open in strictly increasing order after the bar before them."""
     time = bars.time
     previous = time.item(start - 1) if start > 0 else None
-    for i in range(start, len(bars)):
+    for i in range(start, len(time)):
         t = time.item(i)
         if previous is not None and not previous < t:
             return False

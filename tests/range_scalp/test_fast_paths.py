@@ -18,19 +18,23 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 import engines.range_data as range_data
-from engines import indicators
+from engines import indicators, range_market
 from engines.range_data import M5, M15, Bars, aggregate, bar_problem, to_bars
 from engines.range_indicators import (
-    bollinger_last, ema_direction, last_pivot_high_low, last_pivot_points, last_swing_levels, mean_atr_last, pivots,
-    rolling_vwap, rsi_estimate, rsi_last, session_vwap_last, stochastic, stochastic_last,
+    bollinger_last, candle_cvd, candle_cvd_values, ema_direction, last_pivot_high_low, last_pivot_points,
+    last_swing_levels, mean_atr_last, pivots, rolling_vwap, rolling_vwap_last, rsi_estimate, rsi_last,
+    session_vwap_last, stochastic, stochastic_last,
 )
 from engines.range_detection import detect_range, m15_detection, session_bars
 from engines.range_filters import data_quality
 from engines.range_market import (
-    MarketMemo, compute_market, m15_tail_size, m15_values, market_core, read_inputs, replace_market,
+    CarriedTouches, MarketMemo, compute_market, m15_tail_size, m15_values, market_core, read_inputs, replace_market,
     session_start_s,
 )
-from engines.range_metrics import bb_width_expansion_pct, break_of_structure, expansion_state, swing_levels
+from engines.range_metrics import (
+    bb_width_expansion_pct, break_of_structure, count_touches, expansion_state, step_divergence, swing_levels,
+    touch_state,
+)
 from engines.range_scalp import evaluate_entry
 from tests.range_scalp.helpers import MONDAY, params, sine_bars
 
@@ -163,8 +167,11 @@ def test_direction_stochastic_and_rolling_vwap_equal_the_references(n: int) -> N
         last_k, last_d = stochastic_last(h[-tail:], l[-tail:], c[-tail:], k_period, d_period)
         assert same(last_k, k[-1] if len(k) else math.nan) and same(last_d, d[-1] if len(d) else math.nan)
         window = int(RNG.integers(2, 25))
-        assert np.array_equal(rolling_vwap(h, l, c, v, window), reference_rolling_vwap(h, l, c, v, window),
-                              equal_nan=True)
+        whole = rolling_vwap(h, l, c, v, window)
+        assert np.array_equal(whole, reference_rolling_vwap(h, l, c, v, window), equal_nan=True)
+        count = int(RNG.integers(1, 8))
+        if count + window - 1 <= n:  # the last complete windows on plain floats: the same bits
+            assert np.array(rolling_vwap_last(h, l, c, v, window, count)).tobytes() == whole[-count:].tobytes()
 
 
 @pytest.mark.parametrize("n", LENGTHS)
@@ -207,6 +214,20 @@ def test_the_swing_level_scan_equals_the_array_pivots(n: int) -> None:
         else:
             assert scanned is None
     assert last_swing_levels(h, l, 3, 3, 0) is None
+
+
+def test_the_swing_level_scan_leaves_too_few_points_in_the_tail_to_all_bars() -> None:
+    """A steady fall has one dip far back, before the scan's last 64 bars: the scan finds fewer
+    points than asked for there and answers None, and ``swing_levels`` gives the dip, as the
+    pivots of all bars do."""
+    n = 200
+    high = np.linspace(200.0, 100.0, n) + 0.05
+    low = np.linspace(200.0, 100.0, n) - 0.05
+    low[50] = 150.0
+    is_high, is_low = indicators.swing_pivots(high, low, 3, 3)
+    assert np.flatnonzero(is_high | is_low).tolist() == [50]
+    assert last_swing_levels(high, low, 3, 3, 2) is None
+    assert swing_levels(high, low, 3, 3, 2) == ([], [150.0], 1)
 
 
 def test_latest_pivots_far_back_are_found_beyond_the_tail() -> None:
@@ -406,7 +427,8 @@ def test_m15_values_of_the_tail_equal_those_of_all_bars() -> None:
     assert len(m15) > size
     tail, whole = m15_values(m15.tail(size), len(m15), p), m15_values(m15, len(m15), p)
     assert repr(replace(tail, rolling_vwap=None)) == repr(replace(whole, rolling_vwap=None))
-    assert tail.rolling_vwap.tobytes() == whole.rolling_vwap.tobytes()
+    assert np.array(tail.rolling_vwap).tobytes() == np.array(whole.rolling_vwap).tobytes()
+    assert len(tail.rolling_vwap) == p.invalidation.vwap_momentum_bars
 
 
 def test_a_break_of_structure_behind_the_m15_tail_is_still_found() -> None:
@@ -535,3 +557,75 @@ def test_the_monitor_evaluates_with_the_symbols_memo_and_briefly(tmp_path) -> No
         assert len(memos) == 1
     assert by_symbol["EURUSD"] != by_symbol["XAUUSD"]  # one memo per symbol
     assert rig.monitor.memo("EURUSD").hits > 0
+
+
+def reference_candle_cvd(open_, close, volume):
+    with np.errstate(invalid="ignore"):
+        return np.cumsum(np.sign(np.asarray(close, float) - np.asarray(open_, float)) * np.asarray(volume, float))
+
+
+def reference_step_divergence(price, cvd):
+    price, cvd = np.asarray(price, dtype=np.float64)[-10:], np.asarray(cvd, dtype=np.float64)[-10:]
+    if len(price) < 10 or len(cvd) < 10:
+        return None
+    with np.errstate(invalid="ignore"):
+        dp, dc = np.diff(price), np.diff(cvd)
+    up_p, up_c = price[1:][dp > 0], cvd[1:][dc > 0]
+    down_p, down_c = price[1:][dp < 0], cvd[1:][dc < 0]
+
+    def strength(p, c):
+        return min(1.0, (abs(p[-1] - p[-2]) / p[-2] + abs(c[-1] - c[-2]) / max(abs(c[-2]), 1.0)) * 10.0)
+
+    if len(up_p) >= 2 and len(up_c) >= 2 and up_p[-1] > up_p[-2] and up_c[-1] < up_c[-2]:
+        return "bearish", strength(up_p, up_c)
+    if len(down_p) >= 2 and len(down_c) >= 2 and down_p[-1] < down_p[-2] and down_c[-1] > down_c[-2]:
+        return "bullish", strength(down_p, down_c)
+    return None
+
+
+@pytest.mark.parametrize("n", [0, 1, 9, 10, 11, 20, 30])
+def test_candle_divergence_on_plain_floats_equals_the_array_steps(n: int) -> None:
+    found = set()
+    for trial in range(300):
+        _, o, _, _, c, v = random_series(n)
+        if n and trial % 7 == 0:  # NaN prices, negative zero and odd volumes: numpy's sign and sums rule
+            c[RNG.integers(0, n)] = math.nan
+            v[RNG.integers(0, n)] = RNG.choice([-0.0, -3.0, 0.5, math.inf])
+        cvd = candle_cvd_values(o, c, v)
+        reference = reference_candle_cvd(o, c, v)
+        assert np.array(cvd, dtype=np.float64).tobytes() == reference.tobytes()
+        assert candle_cvd(o, c, v).tobytes() == reference.tobytes()
+        got, want = step_divergence(c, cvd), reference_step_divergence(c, reference)
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert got.kind == want[0] and same(got.strength, want[1])
+            found.add(got.kind)
+    assert n < 11 or found == {"bearish", "bullish"}
+
+
+def test_carried_touch_counts_equal_the_whole_count(monkeypatch) -> None:
+    t, o, h, l, c, v = random_series(120)
+    bars = Bars(t, o, h, l, c, v, M5)
+    high, low = float(np.quantile(h, 0.8)), float(np.quantile(l, 0.2))
+    full = []
+    monkeypatch.setattr(range_market, "touch_state", lambda *a: full.append(1) or touch_state(*a))
+    carry = CarriedTouches()
+    for stop in range(1, 121):  # the bars grow with the same levels: counted on after the first count
+        part = bars.slice(0, stop)
+        assert carry.count(part, high, low, 0.05) == count_touches(part, high, low, 0.05)
+    assert len(full) == 1
+    changed = [bars.slice(3, 120),  # the head dropped: not the old bars plus new ones
+               Bars(t, o, h + 0.0, l, np.r_[c[:50], c[50] * 1.01, c[51:]], v, M5)]  # a carried close differs
+    for other in changed:
+        assert carry.count(other, high, low, 0.05) == count_touches(other, high, low, 0.05)
+        carry.count(bars, high, low, 0.05)
+    assert len(full) == 5  # each of them, and the bars after each (not their continuation), counted in full
+    assert carry.count(bars, high * 1.0001, low, 0.05) == count_touches(bars, high * 1.0001, low, 0.05)
+    assert carry.count(bars, high * 1.0001, low, 0.06) == count_touches(bars, high * 1.0001, low, 0.06)
+    assert len(full) == 7  # new levels or tolerance: counted in full
+    single = Bars(t, o.astype(np.float32), h.astype(np.float32), l.astype(np.float32), c.astype(np.float32), v, M5)
+    for stop in (60, 61):  # float32 prices: numpy's arithmetic, never the plain floats
+        assert carry.count(single.slice(0, stop), high, low, 0.05) == count_touches(single.slice(0, stop), high, low,
+                                                                                    0.05)
+    assert carry.count(bars.slice(0, 0), high, low, 0.05) == (0, 0)
+    assert len(full) == 7

@@ -134,6 +134,9 @@ def test_bollinger_widths_are_carried_only_over_clean_windows_and_a_few_new_bars
                    bars.slice(32, 232)):
         assert memo.bar_problem(window, "M5 bars") is None
         assert same_value(memo.bb_expansion_pct(window, 20, 60), reference_bb_expansion(window.close[-61:], 20, 60))
+    window = bars.slice(33, 233)  # another Bollinger period: the carried widths are not this period's
+    assert memo.bar_problem(window, "M5 bars") is None
+    assert same_value(memo.bb_expansion_pct(window, 21, 60), reference_bb_expansion(window.close[-61:], 21, 60))
 
 
 def test_the_h1_adx_is_carried_while_the_window_grows_and_recomputed_otherwise() -> None:
@@ -141,7 +144,7 @@ def test_the_h1_adx_is_carried_while_the_window_grows_and_recomputed_otherwise()
     moves: recomputed), carry a revised bar, repeat, or are too short for a ready state."""
     hourly = aggregate(series(6000), 3600, float(START + 6000 * M5 * 2), drop_partial_first=False)
     carried = CarriedAdx()
-    cuts = [(0, n) for n in range(1, 60)] + [(0, 60), (0, 62), (1, 63), (1, 64), (1, 64), (0, 70)]
+    cuts = [(0, n) for n in range(1, 60)] + [(0, 60), (0, 62), (1, 63), (1, 64), (1, 64), (0, 70), (1, 71), (1, 73)]
     for start, stop in cuts:
         window = hourly.slice(start, stop)
         if stop == 62:
@@ -150,6 +153,21 @@ def test_the_h1_adx_is_carried_while_the_window_grows_and_recomputed_otherwise()
             window.high[40] += 0.5  # a revised hour among the carried ones
         want = adx(window.high, window.low, window.close, 14).adx[-1]
         assert same_float(carried.last(window, 14), float(want))
+
+
+def test_a_new_h1_bar_that_is_not_finite_gives_the_adx_of_the_arrays() -> None:
+    """A NaN or infinite value among two new hours makes the carried state unready half-way:
+    the ADX is then the arrays' (NaN), not an error, and the next window is right again."""
+    hourly = aggregate(series(3000), 3600, float(START + 3000 * M5 * 2), drop_partial_first=False)
+    for bad in (math.nan, math.inf):
+        carried = CarriedAdx()
+        high = hourly.high.copy()
+        high[40] = bad
+        bars = Bars(hourly.time, hourly.open, high, hourly.low, hourly.close, hourly.volume, hourly.period_s)
+        for stop in (40, 42, 43):
+            window = bars.slice(0, stop)
+            want = adx(window.high, window.low, window.close, 14).adx[-1]
+            assert same_float(carried.last(window, 14), float(want))
 
 
 def test_the_carried_count_compares_every_bit() -> None:
@@ -383,8 +401,14 @@ def test_the_m15_expansion_state_carried_tail_to_tail_is_the_whole_computation(c
     base = params()
     p = base.model_copy(update={"detection": base.detection.model_copy(
         update={"expansion_ratio_high": 1.05, "expansion_ratio_low": 0.95})})
+    other = p.model_copy(update={"indicators": p.indicators.model_copy(update={"bb_period": 18})})
     m15 = aggregate(series(4000, gaps=case == 1), M15, float(START + 4000 * M5 * 3), drop_partial_first=False)
     carried, states = CarriedExpansion(), set()
+
+    def kept(expansion: CarriedExpansion) -> str | None:
+        last = expansion._last
+        return None if last is None else repr(last[1:])
+
     end = 30
     while end < len(m15):
         tail = m15.slice(max(0, end - 60), end)
@@ -394,8 +418,12 @@ def test_the_m15_expansion_state_carried_tail_to_tail_is_the_whole_computation(c
         elif roll < 0.07:
             tail = changed(tail, len(tail) - 1 - int(RNG.integers(0, 30)), "close", math.nan)
         tail = replace(tail, period_s=M15)
-        want = m15_expansion(tail, p)
-        assert carried.state(tail, p) == want
+        q = other if RNG.random() < 0.05 else p  # params changed between two tails: nothing carried
+        want = m15_expansion(tail, q)
+        assert carried.state(tail, q) == want
+        fresh = CarriedExpansion()
+        fresh.state(tail, q)
+        assert kept(carried) == kept(fresh)  # what is carried on is what a fresh computation keeps, bit for bit
         states.add(want)
         end += int(RNG.choice([1, 1, 1, 1, 2, 3, 0, 9]))
     assert states >= {"expanding", "contracting", "stable"}
