@@ -248,6 +248,7 @@ def rolling_vwap_last(high: np.ndarray, low: np.ndarray, close: np.ndarray, volu
     element, each window's sums by ``pairwise_sum`` (numpy's row reductions), the same division
     where the volume is positive, else the same mean. A few windows of a few dozen values cost
     less this way than in the dozen numpy calls of the array path."""
+    _same_lengths(high=high, low=low, close=close, volume=volume)
     start = len(close) - (count + window - 1)
     typical = [(h + l + c) / 3.0 for h, l, c in zip(np.asarray(high, dtype=np.float64)[start:].tolist(),
                                                     np.asarray(low, dtype=np.float64)[start:].tolist(),
@@ -275,6 +276,7 @@ def candle_cvd_values(open_: np.ndarray, close: np.ndarray, volume: np.ndarray) 
     divergence reads (a dozen numpy calls on 20 values cost more than the values). The same
     bits: each step is the same IEEE subtraction and product, ``_sign`` is numpy's sign rule,
     and a 1-D cumulative sum is numpy's sequential ``add.accumulate``."""
+    _same_lengths(open_=open_, close=close, volume=volume)
     total, out = 0.0, []
     rows = zip(np.asarray(open_, float).tolist(), np.asarray(close, float).tolist(), np.asarray(volume, float).tolist())
     for i, (o, c, v) in enumerate(rows):
@@ -282,6 +284,14 @@ def candle_cvd_values(open_: np.ndarray, close: np.ndarray, volume: np.ndarray) 
         total = step if i == 0 else total + step
         out.append(total)
     return out
+
+
+def _same_lengths(**columns: np.ndarray) -> None:
+    """The columns zipped on plain floats are one series: zip would cut a longer one short where
+    the array path raised (numpy cannot broadcast them)."""
+    lengths = {name: len(column) for name, column in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"columns of different lengths: {lengths}")
 
 
 def _sign(value: float) -> float:

@@ -486,7 +486,8 @@ class CarriedTouches:
     only its own high, low and close and whether the bar before was near the edge, so the old
     bars' counts hold when their high, low and close are the same bits (compared as bytes), and
     only the new bars are classified (``touches_after``). Counts are integers: exact. Any other
-    case is counted in full. Owned by the MarketMemo; not thread-safe."""
+    case is counted in full. Bars are taken as never changed in place once counted (the
+    engine's M15 arrays are always new ones). Owned by the MarketMemo; not thread-safe."""
 
     __slots__ = ("_last",)
 
@@ -495,7 +496,7 @@ class CarriedTouches:
 
     def count(self, bars: Bars, high: float, low: float, tolerance_pct: float) -> tuple[int, int]:
         last, levels = self._last, (high, low, tolerance_pct)
-        if not (len(bars.time) and _float_prices(bars)):
+        if not (len(bars.time) and _float_prices(bars) and _float_levels(levels)):
             self._last = None
             return count_touches(bars, high, low, tolerance_pct)
         if last is not None and last[1] == levels and _extends(last[0], bars):
@@ -504,6 +505,12 @@ class CarriedTouches:
             state = touch_state(bars, high, low, tolerance_pct)
         self._last = (bars, levels, state)
         return state[0], state[1]
+
+
+def _float_levels(levels: tuple[float, float, float]) -> bool:
+    """Levels that compute in float64 as the arrays do (Python or float64 numbers: a float32
+    level would make the plain-float steps float32 under numpy 2's promotion rules)."""
+    return all(isinstance(value, (float, int)) for value in levels)
 
 
 def _float_prices(bars: Bars) -> bool:

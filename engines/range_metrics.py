@@ -193,7 +193,15 @@ def step_divergence(price: np.ndarray | list[float], cvd: np.ndarray | list[floa
 
 
 def _divergence_strength(p: list[float], c: list[float]) -> float:
-    return min(1.0, (abs(p[-1] - p[-2]) / p[-2] + abs(c[-1] - c[-2]) / max(abs(c[-2]), 1.0)) * 10.0)
+    return min(1.0, (_ieee_divide(abs(p[-1] - p[-2]), p[-2]) + abs(c[-1] - c[-2]) / max(abs(c[-2]), 1.0)) * 10.0)
+
+
+def _ieee_divide(a: float, b: float) -> float:
+    """``a / b`` as numpy divides (a previous price of 0 gives inf or NaN, not an exception;
+    the bar checks keep prices positive, so only a direct caller can meet it)."""
+    if b != 0:
+        return a / b
+    return math.nan if a == 0 or a != a else math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 TouchState = tuple[int, int, bool, bool]  # upper and lower touches; the last bar near the high, the low

@@ -629,3 +629,33 @@ def test_carried_touch_counts_equal_the_whole_count(monkeypatch) -> None:
                                                                                     0.05)
     assert carry.count(bars.slice(0, 0), high, low, 0.05) == (0, 0)
     assert len(full) == 7
+
+
+def test_touches_of_float32_levels_are_counted_as_the_arrays_count_them() -> None:
+    """A float32 level makes plain-float steps float32 (numpy 2's promotion): such levels are
+    counted in full, never carried, so each count is the whole array's."""
+    from engines.range_market import CarriedTouches
+
+    n = 8
+    times = np.arange(n, dtype=np.int64) * 900
+    high = np.array([99.5] * 4 + [100.19999, 99.0, 99.7999999, 99.0])
+    low, close = np.full(n, 98.9), np.full(n, 99.0)
+    carried = CarriedTouches()
+    for k in range(1, n + 1):
+        bars = Bars(times[:k], close[:k], high[:k], low[:k], close[:k], np.ones(k), 900)
+        assert carried.count(bars, np.float32(100), np.float32(98), 0.2) == \
+            count_touches(bars, np.float32(100), np.float32(98), 0.2)
+
+
+def test_a_divergence_from_a_zero_price_is_measured_as_numpy_divides() -> None:
+    """A previous price of 0 (only a direct caller can give one) is an infinite relative move,
+    capped at 1, not a ZeroDivisionError."""
+    divergence = step_divergence([1, -1, 0, -2, -3, -4, -5, -6, -7, 1], [0, 10, 20, 10, 5, 4, 3, 2, 1, 5])
+    assert divergence is not None and (divergence.kind, divergence.strength) == ("bearish", 1.0)
+
+
+def test_columns_of_different_lengths_are_refused() -> None:
+    with pytest.raises(ValueError, match="different lengths"):
+        candle_cvd(np.ones(5), np.arange(6.0), np.ones(6))
+    with pytest.raises(ValueError, match="different lengths"):
+        rolling_vwap_last(np.ones(6), np.ones(6), np.ones(5), np.ones(6), 3, 2)
