@@ -631,7 +631,8 @@ class Mt5Broker:
         return self._from_broker.get(broker_name, broker_name)
 
     def _server_to_utc(self, server_seconds: float) -> datetime:
-        return datetime.fromtimestamp(float(server_seconds) - self._offset_s, tz=timezone.utc)
+        # ``tz`` by position: the same datetime without keyword parsing (a quote is made at every new tick)
+        return datetime.fromtimestamp(float(server_seconds) - self._offset_s, timezone.utc)
 
     def _utc_to_server(self, when: datetime) -> datetime:
         """The aware datetime MT5 expects for a UTC instant: the server clock's reading, tagged UTC."""
@@ -691,10 +692,7 @@ class Mt5Broker:
 
     def _quote_from_tick(self, spec: SymbolSpec, tick: Any, stamp: float | None = None) -> Quote:
         stamp = _tick_seconds(tick) if stamp is None else stamp
-        # the time is ``_server_to_utc(stamp)``, written out (and ``tz`` given by position: the
-        # same datetime without the keyword parsing): a quote is made at every new tick
-        return Quote(symbol=spec.name, bid=float(tick.bid), ask=float(tick.ask),
-                     time=datetime.fromtimestamp(float(stamp) - self._offset_s, timezone.utc),
+        return Quote(symbol=spec.name, bid=float(tick.bid), ask=float(tick.ask), time=self._server_to_utc(stamp),
                      spread_points=int(round((tick.ask - tick.bid) / spec.point)))
 
     def quote(self, symbol: str) -> Quote:
