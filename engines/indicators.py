@@ -674,13 +674,14 @@ def _pairwise_blocks(values: list[float], n: int) -> float:
     return reduce(_add, values[full:], ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7)))
 
 
-def mean_std(window: list[float]) -> tuple[float, float]:
-    """``row_mean_std`` of one row (mean, population sigma) on plain floats: the same pairwise
-    sums, squared deviations and divisions, so the same bits (see ``pairwise_sum``)."""
+def mean_std(window: list[float], ddof: int = 0) -> tuple[float, float]:
+    """``row_mean_std`` of one row (mean, sigma; population by default) on plain floats: the same
+    pairwise sums, squared deviations and divisions, so the same bits (see ``pairwise_sum``).
+    The window holds more than ``ddof`` values."""
     count = len(window)
     mean = pairwise_sum(window) / count
     squares = [(deviation := value - mean) * deviation for value in window]
-    return mean, math.sqrt(pairwise_sum(squares) / count)
+    return mean, math.sqrt(pairwise_sum(squares) / (count - ddof))
 
 
 def bollinger_width_step(window: list[float], num_std: float) -> float:

@@ -484,7 +484,7 @@ class CarriedTouches:
     while the levels and tolerance are the same and the new bars are those bars plus bars after
     them (a session's or day's M15 bars as each M15 bar closes). Whether a bar is a touch reads
     only its own high, low and close and whether the bar before was near the edge, so the old
-    bars' counts hold when their high, low and close are the same bits (compared as bytes), and
+    bars' counts hold when the new bars begin with them, bit for bit (``carried_count``), and
     only the new bars are classified (``touches_after``). Counts are integers: exact. Any other
     case is counted in full. Bars are taken as never changed in place once counted (the
     engine's M15 arrays are always new ones). Owned by the MarketMemo; not thread-safe."""
@@ -499,7 +499,7 @@ class CarriedTouches:
         if not (len(bars.time) and _float_prices(bars) and _float_levels(levels)):
             self._last = None
             return count_touches(bars, high, low, tolerance_pct)
-        if last is not None and last[1] == levels and _extends(last[0], bars):
+        if last is not None and last[1] == levels and carried_count(last[0], bars) == len(last[0].time):
             state = touches_after(last[2], bars, len(last[0].time), high, low, tolerance_pct)
         else:
             state = touch_state(bars, high, low, tolerance_pct)
@@ -515,14 +515,6 @@ def _float_levels(levels: tuple[float, float, float]) -> bool:
 
 def _float_prices(bars: Bars) -> bool:
     return bars.high.dtype is FLOAT64 and bars.low.dtype is FLOAT64 and bars.close.dtype is FLOAT64
-
-
-def _extends(last: Bars, bars: Bars) -> bool:
-    """``bars`` begin with ``last``'s bars (at least one): the same high, low and close bytes."""
-    count = len(last.time)
-    return (0 < count <= len(bars.time) and last.high.tobytes() == bars.high[:count].tobytes()
-            and last.low.tobytes() == bars.low[:count].tobytes()
-            and last.close.tobytes() == bars.close[:count].tobytes())
 
 
 def market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMemo | None = None) -> MarketCore:

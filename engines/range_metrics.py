@@ -130,12 +130,9 @@ def sample_widths(close: np.ndarray, first: int, bb_period: int) -> np.ndarray:
 
 
 def sample_width_step(window: list[float]) -> float:
-    """One of ``sample_widths`` (a window of at least 2 closes) on plain floats with
-    ``row_mean_std(ddof=1)``'s steps: ``pairwise_sum`` is numpy's sum, the divisions are the
-    same and both square roots are correctly rounded, so the bits are the same."""
-    count = len(window)
-    mean = pairwise_sum(window) / count
-    return 4.0 * math.sqrt(pairwise_sum([(deviation := value - mean) * deviation for value in window]) / (count - 1))
+    """One of ``sample_widths`` (a window of at least 2 closes) on plain floats: ``mean_std``
+    with ``ddof=1`` has ``row_mean_std(ddof=1)``'s bits."""
+    return 4.0 * mean_std(window, ddof=1)[1]
 
 
 def expansion_verdict(ratios: list[float], ratio_high: float, ratio_low: float) -> str:
@@ -201,7 +198,8 @@ def _ieee_divide(a: float, b: float) -> float:
     the bar checks keep prices positive, so only a direct caller can meet it)."""
     if b != 0:
         return a / b
-    return math.nan if a == 0 or a != a else math.copysign(math.inf, a) * math.copysign(1.0, b)
+    with np.errstate(divide="ignore", invalid="ignore"):  # as ``indicators.bollinger_width_step``
+        return float(np.float64(a) / np.float64(b))
 
 
 TouchState = tuple[int, int, bool, bool]  # upper and lower touches; the last bar near the high, the low
