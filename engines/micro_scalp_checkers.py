@@ -234,7 +234,8 @@ def finalize(ctx: Context, trace: Trace, strategy: str, side: Side, entry: float
 
 
 def _fail(strategy: str, trace: Trace, side: Side | None = None, score: float | None = None) -> CheckOutcome:
-    return CheckOutcome(strategy, False, tuple(trace.reasons), trace.failed, side, score=score)
+    # positional (``{}``: the meta the field's factory would make): keywords cost more per call
+    return CheckOutcome(strategy, False, tuple(trace.reasons), trace.failed, side, None, None, None, score, False, {})
 
 
 def _signals_text(found: dict[str, Side | None | bool]) -> str:

@@ -542,7 +542,9 @@ class _Pivots(_Series):
 
     def extend(self, cols: _Columns, start: int, n: int) -> None:
         left, right = self.left, self.right
-        first = max(start - right, left)   # centres before it were decided with the old bars
+        first = start - right              # centres before it were decided with the old bars
+        if first < left:                   # (max(start - right, left), without the call)
+            first = left
         last = n - right                   # centres from here on wait for later bars
         if last <= first:
             return
@@ -652,7 +654,7 @@ class SeriesMemo:
         now: its rows never change)."""
         self.generation += 1
         previous, previous_size = self.bars, self.size
-        self.bars, self.size = bars, len(bars)
+        self.bars, self.size = bars, len(bars.close)  # (``Bars.__len__``, without its call)
         extends = self._lineage_extends(bars, previous, previous_size) if previous is not None else None
         if extends:
             self._columns, self._pending = None, True
@@ -794,7 +796,8 @@ class Features:
         """Index of the first bar of the current VWAP session."""
         self.ema_now: float = core.ema.state.value
         self.adx_now: float = core.adx.state.value
-        self.avg_range: float = list_mean(self.cols.span[max(n - p.m1_range_avg_bars, 0):n])
+        first = n - p.m1_range_avg_bars
+        self.avg_range: float = list_mean(self.cols.span[first if first > 0 else 0:n])
         """Mean high-low of the last m1_range_avg_bars bars (Layer 1)."""
         self.bb_width_ratio: float | None = _width_ratio(core.bollinger.values, n, p.bb_period)
         """Mean of the last 5 Bollinger widths / mean of the last 20 (``bb_squeeze``, read by the
@@ -834,7 +837,11 @@ class Features:
     def kept(self, key: tuple[Any, ...], make: Callable[[], T]) -> T:
         """A rule's own state for this window lineage, kept in the memo between evaluations like
         the series (``make()`` at first; the rule must give the same answer as from a fresh one)."""
-        kept = self._store().kept
+        memo = self._memo
+        if memo is not None and memo.generation == self._generation and memo.store.upto == self.n:
+            kept = memo.store.kept  # (the usual case, without ``_store``'s call: as ``_series``)
+        else:
+            kept = self._store().kept
         state = kept.get(key)
         if state is None:
             state = kept[key] = make()

@@ -104,28 +104,44 @@ class Sweep:
                 f"conf {self.confidence:.2f}) -> {self.trade_side}")
 
 
+_UNSEEN: Any = object()  # (Any: a dict.get default that is never a kept answer)
+_KEEP_BARS = 256  # bars' answers (sweeps, CHOCHs) kept before the old ones are dropped
+
+
 def micro_sweep(f: Features, p: MicroScalpParams) -> Sweep | None:
     """The most recent sweep within ``sweep_recent_bars`` whose level still holds at the last close.
 
     Confidence: 0.5 for the close back inside, +0.3 wick on the break side >= 1.5 x body, +0.2 bar
     volume >= 1.5 x the reference mean; halved if the break is under ``sweep_min_break_atr`` ATR.
-    An outside bar sweeping both sides keeps the higher confidence; a tie reports nothing."""
+    An outside bar sweeping both sides keeps the higher confidence; a tie reports nothing.
+
+    Which levels bar t swept depends only on bars up to t, so each bar's answer is kept with the
+    memo (``Features.kept``, as ``micro_choch`` keeps its) and examined once per window lineage;
+    the last close and the ATR, which change with every bar, are applied here."""
     c = f.cols
     look = p.sweep_lookback
-    highs, lows, closes = c.high, c.low, c.close
-    last_close = closes[f.n - 1]
+    highs, lows = c.high, c.low
+    last_close = c.close[f.n - 1]
+    seen: dict[int, tuple[float | None, float | None] | None] = f.kept(("sweep", look), dict)
     for ago in range(p.sweep_recent_bars):
         t = f.n - 1 - ago
         if t - look < 0:
             break
-        ref_high = max(highs[t - look:t])
-        ref_low = min(lows[t - look:t])
-        low, high, close = lows[t], highs[t], closes[t]
+        swept = seen.get(t, _UNSEEN)
+        if swept is _UNSEEN:
+            if len(seen) >= _KEEP_BARS:
+                _forget_before(seen, f.n - p.sweep_recent_bars)
+            swept = seen[t] = _swept_levels(t, highs, lows, c.close, look)
+        if swept is None:
+            continue
+        ref_low, ref_high = swept
         found: list[Sweep] = []
-        if low < ref_low < close and last_close > ref_low:
+        if ref_low is not None and last_close > ref_low:
+            low = lows[t]
             found.append(Sweep("low", "buy", ref_low, low, ago,
                                _sweep_confidence(f, p, t, ref_low - low, c.lower[t], look)))
-        if high > ref_high > close and last_close < ref_high:
+        if ref_high is not None and last_close < ref_high:
+            high = highs[t]
             found.append(Sweep("high", "sell", ref_high, high, ago,
                                _sweep_confidence(f, p, t, high - ref_high, c.upper[t], look)))
         if len(found) == 1:
@@ -135,6 +151,20 @@ def micro_sweep(f: Features, p: MicroScalpParams) -> Sweep | None:
                 return None
             return max(found, key=lambda s: s.confidence)
     return None
+
+
+def _swept_levels(t: int, high: list[float], low: list[float], close: list[float], look: int
+                  ) -> tuple[float | None, float | None] | None:
+    """The levels bar ``t`` swept and closed back inside of (``micro_sweep``): the lowest low of
+    the ``look`` bars before it (None if not swept so) and their highest high (likewise); None
+    when it swept neither (most bars). Validated, NaN-free prices: ``max``/``min`` are numpy's."""
+    ref_low, ref_high = min(low[t - look:t]), max(high[t - look:t])
+    bar_close = close[t]
+    swept_low = ref_low if low[t] < ref_low < bar_close else None
+    swept_high = ref_high if high[t] > ref_high > bar_close else None
+    if swept_low is None and swept_high is None:
+        return None
+    return swept_low, swept_high
 
 
 def _sweep_confidence(f: Features, p: MicroScalpParams, t: int, break_distance: float,
@@ -246,25 +276,50 @@ def micro_choch(f: Features, p: MicroScalpParams) -> Choch | None:
     the latest pivot high is a bullish CHOCH; the mirror is bearish. Pivots count only once
     confirmed (``pivot_right`` bars later) before the breaking bar. Most recent first.
 
-    Whether bar t breaks so depends only on bars up to t (the pivots it counts are final), so each
-    bar's answer is kept with the memo (``Features.kept``) and examined once per window lineage."""
-    c = f.cols
-    seen: dict[int, tuple[Side, float] | None] = f.kept(("choch", p.pivot_left, p.pivot_right), dict)
-    for ago, t in enumerate(range(f.n - 1, f.n - 1 - p.choch_recent_bars, -1)):
-        if t < 1:
-            break
-        event = seen.get(t, _UNSEEN)
-        if event is _UNSEEN:
-            if len(seen) >= _CHOCH_KEEP:
-                _forget_before(seen, f.n - p.choch_recent_bars)
-            event = seen[t] = _choch_at(t, c.high, c.low, c.close, f.pivot_high, f.pivot_low, p.pivot_right)
-        if event is not None:
-            return Choch(event[0], event[1], ago)
-    return None
+    Whether bar t breaks so depends only on bars up to t (the pivots it counts are final), so the
+    bars are examined once per window lineage (``ChochScan``, kept with the memo)."""
+    n = f.n
+    first = n - p.choch_recent_bars
+    if first < 1:  # (bar 0 has no previous close to break from)
+        first = 1
+    if first >= n:
+        return None
+    scan = f.kept(("choch", p.pivot_left, p.pivot_right), ChochScan)
+    scan.examine(f, first, p.pivot_right)
+    k = bisect_left(scan.events, n) - 1  # the latest CHOCH bar before n
+    if k < 0 or scan.events[k] < first:
+        return None
+    t = scan.events[k]
+    side, level = scan.answers[t]
+    return Choch(side, level, n - 1 - t)
 
 
-_UNSEEN = object()
-_CHOCH_KEEP = 256  # bars' answers kept before the old ones are dropped
+class ChochScan:
+    """``micro_choch``'s bars of one window lineage: bars ``[lo, hi)`` examined, the ones among
+    them that made a CHOCH (ascending) and what each made. A bar's answer never changes in a
+    lineage, so an evaluation examines only the bars after ``hi`` (the new ones). A window that
+    does not continue the examined bars (they start after its first recent bar, or end before
+    it: skipped bars need no examining) starts over from its first recent bar, and so does a
+    scan holding ``_KEEP_BARS`` events."""
+
+    def __init__(self) -> None:
+        self.lo = self.hi = 0
+        self.events: list[int] = []
+        self.answers: dict[int, tuple[Side, float]] = {}
+
+    def examine(self, f: Features, first: int, right: int) -> None:
+        """Bring the scan to cover bars ``[first, f.n)``."""
+        if first < self.lo or first > self.hi or len(self.events) >= _KEEP_BARS:
+            self.lo = self.hi = first
+            self.events, self.answers = [], {}
+        if self.hi < f.n:
+            c = f.cols
+            for t in range(self.hi, f.n):
+                event = _choch_at(t, c.high, c.low, c.close, f.pivot_high, f.pivot_low, right)
+                if event is not None:
+                    self.events.append(t)
+                    self.answers[t] = event
+            self.hi = f.n
 
 
 def _forget_before(seen: dict[int, Any], first: int) -> None:

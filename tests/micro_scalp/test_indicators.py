@@ -352,13 +352,14 @@ def test_batch_updates_over_a_range_are_the_single_updates(bars):
 
 @pytest.mark.parametrize("n", [15, 16, 17, 20, 23, 24])
 def test_mean_std_has_row_mean_stds_bits(n):
-    """``mean_std`` (written out for 16 to 23 values, the 20-bar Bollinger window) against
+    """``mean_std`` (written out for 20 values, the Bollinger window, and its sums for 16 to 23) against
     ``row_mean_std``: the same bits, for prices, tiny values, signed zeros, NaN and infinity."""
     rng = np.random.default_rng(n)
     rows = [rng.normal(scale, scale / 3, n) for scale in (1e-4, 1.0, 2000.0)]
     rows += [np.full(n, -0.0), np.r_[np.full(n - 1, 2000.0), np.nan], np.r_[np.full(n - 1, 2000.0), np.inf]]
     for row in rows:
-        mean, std = ind.mean_std(row.tolist())
-        with np.errstate(invalid="ignore"):  # inf - inf
-            expected_mean, expected_std = ind.row_mean_std(row[np.newaxis, :])
-        assert _bits([mean, std]) == _bits([expected_mean[0], expected_std[0]])
+        for ddof in (0, 1):  # (the range's sample widths take ddof=1)
+            mean, std = ind.mean_std(row.tolist(), ddof)
+            with np.errstate(invalid="ignore"):  # inf - inf
+                expected_mean, expected_std = ind.row_mean_std(row[np.newaxis, :], ddof)
+            assert _bits([mean, std]) == _bits([expected_mean[0], expected_std[0]])

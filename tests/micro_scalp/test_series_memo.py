@@ -21,6 +21,7 @@ from config.micro_scalp_model import MicroScalpConfig
 from engines import indicators as ind
 from engines.micro_scalp import RegimeState, evaluate
 from engines.micro_scalp_features import Bars, BadBars, SeriesMemo, compute_features
+from engines.micro_scalp_signals import micro_choch, micro_sweep
 from engines.spread import SpreadStats
 from tests.micro_scalp.real_bars import XAU_FILE, read_real_bars
 
@@ -449,3 +450,28 @@ def test_only_mt5s_dtypes_take_the_deferred_volume(xau):
     made = Bars.from_series(odd)
     assert "volume" in made.__dict__ and made.lineage is None
     assert np.array_equal(made.volume, mt5.volume) and made.volume.dtype == np.float64
+
+
+def test_kept_sweep_and_choch_answers_equal_fresh_ones(xau):
+    """``micro_sweep`` and ``micro_choch`` keep each bar's answer with the memo: along a growing
+    window (long enough for old answers to be dropped), the same bar again, windows that skip
+    bars, and windows that are not extensions (a revised bar, a slide: the answers start over),
+    they find what a fresh evaluation finds."""
+    bars, params = xau
+    memo = SeriesMemo()
+    revised = window(bars, 1000, 1601)
+    revised.low[597] = revised.low[597] - 5.0  # a revised bar inside the kept window: a deeper low
+    cases = [window(bars, 1000, end) for end in range(1100, 1500)] + [window(bars, 1000, 1499)]  # (same bar)
+    cases += [window(bars, 1000, end) for end in (1503, 1509, 1510, 1530, 1600)]  # skipped bars
+    cases += [revised, window(bars, 1001, 1602)]
+    sweeps = chochs = 0
+    for data in cases:
+        memo.begin(data)
+        memo.validate(data)
+        kept = compute_features(data, 2000.0, 2000.2, params, memo)
+        fresh = compute_features(data, 2000.0, 2000.2, params)
+        sweep, choch = micro_sweep(kept, params), micro_choch(kept, params)
+        assert sweep == micro_sweep(fresh, params) and choch == micro_choch(fresh, params), len(data)
+        sweeps += sweep is not None
+        chochs += choch is not None
+    assert sweeps > 10 and chochs > 10  # there were some to find
