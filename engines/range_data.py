@@ -163,13 +163,22 @@ _PRICE_COLUMNS = ("open", "high", "low", "close")
 def _series_bars(series: BarSeries, period_s: int, what: str) -> Bars:
     """``Bars`` of a bar feed series, with its lineage: the same conversion of the same rows
     gives the same bits. Columns already contiguous float64 (MT5's prices) are the series' own
-    arrays, as ``np.ascontiguousarray`` would return them, without its call."""
+    arrays, as ``np.ascontiguousarray`` would return them, without its call. A series with a
+    lineage and an integer volume (the bar feed's, at every step) is built without
+    ``_checked_bars``: its columns are all rows ``[start, stop)`` of one store, so of one length,
+    and its converted volume cannot be NaN."""
     volume = series.tick_volume  # MT5's is an integer count: never NaN once converted
-    columns = [_contiguous(getattr(series, name), _FLOAT64) for name in _PRICE_COLUMNS]
-    bars = _checked_bars(series.time_s, columns, np.ascontiguousarray(volume, dtype=np.float64), period_s, what,
-                         may_be_nan=volume.dtype.kind not in "iub")
-    if series.lineage is not None:
-        _set_lineage(bars, series.lineage)
+    columns = [_contiguous(series.open, _FLOAT64), _contiguous(series.high, _FLOAT64),
+               _contiguous(series.low, _FLOAT64), _contiguous(series.close, _FLOAT64)]
+    converted = np.ascontiguousarray(volume, dtype=np.float64)
+    lineage = series.lineage
+    integer = volume.dtype.kind in "iub"
+    if lineage is not None and integer:
+        bars = Bars(_contiguous(series.time_s, _INT64), *columns, converted, period_s)
+    else:
+        bars = _checked_bars(series.time_s, columns, converted, period_s, what, may_be_nan=not integer)
+    if lineage is not None:
+        _set_lineage(bars, lineage)
     return bars
 
 

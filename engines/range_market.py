@@ -680,11 +680,15 @@ class MarketMemo:
         same bar (the H1 bars change once an hour): every H1 slot then knows them by identity.
         The very series of the last call with a lineage has the same bytes without reading them:
         it is a read-only view of store rows that never change (``engines.bars.Lineage``; the
-        feed hands out the same view for the same rows)."""
+        feed hands out the same view for the same rows): when the last call's cut kept all of it
+        and ``now_s`` still does (its newest bar closed), that is known without searching."""
+        last = self._h1_raw
+        if (last is not None and last[4] is raw and last[2] == lookback and raw.lineage is not None
+                and 0 < last[1] == len(raw.time_s) and raw.time_s.item(-1) <= math.floor(now_s) - H1):
+            return last[3]
         if not isinstance(raw, BarSeries) or raw.time_s.dtype != np.int64:
             return to_bars(raw, H1, "bars_h1").closed_at(now_s).tail(lookback)
         stop = int(raw.time_s.searchsorted(math.floor(now_s) - H1, side="right"))  # closed_at's cut
-        last = self._h1_raw
         columns = None
         if last is not None and last[1] == stop and last[2] == lookback:
             if last[4] is raw and raw.lineage is not None:

@@ -59,6 +59,7 @@ from execution.executor import magic_for
 from feeds.bar_feed import BadBars
 from monitors.base import IsoText
 from monitors.clock import Clock
+from monitors.range_scalp_bars import HourBars
 from monitors.range_scalp_errors import ErrorLedger, Severity
 from monitors.range_scalp_exits import PassReport, RangeExitManager
 from monitors.range_scalp_recovery import RecoveryReport, entry_context, recover, settle_closed
@@ -127,9 +128,11 @@ class RangeScalpMonitor:
         self._sleep = sleep or (lambda seconds: self.clock.wait(never, seconds))
         self._memos: dict[str, MarketMemo] = {}
         self._iso = IsoText()  # the step's time, printed once for its pass and its decisions
+        self.hour_bars = HourBars(bar_feed)  # the H1 bars, fetched once per closable H1 bar
         self.exits = RangeExitManager(
             self.book, registry, broker, executor, bar_feed, self.journal, notify=self._send, on_error=self._error,
-            sleep=lambda seconds: self._sleep(seconds), flow=self._flow_for, memo_for=self.memo, iso_text=self._iso)
+            sleep=lambda seconds: self._sleep(seconds), flow=self._flow_for, memo_for=self.memo, iso_text=self._iso,
+            hour_bars=self.hour_bars)
         self.recovered = False
         self.recovery: RecoveryReport | None = None
         self.last_pass: PassReport | None = None
@@ -261,7 +264,7 @@ class RangeScalpMonitor:
             return  # no new closed M5 bar can exist yet
         try:
             bars_m5 = self.bar_feed.get(symbol, "M5", params.data.lookback_m5_bars)
-            bars_h1 = self.bar_feed.get(symbol, "H1", params.data.lookback_h1_bars)
+            bars_h1 = self.hour_bars.get(symbol, params.data.lookback_h1_bars, now)
             quote = self.broker.quote(symbol)
         except (BrokerError, BadBars) as exc:
             self._record(symbol, "data", f"no usable data: {exc}")

@@ -2,9 +2,10 @@
 
 A pass (``run_pass``):
 1. per symbol with open range trades, the market is built ONCE (M5 and H1 bars from the bar
-   feed, a fresh quote, optional order flow) with ``engines.range_scalp.prepare_market``; a
-   symbol whose data is missing, stale or bad is skipped this pass (exits fail open: the
-   positions keep their broker-side stop and target);
+   feed, the H1 ones through the monitor's HourBars (monitors/range_scalp_bars.py), a fresh
+   quote, optional order flow) with ``engines.range_scalp.prepare_market``; a symbol whose
+   data is missing, stale or bad is skipped this pass (exits fail open: the positions keep
+   their broker-side stop and target);
 2. ``exit_action`` gives each trade's action (rules and their order: engines/range_exits.py);
 3. the actions are carried out by priority, CRITICAL first, then HIGH, MEDIUM, LOW:
    - close: ``executor.close`` up to ``exit_retry_attempts`` times, ``exit_retry_interval_seconds``
@@ -33,6 +34,7 @@ from engines.range_scalp import MarketUnavailable, prepare_market
 from execution.errors import BrokerError
 from feeds.bar_feed import BadBars
 from monitors.base import IsoText
+from monitors.range_scalp_bars import HourBars
 from monitors.range_scalp_recovery import finalize_close
 from state.journal import Journal
 
@@ -81,10 +83,12 @@ class RangeExitManager:
                  notify: Notify, on_error: OnError, sleep: Callable[[float], None],
                  flow: Callable[[str], Any] | None = None, perf: Callable[[], float] = time.perf_counter,
                  memo_for: Callable[[str], MarketMemo | None] | None = None,
-                 iso_text: IsoText | None = None) -> None:
+                 iso_text: IsoText | None = None, hour_bars: HourBars | None = None) -> None:
         """``memo_for(symbol)``: the symbol's engine memo (MarketMemo), shared with the entry
         checks so a step that runs both builds the market once; None: no memo. ``iso_text``:
-        the monitor's ISO-time memo (a pass and the step's decisions print the same instant)."""
+        the monitor's ISO-time memo (a pass and the step's decisions print the same instant).
+        ``hour_bars``: where the H1 bars come from (the monitor's, shared with the entry checks;
+        default: one over ``bar_feed``)."""
         self.book = book
         self.registry = registry
         self.broker = broker
@@ -98,6 +102,7 @@ class RangeExitManager:
         self._perf = perf
         self._memo_for = memo_for
         self._iso = iso_text or IsoText()
+        self._hour_bars = hour_bars or HourBars(bar_feed)
         self.escalated: set[int] = set()  # tickets the operator was told about (until they close)
         self.counters: dict[str, int] = {}
 
@@ -108,6 +113,9 @@ class RangeExitManager:
     def run_pass(self, cfg: RangeScalpConfig, params_for: Callable[[str], RangeScalpParams],
                  now: datetime) -> PassReport:
         report = PassReport(at=self._iso(now))
+        if not self.book.has_open_trades():  # the common pass: nothing to time, plan or carry out
+            self._count("passes")
+            return report
         started = self._perf()
         planned = self.plan(params_for, now, report)
         report.engine_ms = round((self._perf() - started) * 1000.0, 3)
@@ -164,7 +172,7 @@ class RangeExitManager:
 
     def _market(self, symbol: str, params: RangeScalpParams, now: datetime) -> tuple[Any, float]:
         bars_m5 = self.bar_feed.get(symbol, "M5", params.data.lookback_m5_bars)
-        bars_h1 = self.bar_feed.get(symbol, "H1", params.data.lookback_h1_bars)
+        bars_h1 = self._hour_bars.get(symbol, params.data.lookback_h1_bars, now)
         quote = self.broker.quote(symbol)  # its age is not judged: a quiet market's last tick is the price;
         # a dead feed shows as stale bars, which prepare_market refuses (data.max_bar_age_minutes)
         flow = None

@@ -170,6 +170,10 @@ class RangeBook:
         return LoadReport(result.source, len(trades), tuple(problems))
 
     # ------------------------------------------------------------------ queries
+    def has_open_trades(self) -> bool:
+        with self._lock:
+            return bool(self._trades)
+
     def open_trades(self, symbol: str | None = None) -> list[RangeTrade]:
         with self._lock:
             return [t for t in self._trades.values() if symbol is None or t.symbol == symbol]

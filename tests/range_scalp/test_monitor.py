@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 
 from engines.range_detection import RangeStructure
@@ -114,3 +115,21 @@ def test_switched_off_symbol_is_not_evaluated(tmp_path) -> None:
     rig.evaluations.clear()
     rig.run_until(EUR_SETUP_START + timedelta(minutes=15))
     assert rig.evaluations == []
+
+
+def test_h1_bars_are_asked_for_once_per_closable_hour_and_shared_with_the_exits(tmp_path) -> None:
+    """Entries and exits read the H1 bars through the monitor's HourBars: asked of the feed again
+    only once another H1 bar can have closed; the decisions see what a fetch would give."""
+    rig = Rig(tmp_path, symbols=("EURUSD",), changes={"summary_minutes": 120})
+    asked: list[datetime] = []
+    real_get = rig.feed.get
+    rig.feed.get = lambda symbol, timeframe, count: (timeframe == "H1" and asked.append(rig.clock.now())) or \
+        real_get(symbol, timeframe, count)
+    assert rig.monitor.exits._hour_bars is rig.monitor.hour_bars
+    rig.run_until(EUR_SETUP_START + timedelta(minutes=50))  # 03:30 .. 04:20: the 03:00 bar closes at 04:00
+    assert asked == [EUR_SETUP_START, EUR_SETUP_START.replace(hour=4, minute=0)]  # the first step, then
+    # the step at 04:00, when the 03:00 bar closed (601 steps in all)
+    fresh = rig.feed.get("EURUSD", "H1", rig.config().for_symbol("EURUSD").data.lookback_h1_bars)
+    kept = rig.monitor.hour_bars.get("EURUSD", rig.config().for_symbol("EURUSD").data.lookback_h1_bars,
+                                     rig.clock.now())
+    assert np.array_equal(kept.time_s, fresh.time_s) and np.array_equal(kept.close, fresh.close)

@@ -155,3 +155,18 @@ def test_exits_hold_on_stale_data_and_the_broker_stops_stay(tmp_path) -> None:
     assert rig.monitor.last_pass is not None and "XAUUSD" in rig.monitor.last_pass.skipped_symbols
     assert rig.monitor.last_pass.holds == 1
     assert rig.stack.broker.position(trade.ticket) is not None
+
+
+def test_a_pass_without_open_range_trades_fetches_nothing_and_is_counted(tmp_path) -> None:
+    rig = Rig(tmp_path, start=XAU_NOON, symbols=SYMBOLS, changes=ONLY_CANDLES_INVALIDATE)
+    asked: list[tuple[str, str]] = []
+    real_get = rig.feed.get
+    rig.feed.get = lambda symbol, timeframe, count: asked.append((symbol, timeframe)) or real_get(
+        symbol, timeframe, count)
+    report = rig.monitor.exits.run_pass(rig.config(), rig.config().for_symbol, rig.clock.now())
+    assert report.trades == 0 and report.actions == [] and not asked
+    assert rig.monitor.exits.counters["passes"] == 1
+    stagnant_trade(rig)  # with a trade the pass builds the market: the M5 and H1 bars are asked for
+    rig.monitor.exits.run_pass(rig.config(), rig.config().for_symbol, rig.clock.now())
+    assert ("XAUUSD", "M5") in asked and ("XAUUSD", "H1") in asked
+    assert rig.monitor.exits.counters["passes"] == 2

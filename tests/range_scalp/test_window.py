@@ -427,3 +427,54 @@ def test_the_m15_expansion_state_carried_tail_to_tail_is_the_whole_computation(c
         states.add(want)
         end += int(RNG.choice([1, 1, 1, 1, 2, 3, 0, 9]))
     assert states >= {"expanding", "contracting", "stable"}
+
+
+def test_the_same_feed_view_is_cut_again_when_its_newest_bar_is_not_closed_at_now() -> None:
+    """The identity shortcut of ``h1_bars`` holds only while the last cut kept the whole view and
+    ``now`` keeps it too: an earlier ``now`` (the newest hour still forming) or another lookback
+    is cut and converted as without a memo."""
+    from engines.bars import BarSeries
+    from engines.range_data import H1, to_bars
+    from engines.range_market import MarketMemo
+    from feeds.bar_feed import _ClosedStore
+
+    bars = series(1200)
+    hourly = aggregate(bars, H1, float(bars.time[-1] + M5), drop_partial_first=False)
+    plain = BarSeries(hourly.time.copy(), hourly.open.copy(), hourly.high.copy(), hourly.low.copy(),
+                      hourly.close.copy(), hourly.volume.astype(np.uint64), np.zeros(len(hourly), np.int32),
+                      np.zeros(len(hourly), np.uint64))
+    view = _ClosedStore(plain, 4).view(0, len(plain))
+    closed = float(hourly.time[-1] + H1 + 5)
+    memo = MarketMemo()
+    whole = memo.h1_bars(view, closed, 48)
+    assert memo.h1_bars(view, closed + H1 - 10, 48) is whole  # the newest bar stays closed: no search
+    forming = closed - H1  # the newest hour still forming: cut off
+    cut = memo.h1_bars(view, forming, 48)
+    expected = to_bars(view, H1).closed_at(forming).tail(48)
+    assert cut is not whole and same_bars(cut, expected) and cut.time[-1] == hourly.time[-2]
+    assert memo.h1_bars(view, closed, 48) is not cut  # back to the whole view: cut again
+    shorter = memo.h1_bars(view, closed, 24)
+    assert len(shorter.time) == 24 and same_bars(shorter, to_bars(view, H1).closed_at(closed).tail(24))
+
+
+def test_feed_series_with_a_lineage_keeps_the_checks_of_a_float_volume() -> None:
+    """``to_bars`` of a lineage series skips the length and NaN checks only for an integer volume
+    (the feed's): a float volume's NaN still reads as no volume, as for any other series."""
+    from engines.bars import BarSeries
+    from engines.range_data import H1, to_bars
+    from feeds.bar_feed import _ClosedStore
+
+    bars = series(400)
+    hourly = aggregate(bars, H1, float(bars.time[-1] + M5), drop_partial_first=False)
+    n = len(hourly)
+    volume = hourly.volume.copy()
+    volume[-1] = np.nan
+    counts = hourly.volume.astype(np.uint64)
+    for tick_volume, expected in ((counts, counts.astype(np.float64)),
+                                  (volume, np.nan_to_num(volume, nan=0.0))):
+        plain = BarSeries(hourly.time.copy(), hourly.open.copy(), hourly.high.copy(), hourly.low.copy(),
+                          hourly.close.copy(), tick_volume, np.zeros(n, np.int32), np.zeros(n, np.uint64))
+        view = _ClosedStore(plain, 4).view(0, n)
+        converted = to_bars(view, H1)
+        assert converted.lineage == view.lineage and same_bars(converted, to_bars(plain, H1))
+        assert converted.volume.dtype == np.float64 and np.array_equal(converted.volume, expected)
