@@ -52,7 +52,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -268,11 +268,9 @@ class SegmentRunner:
         last_bucket = None
         last_step: dict[str, float] = {}
         started = time.perf_counter()
-        epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
         done = 0
         for t in steps.tolist():
-            self.clock.set(epoch + timedelta(0, t))  # positional: the same value, no keyword parsing
-            now = self.clock.now()
+            now = self.clock.set_epoch(t)
             if refresh:
                 self.bar_feed.step(now)
             for name, monitor in every_step:
@@ -346,7 +344,7 @@ class SegmentRunner:
             balance.append(float(account.balance))
             flat = self.terminal.positions_total() == 0
             self._flat_at_send_count = sent if flat else None
-        times.append(self.clock.now().timestamp())
+        times.append(self.clock.timestamp())  # (``now().timestamp()``)
 
     def _guard_account(self) -> AccountInfo:
         """The guard's account reading (through the breaker, as live). While the terminal is flat

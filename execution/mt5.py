@@ -445,11 +445,15 @@ class Mt5Broker:
 
     def _observe_tick(self, name: str, stamp: float) -> None:
         """A tick NEWER than the last one seen is live: it confirms the measured offset or corrects
-        it (a start while the market was closed, a daylight-saving change)."""
+        it (a start while the market was closed, a daylight-saving change). A configured offset
+        is never corrected, and stays configured (``_measure_offset_locked``: the config is
+        frozen): then there is nothing to observe, and the last stamps are never read."""
+        if self._offset_source == "configured":
+            return
         with self._state_lock:
             last = self._last_tick_stamp.get(name)
             self._last_tick_stamp[name] = stamp
-            if last is None or stamp <= last or self._offset_source == "configured":
+            if last is None or stamp <= last:
                 return
             offset = _offset_from(stamp, self._clock.now().timestamp(), _LIVE_TICK_MAX_AGE_S)
             if offset is None:
@@ -519,10 +523,14 @@ class Mt5Broker:
         positions, several per bar in a backtest) makes it, and it is almost always the only one;
         a result that is neither None nor False cannot be a failure (``_failure``).
         """
-        with self._lock:
+        lock = self._lock  # ``with self._lock``, written out: half its cost (every broker call takes it)
+        lock.acquire()
+        try:
             generation = self._generation
             result = getattr(self._mt5, name)(*args, **kwargs)
             err = self._failure(name, result) if result is None or result is False else None
+        finally:
+            lock.release()
         if err is None:
             if self._consecutive_failures or not self._connected:  # else nothing to note (``_note_success``)
                 self._note_success()
@@ -666,8 +674,7 @@ class Mt5Broker:
         """The cached contract spec; ``refresh`` re-reads it (keeping the filling mode that works)."""
         spec = self._specs.get(symbol) or self._spec(symbol)  # (``_spec``'s usual answer without its call)
         if not refresh:
-            with self._state_lock:
-                filling = self._filling.get(symbol)
+            filling = self._filling.get(symbol)  # one dict read, atomic under the GIL: no lock needed
             # The spec is immutable: hand out the cached object unless a filling fallback changed it
             # (monitors ask at every evaluation).
             return spec if filling is None or filling == spec.order_filling else replace(spec, order_filling=filling)
@@ -692,8 +699,10 @@ class Mt5Broker:
 
     def _quote_from_tick(self, spec: SymbolSpec, tick: Any, stamp: float | None = None) -> Quote:
         stamp = _tick_seconds(tick) if stamp is None else stamp
-        return Quote(symbol=spec.name, bid=float(tick.bid), ask=float(tick.ask), time=self._server_to_utc(stamp),
-                     spread_points=int(round((tick.ask - tick.bid) / spec.point)))
+        # positional, in Quote's field order (symbol, bid, ask, time, spread_points): keyword
+        # arguments cost a constructor a dictionary, and a quote is made at every new tick
+        return Quote(spec.name, float(tick.bid), float(tick.ask), self._server_to_utc(stamp),
+                     int(round((tick.ask - tick.bid) / spec.point)))
 
     def quote(self, symbol: str) -> Quote:
         spec = self._specs.get(symbol) or self._spec(symbol)  # (``_spec``'s usual answer without its call)

@@ -65,14 +65,13 @@ def _validate_few(rows: list[tuple], symbol: str, timeframe: str) -> None:
     """``validate_bars`` bar by bar on rows (``BarSeries.rows()``): one pass when every bar is good
     (the usual case), else the same checks in the same order as the array check, so the same message."""
     # 0 < low <= open, close <= high < inf holds exactly when all four are finite and positive and
-    # high/low contain open/close (a NaN fails every comparison); rows: (time, o, h, l, c, ...)
+    # high/low contain open/close (a NaN fails every comparison). Rows of MT5's eight fields,
+    # unpacked at once (cheaper than reading five of them by index)
     previous = -_INF
-    for row in rows:
-        low = row[3]
-        high = row[2]
-        if not (previous < row[0] and 0 < low <= row[1] <= high < _INF and low <= row[4] <= high):
+    for time_s, open_, high, low, close, _, _, _ in rows:
+        if not (previous < time_s and 0 < low <= open_ <= high < _INF and low <= close <= high):
             _explain_few(rows, symbol, timeframe)  # raises
-        previous = row[0]
+        previous = time_s
 
 
 def _explain_few(rows: list[tuple], symbol: str, timeframe: str) -> None:
@@ -254,9 +253,8 @@ class CacheEntry:
                  "_anchor")
 
     def __init__(self, size: int, fetched_mono: float, depth: int, last: tuple | None,
-                 store: _ClosedStore | None = None, start: int = 0, stop: int = 0,
-                 closed: BarSeries | None = None, joined: BarSeries | None = None,
-                 anchor: tuple | None = None) -> None:
+                 store: _ClosedStore | None = None, start: int = 0, stop: int = 0, anchor: tuple | None = None,
+                 closed: BarSeries | None = None, joined: BarSeries | None = None) -> None:
         self.size = size  # bars held, the last one included
         self.fetched_mono = fetched_mono
         self.depth = depth  # how many bars the fetch asked for
@@ -350,8 +348,11 @@ class BarFeed:
         self.interval = interval
         self.max_age_seconds = max_age_seconds
         self.market_log_seconds = market_log_seconds
+        # Read and written only by single dict operations (get, set, copy), each atomic under the
+        # GIL (keys are tuples of strings: hashed and compared in C), so the cache itself needs no
+        # lock; readers of the whole cache read a copy. (A step reads and writes it at every bar.)
         self._cache: dict[tuple[str, str], CacheEntry] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one writer per closed-bar store at a time (``_merge``)
         self.stats = FeedStats()
         self._last_market_log = -1e18
 
@@ -388,7 +389,7 @@ class BarFeed:
         if entry.size < depth and not self._reaches_history_start(symbol, entry.first_time(), period):
             return None  # a short history may still grow at its start (a terminal downloading it): ask for all
         anchor = entry.newest_closed()
-        elapsed = int(self.clock.now().timestamp()) - anchor[0]
+        elapsed = int(self.clock.timestamp()) - anchor[0]
         count = elapsed // period + 2  # the anchor, the bars closed since, the forming one
         if count < 2:
             count = 2
@@ -448,7 +449,8 @@ class BarFeed:
             anchor = entry.newest_closed()
         else:  # the newest of ``new`` (read from a series only when asked for)
             anchor = new[-1][:6] if isinstance(new, list) else None  # (``newest_closed``'s six values)
-        return CacheEntry(stop - start + 1, self.clock.monotonic(), depth, last, store, start, stop, anchor=anchor)
+        # (all by position: keyword arguments cost a constructor a dictionary, at every merge)
+        return CacheEntry(stop - start + 1, self.clock.monotonic(), depth, last, store, start, stop, anchor)
 
     def _reaches_history_start(self, symbol: str, first_time_s: int, period: int) -> bool:
         start = self.history_start(symbol) if self.history_start is not None else None
@@ -467,8 +469,7 @@ class BarFeed:
             raise
 
     def refresh(self, symbol: str, timeframe: str) -> CacheEntry | None:
-        with self._lock:
-            cached = self._cache.get((symbol, timeframe))
+        cached = self._cache.get((symbol, timeframe))
         try:
             entry = self._fetch(symbol, timeframe, self.depth, cached)
         except (BrokerError, BadBars) as exc:
@@ -476,8 +477,7 @@ class BarFeed:
             self.stats.last_error = str(exc)
             log.warning("bar refresh %s %s failed: %s", symbol, timeframe, exc)
             return None
-        with self._lock:
-            self._cache[(symbol, timeframe)] = entry
+        self._cache[(symbol, timeframe)] = entry
         self.stats.refreshes += 1
         return entry
 
@@ -505,16 +505,14 @@ class BarFeed:
                      _open_time(last).strftime("%Y-%m-%d %H:%M"), last[1], last[2], last[3], last[4])
 
     def _snapshot(self) -> dict[tuple[str, str], CacheEntry]:
-        with self._lock:
-            return dict(self._cache)
+        return self._cache.copy()  # (one dict operation: see ``_cache``)
 
     # ------------------------------------------------------------------ reading
     def get(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> BarSeries:
         """The last ``count`` bars (closed only by default) from the cache when fresh, else
         fetched directly. Raises BrokerError/BadBars when neither source has good data."""
         key = (symbol, timeframe)
-        with self._lock:
-            entry = self._cache.get(key)
+        entry = self._cache.get(key)
         needed = count + (0 if include_forming else 1)
         if entry is not None and self.clock.monotonic() - entry.fetched_mono <= self.max_age_seconds \
                 and entry.size >= min(needed, self.depth):
@@ -525,8 +523,7 @@ class BarFeed:
                 age = "empty" if entry is None else f"{self.clock.monotonic() - entry.fetched_mono:.1f} s old"
                 log.debug("bars %s %s served by a direct fetch (cache %s)", symbol, timeframe, age)
             entry = self._fetch(symbol, timeframe, needed if needed > self.depth else self.depth, entry)
-            with self._lock:
-                self._cache[key] = entry
+            self._cache[key] = entry
         return entry.bars.tail(count) if include_forming else entry.closed_tail(count)
 
     def health(self) -> dict[str, Any]:
@@ -550,5 +547,4 @@ class BarFeed:
         """Per cached (symbol, timeframe), its newest bar's open time in UTC epoch seconds (None:
         no bar): ``health()``'s ``last_bar`` without building the health document, for the
         trading guard's stale-data check at every backtest step."""
-        with self._lock:
-            return {key: None if entry.last is None else int(entry.last[0]) for key, entry in self._cache.items()}
+        return {key: None if entry.last is None else int(entry.last[0]) for key, entry in self._snapshot().items()}

@@ -12,6 +12,10 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """Current time, timezone-aware UTC."""
 
+    def timestamp(self) -> float:
+        """``now().timestamp()``: UTC epoch seconds of the current time (a clock that keeps them
+        answers without building them from the datetime)."""
+
     def monotonic(self) -> float:
         """Seconds on a clock that never goes backwards (for cadence and ages)."""
 
@@ -24,6 +28,9 @@ class SystemClock:
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
+
+    def timestamp(self) -> float:
+        return self.now().timestamp()
 
     def monotonic(self) -> float:
         return time.monotonic()
@@ -48,6 +55,9 @@ class FakeClock:
     def now(self) -> datetime:
         with self._lock:
             return self._now
+
+    def timestamp(self) -> float:
+        return self.now().timestamp()
 
     def monotonic(self) -> float:
         with self._lock:
@@ -94,6 +104,9 @@ class ScaledClock:
 
     def now(self) -> datetime:
         return self._start + timedelta(seconds=(self._base.monotonic() - self._mono0) * self.speed)
+
+    def timestamp(self) -> float:
+        return self.now().timestamp()
 
     def monotonic(self) -> float:
         return (self._base.monotonic() - self._mono0) * self.speed

@@ -89,6 +89,18 @@ def test_server_offset_configured_wins(make_sim, make_broker):
     assert broker.server_utc_offset() == timedelta(hours=3)
 
 
+def test_a_configured_offset_is_never_corrected_by_live_ticks(make_sim, make_broker, clock):
+    """``_observe_tick`` returns at once for a configured offset (it stays configured): even ticks
+    implying another offset leave it, and the quotes' times follow it."""
+    broker = make_broker(make_sim(server_utc_offset_hours=2), config=bot_config_for(server_utc_offset_hours=3))
+    for _ in range(3):
+        clock.advance(30)
+        quote = broker.quote("XAUUSD")
+    assert broker.connection_state()["server_utc_offset_source"] == "configured"
+    assert broker.server_utc_offset() == timedelta(hours=3)
+    assert clock.now() - quote.time > timedelta(minutes=59)  # a 2 h server clock read as 3 h
+
+
 def test_server_offset_falls_back_when_markets_are_closed(make_sim, make_broker, clock, caplog):
     clock.set(datetime(2026, 1, 10, 12, 0, tzinfo=timezone.utc))   # Saturday: gold and euro are closed
     terminal = make_sim(symbols=("XAUUSD", "EURUSD"))

@@ -437,3 +437,15 @@ def test_first_stop_hit_over_rows_equals_the_array_scan() -> None:
         want = _first_stop_hit(position, arrays)
         got = _first_stop_hit(position, TickRows(times, bid, ask, jump))
         assert got == want and [type(v) for v in got or ()] == [type(v) for v in want or ()], (kind, sl, tp, bid, jump)
+
+
+def test_the_call_instant_reads_the_clocks_timestamp_only_while_the_clock_shows_it() -> None:
+    """``_call_ms`` takes ``Clock.timestamp()`` while the clock still reads the call's instant,
+    else the instant's own ``timestamp()``: the same milliseconds either way."""
+    clock = FakeClock()
+    terminal = SimTerminal(clock, None, symbols=("EURUSD",))
+    terminal._call_now = clock.now()
+    assert terminal._call_ms() == SimTerminal._ms(clock.now())
+    instant = terminal._call_now = clock.now()
+    clock.advance(0.5)  # the clock has moved on since the call began
+    assert terminal._call_ms() == SimTerminal._ms(instant) != SimTerminal._ms(clock.now())
