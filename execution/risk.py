@@ -11,8 +11,10 @@ import itertools
 import logging
 import math
 import threading
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any, Callable, Iterable
 
 from config.models import RiskConfig
@@ -23,6 +25,7 @@ from state.store import StateStore
 log = logging.getLogger(__name__)
 
 LEDGER_DOCUMENT = "risk_ledger"
+_ENTRY_TIME = itemgetter(0)  # an entry (time, client id) by its time
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class RiskManager:
         self._entries: dict[str, list[tuple[datetime, str]]] = _read_ledger(
             store.load(LEDGER_DOCUMENT, {"entries": {}}))
         self.rejections: dict[str, int] = {}
+        self._pairs: dict[tuple[datetime, str], tuple[datetime, list[str]]] = {}  # see _ledger
         self._record_registered()
 
     # ------------------------------------------------------------------ counting
@@ -220,22 +224,39 @@ class RiskManager:
             self.store.save(LEDGER_DOCUMENT, self._ledger())
 
     def _add_entry(self, strategy: str, at: datetime, client_id: str) -> bool:
-        """Caller holds the lock (or is the constructor). Keeps two days per strategy."""
+        """Caller holds the lock (or is the constructor). Keeps two days per strategy.
+
+        The entries are kept sorted by time (``_read_ledger`` sorts them, and this keeps them so):
+        the newest is the last, a new entry goes after those of the same time (where a stable sort
+        of the appended list puts it), and the ones kept after the cutoff are a tail."""
         entries = self._entries.setdefault(strategy, [])
         if client_id and any(known == client_id for _, known in entries):
             return False
-        newest = max([at] + [t for t, _ in entries])
+        newest = at if not entries or at >= entries[-1][0] else entries[-1][0]
         cutoff = newest - timedelta(days=2)
         if at < cutoff:
             return False
-        entries.append((at, client_id))
-        entries.sort(key=lambda entry: entry[0])
-        self._entries[strategy] = [entry for entry in entries if entry[0] >= cutoff]
+        insort(entries, (at, client_id), key=_ENTRY_TIME)
+        self._entries[strategy] = entries[bisect_left(entries, cutoff, key=_ENTRY_TIME):]
         return True
 
     def _ledger(self) -> dict[str, Any]:
-        return {"entries": {s: [[t.isoformat(), cid] for t, cid in entries]
-                            for s, entries in self._entries.items()}}
+        """The ledger document (caller holds the lock). Each entry's ``[ISO time, client id]`` is
+        made once and shared by the documents after it: every fill rewrites up to two days of
+        entries, and a saved document is never changed. A pair is reused only for the very
+        datetime object it was printed from (equal instants in other zones print differently)."""
+        known, kept = self._pairs, {}
+        document: dict[str, list[list[str]]] = {}
+        for strategy, entries in self._entries.items():
+            pairs = document[strategy] = []
+            for entry in entries:
+                cached = known.get(entry)
+                if cached is None or cached[0] is not entry[0]:
+                    cached = (entry[0], [entry[0].isoformat(), entry[1]])
+                kept[entry] = cached
+                pairs.append(cached[1])
+        self._pairs = kept  # only the entries still kept
+        return {"entries": document}
 
     def release(self, reservation: Reservation) -> None:
         with self._lock:

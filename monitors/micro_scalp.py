@@ -112,17 +112,16 @@ class SymbolPlan:
 
 @dataclass(slots=True)
 class _Check:
-    """What one symbol's check has gathered so far (passed from gate to gate)."""
+    """What the gates gathered for one symbol's decision (built once they all passed)."""
 
     symbol: str
     config: MicroScalpConfig
-    plan: SymbolPlan
     params: MicroScalpParams
     state: SymbolState
     now: datetime
-    bars: BarSeries | None = None
-    quote: Any = None
-    spread_stats: SpreadStats | None = None  # the tracker's figures with this quote, once the spread gate passed
+    bars: BarSeries
+    quote: Any
+    spread_stats: SpreadStats | None  # the tracker's figures with this quote
 
 
 class MicroScalpMonitor:
@@ -159,17 +158,6 @@ class MicroScalpMonitor:
         self.exits = ExitManager(executor, registry, broker, self.state.exit_counters)
         self._plans_of: Any = None
         self._plans: dict[str, SymbolPlan] = {}
-        self._gates: tuple[tuple[str, Callable[[_Check], str | None]], ...] = (
-            ("enabled", self._gate_enabled),
-            ("session", self._gate_session),
-            ("cooldown", self._gate_cooldown),
-            ("caps", self._gate_caps),
-            ("news", self._gate_news),
-            ("positions", self._gate_positions),
-            ("freshness", self._gate_freshness),
-            ("breaker", self._gate_breaker),
-            ("spread", self._gate_spread),
-        )
 
     @property
     def interval_seconds(self) -> float:
@@ -214,16 +202,8 @@ class MicroScalpMonitor:
         state = self.state.symbol(symbol, config.spread_window)
         if state.breaker.paused_until is not None:
             self._expire_breaker(symbol, state, now)
-        plan = self.plan(config, symbol)
-        check = _Check(symbol, config, plan, plan.params, state, now)
-        try:  # the gates in order (None = pass): the first refusal names the decision
-            for name, gate in self._gates:
-                problem = gate(check)
-                if problem is not None:
-                    failed, detail = name, problem
-                    break
-            else:
-                failed, detail = self._decide_and_execute(check)
+        try:
+            failed, detail = self._gates_then_engine(symbol, config, state, now)
         except Exception as exc:  # never let one symbol's surprise stop the others
             self.state.count("errors")
             log.exception("micro_scalp %s: unexpected error in the check", symbol)
@@ -231,29 +211,57 @@ class MicroScalpMonitor:
         state.last_gate, state.last_detail, state.last_check_at = failed or "TRADE", detail, now
         self.state.why.record(symbol, failed, detail)
 
+    def _gates_then_engine(self, symbol: str, config: MicroScalpConfig, state: SymbolState,
+                           now: datetime) -> tuple[str | None, str]:
+        """The gates in their order (see the module docstring): the first refusal names the
+        decision, (gate, refusal); once all passed, the engine and the executor decide. Written
+        out in order rather than looped over, as every step asks most of them."""
+        plan = self.plan(config, symbol)
+        if plan.switched_off is not None:
+            return "enabled", plan.switched_off
+        if not plan.in_session[now.hour]:
+            return "session", f"{now.hour:02d}:{now.minute:02d}Z is outside the trading sessions {plan.windows} UTC"
+        p = plan.params
+        if not state.entry_gates_pass(p, now):  # they passed before and nothing they read has changed
+            problem = self._gate_cooldown(symbol, state, p, now)
+            if problem is not None:
+                return "cooldown", problem
+            problem = self._gate_caps(state, p, now)
+            if problem is not None:
+                return "caps", problem
+            state.entry_gates_passed(p, now)
+        if self.news is not None:
+            verdict = self.news.blackout(symbol, now)
+            if verdict.blocked:
+                return "news", verdict.reason
+        problem = self._gate_positions(symbol, p)
+        if problem is not None:
+            return "positions", problem
+        problem, bars, quote = self._gate_freshness(symbol, p, now)
+        if problem is not None:
+            return "freshness", problem
+        breaker = state.breaker
+        if breaker.paused_until is not None and breaker.is_open(now):  # never paused: no call
+            return "breaker", f"paused until {breaker.paused_until:%H:%M:%S}Z after {breaker.failures} engine " \
+                              f"errors (last: {breaker.last_error})"
+        problem, spread_stats = self._gate_spread(state, p, quote)
+        if problem is not None:
+            return "spread", problem
+        return self._decide_and_execute(_Check(symbol, config, p, state, now, bars, quote, spread_stats))
+
     # ------------------------------------------------------------------ gates (None = pass)
-    def _gate_enabled(self, c: _Check) -> str | None:
-        return c.plan.switched_off
+    def _seed_entries(self, symbol: str, state: SymbolState) -> None:
+        trades = self.registry.open_trades(STRATEGY, symbol) + [
+            t for t in self.registry.closed_trades(STRATEGY) if t.symbol == symbol]
+        self.state.seed_entries(state, (t.opened_at for t in trades))
 
-    def _gate_session(self, c: _Check) -> str | None:
-        now = c.now
-        if c.plan.in_session[now.hour]:
-            return None
-        return f"{now.hour:02d}:{now.minute:02d}Z is outside the trading sessions {c.plan.windows} UTC"
-
-    def _seed_entries(self, c: _Check) -> None:
-        trades = self.registry.open_trades(STRATEGY, c.symbol) + [
-            t for t in self.registry.closed_trades(STRATEGY) if t.symbol == c.symbol]
-        self.state.seed_entries(c.state, (t.opened_at for t in trades))
-
-    def _gate_cooldown(self, c: _Check) -> str | None:
-        state, now = c.state, c.now
+    def _gate_cooldown(self, symbol: str, state: SymbolState, p: MicroScalpParams, now: datetime) -> str | None:
         if state.entries is None:  # the first check of this state object
-            self._seed_entries(c)
+            self._seed_entries(symbol, state)
         state.prune_entries(now)
         last = state.last_entry()
         if last is not None:
-            left = c.params.cooldown_after_trade_seconds - (now - last).total_seconds()
+            left = p.cooldown_after_trade_seconds - (now - last).total_seconds()
             if left > 0:
                 return f"cooldown after the entry at {last:%H:%M:%S}Z: {left:.0f} s left"
         if state.failure_until is not None and now < state.failure_until:
@@ -261,64 +269,50 @@ class MicroScalpMonitor:
             return f"cooldown after a failed order ({state.failure_reason}): {left:.0f} s left"
         return None
 
-    def _gate_caps(self, c: _Check) -> str | None:
-        p, state = c.params, c.state
+    @staticmethod
+    def _gate_caps(state: SymbolState, p: MicroScalpParams, now: datetime) -> str | None:
         kept = state.entry_count()
         if kept < p.max_trades_per_hour and kept < p.max_trades_per_day:
             return None  # no window can hold more entries than are kept
-        hour = state.count_entries_since(c.now - HOUR)
+        hour = state.count_entries_since(now - HOUR)
         if hour >= p.max_trades_per_hour:
             return f"{hour} entries in the last hour, cap {p.max_trades_per_hour}"
         if kept < p.max_trades_per_day:
             return None  # today's entries are among the kept ones
-        day = state.count_entries_since(state.day_start(c.now))
+        day = state.count_entries_since(state.day_start(now))
         if day >= p.max_trades_per_day:
             return f"{day} entries today (UTC), cap {p.max_trades_per_day}"
         return None
 
-    def _gate_news(self, c: _Check) -> str | None:
-        if self.news is None:
-            return None
-        verdict = self.news.blackout(c.symbol, c.now)
-        return verdict.reason if verdict.blocked else None
-
-    def _gate_positions(self, c: _Check) -> str | None:
-        open_count = len(self.registry.open_trades(STRATEGY, c.symbol))
-        if open_count >= c.params.max_positions_per_symbol:
-            return f"{open_count} open micro-scalp position(s), limit {c.params.max_positions_per_symbol}"
+    def _gate_positions(self, symbol: str, p: MicroScalpParams) -> str | None:
+        open_count = len(self.registry.open_trades(STRATEGY, symbol))
+        if open_count >= p.max_positions_per_symbol:
+            return f"{open_count} open micro-scalp position(s), limit {p.max_positions_per_symbol}"
         return None
 
-    def _gate_freshness(self, c: _Check) -> str | None:
-        p = c.params
-        count = bars_needed(p, c.now)
+    def _gate_freshness(self, symbol: str, p: MicroScalpParams, now: datetime) -> tuple[str | None, Any, Any]:
+        """(refusal, None, None), or (None, the bars, the quote) for the engine."""
+        count = bars_needed(p, now)
         try:
-            bars = self.bar_feed.get(c.symbol, "M1", count)
-            quote = self.broker.quote(c.symbol)
+            bars = self.bar_feed.get(symbol, "M1", count)
+            quote = self.broker.quote(symbol)
         except (BrokerError, BadBars) as exc:
-            return f"no usable data: {exc}"
+            return f"no usable data: {exc}", None, None
         if len(bars) < p.min_bars:
-            return f"{len(bars)} closed M1 bars, the engine needs {p.min_bars}"
+            return f"{len(bars)} closed M1 bars, the engine needs {p.min_bars}", None, None
         last_open = bars.open_time()
-        bar_age = (c.now - (last_open + BAR)).total_seconds()
+        bar_age = (now - (last_open + BAR)).total_seconds()
         if bar_age > p.max_bar_age_seconds:
             return f"last closed bar {last_open:%Y-%m-%d %H:%M}Z closed {bar_age:.0f} s ago " \
-                   f"(limit {p.max_bar_age_seconds:g} s)"
-        quote_age = (c.now - quote.time).total_seconds()
+                   f"(limit {p.max_bar_age_seconds:g} s)", None, None
+        quote_age = (now - quote.time).total_seconds()
         if quote_age > p.max_quote_age_seconds:
-            return f"quote is {quote_age:.0f} s old (limit {p.max_quote_age_seconds:g} s)"
-        c.bars, c.quote = bars, quote
-        return None
+            return f"quote is {quote_age:.0f} s old (limit {p.max_quote_age_seconds:g} s)", None, None
+        return None, bars, quote
 
-    def _gate_breaker(self, c: _Check) -> str | None:
-        breaker = c.state.breaker
-        if breaker.paused_until is not None and breaker.is_open(c.now):  # never paused: no call
-            assert breaker.paused_until is not None
-            return f"paused until {breaker.paused_until:%H:%M:%S}Z after {breaker.failures} engine errors " \
-                   f"(last: {breaker.last_error})"
-        return None
-
-    def _gate_spread(self, c: _Check) -> str | None:
-        quote, state, p = c.quote, c.state, c.params
+    def _gate_spread(self, state: SymbolState, p: MicroScalpParams,
+                     quote: Any) -> tuple[str | None, SpreadStats | None]:
+        """(refusal, None), or (None, the spread figures with this quote for the engine)."""
         bid, ask = float(quote.bid), float(quote.ask)
         tracker = state.spread
         with self.state.lock:  # health() reads the sample from another thread
@@ -326,9 +320,8 @@ class MicroScalpMonitor:
             if quote.time != state.last_spread_quote_time:  # each quote votes once in the median
                 tracker.add_quote(bid, ask)
                 state.last_spread_quote_time = quote.time
-            if problem is None:  # the engine's figures, read under this same lock (the last gate: it decides next)
-                c.spread_stats = tracker.stats()
-        return problem
+            # the engine's figures, read under this same lock (the last gate: it decides next)
+            return problem, tracker.stats() if problem is None else None
 
     # ------------------------------------------------------------------ breaker
     def _expire_breaker(self, symbol: str, state: SymbolState, now: datetime) -> None:

@@ -76,6 +76,26 @@ class SymbolState:
     last_detail: str = ""
     last_check_at: datetime | None = None
     day_start: DayStart = field(default_factory=DayStart, repr=False, compare=False)  # midnight of a step's day
+    # (params, entries kept, failure cooldown, instant) of the last pass of the cooldown and caps gates
+    _entry_gates_passed: tuple[Any, int, datetime | None, datetime] | None = field(
+        default=None, init=False, repr=False, compare=False)
+
+    def entry_gates_pass(self, params: Any, now: datetime) -> bool:
+        """Do the cooldown and caps gates pass at ``now`` without being asked, because they passed
+        at an earlier instant with the same parameters object, the same entries and the same
+        failure cooldown? With those fixed, each refuses only less as time goes on: the time since
+        the last entry grows, the failure cooldown runs out, and fewer entries lie in the last
+        hour or since midnight (in one zone, midnight never moves back). So only forward in time
+        and in the same zone. The entries are "the same" while their count is: they change only
+        by an entry added (one more) or pruning (fewer, by the cooldown gate itself), and the
+        failure cooldown only by a new instant object or None."""
+        passed = self._entry_gates_passed
+        return passed is not None and passed[0] is params and passed[1] == self.entry_count() \
+            and passed[2] is self.failure_until and now >= passed[3] and now.tzinfo is passed[3].tzinfo
+
+    def entry_gates_passed(self, params: Any, now: datetime) -> None:
+        """The cooldown and caps gates passed at ``now`` (see ``entry_gates_pass``)."""
+        self._entry_gates_passed = (params, self.entry_count(), self.failure_until, now)
 
     def last_entry(self) -> datetime | None:
         return self.entries[-1] if self.entries else None

@@ -14,12 +14,14 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any, Callable, Iterator
 
+from engines.frozen import direct_init
 from state.store import StateStore
 
 STRATEGIES = ("micro_scalp", "range_scalp", "order_flow")
 CLOSED_KEPT = 500
 
 
+@direct_init  # a new Trade at every registry change (update, close, each stop move): a third fewer instructions
 @dataclass(frozen=True)
 class Trade:
     ticket: int
@@ -244,11 +246,14 @@ class TradeRegistry:
         return None
 
     def open_trades(self, strategy: str | None = None, symbol: str | None = None) -> list[Trade]:
+        if strategy and not self._open[strategy]:
+            # The monitors' question, several times per step, and the pool is mostly empty: that
+            # answer is read without the lock. Reading a dict's size is atomic, and an answer
+            # under the lock could be outdated the moment the lock is released just the same.
+            return []
         with self._lock:
-            if strategy:  # the monitors' question, several times per step: one pool, often empty
+            if strategy:
                 pool = self._open[strategy]
-                if not pool:
-                    return []
                 return list(pool.values()) if symbol is None else [t for t in pool.values() if t.symbol == symbol]
             return [t for pool in self._open.values() for t in pool.values() if symbol is None or t.symbol == symbol]
 

@@ -167,3 +167,44 @@ def test_a_thousand_concurrent_attempts_never_exceed_any_limit(tmp_path: Path) -
     assert violations == []
     assert len(approved) > 7  # slots were reused as trades closed, so the test exercised contention
     assert len(registry.open_trades()) <= 7 and risk.pending() == []
+
+
+def plain_add_entry(entries: list[tuple[datetime, str]], at: datetime,
+                    client_id: str) -> list[tuple[datetime, str]] | None:
+    """The ledger's rule written plainly: no client id twice, two days back from the newest entry,
+    sorted by time (a stable sort: a new entry after those of its time). None: not added."""
+    if client_id and any(known == client_id for _, known in entries):
+        return None
+    cutoff = max([at] + [t for t, _ in entries]) - timedelta(days=2)
+    if at < cutoff:
+        return None
+    kept = sorted(entries + [(at, client_id)], key=lambda entry: entry[0])
+    return [entry for entry in kept if entry[0] >= cutoff]
+
+
+def test_ledger_entries_follow_the_plain_rule(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(11)
+    risk, _ = make_risk(tmp_path)
+    plain: list[tuple[datetime, str]] = []
+    for n in range(300):  # mostly forward in time, some late, equal and repeated entries
+        at = NOW + timedelta(minutes=7 * n - rng.choice([0, 0, 30, 600, 3500]))
+        client_id = rng.choice([f"c{n}", f"c{n - 3}", ""])
+        expected = plain_add_entry(plain, at, client_id)
+        with risk._lock:
+            assert risk._add_entry("micro_scalp", at, client_id) == (expected is not None)
+        plain = plain if expected is None else expected
+        assert risk._entries["micro_scalp"] == plain
+
+
+def test_the_ledger_prints_each_entry_time_as_its_own_isoformat(tmp_path: Path) -> None:
+    """Printed entries are remembered by object: equal instants in other zones keep their own
+    text, and a write after more fills holds every entry as printed directly."""
+    risk, _ = make_risk(tmp_path)
+    plus_two = timezone(timedelta(hours=2))
+    times = [NOW, NOW.astimezone(plus_two), NOW + timedelta(minutes=5, microseconds=7)]
+    for n, when in enumerate(times):
+        assert risk.record_entry("micro_scalp", when, f"c{n}")
+        written = StateStore(tmp_path).load("risk_ledger", {})["entries"]["micro_scalp"]
+        assert sorted(written) == sorted([t.isoformat(), f"c{i}"] for i, t in enumerate(times[:n + 1]))

@@ -119,6 +119,20 @@ def test_daily_cap_counts_since_midnight_utc(ms: MonitorStack) -> None:
     assert ms.gate("XAUUSD") != "caps"
 
 
+def test_a_stricter_cap_after_the_entry_gates_passed_applies_at_once(ms: MonitorStack) -> None:
+    """The cooldown and caps gates are not asked again while nothing they read changed: a new
+    config snapshot is such a change."""
+    ms.set_params("XAUUSD", cooldown_after_trade_seconds=0, max_trades_per_hour=10)
+    ms.state.symbol("XAUUSD", 100).add_entry(ms.clock.now() - timedelta(minutes=10))
+    ms.step()
+    assert passed_gates(ms.gate("XAUUSD")), ms.sym("XAUUSD").last_detail
+    ms.step()
+    assert passed_gates(ms.gate("XAUUSD")), ms.sym("XAUUSD").last_detail
+    ms.set_params("XAUUSD", cooldown_after_trade_seconds=0, max_trades_per_hour=1)
+    ms.step()
+    assert ms.gate("XAUUSD") == "caps" and ms.sym("XAUUSD").last_detail == "1 entries in the last hour, cap 1"
+
+
 def test_news_blackout_from_the_calendar_file_and_its_hot_reload(ms: MonitorStack) -> None:
     event_at = ms.clock.now() + timedelta(minutes=20)
     calendar = {"schema_version": 1, "events": [

@@ -144,3 +144,29 @@ def test_a_symbol_plan_carries_the_enabled_gate_refusal() -> None:
     assert SymbolPlan.build(off_symbol, "XAUUSD").switched_off == "XAUUSD is switched off in micro_scalp.json"
     off = MicroScalpConfig(enabled=False, symbols=["XAUUSD"])
     assert SymbolPlan.build(off, "XAUUSD").switched_off == "micro_scalp.json enabled is false"
+
+
+def test_entry_gates_pass_only_forward_with_the_same_entries_params_and_failure_cooldown() -> None:
+    params, other = MicroScalpParams(), MicroScalpParams()
+    state = SymbolState(spread=SpreadTracker())
+    state.add_entry(T0)
+    assert not state.entry_gates_pass(params, T0)  # never passed yet
+    passed_at = T0 + timedelta(minutes=5)
+    state.entry_gates_passed(params, passed_at)
+    assert state.entry_gates_pass(params, passed_at)
+    assert state.entry_gates_pass(params, passed_at + timedelta(hours=30))
+    assert not state.entry_gates_pass(params, passed_at - timedelta(microseconds=1))  # the clock went back
+    assert not state.entry_gates_pass(other, passed_at)  # another config snapshot
+    plus_two = timezone(timedelta(hours=2))
+    assert not state.entry_gates_pass(params, passed_at.astimezone(plus_two))  # another zone: another midnight
+    state.add_entry(passed_at)  # an entry: the cooldown and the caps must look again
+    assert not state.entry_gates_pass(params, passed_at)
+    state.entry_gates_passed(params, passed_at)
+    assert state.entry_gates_pass(params, passed_at)
+    state.failure_until = passed_at + timedelta(seconds=60)  # a failed order
+    assert not state.entry_gates_pass(params, passed_at + timedelta(seconds=1))
+    state.entry_gates_passed(params, passed_at + timedelta(seconds=61))
+    assert state.entry_gates_pass(params, passed_at + timedelta(seconds=61))
+    assert state.entries is not None
+    state.entries.extend([passed_at + timedelta(seconds=62)])  # entries changed behind its back: counted again
+    assert not state.entry_gates_pass(params, passed_at + timedelta(seconds=70))
