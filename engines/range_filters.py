@@ -6,7 +6,9 @@ can always say which gate stopped it and why.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from config.range_scalp_model import RangeScalpParams
 from engines.frozen import direct_init
@@ -18,15 +20,43 @@ from engines.range_market import MarketCore, MarketInputs, MarketMemo, RangeMark
 from engines.range_sessions import blocked_window_at
 
 
-@direct_init
-@dataclass(frozen=True)
 class Check:
-    name: str
-    passed: bool
-    reason: str
+    """One gate's verdict: ``name``, ``passed`` and a one-line ``reason``; never changed once built.
+
+    A gate may hand its reason over unformatted, as a function and its arguments
+    (``Check(name, passed, text_of, args)``): ``text_of(*args)`` runs each time the reason is
+    read. A brief evaluation (engines/range_scalp.py) reads only its failing gate's reason, so
+    the numbers of the gates that passed are never formatted; whoever does read a reason reads
+    the text an eager one would hold (equality and repr compare the text)."""
+
+    __slots__ = ("name", "passed", "_reason", "_args")
+
+    def __init__(self, name: str, passed: bool, reason: str | Callable[..., str],
+                 args: tuple[Any, ...] | None = None) -> None:
+        self.name = name
+        self.passed = passed
+        self._reason = reason
+        self._args = args
+
+    @property
+    def reason(self) -> str:
+        args = self._args
+        return self._reason if args is None else self._reason(*args)  # type: ignore[operator,return-value]
 
     def line(self) -> str:
         return f"{self.name}: {'pass' if self.passed else 'FAIL'}: {self.reason}"
+
+    def _key(self) -> tuple[str, bool, str]:
+        return self.name, self.passed, self.reason
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Check) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Check(name={self.name!r}, passed={self.passed!r}, reason={self.reason!r})"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -51,7 +81,11 @@ def data_quality(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMem
                  else "stale data")
         return Check("data_quality", False, f"{label}: last M5 bar closed {age_min:.1f} min ago at "
                                             f"{iso(closed_at)} UTC (limit {data.max_bar_age_minutes:g} min)")
-    return Check("data_quality", True, f"{count} closed M5 bars, last closed {age_min:.1f} min ago")
+    return Check("data_quality", True, _fresh_text, (count, age_min))
+
+
+def _fresh_text(count: int, age_min: float) -> str:
+    return f"{count} closed M5 bars, last closed {age_min:.1f} min ago"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -69,12 +103,16 @@ class Confluence:
     passed: bool
 
     def check(self, params: RangeScalpParams) -> Check:
+        """The confluence gate's verdict; its reason is formatted when read (see Check)."""
+        return Check("confluence", self.passed, self._text, (params,))
+
+    def _text(self, params: RangeScalpParams) -> str:
         conf = params.confluence
         parts = (f"structure {self.structure:g} + location {self.location:g} + confirmation "
                  f"{self.confirmation:g}{' (' + ', '.join(self.signals) + ')' if self.signals else ''}")
         verdict = ">=" if self.score >= conf.min_score else "<"
         suffix = "" if conf.required else " (not required)"
-        return Check("confluence", self.passed, f"{self.score:g} {verdict} {conf.min_score:g}: {parts}{suffix}")
+        return f"{self.score:g} {verdict} {conf.min_score:g}: {parts}{suffix}"
 
 
 def _share(weight: float, fraction: float) -> float:
@@ -161,17 +199,24 @@ def range_validity(range_: RangeStructure, market: RangeMarket, params: RangeSca
         return Check("range_validity", False, f"not validated: touches {range_.touches_upper}/"
                                               f"{range_.touches_lower}, need "
                                               f"{params.detection.min_touches_per_side} per side"), report
-    signals = f" (signals: {', '.join(report.signals)})" if report.signals else ""
-    return Check("range_validity", True, f"intact{signals}"), report
+    return Check("range_validity", True, _intact_text, (report.signals,)), report
+
+
+def _intact_text(signals: tuple[str, ...]) -> str:
+    return f"intact (signals: {', '.join(signals)})" if signals else "intact"
 
 
 def false_range_check(market: RangeMarket, params: RangeScalpParams) -> tuple[Check, FalseRange]:
     report = false_range(market, params)
-    need = params.false_range.red_flags_required
+    return Check("false_range", not report.is_false, _red_flags_text,
+                 (report, params.false_range.red_flags_required)), report
+
+
+def _red_flags_text(report: FalseRange, need: int) -> str:
     text = "; ".join(report.details) if report.details else "no red flags"
     if report.is_false:
-        return Check("false_range", False, f"{len(report.flags)} red flags (>= {need}): {text}"), report
-    return Check("false_range", True, f"{len(report.flags)} red flag(s) (< {need}): {text}"), report
+        return f"{len(report.flags)} red flags (>= {need}): {text}"
+    return f"{len(report.flags)} red flag(s) (< {need}): {text}"
 
 
 def session_filter(market: RangeMarket, params: RangeScalpParams) -> Check:
@@ -197,7 +242,11 @@ def adx_gate(market: MarketCore, params: RangeScalpParams) -> tuple[Check, str]:
     if adx > sc.adx_trending:
         return Check("adx", False, f"H1 ADX {adx:.1f} > {sc.adx_trending:g}: trending, no range scalps"), "normal"
     regime = "low_adx" if adx < sc.adx_low else "normal"
-    return Check("adx", True, f"H1 ADX {adx:.1f} ({regime} weights)"), regime
+    return Check("adx", True, _adx_text, (adx, regime)), regime
+
+
+def _adx_text(adx: float, regime: str) -> str:
+    return f"H1 ADX {adx:.1f} ({regime} weights)"
 
 
 # ----------------------------------------------------------------------------------------------

@@ -74,7 +74,10 @@ class RangeDecision(Decision):
         if self.idea is not None:
             return (f"{self.symbol}: {self.idea.side} {self.strategy} score {self.score:g} entry "
                     f"{self.idea.entry:.6g} sl {self.idea.sl:.6g} tp {self.idea.tp:.6g}")
-        why = next((c.reason for c in self.checks if not c.passed), self.reasons[-1] if self.reasons else "")
+        why = next((c.reason for c in self.checks if not c.passed), None)
+        if why is None:  # asked only then: a brief decision builds its reasons when read
+            reasons = self.reasons
+            why = reasons[-1] if reasons else ""
         return f"{self.symbol}: no trade ({self.failed}: {why})"
 
 
@@ -97,12 +100,34 @@ def _switch(enabled: bool, name: str, run: Any) -> Check:
     return run() if enabled else Check(name, True, "check disabled in config")
 
 
+def _range_text(detected: RangeStructure, passed_over: tuple[str, ...]) -> str:
+    over = f"; passed over: {'; '.join(passed_over)}" if passed_over else ""
+    return detected.describe() + over
+
+
+class _BriefNoTrade(RangeDecision):
+    """A brief evaluation's decision without a trade: its ``reasons`` are the lines of its
+    checks, built each time they are read (the monitor reads only ``failed`` and ``summary()``,
+    so the passing gates' reasons are never formatted; see Check). Every field reads as that of
+    the eager ``_no_trade`` decision: the property shadows the ``reasons`` the constructor stores."""
+
+    @property  # type: ignore[override]
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(c.line() for c in self.checks)
+
+
 def _no_trade(inputs: MarketInputs, checks: list[Check], failed: str, extra: tuple[str, ...] = (),
               range_: RangeStructure | None = None, candidates: tuple[ScoredSetup, ...] = ()) -> RangeDecision:
     bar_time = int(inputs.m5.time[-1]) if len(inputs.m5.time) else None
-    return RangeDecision(symbol=inputs.symbol, idea=None, reasons=tuple(c.line() for c in checks) + extra,
-                         failed=failed, range=range_, checks=tuple(checks), candidates=candidates,
-                         bar_time=bar_time)
+    return RangeDecision(inputs.symbol, None, tuple(c.line() for c in checks) + extra, failed, {}, None, None,
+                         range_, tuple(checks), candidates, bar_time)
+
+
+def _brief_no_trade(inputs: MarketInputs, checks: list[Check], failed: str,
+                    range_: RangeStructure | None = None) -> RangeDecision:
+    """``_no_trade`` of a brief evaluation: no notes, no candidates, reasons built when read."""
+    bar_time = int(inputs.m5.time[-1]) if len(inputs.m5.time) else None
+    return _BriefNoTrade(inputs.symbol, None, (), failed, {}, None, None, range_, tuple(checks), (), bar_time)
 
 
 @direct_init
@@ -199,25 +224,26 @@ def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpPar
     ``memo``: the symbol's MarketMemo (engines/range_market.py): results of identical inputs
     are reused, the decision is the same with or without it. ``brief``: a decision without a
     trade ends at its first failing gate: its checks and reasons stop there, it has no
-    candidates (and no invalidation signals on its range when ADX failed); ``failed``,
-    ``summary()`` and every decision with a trade are exactly those of a full evaluation.
+    candidates (and no invalidation signals on its range when ADX failed), and the reasons of its
+    passing gates are formatted only when read (the same text); ``failed``, ``summary()`` and
+    every decision with a trade are exactly those of a full evaluation.
     Unreadable inputs (missing columns, naive datetimes, a bad quote) raise ValueError."""
     history = history or RangeHistory()
     inputs = read_inputs(bars_m5, bars_h1, quote, params, symbol, now, flow, memo)
+    no_trade = _brief_no_trade if brief else _no_trade
     checks = [data_quality(inputs, params, memo)]
     if not checks[0].passed:
-        return _no_trade(inputs, checks, "data_quality")
+        return no_trade(inputs, checks, "data_quality")
     core = market_core(inputs, params, memo)  # all that detection and the ADX gate read
 
     detected, passed_over = detect_range(core, params, memo)
     if detected is None:
         checks.append(Check("range", False, "no range: " + "; ".join(passed_over)))
-        return _no_trade(inputs, checks, "range")
-    over = f"; passed over: {'; '.join(passed_over)}" if passed_over else ""
-    checks.append(Check("range", True, detected.describe() + over))
+        return no_trade(inputs, checks, "range")
+    checks.append(Check("range", True, _range_text, (detected, passed_over)))
     adx = adx_gate(core, params)
     if brief and not adx[0].passed:
-        return _no_trade(inputs, checks + [adx[0]], "adx", range_=detected)
+        return _brief_no_trade(inputs, checks + [adx[0]], "adx", detected)
 
     market = compute_market(inputs, params, memo) if memo is not None else complete_market(core, params)
     gates = _run_gates(market, detected, params, history, news_blackout, now, adx, brief)
@@ -225,7 +251,7 @@ def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpPar
     range_ = gates.range
     failing = next((c for c in checks if not c.passed), None)
     if brief and failing is not None:
-        return _no_trade(inputs, checks, failing.name, (), range_)
+        return _brief_no_trade(inputs, checks, failing.name, range_)
     signals = find_signals(market, range_, params)
     setups, skipped = _price_signals(signals, market, range_, params)
     scored = [score_setup(s, market, params, gates.regime) for s in setups]

@@ -532,6 +532,7 @@ def test_brief_decisions_record_what_full_decisions_record() -> None:
             assert repr(brief) == repr(full)
         else:
             assert brief.checks == full.checks[:len(brief.checks)]
+            assert brief.reasons == full.reasons[:len(brief.reasons)]  # formatted when read, the same lines
         seen.add(full.failed)
     assert len(seen) >= 3  # several different gates decided
 

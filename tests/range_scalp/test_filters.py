@@ -9,7 +9,7 @@ import pytest
 
 from engines.range_data import Bars, RangeFlow
 from engines.range_filters import (
-    adx_gate, confluence, data_quality, edge_check, range_validity, rejection_wick, session_filter, trade_activity,
+    Check, adx_gate, confluence, data_quality, edge_check, range_validity, rejection_wick, session_filter, trade_activity,
 )
 from engines.range_market import RangeMarket, read_inputs
 from engines.range_metrics import BreakOfStructure
@@ -22,6 +22,28 @@ N = 24 * 12 + 10 * 12  # Monday 00:00 .. Tuesday 10:00
 
 def at(m: RangeMarket, moment: datetime, key: str) -> RangeMarket:
     return replace(m, inputs=replace(m.inputs, now_s=moment.timestamp()), session_key=key)
+
+
+# ----------------------------------------------------------------------------------------------
+# The Check itself
+# ----------------------------------------------------------------------------------------------
+
+def test_a_check_formatted_when_read_is_the_eager_check() -> None:
+    """A reason handed over as a function and its arguments reads, compares, hashes and prints
+    as the formatted text; it is formatted at each read, never before."""
+    calls: list[float] = []
+
+    def text_of(adx: float) -> str:
+        calls.append(adx)
+        return f"H1 ADX {adx:.1f}"
+
+    lazy, eager = Check("adx", True, text_of, (12.34,)), Check("adx", True, "H1 ADX 12.3")
+    assert calls == []
+    assert lazy.reason == eager.reason == "H1 ADX 12.3" and lazy.line() == eager.line() == "adx: pass: H1 ADX 12.3"
+    assert lazy == eager and hash(lazy) == hash(eager) and repr(lazy) == repr(eager)
+    assert repr(eager) == "Check(name='adx', passed=True, reason='H1 ADX 12.3')"
+    assert lazy != Check("adx", False, "H1 ADX 12.3") and lazy != Check("adx", True, "H1 ADX 12.4")
+    assert lazy != ("adx", True, "H1 ADX 12.3")
 
 
 # ----------------------------------------------------------------------------------------------
