@@ -726,8 +726,8 @@ def _mean_std_20(window: list[float], ddof: int) -> tuple[float, float]:
 def bollinger_width_step(window: list[float], num_std: float) -> float:
     """(upper - lower) / middle of ONE complete Bollinger window (``period`` closes, oldest
     first) on plain floats, with ``row_mean_std``'s steps (``mean_std``), so the value is the one
-    the array path gives for that bar."""
-    mean, std = mean_std(window)
+    the array path gives for that bar. (The 20-value case without ``mean_std``'s own call.)"""
+    mean, std = _mean_std_20(window, 0) if len(window) == 20 else mean_std(window)
     band = num_std * std
     width = (mean + band) - (mean - band)
     if mean == 0.0:  # numpy's inf/NaN instead of Python's ZeroDivisionError

@@ -155,10 +155,49 @@ def _spread_median_text(ratio: float, median: float, maximum: float) -> str:
 
 def _box(f: Features, count: int, end: int | None = None) -> tuple[float, float]:
     """(highest high, lowest low) of the ``count`` bars before index ``end`` (default: the last
-    ``count`` bars); validated prices, so the same values as the arrays' max/min."""
-    c, end = f.cols, f.n if end is None else end
+    ``count`` bars); validated prices, so the same values as the arrays' max/min. The last
+    ``count`` bars' box is carried from the previous bar's (``CarriedBox``)."""
+    c = f.cols
+    if end is None:
+        return f.kept(("box", count), CarriedBox).at(c.high, c.low, f.n, count)
     first = end - count if end > count else 0
     return max(c.high[first:end]), min(c.low[first:end])
+
+
+class CarriedBox:
+    """The box of the last ``count`` bars of one window lineage, kept between evaluations: when
+    the window moved on by one bar, the bar that left it decides. Unless it held the old
+    extreme, the new extreme is the larger (smaller) of the old one and the new bar's: the same
+    value ``max``/``min`` of the slice give (validated prices: no NaN, and positive, so no -0.0).
+    Anything else (more bars, fewer, the bar that left held the extreme) takes the slice's."""
+
+    def __init__(self) -> None:
+        self.end = self.count = -1
+        self.high = self.low = 0.0
+
+    def at(self, high: list[float], low: list[float], end: int, count: int) -> tuple[float, float]:
+        """(highest high, lowest low) of bars [end - count, end) (from 0 when fewer)."""
+        if end == self.end and count == self.count:
+            return self.high, self.low
+        first = end - count
+        if end == self.end + 1 and count == self.count and first > 0:  # slid by one: bar first - 1 left
+            last = end - 1
+            if high[first - 1] < self.high:
+                if high[last] > self.high:
+                    self.high = high[last]
+            else:
+                self.high = max(high[first:end])
+            if low[first - 1] > self.low:
+                if low[last] < self.low:
+                    self.low = low[last]
+            else:
+                self.low = min(low[first:end])
+        else:
+            if first < 0:
+                first = 0
+            self.high, self.low, self.count = max(high[first:end]), min(low[first:end]), count
+        self.end = end
+        return self.high, self.low
 
 
 def entry_price(f: Features, side: Side) -> float:

@@ -384,8 +384,10 @@ def detect_all(f: Features, p: MicroScalpParams, explain: bool = True) -> dict[s
 class RegimeState:
     """Per-symbol regime memory, returned updated in every decision and passed back next time.
 
-    ``base`` is the state before ``bar_time_s`` was processed: evaluating the same bar again
-    re-applies the transition to ``base``, so repeated calls on one bar never advance counters."""
+    ``base`` is the state before ``bar_time_s`` was processed, as its first six fields (``Prior``):
+    evaluating the same bar again re-applies the transition to it, so repeated calls on one bar
+    never advance counters. (A tuple: a state per bar is built, and a second one for the prior
+    fields would cost as much again; a tuple also cannot chain to older states.)"""
 
     regime: str = NONE
     confidence: float = 0.0
@@ -393,10 +395,14 @@ class RegimeState:
     pending: str | None = None        # a regime waiting for confirmation
     pending_count: int = 0
     bar_time_s: int | None = None     # last bar this state has processed
-    base: "RegimeState | None" = field(default=None, repr=False, compare=False)
+    base: "Prior | None" = field(default=None, repr=False, compare=False)
     # the symbol's indicator memory (engines/micro_scalp_features.SeriesMemo), carried along so
     # the next evaluation extends the series instead of recomputing them
     memo: SeriesMemo | None = field(default=None, repr=False, compare=False)
+
+
+Prior = tuple[str, float, int | None, str | None, int, int | None]
+"""A ``RegimeState``'s regime, confidence, since_s, pending, pending_count and bar_time_s."""
 
 
 def _best(scores: dict[str, RegimeScore]) -> str:
@@ -427,11 +433,10 @@ def transition(state: RegimeState, scores: dict[str, RegimeScore], bar_time_s: i
     formats it only when it is read)."""
     memo = state.memo
     if state.bar_time_s is not None and bar_time_s == state.bar_time_s and state.base is not None:
-        state = state.base                       # same bar again: recompute from the prior state
+        state = RegimeState(*state.base)         # same bar again: recompute from the prior state
     elif state.bar_time_s is not None and bar_time_s < state.bar_time_s:
         state = RegimeState()                    # time went backwards (new replay): start afresh
-    base = RegimeState(state.regime, state.confidence, state.since_s, state.pending, state.pending_count,
-                       state.bar_time_s, None, memo)
+    base = (state.regime, state.confidence, state.since_s, state.pending, state.pending_count, state.bar_time_s)
     current = state.regime
     top = _best(scores)
     current_ok = current != NONE and scores[current].confidence >= scores[current].threshold - p.regime_exit_margin
@@ -439,16 +444,16 @@ def transition(state: RegimeState, scores: dict[str, RegimeScore], bar_time_s: i
         challenger_wins = top not in (NONE, current) and \
             scores[top].confidence >= scores[current].confidence + p.regime_switch_margin
         if not challenger_wins:
-            return _adopt(current, scores, state, bar_time_s, base, "hold {} ({:.0f} >= exit {:.0f})",
+            return _adopt(current, scores, state, bar_time_s, base, memo, "hold {} ({:.0f} >= exit {:.0f})",
                           (current, scores[current].confidence, scores[current].threshold - p.regime_exit_margin))
     if top == NONE:
         if current == NONE:
-            return _adopt(current, scores, state, bar_time_s, base, "no regime detected", ())
-        return _adopt(NONE, scores, state, bar_time_s, base, "drop {} ({:.0f} below exit level)",
+            return _adopt(current, scores, state, bar_time_s, base, memo, "no regime detected", ())
+        return _adopt(NONE, scores, state, bar_time_s, base, memo, "drop {} ({:.0f} below exit level)",
                       (current, scores[current].confidence))
     count = state.pending_count + 1 if state.pending == top else 1
     if count >= p.regime_confirm_bars:
-        return _adopt(top, scores, state, bar_time_s, base, "switch {} -> {} ({:.0f}, confirmed {} bars)",
+        return _adopt(top, scores, state, bar_time_s, base, memo, "switch {} -> {} ({:.0f}, confirmed {} bars)",
                       (current, top, scores[top].confidence, count))
     if current_ok:
         return (RegimeState(current, scores[current].confidence, state.since_s, top, count, bar_time_s, base,
@@ -458,10 +463,10 @@ def transition(state: RegimeState, scores: dict[str, RegimeScore], bar_time_s: i
              (current, top, count, p.regime_confirm_bars)))
 
 
-def _adopt(name: str, scores: dict[str, RegimeScore], state: RegimeState, bar_time_s: int, base: RegimeState,
-           template: str, args: tuple[Any, ...]) -> tuple[RegimeState, Why]:
+def _adopt(name: str, scores: dict[str, RegimeScore], state: RegimeState, bar_time_s: int, base: Prior,
+           memo: SeriesMemo | None, template: str, args: tuple[Any, ...]) -> tuple[RegimeState, Why]:
     """``state`` holding regime ``name`` (its live confidence; the bar time it was adopted, now
     if it is new) after ``bar_time_s``, nothing pending; and the explanation."""
     confidence = scores[name].confidence if name != NONE else 0.0
     since = bar_time_s if name != state.regime else state.since_s
-    return RegimeState(name, confidence, since, None, 0, bar_time_s, base, base.memo), (template, args)
+    return RegimeState(name, confidence, since, None, 0, bar_time_s, base, memo), (template, args)

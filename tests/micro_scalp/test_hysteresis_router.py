@@ -80,6 +80,18 @@ def test_same_bar_evaluated_again_does_not_advance_counters():
     assert state.regime == RANGE
 
 
+def test_same_bar_again_restarts_from_the_prior_fields_and_keeps_the_memo():
+    memo = object()
+    held = RegimeState(RANGE, 80, 60, None, 0, 60, None, memo)  # type: ignore[arg-type]
+    first, _ = advance_regime(held, scores(vwap=95, rng=75), 120, P)
+    assert first.base == (RANGE, 80, 60, None, 0, 60)  # the prior state's fields: no chain of states
+    assert first.regime == RANGE and first.pending == VWAP_REVERSION and first.memo is memo
+    again, _ = advance_regime(first, scores(vwap=95, rng=75), 120, P)
+    assert again == first and again.base == first.base and again.memo is memo
+    confirmed, _ = advance_regime(again, scores(vwap=95, rng=75), 180, P)
+    assert confirmed.regime == VWAP_REVERSION and confirmed.since_s == 180 and confirmed.memo is memo
+
+
 def test_time_going_backwards_restarts_memory():
     states = run([scores(rng=80)] * 3)
     state, _ = advance_regime(states[-1], scores(), 30, P)
