@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable
 
 from config.models import BotConfig
 from config.secrets import Secrets
-from engines.bars import BarSeries, rates_rows, shifted_rows
+from engines.bars import BarSeries, rates_rows
 from engines.ticks import TickSeries
 from execution.broker import (AccountInfo, Deal, OrderRequest, OrderResult,
                               Position, Quote, Side, SymbolSpec, normalize_volume, validate_client_id)
@@ -732,21 +732,23 @@ class Mt5Broker:
     def bar_rows(self, symbol: str, timeframe: str, count: int, include_forming: bool = False) -> list[tuple]:
         """``bars(...).rows()`` without the columns: the rates array read in one call. A module
         that can answer ``copy_rates_from_pos`` as rows directly (the simulator:
-        ``reads_rate_rows``) is asked that way, which saves building the array; the rows are
-        the same either way."""
+        ``reads_rate_rows``) is asked that way, with their times already shifted to UTC
+        (``shifted_rows``'s shift, passed along), which saves building the array and rebuilding
+        each row; the rows are the same either way."""
         if self._rate_rows:
-            rows = self._rates(symbol, timeframe, count, include_forming, "copy_rates_from_pos_rows")
-            return shifted_rows(rows, int(round(self._offset_s)))
+            return self._rates(symbol, timeframe, count, include_forming, "copy_rates_from_pos_rows",
+                               int(round(self._offset_s)))
         return rates_rows(self._rates(symbol, timeframe, count, include_forming), int(round(self._offset_s)))
 
     def _rates(self, symbol: str, timeframe: str, count: int, include_forming: bool,
-               function: str = "copy_rates_from_pos") -> Any:
+               function: str = "copy_rates_from_pos", *extra: Any) -> Any:
+        """``function(symbol, timeframe, start, count, *extra)`` of the module."""
         if count <= 0:
             raise ValueError(f"count must be positive, got {count}")
         # ``_spec`` and ``_timeframe``'s usual answers read without their calls (a read per bar and timeframe)
         spec = self._specs.get(symbol) or self._spec(symbol)
         return self._call(function, spec.broker_name, self._timeframes.get(timeframe) or self._timeframe(timeframe),
-                          0 if include_forming else 1, int(count))
+                          0 if include_forming else 1, int(count), *extra)
 
     def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> TickSeries:
         """All ticks in [start, end), times in UTC epoch milliseconds (``engines.ticks.TickSeries``)."""

@@ -453,7 +453,8 @@ class SymbolMarket:
         self._scalars = series.scalars
         self._aggregates: dict[int, Aggregate] = {}  # the series' ones, without its lock
         self._rates_tables: dict[int, tuple[np.ndarray, memoryview]] = {}  # timeframe -> (table, its bytes)
-        self._row_blocks: dict[int, RowBlocks] = {}  # timeframe -> its table read as rows
+        # timeframe (or (timeframe, shift_s), see ``rate_rows``) -> its table read as rows
+        self._row_blocks: dict[int | tuple[int, int], RowBlocks] = {}
         self._runs: dict[int, tuple[Aggregate, int, RunningFigures]] = {}  # id(agg) -> (agg, bucket, figures)
         self._ticks_bytes: memoryview | None = None
 
@@ -517,17 +518,6 @@ class SymbolMarket:
         self._instant_memo = memo
         return memo
 
-    def _bars_through(self, phase: int, cycle: int) -> int:
-        """How many source bars of the period begin at or before ``phase`` of cycle ``cycle``
-        (``bar_time.searchsorted(phase, "right")``), read from the instant's bar position as
-        ``_ticks_through`` reads the tick position."""
-        v_ms = phase + self.shift_ms + cycle * self.series.period_ms
-        memo = self._instant_memo  # ``_bar_position`` read here without its call (once per coarse bar read)
-        at, _, b = (memo if memo is not None and memo[0] == v_ms else self._settle(v_ms))[1]
-        if at == cycle:
-            return b + 1
-        return int(self.series.bar_time.searchsorted(phase, side="right"))
-
     def first_tick_index(self, v_ms: int) -> int:
         """Global index of the first tick at or after ``v_ms``."""
         cycle, phase = self._locate(v_ms)
@@ -546,8 +536,10 @@ class SymbolMarket:
         memo = self._quote_memo
         if memo is not None and memo[0] == v_ms:
             return memo[2]
-        cycle, i = self._tick_position(v_ms)
-        g = cycle * len(self._scalars.tick_time) + i  # ``tick_index``
+        instant = self._instant_memo  # ``_tick_position`` read here without its call (once per step)
+        if instant is None or instant[0] != v_ms:
+            instant = self._settle(v_ms)
+        g = instant[1][0] * len(self._scalars.tick_time) + instant[2]  # ``tick_index``
         quote = memo[2] if memo is not None and memo[1] == g else self.quote_at_index(g)  # no tick since: the same
         self._quote_memo = (v_ms, g, quote)
         return quote
@@ -703,35 +695,37 @@ class SymbolMarket:
             out[len(out) - 1] = partial  # one row write (each field cast as the column assignments would)
         return out
 
-    def rate_rows(self, timeframe: int, g0: int, g1: int, now_ms: int, agg: Aggregate | None = None) -> list[tuple]:
+    def rate_rows(self, timeframe: int, g0: int, g1: int, now_ms: int, agg: Aggregate | None = None,
+                  shift_s: int = 0) -> list[tuple]:
         """``rates(timeframe, g0, g1, now_ms).tolist()`` without the structured array: the table's
         rows read as plain numbers, times shifted and the forming bar replaced in Python. The same
-        tuples: each field's value is what the array would hold (see ``_forming_row``). ``agg``:
-        ``aggregate(timeframe)`` when the caller has it already."""
+        tuples: each field's value is what the array would hold (see ``_forming_row``), times less
+        ``shift_s`` (see ``RowBlocks``). ``agg``: ``aggregate(timeframe)`` when the caller has it
+        already."""
         if agg is None:
             agg = self.aggregate(timeframe)
         if g1 <= g0:
             return []
-        table = self._row_blocks.get(timeframe)
+        key = (timeframe, shift_s) if shift_s else timeframe
+        table = self._row_blocks.get(key)
         if table is None:
-            table = self._row_blocks.setdefault(timeframe, RowBlocks(self._rates_table(timeframe, agg)[0]))
+            table = self._row_blocks.setdefault(key, RowBlocks(self._rates_table(timeframe, agg)[0], shift_s))
         if 0 <= g0 and g1 <= table.size and not self.shift_ms:
             # inside the first cycle of an unshifted replay (a backtest's reads): the table's rows as they are
             out = table.rows(g0, g1)
         else:
             out = []
             for start, stop, shift_ms in _cycle_pieces(table.size, g0, g1, self.shift_ms, self.series.period_ms):
-                rows = table.rows(start, stop)
-                shift = shift_ms // 1000  # whole weeks, so whole seconds
-                out += [(row[0] + shift,) + row[1:] for row in rows] if shift else rows
-        partial = self._forming_row(timeframe, agg, g1, now_ms)
+                out += shifted_times(table.rows(start, stop), -(shift_ms // 1000))  # whole weeks: whole seconds
+        partial = self._forming_row(timeframe, agg, g1, now_ms, shift_s)
         if partial is not None:
             out[-1] = partial
         return out
 
-    def _forming_row(self, timeframe: int, agg: Aggregate, g1: int, now_ms: int) -> tuple | None:
+    def _forming_row(self, timeframe: int, agg: Aggregate, g1: int, now_ms: int, shift_s: int = 0) -> tuple | None:
         """The last bar of a window ending at global bar ``g1`` (exclusive) as it stands at
-        ``now_ms`` when it is still forming then, else None (the table's row is the bar)."""
+        ``now_ms`` when it is still forming then, else None (the table's row is the bar); its
+        time less ``shift_s``."""
         k_count = len(agg.time)
         cycle = (g1 - 1) // k_count
         k_last = g1 - 1 - cycle * k_count
@@ -739,35 +733,33 @@ class SymbolMarket:
         start_ms = agg.forming.time[k_last]
         if start_ms + shift + TIMEFRAME_MS[timeframe] <= now_ms:
             return None
-        time_s = (start_ms + self.series.server_offset_ms) // 1000 + shift // 1000  # as the table and shift give
-        return self._partial_row(agg, k_last, now_ms - shift, cycle, time_s)
+        # as the table, the cycle's shift and ``shift_s`` give it
+        time_s = (start_ms + self.series.server_offset_ms) // 1000 + shift // 1000 - shift_s
+        instant = self._instant_memo  # (set by the read's ``last_bar_index`` at ``now_ms``, as a rule)
+        if instant is None or instant[0] != now_ms:
+            instant = self._settle(now_ms)
+        return self._partial_row(agg, k_last, now_ms - shift, cycle, time_s, instant)
 
-    def _ticks_through(self, phase: int, cycle: int) -> int:
-        """How many ticks of the period lie at or before ``phase`` of cycle ``cycle``
-        (``tick_time.searchsorted(phase, "right")``): read from the instant's tick position when
-        that instant lies in the same cycle (then its phase is ``phase``)."""
-        v_ms = phase + self.shift_ms + cycle * self.series.period_ms
-        memo = self._instant_memo  # ``_tick_position`` read here without its call (once per forming bar read)
-        if memo is None or memo[0] != v_ms:
-            memo = self._settle(v_ms)
-        if memo[1][0] == cycle:
-            return memo[2] + 1
-        return int(self.series.tick_time.searchsorted(phase, side="right"))
-
-    def _partial_row(self, agg: Aggregate, k: int, phase: int, cycle: int, time_s: int) -> tuple | None:
+    def _partial_row(self, agg: Aggregate, k: int, phase: int, cycle: int, time_s: int,
+                     instant: tuple[int, tuple[int, int, int], int]) -> tuple | None:
         """Bucket ``k`` of cycle ``cycle`` as it stands at ``phase`` (forming bar), as the row
         ``(time, open, high, low, close, tick_volume, spread, real_volume)`` of plain numbers with
         the values the MT5 array's fields hold (float64 prices, non-negative integer volumes and
         spreads); None when no source bar of it has begun (the table's row stands). The bucket's
         complete bars are read from its running figures (``_bucket_runs``), the forming source bar
-        from its ticks."""
+        from its ticks. ``instant``: ``_settle``'s answer for the read's clock instant, which is
+        ``phase`` of cycle ``cycle``: when the instant lies in that cycle, its positions are the
+        source bars and ticks begun at ``phase`` (else they are searched)."""
         s, sc, f = self.series, self._scalars, agg.forming
+        same_cycle = instant[1][0] == cycle
         if agg.unit:  # one source bar per bucket: begun or not
             b0 = k
             started = k + 1 if sc.bar_time[k] <= phase else k
         else:
             b0 = f.first_bar[k]
-            started = min(self._bars_through(phase, cycle), f.end_bar[k])
+            # the source bars begun at ``phase`` (``bar_time.searchsorted(phase, "right")``), at most the bucket's
+            begun = instant[1][2] + 1 if same_cycle else int(s.bar_time.searchsorted(phase, side="right"))
+            started = min(begun, f.end_bar[k])
         if started <= b0:
             return None
         last = started - 1  # the newest source bar begun
@@ -783,7 +775,9 @@ class SymbolMarket:
             high, low, volume = run_high[at - 1], run_low[at - 1], run_volume[at - 1]
         else:
             high, low, volume = -math.inf, math.inf, 0
-        open_price, p_max, p_min, close, count = self._forming_bar(last, phase, cycle)
+        # the ticks of the period at or before ``phase`` (``tick_time.searchsorted(phase, "right")``)
+        ticks = instant[2] + 1 if same_cycle else int(s.tick_time.searchsorted(phase, side="right"))
+        open_price, p_max, p_min, close, count = self._forming_bar(last, ticks)
         # max(high, open_price, p_max) and min(...) as Python's max/min compare, NaN included
         if open_price > high:
             high = open_price
@@ -827,14 +821,14 @@ class SymbolMarket:
         self._runs[id(agg)] = (agg, k, figures)
         return b0, figures
 
-    def _forming_bar(self, b: int, phase: int, cycle: int) -> tuple[float, float, float, float, int]:
+    def _forming_bar(self, b: int, ticks: int) -> tuple[float, float, float, float, int]:
         """(open, max, min and last of the bids so far, how many) of source bar ``b`` still forming
-        at ``phase`` of cycle ``cycle``; with no tick yet, the open stands for all three prices.
-        One tick (a bar read right at its open) is read as a number, without a slice."""
+        when the period's first ``ticks`` ticks have come; with no tick yet, the open stands for
+        all three prices. One tick (a bar read right at its open) is read as a number, without a slice."""
         sc = self._scalars
         open_price = sc.bar_open[b]
         t0 = sc.bar_first_tick[b]
-        count = self._ticks_through(phase, cycle) - t0
+        count = ticks - t0
         if count > 1:
             p_max, p_min, close = _max_min_last(self.series.tick_bid[t0:t0 + count])
         elif count == 1:
@@ -853,24 +847,32 @@ class RowBlocks:
     kept, so memory stays bounded on long recordings; a window reaching beyond its first block
     is read straight from the table."""
 
-    def __init__(self, table: np.ndarray) -> None:
+    def __init__(self, table: np.ndarray, shift_s: int = 0) -> None:
+        """``shift_s``: the rows' times are the table's less this many seconds (a reader that
+        would shift each row read so, the adapter putting server times back in UTC, is handed
+        rows shifted once per block instead)."""
         self.table = table
         self.size = len(table)
+        self.shift_s = shift_s
         self._blocks: dict[int, list[tuple]] = {}  # block number -> its rows, oldest first
 
     def rows(self, start: int, stop: int) -> list[tuple]:
-        """``table[start:stop].tolist()`` (a new list; the tuples are shared, being immutable)."""
+        """``table[start:stop].tolist()`` (a new list; the tuples are shared, being immutable),
+        times less ``shift_s``."""
         number = start // ROW_BLOCK
         base = number * ROW_BLOCK
         if stop - base > ROW_BLOCK:
-            return table_rows(self.table[start:stop])
+            return self._table_rows(start, stop)
         block = self._blocks.get(number)
         if block is None:
             block = self._convert(number)
         return block[start - base:stop - base]
 
+    def _table_rows(self, start: int, stop: int) -> list[tuple]:
+        return shifted_times(table_rows(self.table[start:stop]), self.shift_s)
+
     def _convert(self, number: int) -> list[tuple]:
-        block = table_rows(self.table[number * ROW_BLOCK:(number + 1) * ROW_BLOCK])
+        block = self._table_rows(number * ROW_BLOCK, (number + 1) * ROW_BLOCK)
         if len(self._blocks) >= ROW_BLOCKS_KEPT:
             del self._blocks[next(iter(self._blocks))]
         self._blocks[number] = block
@@ -883,6 +885,14 @@ def table_rows(table: np.ndarray) -> list[tuple]:
     ``tolist`` converts each element as the row's does) in about two thirds of the time a
     row-by-row conversion takes."""
     return list(zip(*[table[name].tolist() for name in table.dtype.names]))
+
+
+def shifted_times(rows: list[tuple], shift_s: int) -> list[tuple]:
+    """Rows whose first field is a time in seconds, that time less ``shift_s`` (``rows`` itself
+    when there is nothing to shift)."""
+    if not shift_s:
+        return rows
+    return [(row[0] - shift_s,) + row[1:] for row in rows]
 
 
 def _build_rates_table(agg: Aggregate, server_offset_ms: int) -> np.ndarray:

@@ -55,7 +55,7 @@ from execution.simterminal.book import BookError, Deal, Order, Position, load_bo
 from execution.simterminal.constants import PACKAGE_VERSION, Mt5Constants
 from execution.simterminal.faults import FaultInjector
 from execution.simterminal.market import (ALL_TIMEFRAMES, Quote, SymbolMarket, TickRows,
-                                          UnsupportedTimeframe, load_series, months_from_days)
+                                          UnsupportedTimeframe, load_series, months_from_days, shifted_times)
 from execution.simterminal.symbols import (CALC_MODES, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC,
                                            SymbolSpec, load_symbol_specs)
 from execution.simterminal.types import (RATES_DTYPE, RES_TEXT, RETCODE_COMMENT, TICKS_DTYPE,
@@ -488,15 +488,16 @@ class SimTerminal(Mt5Constants):
     reads_rate_rows = True
 
     @_api(name="copy_rates_from_pos")
-    def copy_rates_from_pos_rows(self, symbol: str, timeframe: int, start_pos: int,
-                                 count: int) -> list[tuple] | None:
+    def copy_rates_from_pos_rows(self, symbol: str, timeframe: int, start_pos: int, count: int,
+                                 shift_s: int = 0) -> list[tuple] | None:
         """``copy_rates_from_pos(...).tolist()``: the same rows of plain numbers (and the same
         errors, faults included: they see a ``copy_rates_from_pos`` call), without building the
-        structured array."""
-        return self._rates_from_pos(symbol, timeframe, start_pos, count, True)
+        structured array; with ``shift_s`` (whole seconds), each row's time less that: the
+        adapter's server-to-UTC shift, made here once per block of rows instead of per read."""
+        return self._rates_from_pos(symbol, timeframe, start_pos, count, True, shift_s)
 
     def _rates_from_pos(self, symbol: Any, timeframe: Any, start_pos: Any, count: Any,
-                        rows: bool) -> np.ndarray | list[tuple] | None:
+                        rows: bool, shift_s: int = 0) -> np.ndarray | list[tuple] | None:
         market, error = self._rates_args(symbol, timeframe)
         if error:
             return self._fail(error)
@@ -513,7 +514,9 @@ class SimTerminal(Mt5Constants):
             months = self._months_until(market, view, start_pos + count)
             end = len(months) - start_pos
             months = months[max(0, end - count):max(0, end)]
-            return months.tolist() if rows else months
+            if not rows:
+                return months
+            return shifted_times(months.tolist(), shift_s)
         agg = market.aggregate(timeframe)
         g_now = market.last_bar_index(agg, view)
         g_hi = g_now - start_pos
@@ -522,7 +525,7 @@ class SimTerminal(Mt5Constants):
         if g_lo < oldest:
             g_lo = oldest
         if rows:
-            return market.rate_rows(timeframe, g_lo, g_hi + 1, view, agg)
+            return market.rate_rows(timeframe, g_lo, g_hi + 1, view, agg, shift_s)
         return market.rates(timeframe, g_lo, g_hi + 1, view)
 
     @_api()

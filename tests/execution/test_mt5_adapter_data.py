@@ -47,6 +47,19 @@ def test_bars_are_indexed_by_utc_open_time(broker, sim, clock):
         broker.bars("XAUUSD", "M7", 5)
 
 
+def test_bar_rows_of_a_utc_plus_2_server_are_the_bars_rows(broker, sim):
+    """The simulator hands the adapter its rows already shifted to UTC (``copy_rates_from_pos_rows``
+    with the adapter's offset): the rows of ``bars``, and the terminal's server-time rows less 2 h,
+    the forming bar included; the terminal's own rows stay in server time."""
+    assert sim.reads_rate_rows and broker.server_utc_offset() == timedelta(hours=2)
+    for timeframe, code in (("M1", sim.TIMEFRAME_M1), ("M5", sim.TIMEFRAME_M5), ("H1", sim.TIMEFRAME_H1)):
+        for count, forming in ((3, True), (7, False), (300, True)):
+            rows = broker.bar_rows("XAUUSD", timeframe, count, include_forming=forming)
+            assert rows == broker.bars("XAUUSD", timeframe, count, include_forming=forming).rows()
+            server = sim.copy_rates_from_pos_rows("XAUUSD", code, 0 if forming else 1, count)
+            assert rows == [(row[0] - 7200,) + row[1:] for row in server] and len(rows) == count
+
+
 def test_ticks_for_a_utc_range(broker, clock):
     end = clock.now()
     start = end - timedelta(minutes=5)

@@ -169,21 +169,29 @@ def test_faults_armed_after_idle_calls_still_fire(mt5: SimTerminal, clock: FakeC
     assert mt5.faults.idle
 
 
-def test_ticks_through_reuses_the_instants_tick_position_only_in_its_cycle(mt5: SimTerminal) -> None:
-    """The forming bar counts its ticks from the position the instant's quote also reads (one
-    search per instant); a bar of another cycle than the instant's searches for itself."""
+def test_forming_rows_reuse_the_instants_positions_only_in_its_cycle(mt5: SimTerminal) -> None:
+    """The forming bar counts its source bars and ticks from the positions the instant's quote
+    also reads (one search per instant): the same row as searching for them; a bar of another
+    cycle than the instant's (across the wrap) searches for itself."""
     market = mt5._markets["XAUUSD"]
     s = market.series
     rng = random.Random(5)
     anchor = int(mt5.anchor.timestamp() * 1000)
-    for _ in range(200):
-        v_ms = anchor + rng.randint(-30, 60) * 86_400_000 + rng.randint(0, 86_399_999)
-        cycle, phase = market._locate(v_ms)
-        for bar_cycle in (cycle, cycle - 1):  # the instant's cycle, and the one before (a bar across the wrap)
-            bar_phase = phase + (cycle - bar_cycle) * s.period_ms  # the same instant in that cycle's phase
-            expected = int(s.tick_time.searchsorted(bar_phase, side="right"))
-            assert market._ticks_through(bar_phase, bar_cycle) == expected
-        assert market.tick_index(v_ms) == cycle * s.ticks + int(s.tick_time.searchsorted(phase, side="right")) - 1
+    for timeframe in (c.TIMEFRAME_M1, c.TIMEFRAME_M5, c.TIMEFRAME_H1):
+        agg = market.aggregate(timeframe)
+        for _ in range(100):
+            v_ms = anchor + rng.randint(-30, 60) * 86_400_000 + rng.randint(0, 86_399_999)
+            cycle, phase = market._locate(v_ms)
+            instant = market._settle(v_ms)
+            for bar_cycle in (cycle, cycle - 1):  # the instant's cycle, and the one before (a bar across the wrap)
+                bar_phase = phase + (cycle - bar_cycle) * s.period_ms  # the same instant in that cycle's phase
+                k = int(agg.time.searchsorted(bar_phase, side="right")) - 1
+                if k < 0:
+                    continue
+                elsewhere = (None, (bar_cycle + 7, 0, 0), 0)  # an instant of another cycle: searched
+                row = market._partial_row(agg, k, bar_phase, bar_cycle, 0, instant)
+                assert row == market._partial_row(agg, k, bar_phase, bar_cycle, 0, elsewhere)
+            assert market.tick_index(v_ms) == cycle * s.ticks + int(s.tick_time.searchsorted(phase, side="right")) - 1
 
 
 def test_rate_rows_answer_as_the_array_does(mt5: SimTerminal) -> None:
@@ -194,6 +202,10 @@ def test_rate_rows_answer_as_the_array_does(mt5: SimTerminal) -> None:
             array = mt5.copy_rates_from_pos("XAUUSD", timeframe, start, count)
             rows = mt5.copy_rates_from_pos_rows("XAUUSD", timeframe, start, count)
             assert rows == array.tolist() and _same_types(rows, array.tolist()), (timeframe, start, count)
+            for shift_s in (7200, -3600):  # the adapter's server-to-UTC shift, made by the terminal
+                shifted = [(row[0] - shift_s,) + row[1:] for row in array.tolist()]
+                rows = mt5.copy_rates_from_pos_rows("XAUUSD", timeframe, start, count, shift_s)
+                assert rows == shifted and _same_types(rows, shifted), (timeframe, start, count, shift_s)
     for args in (("NOPE", c.TIMEFRAME_M1, 0, 4), ("XAUUSD", c.TIMEFRAME_M1, 0, 0), ("XAUUSD", 12345, 0, 4)):
         assert mt5.copy_rates_from_pos(*args) is None
         refused = mt5.last_error()
