@@ -2,7 +2,7 @@
 another H1 bar can have closed, or when the series may still grow at its start."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
