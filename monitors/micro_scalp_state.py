@@ -86,9 +86,10 @@ class SymbolState:
         failure cooldown? With those fixed, each refuses only less as time goes on: the time since
         the last entry grows, the failure cooldown runs out, and fewer entries lie in the last
         hour or since midnight (in one zone, midnight never moves back). So only forward in time
-        and in the same zone. The entries are "the same" while their count is: they change only
-        by an entry added (one more) or pruning (fewer, by the cooldown gate itself), and the
-        failure cooldown only by a new instant object or None."""
+        and in the same zone. The entries are the same while neither ``add_entry`` nor a pruning
+        that removed one ran since (both forget the pass: an entry added and another pruned
+        leave the count as it was) and their count is (an edit by hand), and the failure
+        cooldown only changes by a new instant object or None."""
         passed = self._entry_gates_passed
         return passed is not None and passed[0] is params and passed[1] == self.entry_count() \
             and passed[2] is self.failure_until and now >= passed[3] and now.tzinfo is passed[3].tzinfo
@@ -104,6 +105,7 @@ class SymbolState:
         if self.entries is None:
             self.entries = deque()
         insort(self.entries, when)  # an append, unless the clock stepped back
+        self._entry_gates_passed = None  # the gates must see the new entry
 
     def prune_entries(self, now: datetime) -> None:
         """Keep what the caps and the cooldown can still need (the last day and a bit)."""
@@ -113,6 +115,7 @@ class SymbolState:
         horizon = min(now - HOUR, self.day_start(now))
         while entries and entries[0] < horizon:
             entries.popleft()
+            self._entry_gates_passed = None  # other entries now: the gates must count them again
 
     def count_entries_since(self, since: datetime) -> int:
         """Entries at or after ``since`` (the entries are sorted: a bisection)."""

@@ -170,3 +170,21 @@ def test_entry_gates_pass_only_forward_with_the_same_entries_params_and_failure_
     assert state.entries is not None
     state.entries.extend([passed_at + timedelta(seconds=62)])  # entries changed behind its back: counted again
     assert not state.entry_gates_pass(params, passed_at + timedelta(seconds=70))
+
+
+def test_an_entry_added_and_another_pruned_forget_the_entry_gates_pass() -> None:
+    """The review's case: one new entry and one old entry pruned leave the count as it was, yet
+    the cooldown must refuse (the new entry is 40 s old): the memo must not say "pass"."""
+    params = MicroScalpParams()
+    state = SymbolState(spread=SpreadTracker())
+    before_midnight = datetime(2026, 1, 5, 23, 20, 30, tzinfo=timezone.utc)
+    state.add_entry(before_midnight)
+    passed_at = datetime(2026, 1, 6, 0, 20, 0, tzinfo=timezone.utc)
+    state.entry_gates_passed(params, passed_at)  # count 1
+    state.add_entry(passed_at)  # count 2: the gates run and refuse (cooldown), the pass at count 1 stays
+    state.prune_entries(passed_at + timedelta(seconds=35))  # 23:20:30 is more than an hour back: count 1
+    assert state.entry_count() == 1 and state.last_entry() == passed_at
+    assert not state.entry_gates_pass(params, passed_at + timedelta(seconds=40))
+    state.entry_gates_passed(params, passed_at + timedelta(seconds=40))
+    state.prune_entries(passed_at + timedelta(seconds=45))  # nothing to prune: the pass holds
+    assert state.entry_gates_pass(params, passed_at + timedelta(seconds=45))
