@@ -523,14 +523,12 @@ class Mt5Broker:
         positions, several per bar in a backtest) makes it, and it is almost always the only one;
         a result that is neither None nor False cannot be a failure (``_failure``).
         """
-        lock = self._lock  # ``with self._lock``, written out: half its cost (every broker call takes it)
-        lock.acquire()
-        try:
+        # ``with``, not acquire/try/release (half the cost): a Ctrl+C (KeyboardInterrupt) arriving
+        # right after the acquire would leave the lock held there, and every later call waiting
+        with self._lock:
             generation = self._generation
             result = getattr(self._mt5, name)(*args, **kwargs)
             err = self._failure(name, result) if result is None or result is False else None
-        finally:
-            lock.release()
         if err is None:
             if self._consecutive_failures or not self._connected:  # else nothing to note (``_note_success``)
                 self._note_success()

@@ -386,7 +386,7 @@ class BarFeed:
         period = TIMEFRAME_SECONDS.get(timeframe)
         if period is None or entry.size < 2:
             return None
-        if entry.size < depth and not self._reaches_history_start(symbol, entry.first_time(), period):
+        if entry.size < depth and not self.reaches_history_start(symbol, entry.first_time(), period):
             return None  # a short history may still grow at its start (a terminal downloading it): ask for all
         anchor = entry.newest_closed()
         elapsed = int(self.clock.timestamp()) - anchor[0]
@@ -435,9 +435,7 @@ class BarFeed:
         dtypes), then the last bar ``last``, the newest ``depth`` of them: ``new`` is appended to
         the entry's store (made on the first merge) in place."""
         added = len(new)
-        lock = self._lock  # one writer per store at a time (``with``, written out: half its cost, at every merge)
-        lock.acquire()
-        try:
+        with self._lock:  # one writer per store at a time
             store, start, stop = entry.store, entry.start, entry.stop
             if store is None or store.filled != stop or store.size - stop < added:
                 store = _ClosedStore(entry.closed.tail(depth - 1), added + SPARE_ROWS)
@@ -445,8 +443,6 @@ class BarFeed:
             if added:
                 store.append(new)
                 stop += added
-        finally:
-            lock.release()
         if start < stop - (depth - 1):
             start = stop - (depth - 1)
         if not added:
@@ -456,7 +452,9 @@ class BarFeed:
         # (all by position: keyword arguments cost a constructor a dictionary, at every merge)
         return CacheEntry(stop - start + 1, self.clock.monotonic(), depth, last, store, start, stop, anchor)
 
-    def _reaches_history_start(self, symbol: str, first_time_s: int, period: int) -> bool:
+    def reaches_history_start(self, symbol: str, first_time_s: int, period: int) -> bool:
+        """Does a series starting at ``first_time_s`` reach back to the first bar the broker can
+        ever have (``history_start``)? Then no older bar can join it."""
         start = self.history_start(symbol) if self.history_start is not None else None
         return start is not None and first_time_s - start < period
 

@@ -25,7 +25,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-H1_SECONDS = 3600
+from engines.range_data import H1
+
+H1_SECONDS = H1  # the engine's hour, in seconds
 
 
 class HourBars:
@@ -37,7 +39,8 @@ class HourBars:
         self._last: dict[tuple[str, int], tuple[int, Any]] = {}  # (symbol, count) -> (newest open, series)
 
     def get(self, symbol: str, count: int, now: datetime) -> Any:
-        """``bar_feed.get(symbol, "H1", count)`` (module doc); raises what the feed raises."""
+        """``bar_feed.get(symbol, "H1", count)``, or the kept series (module doc); when it asks the
+        feed, it raises what the feed raises."""
         key = (symbol, count)
         now_s = now.timestamp()
         last = self._last.get(key)
@@ -52,12 +55,11 @@ class HourBars:
 
     def _complete(self, symbol: str, bars: Any, count: int) -> bool:
         """No older bar can join the series: it has ``count`` of them, or it reaches back to the
-        first the broker can ever have (the feed's ``history_start``, a backtest's recording start)."""
+        first the broker can ever have (the feed's own rule, ``BarFeed.reaches_history_start``)."""
         if len(bars) >= count:
             return True
-        history_start = getattr(self.bar_feed, "history_start", None)
-        start = history_start(symbol) if history_start is not None else None
-        return start is not None and int(bars.time_s[0]) - start < H1_SECONDS
+        reaches = getattr(self.bar_feed, "reaches_history_start", None)
+        return reaches is not None and reaches(symbol, int(bars.time_s[0]), H1_SECONDS)
 
 
 __all__ = ["HourBars", "H1_SECONDS"]

@@ -104,9 +104,7 @@ def _api(failure: Any = None, name: str | None = None) -> Callable:
 
         @functools.wraps(fn)
         def wrapper(self: "SimTerminal", *args: Any, **kwargs: Any) -> Any:
-            lock = self._lock  # ``with self._lock``, written out: half its cost (every call takes it)
-            lock.acquire()
-            try:
+            with self._lock:  # not acquire/try/release: a KeyboardInterrupt could leave it held (Mt5Broker._call)
                 now = self._clock.now()
                 self._call_now = now  # one instant per call: checks and fills agree
                 if not (self._initialized and self.faults.idle):  # else nothing can refuse the call
@@ -121,8 +119,6 @@ def _api(failure: Any = None, name: str | None = None) -> Callable:
                     self._advance(now)
                     self._advanced = (now, self._book)
                 return fn(self, *args, **kwargs)
-            finally:
-                lock.release()
 
         return wrapper
 

@@ -29,8 +29,11 @@ class Feed:
         self.now = datetime.fromtimestamp(T0, UTC)
         self.first = first
         self.calls = 0
-        if history_start is not None:
-            self.history_start = lambda symbol: history_start
+        self.start = history_start
+
+    def reaches_history_start(self, symbol: str, first_time_s: int, period: int) -> bool:
+        """BarFeed's rule: a series starting within a period of the history's start is whole."""
+        return self.start is not None and first_time_s - self.start < period
 
     def get(self, symbol: str, timeframe: str, count: int) -> BarSeries:
         assert timeframe == "H1"
