@@ -189,7 +189,8 @@ def test_ledger_entries_follow_the_plain_rule(tmp_path: Path) -> None:
     risk, _ = make_risk(tmp_path)
     plain: list[tuple[datetime, str]] = []
     for n in range(300):  # mostly forward in time, some late, equal and repeated entries
-        at = NOW + timedelta(minutes=7 * n - rng.choice([0, 0, 30, 600, 3500]))
+        # (7 and 14 minutes back: the time of an earlier entry again, so equal times meet)
+        at = NOW + timedelta(minutes=7 * n - rng.choice([0, 0, 7, 14, 30, 600, 3500]))
         client_id = rng.choice([f"c{n}", f"c{n - 3}", ""])
         expected = plain_add_entry(plain, at, client_id)
         with risk._lock:
@@ -208,3 +209,14 @@ def test_the_ledger_prints_each_entry_time_as_its_own_isoformat(tmp_path: Path) 
         assert risk.record_entry("micro_scalp", when, f"c{n}")
         written = StateStore(tmp_path).load("risk_ledger", {})["entries"]["micro_scalp"]
         assert sorted(written) == sorted([t.isoformat(), f"c{i}"] for i, t in enumerate(times[:n + 1]))
+
+
+def test_entries_without_a_client_id_at_one_instant_in_two_zones_keep_their_own_text(tmp_path: Path) -> None:
+    """Two entries without a client id at the same instant, told in two zones, are equal as
+    entries: each is still written with its own ``isoformat``."""
+    risk, _ = make_risk(tmp_path)
+    plus_two = timezone(timedelta(hours=2))
+    assert risk.record_entry("micro_scalp", NOW, "")
+    assert risk.record_entry("micro_scalp", NOW.astimezone(plus_two), "")
+    written = StateStore(tmp_path).load("risk_ledger", {})["entries"]["micro_scalp"]
+    assert written == [[NOW.isoformat(), ""], [NOW.astimezone(plus_two).isoformat(), ""]]

@@ -475,3 +475,27 @@ def test_kept_sweep_and_choch_answers_equal_fresh_ones(xau):
         sweeps += sweep is not None
         chochs += choch is not None
     assert sweeps > 10 and chochs > 10  # there were some to find
+
+
+def test_kept_answers_follow_a_config_reload_in_the_middle_of_a_lineage(xau):
+    """A config reload changes ``sweep_lookback``, ``choch_recent_bars`` or the pivots while the
+    memo keeps its window: the kept answers are keyed on what they depend on, so each snapshot
+    finds what a fresh evaluation with it finds."""
+    bars, params = xau
+    reloads = [params,
+               params.model_copy(update={"sweep_lookback": 25}),
+               params.model_copy(update={"choch_recent_bars": 20, "pivot_left": 3})]
+    memo = SeriesMemo()
+    sweeps = chochs = 0
+    for end in range(1100, 1400):
+        p = reloads[(end // 7) % len(reloads)]  # a reload every few bars, back and forth
+        data = window(bars, 1000, end)
+        memo.begin(data)
+        memo.validate(data)
+        kept = compute_features(data, 2000.0, 2000.2, p, memo)
+        fresh = compute_features(data, 2000.0, 2000.2, p)
+        sweep, choch = micro_sweep(kept, p), micro_choch(kept, p)
+        assert sweep == micro_sweep(fresh, p) and choch == micro_choch(fresh, p), (end, p is params)
+        sweeps += sweep is not None
+        chochs += choch is not None
+    assert sweeps > 10 and chochs > 10

@@ -478,3 +478,18 @@ def test_feed_series_with_a_lineage_keeps_the_checks_of_a_float_volume() -> None
         converted = to_bars(view, H1)
         assert converted.lineage == view.lineage and same_bars(converted, to_bars(plain, H1))
         assert converted.volume.dtype == np.float64 and np.array_equal(converted.volume, expected)
+
+
+def test_a_series_without_a_lineage_is_still_checked_column_by_column() -> None:
+    """Only a bar feed series (with a lineage: rows of one store) skips the column checks; any
+    other BarSeries of unequal columns is refused with the lengths named."""
+    from engines.bars import BarSeries
+    from engines.range_data import BarDataError, to_bars
+    time = np.arange(3, dtype=np.int64) * M5
+    price = np.full(3, 100.0)
+    short = np.full(2, 100.0)
+    integers = np.ones(3, dtype=np.int64)
+    series = BarSeries(time, price, price, short, price, integers, integers, integers)
+    assert series.lineage is None
+    with pytest.raises(BarDataError, match=r"different lengths \[2, 3\]"):
+        to_bars(series, M5, "bars_m5")
