@@ -484,7 +484,8 @@ def test_kept_answers_follow_a_config_reload_in_the_middle_of_a_lineage(xau):
     bars, params = xau
     reloads = [params,
                params.model_copy(update={"sweep_lookback": 25}),
-               params.model_copy(update={"choch_recent_bars": 20, "pivot_left": 3})]
+               params.model_copy(update={"choch_recent_bars": 20}),  # the same scan, further back
+               params.model_copy(update={"pivot_left": 3})]
     memo = SeriesMemo()
     sweeps = chochs = 0
     for end in range(1100, 1400):
