@@ -533,6 +533,7 @@ def test_brief_decisions_record_what_full_decisions_record() -> None:
         else:
             assert brief.checks == full.checks[:len(brief.checks)]
             assert brief.reasons == full.reasons[:len(brief.reasons)]  # formatted when read, the same lines
+            assert brief.reasons  # (an empty tuple is the start of any tuple: there are lines to compare)
         seen.add(full.failed)
     assert len(seen) >= 3  # several different gates decided
 

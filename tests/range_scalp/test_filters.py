@@ -42,6 +42,7 @@ def test_a_check_formatted_when_read_is_the_eager_check() -> None:
     assert lazy.reason == eager.reason == "H1 ADX 12.3" and lazy.line() == eager.line() == "adx: pass: H1 ADX 12.3"
     assert lazy == eager and hash(lazy) == hash(eager) and repr(lazy) == repr(eager)
     assert repr(eager) == "Check(name='adx', passed=True, reason='H1 ADX 12.3')"
+    assert hash(lazy) == hash(("adx", True, "H1 ADX 12.3"))  # the frozen dataclass's hash: its fields' tuple
     assert lazy != Check("adx", False, "H1 ADX 12.3") and lazy != Check("adx", True, "H1 ADX 12.4")
     assert lazy != ("adx", True, "H1 ADX 12.3")
 
