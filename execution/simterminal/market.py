@@ -44,6 +44,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from engines.bars import shifted_rows
 from engines.frozen import direct_init
 from execution.simterminal import constants as c
 from execution.simterminal.symbols import SymbolSpec
@@ -716,7 +717,7 @@ class SymbolMarket:
         else:
             out = []
             for start, stop, shift_ms in _cycle_pieces(table.size, g0, g1, self.shift_ms, self.series.period_ms):
-                out += shifted_times(table.rows(start, stop), -(shift_ms // 1000))  # whole weeks: whole seconds
+                out += shifted_rows(table.rows(start, stop), -(shift_ms // 1000))  # whole weeks: whole seconds
         partial = self._forming_row(timeframe, agg, g1, now_ms, shift_s)
         if partial is not None:
             out[-1] = partial
@@ -869,7 +870,7 @@ class RowBlocks:
         return block[start - base:stop - base]
 
     def _table_rows(self, start: int, stop: int) -> list[tuple]:
-        return shifted_times(table_rows(self.table[start:stop]), self.shift_s)
+        return shifted_rows(table_rows(self.table[start:stop]), self.shift_s)
 
     def _convert(self, number: int) -> list[tuple]:
         block = self._table_rows(number * ROW_BLOCK, (number + 1) * ROW_BLOCK)
@@ -885,14 +886,6 @@ def table_rows(table: np.ndarray) -> list[tuple]:
     ``tolist`` converts each element as the row's does) in about two thirds of the time a
     row-by-row conversion takes."""
     return list(zip(*[table[name].tolist() for name in table.dtype.names]))
-
-
-def shifted_times(rows: list[tuple], shift_s: int) -> list[tuple]:
-    """Rows whose first field is a time in seconds, that time less ``shift_s`` (``rows`` itself
-    when there is nothing to shift)."""
-    if not shift_s:
-        return rows
-    return [(row[0] - shift_s,) + row[1:] for row in rows]
 
 
 def _build_rates_table(agg: Aggregate, server_offset_ms: int) -> np.ndarray:

@@ -50,12 +50,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from engines.bars import shifted_rows
 from execution.simterminal import constants as c
 from execution.simterminal.book import BookError, Deal, Order, Position, load_book, new_book, save_book
 from execution.simterminal.constants import PACKAGE_VERSION, Mt5Constants
 from execution.simterminal.faults import FaultInjector
 from execution.simterminal.market import (ALL_TIMEFRAMES, Quote, SymbolMarket, TickRows,
-                                          UnsupportedTimeframe, load_series, months_from_days, shifted_times)
+                                          UnsupportedTimeframe, load_series, months_from_days)
 from execution.simterminal.symbols import (CALC_MODES, SYMBOL_FILLING_FOK, SYMBOL_FILLING_IOC,
                                            SymbolSpec, load_symbol_specs)
 from execution.simterminal.types import (RATES_DTYPE, RES_TEXT, RETCODE_COMMENT, TICKS_DTYPE,
@@ -512,7 +513,7 @@ class SimTerminal(Mt5Constants):
             months = months[max(0, end - count):max(0, end)]
             if not rows:
                 return months
-            return shifted_times(months.tolist(), shift_s)
+            return shifted_rows(months.tolist(), shift_s)
         agg = market.aggregate(timeframe)
         g_now = market.last_bar_index(agg, view)
         g_hi = g_now - start_pos
