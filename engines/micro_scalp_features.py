@@ -109,8 +109,9 @@ class Bars:
             o, h, lo, c = _as_float64(o), _as_float64(h), _as_float64(lo), _as_float64(c)  # (MT5's are float64)
             return cls(series.time_s, o, h, lo, c, _series_volume(series))
         bars = cls.__new__(cls)
-        bars.__dict__.update(time_s=series.time_s, open=o, high=h, low=lo, close=c, _ticks=ticks,
-                             lineage=series.lineage)
+        # one new dict, as ``direct_init`` sets it (engines/frozen.py: attribute reads stay fast)
+        object.__setattr__(bars, "__dict__", {"time_s": series.time_s, "open": o, "high": h, "low": lo, "close": c,
+                                              "_ticks": ticks, "lineage": series.lineage})
         return bars
 
     @classmethod

@@ -102,6 +102,7 @@ class Quote:
         return (self.bid + self.ask) / 2.0
 
 
+@direct_init
 @dataclass(frozen=True)
 class Position:
     ticket: int
@@ -121,6 +122,7 @@ class Position:
     broker_symbol: str = ""
 
 
+@direct_init
 @dataclass(frozen=True)
 class Deal:
     ticket: int
@@ -145,6 +147,7 @@ class Deal:
 OrderKind = Literal["open", "close", "modify"]
 
 
+@direct_init
 @dataclass(frozen=True)
 class OrderRequest:
     """What the caller asked for, before the adapter's normalisation (kept for the journal)."""
@@ -164,6 +167,7 @@ class OrderRequest:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+@direct_init
 @dataclass(frozen=True)
 class OrderResult:
     """The outcome of a successful (possibly partial) request.

@@ -60,3 +60,21 @@ def test_classes_it_cannot_reproduce_are_refused():
         direct_init(Checked)
     with pytest.raises(TypeError, match="not a dataclass"):
         direct_init(int)
+
+
+def test_the_instance_dict_holds_the_fields_in_order_as_the_generated_init_leaves_it():
+    plain, direct = Plain("a", 2.0), Direct("a", 2.0)
+    assert list(vars(direct).items()) == list(vars(plain).items()) == [("name", "a"), ("size", 2.0), ("tags", {})]
+
+
+def test_any_field_name_but_the_generated_code_s_own_is_taken():
+    @direct_init
+    @dataclass(frozen=True)
+    class Short:
+        d: int      # (the writes into ``d = self.__dict__`` of the first version shadowed this one)
+        cls: str = "x"
+
+    assert vars(Short(1)) == {"d": 1, "cls": "x"} and Short(1) == Short(1, "x")
+    for reserved in ("self", "_set", "_FACTORY"):
+        with pytest.raises(TypeError, match="Reserved"):
+            direct_init(dataclass(frozen=True)(type("Reserved", (), {"__annotations__": {reserved: int}})))
