@@ -34,7 +34,7 @@ from config.micro_scalp_model import MicroScalpParams
 from engines.frozen import direct_init
 from engines.micro_scalp_checkers import CHECKERS, EDGE, Context, Trace, layer1
 from engines.micro_scalp_features import Bars, BadBars, Features, SeriesMemo, compute_features
-from engines.micro_scalp_reasons import failure_reason
+from engines.micro_scalp_reasons import LazyText, failure_reason, text_of
 from engines.micro_scalp_regimes import NONE, RegimeScore, RegimeState, Why, detect_all, transition
 from engines.spread import SpreadStats
 from engines.types import Decision, TradeIdea
@@ -52,6 +52,28 @@ class MicroDecision(Decision):
     strategy: str | None = None
     score: float | None = None   # 0..10 when the checker reached Layer 4
     aplus: bool = False
+
+    def failure_detail(self, failed: str | None) -> str | LazyText:
+        """``failure_reason(reasons, failed)``: what a monitor shows of a decision without a trade
+        (a quiet decision's may be a ``LazyText``, formatted by ``str()`` when shown)."""
+        return failure_reason(self.reasons, failed)
+
+
+class _QuietNoTrade(MicroDecision):
+    """A quiet evaluation's decision without a trade (see ``evaluate``): its one reason is kept
+    as the quiet trace kept it, maybe a ``LazyText``, and formatted when ``reasons`` is read
+    (the monitor reads ``failure_detail()`` instead, and formats it only when shown). Every field
+    reads as that of the eager decision: the property shadows the ``reasons`` the constructor
+    stores (the one reason, or a tuple given by ``dataclasses.replace``)."""
+
+    @property  # type: ignore[override]
+    def reasons(self) -> tuple[str, ...]:
+        kept = self.__dict__["reasons"]
+        return kept if kept.__class__ is tuple else (text_of(kept),)
+
+    def failure_detail(self, failed: str | None) -> str | LazyText:
+        kept = self.__dict__["reasons"]
+        return failure_reason(kept, failed) if kept.__class__ is tuple else kept
 
 
 def _quote(quote: Any) -> tuple[float, float]:
@@ -109,9 +131,11 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
     0 if unknown; ``now`` is an aware UTC datetime (used for sessions only).
 
     ``explain=False`` (the monitor's quiet mode): a decision without an idea carries only the
-    reason of its failing check (``failure_reason``: what the monitor shows), formatted alone;
+    reason of its failing check (``failure_reason``: what the monitor shows), formatted alone and
+    only when read (``reasons``; ``failure_detail`` hands it over unformatted, a ``LazyText``);
     a decision with an idea always carries every reason (Layer 1 and the checker, which kept
-    none, run again explaining: the same outcome). Decisions are otherwise identical."""
+    none, run again explaining: the same outcome). Decisions are otherwise identical (a quiet
+    no-trade decision is a ``_QuietNoTrade``: its fields read the same, its class differs)."""
     if not isinstance(params, MicroScalpParams):
         raise TypeError(f"params must be MicroScalpParams, not {type(params).__name__}")
     if now.tzinfo is None:
@@ -153,8 +177,11 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
 
     trace = Trace(explain)
     if not layer1(f, params, spread_stats, trace):
-        told = _told(f, last_bar_s, scores, why, state, None, trace, explain)
-        # positional (``{}``: the meta the field's factory would make): keywords cost more per call
+        if not explain:
+            # positional (``{}``: the meta the field's factory would make): keywords cost more per call
+            return _QuietNoTrade(symbol, None, _quiet_reason(trace),  # type: ignore[arg-type]  # (the property's)
+                                 trace.failed, {}, state, state.regime)
+        told = _all_reasons(f, last_bar_s, scores, why, state, None, trace)
         return MicroDecision(symbol, None, told, trace.failed, {}, state, state.regime)
 
     strategy, route_why = _route(params, state)
@@ -162,7 +189,10 @@ def evaluate(bars: Any, quote: Any, spread_stats: SpreadStats | None, flow: Any,
     ctx = Context(f, params, now, flow, scores, stops if stops > 0.0 else 0.0)  # max(0.0, stops), without the call
     outcome = CHECKERS[strategy](ctx, trace)
     if not outcome.passed:
-        told = _told(f, last_bar_s, scores, why, state, (strategy, route_why), trace, explain)
+        if not explain:
+            return _QuietNoTrade(symbol, None, _quiet_reason(trace),  # type: ignore[arg-type]  # (the property's)
+                                 outcome.failed, {}, state, state.regime, strategy, outcome.score)
+        told = _all_reasons(f, last_bar_s, scores, why, state, (strategy, route_why), trace)
         return MicroDecision(symbol, None, told, outcome.failed, {}, state, state.regime, strategy, outcome.score)
     if not explain:  # the quiet checks kept no reasons: check again explaining (the same outcome)
         trace = Trace()
@@ -197,10 +227,7 @@ def _all_reasons(f: Features, last_bar_s: int, scores: dict[str, RegimeScore], w
     return (*reasons, *trace.reasons)
 
 
-def _told(f: Features, last_bar_s: int, scores: dict[str, RegimeScore], why: Why | None, state: RegimeState,
-          route: tuple[str, Why] | None, trace: Trace, explain: bool) -> tuple[str, ...]:
-    """A failed decision's reasons: all of them, or in quiet mode only the failing check's (the
-    quiet trace kept only that one: the other reasons are never formatted)."""
-    if explain:
-        return _all_reasons(f, last_bar_s, scores, why, state, route, trace)
-    return (failure_reason(trace.reasons, trace.failed),)
+def _quiet_reason(trace: Trace) -> str | LazyText:
+    """A failed quiet decision's one reason: the failing check's, the only one the quiet trace
+    kept (the other reasons are never formatted), maybe not formatted yet."""
+    return failure_reason(trace.reasons, trace.failed)

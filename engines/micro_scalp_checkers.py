@@ -17,6 +17,7 @@ from typing import Any, Callable
 from config.micro_scalp_model import MicroScalpParams
 from engines.frozen import direct_init
 from engines.micro_scalp_features import Features
+from engines.micro_scalp_reasons import LazyText
 from engines.micro_scalp_regimes import RANGE, RangeStructure, RegimeScore, count_respects, vwap_deviation, \
     vwap_slope_atr
 from engines.micro_scalp_signals import (Choch, EqualLevels, OrderBlock, Side, Sweep, bb_squeeze, compression_block,
@@ -33,13 +34,18 @@ def _gate_line(name: str, passed: bool, text: str) -> str:
     return f"{name}: {'pass' if passed else 'FAIL'} {text}"
 
 
+def _failed_line(name: str, fmt: Callable[..., str], args: tuple[Any, ...]) -> str:
+    """``_gate_line`` of a failed gate whose text is ``fmt(*args)``."""
+    return _gate_line(name, False, fmt(*args))
+
+
 class Trace:
     """Collects reasons and remembers the first failing gate. With ``explain=False`` (the
     engine's quiet mode) it keeps only that gate's reason, the one a no-trade decision carries:
     passing gates record nothing and ``gate_later`` formats nothing for them."""
 
     def __init__(self, explain: bool = True) -> None:
-        self.reasons: list[str] = []
+        self.reasons: list[str] = []  # a quiet trace's one reason may be a LazyText
         self.failed: str | None = None
         self.explain = explain
 
@@ -56,10 +62,15 @@ class Trace:
         return False
 
     def gate_later(self, name: str, passed: bool, fmt: Callable[..., str], *args: Any) -> bool:
-        """``gate(name, passed, fmt(*args))``, with ``fmt`` called only when its reason is kept."""
-        if not self.explain and (passed or self.failed is not None):
+        """``gate(name, passed, fmt(*args))``, with ``fmt`` called only when its reason is kept,
+        and, for the one reason a quiet trace keeps, only when that is read (a ``LazyText``)."""
+        if self.explain:
+            return self.gate(name, passed, fmt(*args))
+        if passed or self.failed is not None:
             return passed
-        return self.gate(name, passed, fmt(*args))
+        self.failed = name
+        self.reasons.append(LazyText(_failed_line, name, fmt, args))  # type: ignore[arg-type]
+        return False
 
     def note(self, text: str) -> None:
         if self.explain:
@@ -71,7 +82,7 @@ class Trace:
 class CheckOutcome:
     strategy: str
     passed: bool
-    reasons: tuple[str, ...]   # only the failing gate's when the Trace was quiet (explain=False)
+    reasons: tuple[str, ...]   # only the failing gate's when the Trace was quiet (explain=False), maybe a LazyText
     failed: str | None = None
     side: Side | None = None
     entry: float | None = None

@@ -42,7 +42,7 @@ from config.micro_scalp_model import MicroScalpConfig, MicroScalpParams
 from config.watcher import ConfigHolder
 from engines.bars import BarSeries
 from engines.micro_scalp import evaluate
-from engines.micro_scalp_reasons import failure_reason
+from engines.micro_scalp_reasons import LazyText
 from engines.spread import SpreadStats
 from engines.types import TradeIdea
 from execution.errors import BrokerError
@@ -208,11 +208,11 @@ class MicroScalpMonitor:
             self.state.count("errors")
             log.exception("micro_scalp %s: unexpected error in the check", symbol)
             failed, detail = "error", f"{type(exc).__name__}: {exc}"
-        state.last_gate, state.last_detail, state.last_check_at = failed or "TRADE", detail, now
+        state.last_gate, state.detail, state.last_check_at = failed or "TRADE", detail, now
         self.state.why.record(symbol, failed, detail)
 
     def _gates_then_engine(self, symbol: str, config: MicroScalpConfig, state: SymbolState,
-                           now: datetime) -> tuple[str | None, str]:
+                           now: datetime) -> tuple[str | None, str | LazyText]:
         """The gates in their order (see the module docstring): the first refusal names the
         decision, (gate, refusal); once all passed, the engine and the executor decide. Written
         out in order rather than looped over, as every step asks most of them."""
@@ -357,7 +357,7 @@ class MicroScalpMonitor:
             log.exception("micro_scalp: notification %s failed", kind)
 
     # ------------------------------------------------------------------ engine and executor
-    def _decide_and_execute(self, c: _Check) -> tuple[str | None, str]:
+    def _decide_and_execute(self, c: _Check) -> tuple[str | None, str | LazyText]:
         flow = None
         if self._flow is not None:
             try:
@@ -377,7 +377,7 @@ class MicroScalpMonitor:
         idea = decision.idea
         if idea is None:
             failed = decision.failed or "engine"
-            return failed, failure_reason(decision.reasons, failed)
+            return failed, decision.failure_detail(failed)  # maybe a LazyText: formatted when shown
         self.state.count("ideas")
         # The engine names the checker that fired (edge_based, vwap_reversion, range_scalp...);
         # the executor, the registry and the magic number know the strategy: micro_scalp.

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable
 
 from engines.micro_scalp import RegimeState
+from engines.micro_scalp_reasons import LazyText, text_of
 from engines.spread import SpreadTracker
 from monitors.base import DayStart
 from monitors.micro_scalp_exits import ExitCounters
@@ -73,12 +74,18 @@ class SymbolState:
     last_traded_bar: str | None = None            # signal bar of the last entry (one entry per bar)
     last_spread_quote_time: datetime | None = None
     last_gate: str | None = None                  # last decision: failing gate, or "TRADE"
-    last_detail: str = ""
+    detail: str | LazyText = ""                   # its text (``last_detail``), maybe not formatted yet
     last_check_at: datetime | None = None
     day_start: DayStart = field(default_factory=DayStart, repr=False, compare=False)  # midnight of a step's day
     # (params, entries kept, failure cooldown, instant) of the last pass of the cooldown and caps gates
     _entry_gates_passed: tuple[Any, int, datetime | None, datetime] | None = field(
         default=None, init=False, repr=False, compare=False)
+
+    @property
+    def last_detail(self) -> str:
+        """The last decision's text: a refusal or an engine reason, formatted when first read
+        (most are never read; a ``LazyText`` keeps its text, so this state is not written)."""
+        return text_of(self.detail)
 
     def entry_gates_pass(self, params: Any, now: datetime) -> bool:
         """Do the cooldown and caps gates pass at ``now`` without being asked, because they passed

@@ -30,8 +30,9 @@ class WhyNoTrade:
         self._period: tuple[float, timedelta] = (summary_minutes, timedelta(minutes=summary_minutes))
         self.last_summary: dict[str, Any] = {}
 
-    def record(self, symbol: str, failed: str | None, detail: str = "") -> None:
-        """One decision: ``failed`` is the first failing gate/layer, None when a trade was taken."""
+    def record(self, symbol: str, failed: str | None, detail: Any = "") -> None:
+        """One decision: ``failed`` is the first failing gate/layer, None when a trade was taken.
+        ``detail``: its text, or an object whose ``str()`` is (formatted only for the DEBUG line)."""
         with self._lock:
             checks = self._checks
             checks[symbol] = checks.get(symbol, 0) + 1
@@ -43,6 +44,7 @@ class WhyNoTrade:
                     counts = self._failed[symbol] = {}
                 counts[failed] = counts.get(failed, 0) + 1
         if self.log.isEnabledFor(logging.DEBUG):
+            detail = str(detail)
             self.log.debug("%s %s: %s%s", self.strategy, symbol, "TRADE" if failed is None else f"no trade ({failed})",
                            f" - {detail}" if detail else "")
 

@@ -17,7 +17,7 @@ import pytest
 from config.micro_scalp_model import MicroScalpConfig
 from engines.micro_scalp import RegimeState, evaluate
 from engines.micro_scalp_features import Bars
-from engines.micro_scalp_reasons import failure_reason
+from engines.micro_scalp_reasons import LazyText, failure_reason, text_of
 from engines.spread import SpreadStats
 from tests.micro_scalp.real_bars import EUR_FILE, XAU_FILE, read_real_bars
 
@@ -54,7 +54,9 @@ def test_quiet_decisions_equal_explaining_ones(symbol: str) -> None:
                (full.failed, full.regime, full.strategy, full.score, full.aplus, full.idea)
         assert loud == quiet
         if full.idea is None:
-            assert short.reasons == (monitor_why(full.reasons, full.failed),)
+            detail = short.failure_detail(short.failed or "engine")  # what the monitor keeps, maybe lazy
+            assert short.reasons == (monitor_why(full.reasons, full.failed),) == (str(detail),)
+            assert type(short.reasons[0]) is str and type(full.failure_detail(full.failed or "engine")) is str
         else:
             assert short.reasons == full.reasons and short.idea.reasons == full.reasons
         failed[full.failed] += 1
@@ -93,3 +95,29 @@ def test_a_clock_in_another_zone_decides_as_its_utc_instant() -> None:
         in_utc, elsewhere = (evaluate(*args, now, RegimeState(), stops_level=stops_level) for now in (utc, local))
         assert (in_utc.failed, in_utc.reasons, in_utc.idea, in_utc.regime_state) == \
                (elsewhere.failed, elsewhere.reasons, elsewhere.idea, elsewhere.regime_state)
+
+
+def test_a_lazy_text_is_formatted_once_when_read() -> None:
+    calls: list[tuple[float, str]] = []
+
+    def fmt(x: float, unit: str) -> str:
+        calls.append((x, unit))
+        return f"{x:.2f} {unit}"
+
+    text = LazyText(fmt, 1.234, "pips")
+    assert calls == []                                   # built: nothing formatted
+    assert str(text) == "1.23 pips" == text_of(text) == f"{text}" and repr(text) == "'1.23 pips'"
+    assert calls == [(1.234, "pips")]                    # read four times, formatted once
+    assert text_of("as is") == "as is"
+
+
+def test_a_quiet_decision_replaced_keeps_its_reasons() -> None:
+    """``dataclasses.replace`` of a quiet no-trade decision hands its constructor the formatted
+    tuple: the copy reads the same reasons and detail (the tuple path of the property)."""
+    from dataclasses import replace
+    from engines.micro_scalp import _QuietNoTrade
+    lazy = _QuietNoTrade("XAUUSD", None, LazyText(lambda: "L2.location: FAIL far"), "L2.location")
+    copy = replace(lazy, symbol="EURUSD")
+    assert lazy.reasons == copy.reasons == ("L2.location: FAIL far",)
+    assert str(lazy.failure_detail("L2.location")) == copy.failure_detail("L2.location") == "L2.location: FAIL far"
+    assert copy.__dict__["reasons"] == ("L2.location: FAIL far",)

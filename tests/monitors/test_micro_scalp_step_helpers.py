@@ -188,3 +188,16 @@ def test_an_entry_added_and_another_pruned_forget_the_entry_gates_pass() -> None
     state.entry_gates_passed(params, passed_at + timedelta(seconds=40))
     state.prune_entries(passed_at + timedelta(seconds=45))  # nothing to prune: the pass holds
     assert state.entry_gates_pass(params, passed_at + timedelta(seconds=45))
+
+
+def test_the_last_detail_reads_a_lazy_detail_formatted_without_writing_the_state() -> None:
+    """The status thread reads ``last_detail`` while the monitor writes ``detail``: reading formats
+    the LazyText (kept in it) and never writes the state back."""
+    from engines.micro_scalp_reasons import LazyText
+    state = SymbolState(spread=SpreadTracker(window=10))
+    assert state.last_detail == ""
+    lazy = LazyText(lambda: "L3.primary: FAIL none")
+    state.detail = lazy
+    assert state.last_detail == "L3.primary: FAIL none" and state.detail is lazy
+    state.detail = "spread 0.5% > cap 0.1%"
+    assert state.last_detail == "spread 0.5% > cap 0.1%"

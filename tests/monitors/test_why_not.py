@@ -46,3 +46,20 @@ def test_summary_orders_gates_by_count_then_first_occurrence() -> None:
     assert list(why.last_summary["XAUUSD"]["waiting_for"].items()) == [("spread", 2), ("session", 2), ("news", 1),
                                                                        ("caps", 1)]
     assert why.last_summary["XAUUSD"]["trades"] == 0
+
+
+def test_a_lazy_detail_is_formatted_only_for_the_debug_line(caplog) -> None:
+    from engines.micro_scalp_reasons import LazyText
+    calls: list[str] = []
+
+    def fmt() -> str:
+        calls.append("x")
+        return "L2.location: FAIL tags none"
+
+    why = WhyNoTrade("micro_scalp")
+    with caplog.at_level(logging.INFO):
+        why.record("XAUUSD", "L2.location", LazyText(fmt))
+    assert calls == [] and caplog.text == ""  # DEBUG off: never formatted
+    with caplog.at_level(logging.DEBUG):
+        why.record("XAUUSD", "L2.location", LazyText(fmt))
+    assert calls == ["x"] and "micro_scalp XAUUSD: no trade (L2.location) - L2.location: FAIL tags none" in caplog.text
