@@ -81,7 +81,7 @@ class Bars:
         # for integer open times (to_bars' int64) flooring gives the same cut as ``now_s -
         # period_s`` and spares numpy converting every time to float to search it
         last_open = math.floor(now_s) - self.period_s if time.dtype.kind == "i" else now_s - self.period_s
-        if not len(time) or time[-1] <= last_open:
+        if not len(time) or time.item(-1) <= last_open:  # (plain numbers: exact for int and float times)
             return self
         stop = int(time.searchsorted(last_open, side="right"))
         return self if stop == len(time) else self.slice(0, stop)
@@ -315,16 +315,21 @@ def aggregate(bars: Bars, period_s: int, now_s: float, drop_partial_first: bool 
                 bars.close[last], np.add.reduceat(bars.volume, starts)[keep], period_s)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Quote:
     """Best bid and ask. Buys enter at the ask, sells at the bid."""
 
     bid: float
     ask: float
 
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.bid) and math.isfinite(self.ask)) or self.bid <= 0 or self.ask < self.bid:
-            raise ValueError(f"bad quote: bid={self.bid} ask={self.ask} (need 0 < bid <= ask)")
+    def __init__(self, bid: float, ask: float) -> None:
+        """Checked, then written straight into the instance dict (one quote per evaluation:
+        the generated frozen ``__init__`` and a ``__post_init__`` cost several times more)."""
+        if not (math.isfinite(bid) and math.isfinite(ask)) or bid <= 0 or ask < bid:
+            raise ValueError(f"bad quote: bid={bid} ask={ask} (need 0 < bid <= ask)")
+        d = self.__dict__
+        d["bid"] = bid
+        d["ask"] = ask
 
     @property
     def mid(self) -> float:
@@ -419,7 +424,8 @@ def epoch_s(moment: datetime) -> float:
     """Epoch seconds of an AWARE datetime; a naive one is refused (all bot times are UTC-aware)."""
     if not isinstance(moment, datetime):
         raise ValueError(f"expected an aware datetime, got {type(moment).__name__}")
-    if moment.tzinfo is None or moment.utcoffset() is None:
+    tz = moment.tzinfo  # UTC (every bot time) is aware without asking it for its offset
+    if tz is not timezone.utc and (tz is None or moment.utcoffset() is None):
         raise ValueError("naive datetime: the engine needs timezone-aware UTC times")
     return moment.timestamp()
 

@@ -372,11 +372,11 @@ def build_range(candidate: Candidate, market: MarketCore, params: RangeScalpPara
     det = params.detection
     upper, lower, gaps = range_edges(candidate, params) if facts is None else facts.edges(candidate)
     mid = market.vwap if math.isfinite(market.vwap) else (candidate.high + candidate.low) / 2.0
-    return RangeStructure(
-        range_type=candidate.range_type, high=candidate.high, low=candidate.low, mid=mid,
-        atr=market.atr_eff, critical_gaps=gaps, touches_upper=upper, touches_lower=lower,
-        validated=upper >= det.min_touches_per_side and lower >= det.min_touches_per_side,
-        expansion_state=market.expansion_state, detected_at=market.now_s, notes=candidate.notes)
+    validated = upper >= det.min_touches_per_side and lower >= det.min_touches_per_side
+    # positional, in RangeStructure's field order (built at every M5 bar: keyword arguments
+    # would cost the constructor a dictionary); no invalidation signals yet
+    return RangeStructure(candidate.range_type, candidate.high, candidate.low, mid, market.atr_eff, gaps, upper, lower,
+                          validated, market.expansion_state, market.now_s, (), candidate.notes)
 
 
 def detect_range(market: MarketCore, params: RangeScalpParams, memo: MarketMemo | None = None

@@ -74,7 +74,7 @@ def data_quality(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMem
     count = len(inputs.m5.time)
     if count < data.min_bars_m5:
         return Check("data_quality", False, f"{count} closed M5 bars, need {data.min_bars_m5}")
-    closed_at = float(inputs.m5.time[-1] + inputs.m5.period_s)
+    closed_at = float(inputs.m5.time.item(-1) + inputs.m5.period_s)  # (plain ints: no numpy scalar)
     age_min = max(0.0, (inputs.now_s - closed_at) / 60.0)
     if age_min > data.max_bar_age_minutes:
         label = ("market closed" if age_min > data.market_closed_minutes and not data.always_open

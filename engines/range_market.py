@@ -278,7 +278,7 @@ def replace_market(market: RangeMarket, **values: Any) -> RangeMarket:
 
 
 def _last(values: np.ndarray) -> float:
-    return float(values[-1]) if len(values) else math.nan
+    return float(values.item(-1)) if len(values) else math.nan
 
 
 def previous_day_levels(m5: Bars, now_s: float, day_start_hour_utc: int, min_hours: float
@@ -546,15 +546,13 @@ def _market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMem
         day, note = memo.window.previous_day(m5, inputs.now_s, det.day_start_hour_utc, det.min_previous_day_hours,
                                              previous_day_levels)
         vwap = memo.window.session_vwap(m5, ind.vwap_anchor_hour_utc)
-    return MarketCore(
-        inputs=inputs, price=price, atr=atr,
-        atr_eff=effective_atr(atr, bb_width, price, ind.bb_width_multiplier, ind.effective_atr),
-        atr_h1=h1v.atr, atr_h1_prev=h1v.atr_prev,
-        bb_upper=bb_upper, bb_middle=bb_middle, bb_lower=bb_lower, bb_width=bb_width,
-        vwap=vwap,
-        expansion_state=state, adx=h1v.adx, previous_day=day, previous_day_note=note,
-        session_key=session_key_at(inputs.now_s, params.sessions) if memo is None else
-        memo.session_key(inputs.now_s, params.sessions), h1_values=h1v)
+    session = (session_key_at(inputs.now_s, params.sessions) if memo is None else
+               memo.session_key(inputs.now_s, params.sessions))
+    atr_eff = effective_atr(atr, bb_width, price, ind.bb_width_multiplier, ind.effective_atr)
+    # positional, in MarketCore's field order (a core is built at every M5 bar: keyword
+    # arguments would cost the constructor a dictionary)
+    return MarketCore(inputs, price, atr, atr_eff, h1v.atr, h1v.atr_prev, bb_upper, bb_middle, bb_lower, bb_width,
+                      vwap, state, h1v.adx, day, note, session, h1v)
 
 
 def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo | None = None) -> RangeMarket:
@@ -580,23 +578,17 @@ def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo
     else:
         bb_expansion = memo.window.bb_expansion_pct(m5, ind.bb_period, inv.bb_expansion_min_bars)
     volume_window = m5.volume[-ind.volume_avg_bars:]
+    volume_avg = float(np.add.reduce(volume_window) / len(volume_window)) if len(volume_window) else math.nan
+    late = LateValues(lambda: late_values(m5, m15, core.inputs.h1, params),
+                      rsi_estimate(_rsi_closes(m5, params), ind.rsi_period))
+    # positional, in RangeMarket's field order: the core's fields, then its own (built at
+    # most once per M5 bar: 28 keyword arguments would cost the constructor a dictionary)
     return RangeMarket(
-        inputs=core.inputs, price=core.price, atr=core.atr, atr_eff=core.atr_eff, atr_h1=core.atr_h1,
-        atr_h1_prev=core.atr_h1_prev, bb_upper=core.bb_upper, bb_middle=core.bb_middle, bb_lower=core.bb_lower,
-        bb_width=core.bb_width, vwap=core.vwap, expansion_state=core.expansion_state, adx=core.adx,
-        previous_day=core.previous_day, previous_day_note=core.previous_day_note, session_key=core.session_key,
-        h1_values=h1v,
-        atr_m15=m15v.atr,
-        vwap_momentum=momentum,
-        bb_expansion_pct=bb_expansion,
-        volume_current=_last(m5.volume),
-        volume_avg=float(np.add.reduce(volume_window) / len(volume_window)) if len(volume_window) else math.nan,
-        bos=bos, body_expansion=m15v.body_expansion, body_expansion_ratio=m15v.body_expansion_ratio,
-        candle_divergence=m15v.divergence,
-        late=LateValues(lambda: late_values(m5, m15, core.inputs.h1, params),
-                        rsi_estimate(_rsi_closes(m5, params), ind.rsi_period)),
-        m15_values=m15v,
-    )
+        core.inputs, core.price, core.atr, core.atr_eff, core.atr_h1, core.atr_h1_prev, core.bb_upper, core.bb_middle,
+        core.bb_lower, core.bb_width, core.vwap, core.expansion_state, core.adx, core.previous_day,
+        core.previous_day_note, core.session_key, h1v,
+        m15v.atr, momentum, bb_expansion, _last(m5.volume), volume_avg, bos, m15v.body_expansion,
+        m15v.body_expansion_ratio, m15v.divergence, late, m15v)
 
 
 def compute_market(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMemo | None = None) -> RangeMarket:

@@ -118,7 +118,7 @@ class _BriefNoTrade(RangeDecision):
 
 def _no_trade(inputs: MarketInputs, checks: list[Check], failed: str, extra: tuple[str, ...] = (),
               range_: RangeStructure | None = None, candidates: tuple[ScoredSetup, ...] = ()) -> RangeDecision:
-    bar_time = int(inputs.m5.time[-1]) if len(inputs.m5.time) else None
+    bar_time = int(inputs.m5.time.item(-1)) if len(inputs.m5.time) else None
     return RangeDecision(inputs.symbol, None, tuple(c.line() for c in checks) + extra, failed, {}, None, None,
                          range_, tuple(checks), candidates, bar_time)
 
@@ -126,7 +126,7 @@ def _no_trade(inputs: MarketInputs, checks: list[Check], failed: str, extra: tup
 def _brief_no_trade(inputs: MarketInputs, checks: list[Check], failed: str,
                     range_: RangeStructure | None = None) -> RangeDecision:
     """``_no_trade`` of a brief evaluation: no notes, no candidates, reasons built when read."""
-    bar_time = int(inputs.m5.time[-1]) if len(inputs.m5.time) else None
+    bar_time = int(inputs.m5.time.item(-1)) if len(inputs.m5.time) else None
     return _BriefNoTrade(inputs.symbol, None, (), failed, {}, None, None, range_, tuple(checks), (), bar_time)
 
 

@@ -328,8 +328,8 @@ class M5Window:
         args = (day_start, day_start_hour_utc, min_hours)
         if last is not None and last[1] and clean and last[2] == args and last[3][0] is not None:
             count = self._carried(last[0], bars)
-            if (count and int(bars.time[0]) <= last[3][0].day_start_s
-                    and (count == len(bars.time) or int(bars.time[count]) >= day_start)):
+            if (count and int(bars.time.item(0)) <= last[3][0].day_start_s
+                    and (count == len(bars.time) or int(bars.time.item(count)) >= day_start)):
                 self._day = (bars, clean, args, last[3])
                 return last[3]
         result = compute(bars, now_s, day_start_hour_utc, min_hours)

@@ -273,16 +273,15 @@ class RangeScalpMonitor:
         if len(bars_m5) == 0:
             self._record(symbol, "data", "no closed M5 bars")
             return
-        bar_time = int(bars_m5.time_s[-1])
+        bar_time = int(bars_m5.time_s.item(-1))
         if last is not None and bar_time <= last:
             return  # the new bar is not in the feed yet
         self.book.set_last_bar(symbol, bar_time)  # persisted first: a bar is evaluated once, even across restarts
         self._count("bars_evaluated")
-        disabled = self.book.entries_disabled
+        disabled, open_count, history = self.book.entry_facts(symbol, now)
         if disabled is not None:
             self._record(symbol, "entries_disabled", disabled.reason)
             return
-        open_count = len(self.book.open_trades(symbol))
         if open_count >= config.max_open_trades_per_symbol:
             self._record(symbol, "open_trade", f"{open_count} open range trade(s), limit "
                                                f"{config.max_open_trades_per_symbol}")
@@ -293,7 +292,7 @@ class RangeScalpMonitor:
             blackout = verdict.reason if verdict.blocked else None
         try:
             decision = self._evaluate(bars_m5, bars_h1, quote, params, symbol, now, self._flow_for(symbol),
-                                      history=self.book.history(symbol, now), news_blackout=blackout,
+                                      history=history, news_blackout=blackout,
                                       memo=self.memo(symbol), brief=True)  # only the first failing gate is recorded
         except Exception as exc:
             self._engine_failed(symbol, config, exc)

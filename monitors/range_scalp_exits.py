@@ -112,7 +112,7 @@ class RangeExitManager:
     # ------------------------------------------------------------------ the pass
     def run_pass(self, cfg: RangeScalpConfig, params_for: Callable[[str], RangeScalpParams],
                  now: datetime) -> PassReport:
-        report = PassReport(at=self._iso(now))
+        report = PassReport(self._iso(now))  # (positional: a pass is made at every step)
         if not self.book.has_open_trades():  # the common pass: nothing to time, plan or carry out
             self._count("passes")
             return report

@@ -199,16 +199,28 @@ class RangeBook:
         An entry list is replaced at each change, never changed in place (``register``), and
         ``load`` builds new lists, so the list object itself says whether the entries changed."""
         with self._lock:
-            day_start = self._day_start(now)
-            memo = self._symbols.get(symbol) or SymbolMemory()
-            entries, last_exit = memo.entries, memo.last_exit
-            cached = self._histories.get(symbol)
-            if cached is not None and cached[1] is entries and cached[2] is last_exit and cached[0] == day_start:
-                return cached[3]
-            today = sum(1 for t in entries if t >= day_start)
-            history = RangeHistory(entries[-1] if entries else None, today, last_exit)
-            self._histories[symbol] = (day_start, entries, last_exit, history)
-            return history
+            return self._history(symbol, now)
+
+    def _history(self, symbol: str, now: datetime) -> RangeHistory:
+        """``history()`` for a caller that holds the lock."""
+        day_start = self._day_start(now)
+        memo = self._symbols.get(symbol) or SymbolMemory()
+        entries, last_exit = memo.entries, memo.last_exit
+        cached = self._histories.get(symbol)
+        if cached is not None and cached[1] is entries and cached[2] is last_exit and cached[0] == day_start:
+            return cached[3]
+        today = sum(1 for t in entries if t >= day_start)
+        history = RangeHistory(entries[-1] if entries else None, today, last_exit)
+        self._histories[symbol] = (day_start, entries, last_exit, history)
+        return history
+
+    def entry_facts(self, symbol: str, now: datetime) -> tuple[DisabledEntries | None, int, RangeHistory]:
+        """``(entries_disabled, len(open_trades(symbol)), history(symbol, now))`` read under one
+        hold of the lock: what an entry check asks the book at every M5 bar (one state, and one
+        lock round instead of three)."""
+        with self._lock:
+            open_count = sum(1 for t in self._trades.values() if t.symbol == symbol)
+            return self._disabled, open_count, self._history(symbol, now)
 
     @property
     def entries_disabled(self) -> DisabledEntries | None:
@@ -256,10 +268,13 @@ class RangeBook:
         return trade
 
     def set_last_bar(self, symbol: str, bar_time: int) -> None:
+        """Called at every M5 bar: the change and its document are made under one hold of the
+        lock (what ``save`` would copy right after), then written as ``save`` writes them."""
         with self._lock:
             self._memo(symbol).last_bar = int(bar_time)
             self._changed()
-        self.save()
+            seq, document = self._seq, self._document()
+        self._write(seq, document)
 
     def disable_entries(self, state: DisabledEntries) -> None:
         with self._lock:
@@ -312,18 +327,27 @@ class RangeBook:
         """A JSON-ready copy of the state (built under the lock; trade records are shared with
         the last documents until the trade changes, see ``_trade_record``)."""
         with self._lock:
-            if len(self._records) > len(self._trades):  # forget the records of closed trades
-                self._records = {t: r for t, r in self._records.items() if t in self._trades}
-            trades = {str(ticket): self._trade_record(ticket, trade) for ticket, trade in self._trades.items()}
-            symbols = {s: {"last_bar": m.last_bar, "entries": [t.isoformat() for t in m.entries],
-                           "last_exit": self._exit_record(s, m.last_exit)} for s, m in self._symbols.items()}
-            return {"version": FORMAT_VERSION, "trades": trades, "symbols": symbols,
-                    "entries_disabled": self._disabled.to_json() if self._disabled else None}
+            return self._document()
+
+    def _document(self) -> dict[str, Any]:
+        """``document()`` for a caller that holds the lock."""
+        if len(self._records) > len(self._trades):  # forget the records of closed trades
+            self._records = {t: r for t, r in self._records.items() if t in self._trades}
+        trades = {str(ticket): self._trade_record(ticket, trade) for ticket, trade in self._trades.items()}
+        symbols = {s: {"last_bar": m.last_bar, "entries": [t.isoformat() for t in m.entries],
+                       "last_exit": self._exit_record(s, m.last_exit)} for s, m in self._symbols.items()}
+        return {"version": FORMAT_VERSION, "trades": trades, "symbols": symbols,
+                "entries_disabled": self._disabled.to_json() if self._disabled else None}
 
     def save(self) -> bool:
         """Write the current state unless a newer copy was already written; False on failure."""
         with self._lock:
-            seq, document = self._seq, self.document()
+            seq, document = self._seq, self._document()
+        return self._write(seq, document)
+
+    def _write(self, seq: int, document: dict[str, Any]) -> bool:
+        """Write ``document``, the state at change ``seq``, unless a newer copy was already
+        written; False on failure (reported to ``on_save_error`` outside the locks)."""
         failure: Exception | None = None
         with self._save_lock:
             if seq <= self._saved_seq and self.saves:

@@ -2,7 +2,9 @@
 bad-data detection, quote and order-flow inputs."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import math
+from dataclasses import FrozenInstanceError, replace
+from datetime import datetime, timedelta, timezone, tzinfo
 
 import numpy as np
 import pandas as pd
@@ -110,6 +112,15 @@ def test_quote_forms_and_validation() -> None:
         Quote(1.2, 1.1)
     with pytest.raises(ValueError, match="bid and ask"):
         to_quote("1.1")
+    for bid, ask in ((math.nan, 1.2), (1.1, math.inf), (0.0, 1.0)):
+        with pytest.raises(ValueError, match="bad quote"):
+            Quote(bid, ask)
+    quote = Quote(bid=1.1, ask=1.2)  # its own __init__: still a frozen dataclass in every other way
+    assert replace(quote, ask=1.3) == Quote(1.1, 1.3) and hash(quote) == hash(Quote(1.1, 1.2))
+    with pytest.raises(FrozenInstanceError):
+        quote.bid = 1.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match="bad quote"):
+        replace(quote, ask=1.0)
 
 
 def test_flow_inputs() -> None:
@@ -133,6 +144,14 @@ def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="naive datetime"):
         epoch_s(datetime(2026, 6, 1))
     assert epoch_s(utc(2026, 6, 1)) == T0
+
+    class NoOffset(tzinfo):  # a zone without an offset: naive too (only timezone.utc skips the question)
+        def utcoffset(self, dt: datetime | None) -> timedelta | None:
+            return None
+
+    with pytest.raises(ValueError, match="naive datetime"):
+        epoch_s(datetime(2026, 6, 1, tzinfo=NoOffset()))
+    assert epoch_s(datetime(2026, 6, 1, 2, tzinfo=timezone(timedelta(hours=2)))) == T0  # another fixed offset
     bars = Bars(np.array([T0]), *(np.array([1.0]) for _ in range(5)), M5)
     assert len(bars.since(T0 + 1)) == 0 and len(bars.since(T0)) == 1
     assert datetime.fromtimestamp(T0, tz=timezone.utc).weekday() == 0

@@ -157,3 +157,19 @@ def test_history_is_handed_out_again_only_while_entries_exit_and_day_are_the_sam
     again = book_in(tmp_path)
     again.load()  # loaded entries are new lists: counted again
     assert again.history("TEST", NOW + timedelta(minutes=4)) == exited
+
+
+def test_entry_facts_are_the_three_answers_an_entry_check_asks_for(tmp_path) -> None:
+    """entry_facts() reads entries_disabled, the symbol's open trades (not another symbol's) and
+    history() at once: each must be what the separate calls answer."""
+    book = book_in(tmp_path)
+    assert book.entry_facts("TEST", NOW) == (None, 0, book.history("TEST", NOW))
+    book.register(make_trade(ticket=7, opened_at=NOW), NOW, NOW)
+    book.register(replace(make_trade(ticket=8, opened_at=NOW), symbol="OTHER"), NOW, NOW)
+    disabled = DisabledEntries(NOW, "3 critical errors", "abc123", ())
+    book.disable_entries(disabled)
+    later = NOW + timedelta(minutes=5)
+    facts = book.entry_facts("TEST", later)
+    assert facts == (disabled, len(book.open_trades("TEST")), book.history("TEST", later))
+    assert facts[1] == 1 and facts[2].entries_today == 1
+    assert book.entry_facts("NONE", later)[1] == 0
