@@ -734,19 +734,21 @@ class Mt5Broker:
         (``shifted_rows``'s shift, passed along), which saves building the array and rebuilding
         each row; the rows are the same either way."""
         if self._rate_rows:
-            return self._rates(symbol, timeframe, count, include_forming, "copy_rates_from_pos_rows",
-                               int(round(self._offset_s)))
+            return self._rates(symbol, timeframe, count, include_forming, True)
         return rates_rows(self._rates(symbol, timeframe, count, include_forming), int(round(self._offset_s)))
 
-    def _rates(self, symbol: str, timeframe: str, count: int, include_forming: bool,
-               function: str = "copy_rates_from_pos", *extra: Any) -> Any:
-        """``function(symbol, timeframe, start, count, *extra)`` of the module."""
+    def _rates(self, symbol: str, timeframe: str, count: int, include_forming: bool, rows: bool = False) -> Any:
+        """``copy_rates_from_pos(symbol, timeframe, start, count)`` of the module; ``rows``: its
+        ``copy_rates_from_pos_rows``, with the server-to-UTC shift (``bar_rows``)."""
         if count <= 0:
             raise ValueError(f"count must be positive, got {count}")
         # ``_spec`` and ``_timeframe``'s usual answers read without their calls (a read per bar and timeframe)
         spec = self._specs.get(symbol) or self._spec(symbol)
-        return self._call(function, spec.broker_name, self._timeframes.get(timeframe) or self._timeframe(timeframe),
-                          0 if include_forming else 1, int(count), *extra)
+        code = self._timeframes.get(timeframe) or self._timeframe(timeframe)
+        if rows:
+            return self._call("copy_rates_from_pos_rows", spec.broker_name, code, 0 if include_forming else 1,
+                              int(count), int(round(self._offset_s)))
+        return self._call("copy_rates_from_pos", spec.broker_name, code, 0 if include_forming else 1, int(count))
 
     def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> TickSeries:
         """All ticks in [start, end), times in UTC epoch milliseconds (``engines.ticks.TickSeries``)."""

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 # Fields every line may carry so a run can be audited from the journal alone.
 STANDARD_FIELDS = ("ts", "event", "client_id", "ticket", "symbol", "strategy", "reason")
+# What ``json.dumps(record, ensure_ascii=False, default=_json_default, separators=(",", ":"))``
+# builds for every line: one encoder, made once (an encoder keeps no state between calls).
+_LINE_ENCODER = json.JSONEncoder(ensure_ascii=False, default=_json_default, separators=(",", ":"))
 
 
 class Journal:
@@ -37,7 +40,7 @@ class Journal:
         """Write one event line; ``durable`` also fsyncs it (for intents before a send)."""
         record: dict[str, Any] = {"ts": self._now().isoformat(), "event": event}
         record.update({k: v for k, v in fields.items() if v is not None})
-        line = json.dumps(record, ensure_ascii=False, default=_json_default, separators=(",", ":"))
+        line = _LINE_ENCODER.encode(record)
         with self._lock:
             if self._handle.closed:
                 self._handle = open(self.path, "a", encoding="utf-8", newline="\n")

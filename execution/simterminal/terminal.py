@@ -45,6 +45,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -86,6 +87,9 @@ INVALID_PARAMS = (c.RES_E_INVALID_PARAMS, RES_TEXT[c.RES_E_INVALID_PARAMS])
 AUTH_FAILED = (c.RES_E_AUTH_FAILED, RES_TEXT[c.RES_E_AUTH_FAILED])
 
 _new_tuple = tuple.__new__  # what a namedtuple's ``__new__`` calls with its fields in order
+# The history's record fields (deals and orders): read by the history filters, record by record.
+_TIME_MS, _TIME_SETUP_MS, _ORDER, _TICKET, _POSITION_ID, _SYMBOL = (
+    attrgetter(name) for name in ("time_ms", "time_setup_ms", "order", "ticket", "position_id", "symbol"))
 
 _INT_FIELDS = ("action", "magic", "order", "deviation", "type", "type_filling", "type_time",
                "expiration", "position", "position_by")
@@ -280,6 +284,8 @@ class SimTerminal(Mt5Constants):
         self._rates_markets: dict[tuple[str, int], SymbolMarket] = {}  # (symbol, timeframe) found valid
         self._tick_memo: dict[str, tuple[Quote, Tick]] = {}  # symbol -> (market quote, its Tick)
         self._account_memo: tuple[tuple, AccountInfo] | None = None  # (inputs, answer) while flat
+        self._checked: tuple[Any, int, dict[str, Any], _Plan] | None = None  # order_check's (book, instant, req, plan)
+        self._figures: tuple[Any, int, tuple[float, ...]] | None = None  # (book, instant, _account_figures)
         self._last_save = time.monotonic()
         self._time_save_seconds = float(time_save_seconds)
         self.faults = FaultInjector(clock, _VALID_RETCODES)
@@ -495,16 +501,22 @@ class SimTerminal(Mt5Constants):
 
     def _rates_from_pos(self, symbol: Any, timeframe: Any, start_pos: Any, count: Any,
                         rows: bool, shift_s: int = 0) -> np.ndarray | list[tuple] | None:
-        market, error = self._rates_args(symbol, timeframe)
-        if error:
-            return self._fail(error)
+        # ``_rates_args``'s kept answer for the usual arguments read here without its call (a read
+        # per bar and timeframe); anything else is checked there
+        market = self._rates_markets.get((symbol, timeframe)) if type(symbol) is str and type(timeframe) is int \
+            else None
+        if market is None:
+            market, error = self._rates_args(symbol, timeframe)
+            if error:
+                return self._fail(error)
         if not (type(start_pos) is int and type(count) is int):  # (plain ints, the usual arguments: no call)
             if not (_is_int(start_pos) and _is_int(count)):
                 return self._fail(INVALID_PARAMS)
             start_pos, count = int(start_pos), int(count)  # numpy integers: positions as plain ints
         if start_pos < 0 or count <= 0:
             return self._fail(INVALID_PARAMS)
-        view = self._view_ms()
+        memo = self._call_ms_memo  # ``_view_ms``'s answer with no fault armed, without its call
+        view = memo[1] if self.faults.idle and memo is not None and memo[0] is self._call_now else self._view_ms()
         if start_pos >= self._maxbars:
             return self._fail(CALL_FAILED)
         if timeframe == c.TIMEFRAME_MN1:
@@ -637,14 +649,12 @@ class SimTerminal(Mt5Constants):
     def _deals_in(self, date_from: Any, date_to: Any, group: str | None = None, ticket: int | None = None,
                   position: int | None = None) -> list[Any]:
         return self._history(self._book.deals, date_from, date_to, group, ticket, position,
-                             time_of=lambda d: d.time_ms, order_of=lambda d: d.order,
-                             position_of=lambda d: d.position_id, symbol_of=lambda d: d.symbol)
+                             time_of=_TIME_MS, order_of=_ORDER, position_of=_POSITION_ID, symbol_of=_SYMBOL)
 
     def _orders_in(self, date_from: Any, date_to: Any, group: str | None = None, ticket: int | None = None,
                    position: int | None = None) -> list[Any]:
         return self._history(self._book.orders, date_from, date_to, group, ticket, position,
-                             time_of=lambda o: o.time_setup_ms, order_of=lambda o: o.ticket,
-                             position_of=lambda o: o.position_id, symbol_of=lambda o: o.symbol)
+                             time_of=_TIME_SETUP_MS, order_of=_TICKET, position_of=_POSITION_ID, symbol_of=_SYMBOL)
 
     @_api()
     def history_deals_get(self, date_from: Any = None, date_to: Any = None, *, group: str | None = None,
@@ -713,6 +723,7 @@ class SimTerminal(Mt5Constants):
         except _Reject as rej:
             return OrderCheckResult(rej.retcode, balance, equity, profit, margin, free, level,
                                     RETCODE_COMMENT.get(rej.retcode, ""), trade_request)
+        self._checked = (self._book, now_ms, req, plan)
         if plan.kind == "open":
             balance_after = round(balance - plan.commission, 2)
             equity_after = round(equity - plan.commission, 2)
@@ -749,7 +760,7 @@ class SimTerminal(Mt5Constants):
         if self.faults.autotrading_off:
             return self._result(c.TRADE_RETCODE_CLIENT_DISABLES_AT, trade_request)
         try:
-            plan = self._plan(req, now_ms)
+            plan = self._checked_plan(req, now_ms)
         except _Reject as rej:
             result = self._result(rej.retcode, trade_request)
         else:
@@ -933,17 +944,45 @@ class SimTerminal(Mt5Constants):
         return price, self._profit(self._specs[position.symbol], position.type, position.volume,
                                    position.price_open, price)
 
+    def _book_changes(self) -> None:
+        """Forget what was worked out from the book as it was (before a deal or a change of stops)."""
+        self._checked = None
+        self._figures = None
+
     def _account_figures(self, at_ms: int) -> tuple[float, float, float, float, float, float]:
+        """(balance, profit, equity, margin, free margin, margin level) at ``at_ms``. Kept for the
+        instant until the book changes (``_book_changes``): a step with a position open asks for
+        them several times (stop-out check, account, each order's check and plan)."""
+        figures = self._figures
+        if figures is not None and figures[0] is self._book and figures[1] == at_ms:
+            return figures[2]  # type: ignore[return-value]
+        answer = self._work_out_figures(at_ms)
+        self._figures = (self._book, at_ms, answer)
+        return answer
+
+    def _work_out_figures(self, at_ms: int) -> tuple[float, float, float, float, float, float]:
         balance = round(float(self._book.balance), 2)
-        profit = round(float(sum(self._position_profit(p, at_ms)[1] for p in self._book.positions.values())), 2)
+        positions = self._book.positions.values()
+        # flat: the sums below are round(float(0), 2), i.e. 0.0, without the generators
+        profit = round(float(sum(self._position_profit(p, at_ms)[1] for p in positions)), 2) if positions else 0.0
         equity = round(balance + profit, 2)
-        margin = round(float(sum(p.margin for p in self._book.positions.values())), 2)
+        margin = round(float(sum(p.margin for p in positions)), 2) if positions else 0.0
         free = round(equity - margin, 2)
         level = equity / margin * 100.0 if margin else 0.0
         return balance, profit, equity, margin, free, level
 
     # ======================================================================================
     # internals: trade requests
+
+    def _checked_plan(self, req: dict[str, Any], now_ms: int) -> _Plan:
+        """``_plan(req, now_ms)``: the plan ``order_check`` made for an equal request at the same
+        instant when nothing changed the book since (``_apply`` and ``_close`` forget it), else a
+        new one. The adapter checks every request just before sending it, and a plan depends on
+        nothing else (the book, and the quotes and sessions of that instant)."""
+        checked, self._checked = self._checked, None
+        if checked is not None and checked[0] is self._book and checked[1] == now_ms and checked[2] == req:
+            return checked[3]
+        return self._plan(req, now_ms)
 
     def _plan(self, req: dict[str, Any], now_ms: int) -> _Plan:
         """Validate a request against the trade server's rules; raise ``_Reject(retcode)``."""
@@ -1109,6 +1148,7 @@ class SimTerminal(Mt5Constants):
             raise _Reject(c.TRADE_RETCODE_FROZEN)
 
     def _apply(self, plan: _Plan, req: dict[str, Any], trade_request: TradeRequest, now_ms: int) -> OrderSendResult:
+        self._book_changes()
         magic = int(req.get("magic", 0))
         comment = req.get("comment", "")
         type_filling = int(req.get("type_filling", c.ORDER_FILLING_FOK))
@@ -1151,6 +1191,7 @@ class SimTerminal(Mt5Constants):
     def _close(self, position: Position, volume: float, price: float, time_ms: int, *, reason: int,
                order_reason: int, comment: str, magic: int, type_filling: int) -> tuple[int, int]:
         """Close ``volume`` of ``position`` at ``price``: an order, an OUT deal, the balance."""
+        self._book_changes()
         book = self._book
         spec = self._specs[position.symbol]
         closing_type = c.ORDER_TYPE_SELL if position.type == c.POSITION_TYPE_BUY else c.ORDER_TYPE_BUY
@@ -1439,9 +1480,11 @@ def _parse_request(request: Any) -> dict[str, Any]:
             req[key] = int(request[key])
     for key in _FLOAT_FIELDS:
         if key in request:
-            if not _is_number(request[key]):
+            value = request[key]
+            # (a float, the usual value: what ``_is_number`` answers for it, without the ABC check)
+            if not (math.isfinite(value) if type(value) is float else _is_number(value)):
                 raise _ArgError(f'Invalid "{key}" argument')
-            req[key] = float(request[key])
+            req[key] = float(value)
     if "symbol" in request:
         if not isinstance(request["symbol"], str):
             raise _ArgError('Invalid "symbol" argument')
@@ -1456,12 +1499,11 @@ def _parse_request(request: Any) -> dict[str, Any]:
     return req
 
 
+# TradeRequest's fields in order, each with its value when the request leaves it out
+_REQUEST_FIELDS = tuple((name, "" if name in ("symbol", "comment") else 0.0 if name in _FLOAT_FIELDS else 0)
+                        for name in TradeRequest._fields)
+
+
 def _trade_request(req: dict[str, Any]) -> TradeRequest:
-    return TradeRequest(
-        action=req.get("action", 0), magic=req.get("magic", 0), order=req.get("order", 0),
-        symbol=req.get("symbol", ""), volume=req.get("volume", 0.0), price=req.get("price", 0.0),
-        stoplimit=req.get("stoplimit", 0.0), sl=req.get("sl", 0.0), tp=req.get("tp", 0.0),
-        deviation=req.get("deviation", 0), type=req.get("type", 0), type_filling=req.get("type_filling", 0),
-        type_time=req.get("type_time", 0), expiration=req.get("expiration", 0),
-        comment=req.get("comment", ""), position=req.get("position", 0),
-        position_by=req.get("position_by", 0))
+    """The request as MT5 echoes it (made as its namedtuple ``__new__`` makes it, field by field)."""
+    return _new_tuple(TradeRequest, [req.get(name, default) for name, default in _REQUEST_FIELDS])

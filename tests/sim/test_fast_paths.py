@@ -17,7 +17,7 @@ from execution.simterminal import SimTerminal
 from execution.simterminal import constants as c
 from execution.simterminal.market import TIMEFRAME_MS, SymbolMarket, _max_min_last, series_from_ticks
 from execution.simterminal.types import RATES_DTYPE
-from tests.sim.helpers import DATA
+from tests.sim.helpers import DATA, close_request, market_order, open_position
 from monitors.clock import FakeClock
 
 TIMEFRAMES = (c.TIMEFRAME_M1, c.TIMEFRAME_M5, c.TIMEFRAME_M15, c.TIMEFRAME_H1, c.TIMEFRAME_H4, c.TIMEFRAME_D1,
@@ -210,6 +210,17 @@ def test_rate_rows_answer_as_the_array_does(mt5: SimTerminal) -> None:
         assert mt5.copy_rates_from_pos(*args) is None
         refused = mt5.last_error()
         assert mt5.copy_rates_from_pos_rows(*args) is None and mt5.last_error() == refused, args
+
+
+def test_rate_rows_read_the_frozen_view_while_quotes_are_stale(mt5: SimTerminal, clock: FakeClock) -> None:
+    """The read's shortcut to the call instant's time (no fault armed) is not taken while a
+    stale-quotes fault freezes the view: the rows stay the frozen ones, as the array's do."""
+    before = mt5.copy_rates_from_pos_rows("XAUUSD", c.TIMEFRAME_M1, 0, 3)
+    mt5.faults.schedule("stale_quotes", seconds=600)
+    clock.advance(300)
+    assert mt5.copy_rates_from_pos_rows("XAUUSD", c.TIMEFRAME_M1, 0, 3) == before
+    mt5.faults.clear()
+    assert mt5.copy_rates_from_pos_rows("XAUUSD", c.TIMEFRAME_M1, 0, 3) != before
 
 
 def test_rates_positions_of_other_integer_types_are_read_as_plain_ints_are(mt5: SimTerminal) -> None:
@@ -462,3 +473,49 @@ def test_the_call_instant_reads_the_clocks_timestamp_only_while_the_clock_shows_
     terminal._call_ms_memo = None  # (the same instant object as above: its kept answer would be read)
     clock.advance(0.5)  # the clock has moved on since the call began
     assert terminal._call_ms() == SimTerminal._ms(instant) != SimTerminal._ms(clock.now())
+
+
+def test_order_send_applies_the_checked_plan_of_an_equal_request_at_the_same_instant(mt5: SimTerminal) -> None:
+    request = market_order(mt5, "EURUSD", "buy", 0.1)
+    assert mt5.order_check(request).retcode == 0
+    checked = mt5._checked
+    assert checked is not None and checked[2] == {**request, "volume": 0.1}
+    tick = mt5.symbol_info_tick("EURUSD")
+    result = mt5.order_send(dict(request))  # an equal request (not the same dict)
+    assert result.retcode == 10009 and result.price == tick.ask
+    assert mt5._checked is None  # used once
+
+
+def test_order_send_plans_again_when_the_instant_or_the_request_differ(mt5: SimTerminal, clock: FakeClock) -> None:
+    """The cases where order_check's plan must NOT be sent: each answers as a fresh send does."""
+    request = market_order(mt5, "EURUSD", "buy", 0.1)
+    checked_ask = mt5.symbol_info_tick("EURUSD").ask
+    assert mt5.order_check(request).retcode == 0
+    clock.advance(600)  # another instant: another quote
+    tick = mt5.symbol_info_tick("EURUSD")
+    assert tick.ask != checked_ask
+    result = mt5.order_send(request)
+    assert result.retcode == 10009 and result.price == tick.ask
+    assert mt5.order_check(request).retcode == 0
+    assert mt5.order_send(market_order(mt5, "EURUSD", "buy", 50.0)).retcode == 10019  # another request: no money
+
+
+def test_a_change_of_the_book_forgets_the_checked_plan(mt5: SimTerminal) -> None:
+    position = mt5.positions_get(ticket=mt5.order_send(market_order(mt5, "EURUSD", "buy", 0.1)).order)[0]
+    assert mt5.order_check(market_order(mt5, "EURUSD", "buy", 0.1)).retcode == 0
+    assert mt5._checked is not None
+    mt5._close(mt5._book.positions[position.ticket], 0.1, position.price_current, mt5._call_ms(),
+               reason=c.DEAL_REASON_EXPERT, order_reason=c.ORDER_REASON_EXPERT, comment="", magic=0, type_filling=1)
+    assert mt5._checked is None
+
+
+def test_account_figures_are_kept_for_the_instant_until_the_book_changes(mt5: SimTerminal, clock: FakeClock) -> None:
+    position = open_position(mt5, "EURUSD", "buy", 0.1)
+    first = mt5.account_info()
+    assert mt5._figures is not None and mt5.account_info() == first
+    clock.advance(600)
+    moved = mt5.account_info()  # another instant: worked out again
+    assert moved.profit != first.profit
+    assert mt5.order_send(close_request(mt5, mt5.positions_get(ticket=position.ticket)[0])).retcode == 10009
+    flat = mt5.account_info()  # the same instant, after the book changed
+    assert (flat.margin, flat.profit) == (0.0, 0.0) and flat.balance != moved.balance
