@@ -176,7 +176,11 @@ class RangeBook:
 
     def open_trades(self, symbol: str | None = None) -> list[RangeTrade]:
         with self._lock:
-            return [t for t in self._trades.values() if symbol is None or t.symbol == symbol]
+            return self._open_trades(symbol)
+
+    def _open_trades(self, symbol: str | None) -> list[RangeTrade]:
+        """``open_trades()`` for a caller that holds the lock."""
+        return [t for t in self._trades.values() if symbol is None or t.symbol == symbol]
 
     def get(self, ticket: int) -> RangeTrade | None:
         with self._lock:
@@ -219,8 +223,7 @@ class RangeBook:
         hold of the lock: what an entry check asks the book at every M5 bar (one state, and one
         lock round instead of three)."""
         with self._lock:
-            open_count = sum(1 for t in self._trades.values() if t.symbol == symbol)
-            return self._disabled, open_count, self._history(symbol, now)
+            return self._disabled, len(self._open_trades(symbol)), self._history(symbol, now)
 
     @property
     def entries_disabled(self) -> DisabledEntries | None:

@@ -284,8 +284,6 @@ class SimTerminal(Mt5Constants):
         self._rates_markets: dict[tuple[str, int], SymbolMarket] = {}  # (symbol, timeframe) found valid
         self._tick_memo: dict[str, tuple[Quote, Tick]] = {}  # symbol -> (market quote, its Tick)
         self._account_memo: tuple[tuple, AccountInfo] | None = None  # (inputs, answer) while flat
-        self._checked: tuple[Any, int, dict[str, Any], _Plan] | None = None  # order_check's (book, instant, req, plan)
-        self._figures: tuple[Any, int, tuple[float, ...]] | None = None  # (book, instant, _account_figures)
         self._last_save = time.monotonic()
         self._time_save_seconds = float(time_save_seconds)
         self.faults = FaultInjector(clock, _VALID_RETCODES)
@@ -515,8 +513,7 @@ class SimTerminal(Mt5Constants):
             start_pos, count = int(start_pos), int(count)  # numpy integers: positions as plain ints
         if start_pos < 0 or count <= 0:
             return self._fail(INVALID_PARAMS)
-        memo = self._call_ms_memo  # ``_view_ms``'s answer with no fault armed, without its call
-        view = memo[1] if self.faults.idle and memo is not None and memo[0] is self._call_now else self._view_ms()
+        view = self._view_ms()
         if start_pos >= self._maxbars:
             return self._fail(CALL_FAILED)
         if timeframe == c.TIMEFRAME_MN1:
@@ -723,7 +720,6 @@ class SimTerminal(Mt5Constants):
         except _Reject as rej:
             return OrderCheckResult(rej.retcode, balance, equity, profit, margin, free, level,
                                     RETCODE_COMMENT.get(rej.retcode, ""), trade_request)
-        self._checked = (self._book, now_ms, req, plan)
         if plan.kind == "open":
             balance_after = round(balance - plan.commission, 2)
             equity_after = round(equity - plan.commission, 2)
@@ -760,7 +756,7 @@ class SimTerminal(Mt5Constants):
         if self.faults.autotrading_off:
             return self._result(c.TRADE_RETCODE_CLIENT_DISABLES_AT, trade_request)
         try:
-            plan = self._checked_plan(req, now_ms)
+            plan = self._plan(req, now_ms)
         except _Reject as rej:
             result = self._result(rej.retcode, trade_request)
         else:
@@ -944,23 +940,7 @@ class SimTerminal(Mt5Constants):
         return price, self._profit(self._specs[position.symbol], position.type, position.volume,
                                    position.price_open, price)
 
-    def _book_changes(self) -> None:
-        """Forget what was worked out from the book as it was (before a deal or a change of stops)."""
-        self._checked = None
-        self._figures = None
-
     def _account_figures(self, at_ms: int) -> tuple[float, float, float, float, float, float]:
-        """(balance, profit, equity, margin, free margin, margin level) at ``at_ms``. Kept for the
-        instant until the book changes (``_book_changes``): a step with a position open asks for
-        them several times (stop-out check, account, each order's check and plan)."""
-        figures = self._figures
-        if figures is not None and figures[0] is self._book and figures[1] == at_ms:
-            return figures[2]  # type: ignore[return-value]
-        answer = self._work_out_figures(at_ms)
-        self._figures = (self._book, at_ms, answer)
-        return answer
-
-    def _work_out_figures(self, at_ms: int) -> tuple[float, float, float, float, float, float]:
         balance = round(float(self._book.balance), 2)
         positions = self._book.positions.values()
         # flat: the sums below are round(float(0), 2), i.e. 0.0, without the generators
@@ -973,16 +953,6 @@ class SimTerminal(Mt5Constants):
 
     # ======================================================================================
     # internals: trade requests
-
-    def _checked_plan(self, req: dict[str, Any], now_ms: int) -> _Plan:
-        """``_plan(req, now_ms)``: the plan ``order_check`` made for an equal request at the same
-        instant when nothing changed the book since (``_apply`` and ``_close`` forget it), else a
-        new one. The adapter checks every request just before sending it, and a plan depends on
-        nothing else (the book, and the quotes and sessions of that instant)."""
-        checked, self._checked = self._checked, None
-        if checked is not None and checked[0] is self._book and checked[1] == now_ms and checked[2] == req:
-            return checked[3]
-        return self._plan(req, now_ms)
 
     def _plan(self, req: dict[str, Any], now_ms: int) -> _Plan:
         """Validate a request against the trade server's rules; raise ``_Reject(retcode)``."""
@@ -1148,7 +1118,6 @@ class SimTerminal(Mt5Constants):
             raise _Reject(c.TRADE_RETCODE_FROZEN)
 
     def _apply(self, plan: _Plan, req: dict[str, Any], trade_request: TradeRequest, now_ms: int) -> OrderSendResult:
-        self._book_changes()
         magic = int(req.get("magic", 0))
         comment = req.get("comment", "")
         type_filling = int(req.get("type_filling", c.ORDER_FILLING_FOK))
@@ -1191,7 +1160,6 @@ class SimTerminal(Mt5Constants):
     def _close(self, position: Position, volume: float, price: float, time_ms: int, *, reason: int,
                order_reason: int, comment: str, magic: int, type_filling: int) -> tuple[int, int]:
         """Close ``volume`` of ``position`` at ``price``: an order, an OUT deal, the balance."""
-        self._book_changes()
         book = self._book
         spec = self._specs[position.symbol]
         closing_type = c.ORDER_TYPE_SELL if position.type == c.POSITION_TYPE_BUY else c.ORDER_TYPE_BUY
