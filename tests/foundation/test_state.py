@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,22 @@ def test_journal_appends_lines_and_the_reader_skips_a_torn_line(tmp_path: Path) 
     assert [r["event"] for r in records] == ["intent", "opened"]
     assert records[0]["client_id"] == "ms-1" and "ts" in records[0]
     assert "reason" not in records[1]  # None fields are left out
+
+
+def test_journal_line_bytes_are_compact_utf8_json(tmp_path: Path) -> None:
+    """One line's exact bytes: compact separators, non-ASCII text written as UTF-8 (not
+    \\u-escaped), nested values and a datetime in the default encoding, in insertion order."""
+    clock = datetime(2026, 6, 1, 12, 30, 5, tzinfo=timezone.utc)
+    path = tmp_path / "journal.jsonl"
+    journal = Journal(path, now=lambda: clock)
+    record = journal.append("closed", ticket=7, reason="stop → 1.2 €",
+                            detail={"levels": [1.2, 1.5], "why": {"note": "déjà vu", "ok": True}},
+                            opened=datetime(2026, 6, 1, 14, 0, tzinfo=timezone.utc), price=None)
+    journal.close()
+    expected = ('{"ts":"2026-06-01T12:30:05+00:00","event":"closed","ticket":7,"reason":"stop → 1.2 €",'
+                '"detail":{"levels":[1.2,1.5],"why":{"note":"déjà vu","ok":true}},'
+                '"opened":"2026-06-01T14:00:00+00:00"}\n').encode("utf-8")
+    assert path.read_bytes() == expected
+    assert "→ 1.2 €".encode("utf-8") in path.read_bytes() and b"\\u" not in path.read_bytes()
+    assert record["reason"] == "stop → 1.2 €" and "price" not in record
+    assert list(read_journal(path)) == [{**record, "opened": "2026-06-01T14:00:00+00:00"}]

@@ -490,3 +490,31 @@ def test_order_send_after_a_check_answers_as_a_fresh_send(mt5: SimTerminal, cloc
     assert mt5.order_send(market_order(mt5, "EURUSD", "buy", 50.0)).retcode == 10019  # another request: no money
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("key", ["volume", "price", "sl", "tp", "stoplimit"])
+def test_a_non_finite_float_field_is_refused_as_an_invalid_argument(mt5: SimTerminal, key: str, value: float) -> None:
+    """The float fast path of the request check refuses NaN and infinities as the general check
+    does: no result, ``last_error() == (-2, 'Invalid "<field>" argument')``, nothing traded."""
+    for call in (mt5.order_check, mt5.order_send):
+        request = market_order(mt5, "EURUSD", "buy", 0.1)
+        request[key] = value
+        assert call(request) is None, (call.__name__, key, value)
+        assert mt5.last_error() == (c.RES_E_INVALID_PARAMS, f'Invalid "{key}" argument'), (call.__name__, key)
+    assert mt5.positions_get() == () and mt5.orders_get() == ()
+    assert mt5.order_send(market_order(mt5, "EURUSD", "buy", 0.1)).retcode == c.TRADE_RETCODE_DONE  # a finite one goes
+
+
+def test_a_bool_timeframe_is_refused_after_the_pair_was_kept(mt5: SimTerminal) -> None:
+    """The kept answer for (symbol, timeframe) serves plain-int timeframes only: ``True`` equals
+    TIMEFRAME_M1 (and hashes like it) but is refused with the invalid-params error, before and
+    after a valid M1 read, by the array and the rows forms alike."""
+    assert c.TIMEFRAME_M1 == 1 == True  # noqa: E712 (the look-alike the shortcut must not take)
+    for read in (mt5.copy_rates_from_pos, mt5.copy_rates_from_pos_rows):
+        assert read("XAUUSD", True, 0, 3) is None and mt5.last_error() == (-2, "Terminal: Invalid params")
+    assert len(mt5.copy_rates_from_pos("XAUUSD", c.TIMEFRAME_M1, 0, 3)) == 3
+    assert len(mt5.copy_rates_from_pos_rows("XAUUSD", c.TIMEFRAME_M1, 0, 3)) == 3
+    assert mt5.last_error() == (1, "Success")
+    for read in (mt5.copy_rates_from_pos, mt5.copy_rates_from_pos_rows):
+        assert read("XAUUSD", True, 0, 3) is None, read.__name__
+        assert mt5.last_error() == (-2, "Terminal: Invalid params"), read.__name__
+        assert read("XAUUSD", c.TIMEFRAME_M1, 0, 3) is not None  # the kept pair still serves M1

@@ -388,3 +388,26 @@ def test_a_long_jump_of_the_clock_finds_the_first_stop_hit(clock: FakeClock, mt5
     first_touch = btc.loc[btc.index >= MONDAY_NOON - weeks * WEEK].query("low <= 35000").index[0]
     assert out.time // 60 * 60 == int((first_touch + weeks * WEEK).timestamp())
     assert out.price == 35000.0 and out.reason == mt5.DEAL_REASON_SL
+
+
+def test_the_echoed_request_carries_the_packages_defaults_for_fields_left_out(mt5: SimTerminal) -> None:
+    """A request with only action, symbol, volume, type and filling: order_check and order_send
+    echo every other field at MT5's default, with its type (comment the empty string, the price
+    fields 0.0 floats, the integer fields 0 ints)."""
+    request = {"action": mt5.TRADE_ACTION_DEAL, "symbol": "EURUSD", "volume": 0.1, "type": mt5.ORDER_TYPE_BUY,
+               "type_filling": mt5.ORDER_FILLING_FOK}
+    expected = {"action": mt5.TRADE_ACTION_DEAL, "magic": 0, "order": 0, "symbol": "EURUSD", "volume": 0.1,
+                "price": 0.0, "stoplimit": 0.0, "sl": 0.0, "tp": 0.0, "deviation": 0, "type": mt5.ORDER_TYPE_BUY,
+                "type_filling": mt5.ORDER_FILLING_FOK, "type_time": 0, "expiration": 0, "comment": "",
+                "position": 0, "position_by": 0}
+    types = {name: float if name in ("volume", "price", "stoplimit", "sl", "tp") else
+             str if name in ("symbol", "comment") else int for name in expected}
+    check = mt5.order_check(dict(request))
+    sent = mt5.order_send(dict(request))
+    assert (check.retcode, sent.retcode) == (0, mt5.TRADE_RETCODE_DONE)
+    for echoed in (check.request, sent.request):
+        assert echoed._fields == tuple(expected)
+        assert echoed._asdict() == expected
+        assert {name: type(value) for name, value in echoed._asdict().items()} == types
+        assert type(echoed.comment) is str and echoed.comment == ""
+        assert type(echoed.stoplimit) is float and echoed.stoplimit == 0.0
