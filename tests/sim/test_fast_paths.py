@@ -17,7 +17,7 @@ from execution.simterminal import SimTerminal
 from execution.simterminal import constants as c
 from execution.simterminal.market import TIMEFRAME_MS, SymbolMarket, _max_min_last, series_from_ticks
 from execution.simterminal.types import RATES_DTYPE
-from tests.sim.helpers import DATA, close_request, market_order, open_position
+from tests.sim.helpers import DATA, market_order
 from monitors.clock import FakeClock
 
 TIMEFRAMES = (c.TIMEFRAME_M1, c.TIMEFRAME_M5, c.TIMEFRAME_M15, c.TIMEFRAME_H1, c.TIMEFRAME_H4, c.TIMEFRAME_D1,
@@ -213,8 +213,8 @@ def test_rate_rows_answer_as_the_array_does(mt5: SimTerminal) -> None:
 
 
 def test_rate_rows_read_the_frozen_view_while_quotes_are_stale(mt5: SimTerminal, clock: FakeClock) -> None:
-    """The read's shortcut to the call instant's time (no fault armed) is not taken while a
-    stale-quotes fault freezes the view: the rows stay the frozen ones, as the array's do."""
+    """While a stale-quotes fault freezes the view, the rows read are the frozen ones (as the
+    array's are), and the live ones again once the fault is cleared."""
     before = mt5.copy_rates_from_pos_rows("XAUUSD", c.TIMEFRAME_M1, 0, 3)
     mt5.faults.schedule("stale_quotes", seconds=600)
     clock.advance(300)
