@@ -85,9 +85,11 @@ class FakeDiscord:
                     if payload:
                         self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
+                    # recorded before the headers leave: a client that has read the answer finds it
+                    # recorded (after, a busy machine let the notifier count a delivery first)
                     record.answered = time.monotonic()
                     record.status = reply.status
+                    self.end_headers()
                     if payload:
                         self.wfile.write(payload)
                 except OSError:
