@@ -246,10 +246,8 @@ class OrderFlowMonitor:
         return {symbol: decision.as_dict() for symbol, decision in list(self._decisions.items())}
 
     def _record(self, symbol: str, gate: str | None, detail: Detail = "") -> None:
-        # WhyNoTrade reads the detail only for its DEBUG line: formatted only when that is on
-        text = _text(detail) if self.why_not.log.isEnabledFor(logging.DEBUG) else ""
-        self.why_not.record(symbol, gate, text)
-        self._decisions[symbol] = _Decision(gate, text or detail, self.clock.now())
+        self.why_not.record(symbol, gate, detail)  # (formatted there only for its DEBUG line)
+        self._decisions[symbol] = _Decision(gate, detail, self.clock.now())
 
     def _sync_closed(self) -> None:
         try:

@@ -32,7 +32,9 @@ class WhyNoTrade:
 
     def record(self, symbol: str, failed: str | None, detail: Any = "") -> None:
         """One decision: ``failed`` is the first failing gate/layer, None when a trade was taken.
-        ``detail``: its text, or an object whose ``str()`` is (formatted only for the DEBUG line)."""
+        ``detail``: its text, a function giving it, or an object whose ``str()`` is it; it is read
+        only for the DEBUG line, so a monitor hands it over unformatted (nearly every step fails a
+        gate, and its text is rarely read)."""
         with self._lock:
             checks = self._checks
             checks[symbol] = checks.get(symbol, 0) + 1
@@ -44,7 +46,7 @@ class WhyNoTrade:
                     counts = self._failed[symbol] = {}
                 counts[failed] = counts.get(failed, 0) + 1
         if self.log.isEnabledFor(logging.DEBUG):
-            detail = str(detail)
+            detail = detail() if callable(detail) else str(detail)
             self.log.debug("%s %s: %s%s", self.strategy, symbol, "TRADE" if failed is None else f"no trade ({failed})",
                            f" - {detail}" if detail else "")
 

@@ -63,3 +63,22 @@ def test_a_lazy_detail_is_formatted_only_for_the_debug_line(caplog) -> None:
     with caplog.at_level(logging.DEBUG):
         why.record("XAUUSD", "L2.location", LazyText(fmt))
     assert calls == ["x"] and "micro_scalp XAUUSD: no trade (L2.location) - L2.location: FAIL tags none" in caplog.text
+
+
+def test_a_detail_function_is_called_only_for_the_debug_line(caplog) -> None:
+    """Order flow hands its details over as functions: called for the DEBUG line only, never
+    written as the function's repr."""
+    calls: list[str] = []
+
+    def detail() -> str:
+        calls.append("x")
+        return "delta 0.12 < 0.30"
+
+    why = WhyNoTrade("order_flow")
+    with caplog.at_level(logging.INFO):
+        why.record("BTCUSD", "signal", detail)
+    assert calls == [] and caplog.text == ""
+    with caplog.at_level(logging.DEBUG):
+        why.record("BTCUSD", "signal", detail)
+    assert calls == ["x"] and "order_flow BTCUSD: no trade (signal) - delta 0.12 < 0.30" in caplog.text
+    assert "function" not in caplog.text
