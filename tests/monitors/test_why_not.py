@@ -3,6 +3,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from monitors.why_not import WhyNoTrade
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=timezone.utc)
@@ -48,7 +50,10 @@ def test_summary_orders_gates_by_count_then_first_occurrence() -> None:
     assert why.last_summary["XAUUSD"]["trades"] == 0
 
 
-def test_a_lazy_detail_is_formatted_only_for_the_debug_line(caplog) -> None:
+@pytest.mark.parametrize("wrap", ["LazyText", "function"])
+def test_a_lazy_detail_is_formatted_only_for_the_debug_line(caplog, wrap: str) -> None:
+    """Micro-scalp hands its failure text over as a ``LazyText``, order flow as a function: each
+    is formatted for the DEBUG line only, never written as its repr."""
     from engines.micro_scalp_reasons import LazyText
     calls: list[str] = []
 
@@ -56,29 +61,12 @@ def test_a_lazy_detail_is_formatted_only_for_the_debug_line(caplog) -> None:
         calls.append("x")
         return "L2.location: FAIL tags none"
 
+    detail = LazyText(fmt) if wrap == "LazyText" else fmt
     why = WhyNoTrade("micro_scalp")
     with caplog.at_level(logging.INFO):
-        why.record("XAUUSD", "L2.location", LazyText(fmt))
+        why.record("XAUUSD", "L2.location", detail)
     assert calls == [] and caplog.text == ""  # DEBUG off: never formatted
     with caplog.at_level(logging.DEBUG):
-        why.record("XAUUSD", "L2.location", LazyText(fmt))
+        why.record("XAUUSD", "L2.location", detail)
     assert calls == ["x"] and "micro_scalp XAUUSD: no trade (L2.location) - L2.location: FAIL tags none" in caplog.text
-
-
-def test_a_detail_function_is_called_only_for_the_debug_line(caplog) -> None:
-    """Order flow hands its details over as functions: called for the DEBUG line only, never
-    written as the function's repr."""
-    calls: list[str] = []
-
-    def detail() -> str:
-        calls.append("x")
-        return "delta 0.12 < 0.30"
-
-    why = WhyNoTrade("order_flow")
-    with caplog.at_level(logging.INFO):
-        why.record("BTCUSD", "signal", detail)
-    assert calls == [] and caplog.text == ""
-    with caplog.at_level(logging.DEBUG):
-        why.record("BTCUSD", "signal", detail)
-    assert calls == ["x"] and "order_flow BTCUSD: no trade (signal) - delta 0.12 < 0.30" in caplog.text
-    assert "function" not in caplog.text
+    assert "function" not in caplog.text and "LazyText" not in caplog.text
