@@ -26,7 +26,7 @@ from config.range_scalp_model import RangeScalpParams
 from engines.frozen import direct_init
 from engines.indicators import swing_pivots
 from engines.range_data import Bars, iso
-from engines.range_market import CarriedTouches, MarketCore, MarketMemo, RangeMarket, session_start_s
+from engines.range_market import CarriedTouches, MarketBase, MarketCore, MarketMemo, RangeMarket, session_start_s
 from engines.range_metrics import count_touches
 
 INVALIDATION_SIGNALS = ("m15_bos_confirmed", "candles_outside_range", "vwap_momentum_high", "bb_width_expansion")
@@ -230,7 +230,7 @@ class M15Detection:
         return edges
 
 
-def m15_detection(market: MarketCore, params: RangeScalpParams, memo: MarketMemo | None = None) -> M15Detection:
+def m15_detection(market: MarketBase, params: RangeScalpParams, memo: MarketMemo | None = None) -> M15Detection:
     """The M15Detection of ``market`` now: the memo's last one while its M15 bars are the same
     object, the params the same and the session start the same; else a new one."""
     m15, start = market.m15, session_start_s(market, params)
@@ -239,7 +239,7 @@ def m15_detection(market: MarketCore, params: RangeScalpParams, memo: MarketMemo
     return memo.last("m15_detection", (params, m15, start), lambda: M15Detection(m15, start, params, memo.touches))
 
 
-def _facts(market: MarketCore, params: RangeScalpParams, facts: M15Detection | None) -> M15Detection:
+def _facts(market: MarketBase, params: RangeScalpParams, facts: M15Detection | None) -> M15Detection:
     """``facts``, which must be of ``market``'s M15 bars and these params, or a new M15Detection."""
     if facts is None:
         return m15_detection(market, params)
@@ -247,7 +247,7 @@ def _facts(market: MarketCore, params: RangeScalpParams, facts: M15Detection | N
     return facts
 
 
-def session_candidate(market: MarketCore, params: RangeScalpParams, facts: M15Detection | None = None
+def session_candidate(market: MarketBase, params: RangeScalpParams, facts: M15Detection | None = None
                       ) -> Candidate | str:
     """High and low of the closed M15 bars since the current session range started (A3.2).
     ``facts``: the M15Detection of ``market`` (built when not given)."""
@@ -262,7 +262,7 @@ def _session_candidate(session: SessionBars, params: RangeScalpParams) -> Candid
     return Candidate("session", session.high, session.low, session.bars, (f"session since {iso(session.start_s)} UTC",))
 
 
-def adaptive_anchors(pdh: float, pdl: float, market: MarketCore, params: RangeScalpParams,
+def adaptive_anchors(pdh: float, pdl: float, market: MarketBase, params: RangeScalpParams,
                      facts: M15Detection | None = None) -> tuple[float, float, tuple[str, ...]]:
     """Move stale previous-day anchors (A3.9): after a 40 % change of the H1 ATR the anchors
     become the session extremes; otherwise a session extreme beyond an anchor by more than
@@ -295,7 +295,7 @@ def adaptive_anchors(pdh: float, pdl: float, market: MarketCore, params: RangeSc
     return pdh, pdl, tuple(notes)
 
 
-def daily_candidate(market: MarketCore, params: RangeScalpParams, facts: M15Detection | None = None
+def daily_candidate(market: MarketBase, params: RangeScalpParams, facts: M15Detection | None = None
                     ) -> Candidate | str:
     """The previous trading day's high and low (A3.3), adapted by the anchors rule; touches are
     counted over the M15 bars since that day began. ``facts``: see session_candidate."""
@@ -307,7 +307,7 @@ def daily_candidate(market: MarketCore, params: RangeScalpParams, facts: M15Dete
     return Candidate("daily", high, low, facts.daily_bars(day.day_start_s), notes)
 
 
-def dynamic_candidate(market: MarketCore, params: RangeScalpParams, facts: M15Detection | None = None
+def dynamic_candidate(market: MarketBase, params: RangeScalpParams, facts: M15Detection | None = None
                       ) -> Candidate | str:
     """The most recent M15 swing high and swing low (A3.4); touches over the last 48 h.
     ``facts``: see session_candidate."""
@@ -384,6 +384,18 @@ def detect_range(market: MarketCore, params: RangeScalpParams, memo: MarketMemo 
     """The first range type, in order of preference, with usable geometry; plus why each
     earlier type was passed over. ``memo``: the symbol's MarketMemo, which keeps the last
     M15Detection: what depends only on the M15 bars is derived once per M15 bars object."""
+    candidate, passed_over, facts = detect_candidate(market, params, memo)
+    if candidate is None:
+        return None, passed_over
+    return build_range(candidate, market, params, facts), passed_over
+
+
+def detect_candidate(market: MarketBase, params: RangeScalpParams, memo: MarketMemo | None = None
+                     ) -> tuple[Candidate | None, tuple[str, ...], M15Detection]:
+    """``detect_range`` before its range is built: the candidate it builds the range of (None:
+    no range), why the earlier types were passed over and the M15Detection it came from (for
+    ``build_range``). Reads only the base: whether there is a range does not depend on its
+    mid or expansion state."""
     facts = m15_detection(market, params, memo)
     passed_over: list[str] = []
     for range_type in params.detection.range_types:
@@ -395,8 +407,8 @@ def detect_range(market: MarketCore, params: RangeScalpParams, memo: MarketMemo 
         if problem:
             passed_over.append(f"{range_type} range {candidate.low:.6g}-{candidate.high:.6g}: {problem}")
             continue
-        return build_range(candidate, market, params, facts), tuple(passed_over)
-    return None, tuple(passed_over)
+        return candidate, tuple(passed_over), facts
+    return None, tuple(passed_over), facts
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from engines.range_data import iso
 from engines.range_detection import (
     FalseRange, Invalidation, RangeStructure, bos_inside_range, false_range, invalidation,
 )
-from engines.range_market import MarketCore, MarketInputs, MarketMemo, RangeMarket, input_problem
+from engines.range_market import MarketBase, MarketInputs, MarketMemo, RangeMarket, input_problem
 from engines.range_sessions import blocked_window_at
 
 
@@ -231,7 +231,7 @@ def session_filter(market: RangeMarket, params: RangeScalpParams) -> Check:
     return Check("session", True, f"session '{key}'")
 
 
-def adx_gate(market: MarketCore, params: RangeScalpParams) -> tuple[Check, str]:
+def adx_gate(market: MarketBase, params: RangeScalpParams) -> tuple[Check, str]:
     """No range scalps in a trending market (H1 ADX above 25). Returns the weight regime:
     'low_adx' below 15, else 'normal'. Unknown ADX fails closed."""
     sc = params.scoring

@@ -7,18 +7,20 @@ complete buckets). H1 comes from ``bars_h1`` when given (its forming bar dropped
 aggregated from M5 the same way; with the default 720 M5 bars that is about 60 H1 bars, enough
 for ADX(14).
 
-The market is built in two parts: ``MarketCore`` holds what range detection and the ADX gate
-read (``market_core``), ``RangeMarket`` adds the rest (``complete_market``), so an entry check
-whose decision those gates already make can stop early. ``MarketMemo`` (owned by the caller,
-one per symbol) reuses results of exactly identical inputs: the H1 values while the H1 bars do
-not change, the M15 values while the newest M15 bars do not, and a whole market when the exit
-pass and the entry check of one step see the same inputs; its ``M5Window`` carries what the
-last M5 window gave over to the next one (engines/range_window.py). The M15 values the core
-does not read (all but the expansion state) are computed by ``complete_market`` only, and the
-values only the strategies and the scorer read (RSI, stochastic, timeframe directions) on their
-first read (``LateValues``): a decision that stops at a gate never computes them. The confluence
-gate asks only whether the RSI is beyond its thresholds, which an estimate answers unless the RSI
-is within 1e-6 of one (``RangeMarket.rsi_beyond``).
+The market is built in parts: ``MarketBase`` holds what range detection finds its candidate
+from and what the ADX gate reads (``market_base``), ``MarketCore`` adds what the range is built
+with, its mid (the session VWAP) and the M15 expansion state (``core_of``), ``RangeMarket`` the
+rest (``complete_market``), so an entry check whose decision those gates already make can stop
+early. ``MarketMemo`` (owned by the caller, one per symbol) reuses results of exactly identical
+inputs: the H1 values while the H1 bars do not change, the M15 values while the newest M15 bars
+do not, and a whole market when the exit pass and the entry check of one step see the same
+inputs; its ``M5Window`` carries what the last M5 window gave over to the next one
+(engines/range_window.py). The M15 values the core does not read (all but the expansion state)
+are computed by ``complete_market`` only, and the values only the strategies and the scorer
+read (RSI, stochastic, timeframe directions) on their first read (``LateValues``): a decision
+that stops at a gate never computes them. The confluence gate asks only whether the RSI is
+beyond its thresholds, which an estimate answers unless the RSI is within 1e-6 of one
+(``RangeMarket.rsi_beyond``).
 """
 from __future__ import annotations
 
@@ -114,9 +116,9 @@ class DayLevels:
 
 @direct_init
 @dataclass(frozen=True)
-class MarketCore:
-    """What range detection and the ADX gate read. ``price`` is the mid quote (analysis);
-    orders use the ask (buys) or bid (sells)."""
+class MarketBase:
+    """What range detection finds its candidate from and what the ADX gate reads. ``price`` is
+    the mid quote (analysis); orders use the ask (buys) or bid (sells)."""
 
     inputs: MarketInputs
     price: float
@@ -128,8 +130,6 @@ class MarketCore:
     bb_middle: float
     bb_lower: float
     bb_width: float  # fraction of the middle band
-    vwap: float  # session VWAP (the range mid)
-    expansion_state: str
     adx: float  # H1 ADX; NaN when H1 history is too short
     previous_day: DayLevels | None
     previous_day_note: str
@@ -156,6 +156,17 @@ class MarketCore:
     @property
     def quote(self) -> Quote:
         return self.inputs.quote
+
+
+@direct_init
+@dataclass(frozen=True)
+class MarketCore(MarketBase):
+    """The base plus what a detected range is built with (its mid and expansion state): all
+    that range detection and the ADX gate read. A brief evaluation that the ADX gate stops
+    builds only the base (engines/range_scalp.py)."""
+
+    vwap: float  # session VWAP (the range mid)
+    expansion_state: str
 
 
 @direct_init
@@ -521,12 +532,20 @@ def market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMemo
     """The core values (see MarketCore); ``memo``: the symbol's MarketMemo (speed only)."""
     if memo is not None:
         return memo.core(inputs, params)
-    return _market_core(inputs, params, None)
+    return core_of(_market_base(inputs, params, None), params)
 
 
-def _market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMemo | None) -> MarketCore:
+def market_base(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMemo | None = None) -> MarketBase:
+    """The base values (see MarketBase): the core but the range's mid and expansion state;
+    ``memo``: the symbol's MarketMemo (speed only)."""
+    if memo is not None:
+        return memo.base(inputs, params)
+    return _market_base(inputs, params, None)
+
+
+def _market_base(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMemo | None) -> MarketBase:
     ind, det = params.indicators, params.detection
-    m5, m15, h1 = inputs.m5, inputs.m15, inputs.h1
+    m5, h1 = inputs.m5, inputs.h1
     price = inputs.quote.mid
     if memo is None:
         atr = mean_atr_last(m5.high, m5.low, m5.close, ind.atr_period)
@@ -534,25 +553,36 @@ def _market_core(inputs: MarketInputs, params: RangeScalpParams, memo: MarketMem
         atr = memo.window.mean_atr(m5, ind.atr_period)
     bb_middle, bb_upper, bb_lower, bb_width = bollinger_last(m5.close[-(ind.bb_period + 1):], ind.bb_period,
                                                              ind.bb_std)
-    if memo is None:
-        state = m15_expansion(m15.tail(_EXPANSION_TAIL), params)
-    else:
-        state = memo.m15_expansion(memo.m15_tail(m15, _EXPANSION_TAIL), params)
     h1v = memo.h1(h1, params) if memo is not None else h1_values(h1, params)
     if memo is None:
         day, note = previous_day_levels(m5, inputs.now_s, det.day_start_hour_utc, det.min_previous_day_hours)
-        vwap = session_vwap_last(m5.time, m5.high, m5.low, m5.close, m5.volume, ind.vwap_anchor_hour_utc)
     else:
         day, note = memo.window.previous_day(m5, inputs.now_s, det.day_start_hour_utc, det.min_previous_day_hours,
                                              previous_day_levels)
-        vwap = memo.window.session_vwap(m5, ind.vwap_anchor_hour_utc)
     session = (session_key_at(inputs.now_s, params.sessions) if memo is None else
                memo.session_key(inputs.now_s, params.sessions))
     atr_eff = effective_atr(atr, bb_width, price, ind.bb_width_multiplier, ind.effective_atr)
-    # positional, in MarketCore's field order (a core is built at every M5 bar: keyword
+    # positional, in MarketBase's field order (a base is built at every M5 bar: keyword
     # arguments would cost the constructor a dictionary)
-    return MarketCore(inputs, price, atr, atr_eff, h1v.atr, h1v.atr_prev, bb_upper, bb_middle, bb_lower, bb_width,
-                      vwap, state, h1v.adx, day, note, session, h1v)
+    return MarketBase(inputs, price, atr, atr_eff, h1v.atr, h1v.atr_prev, bb_upper, bb_middle, bb_lower, bb_width,
+                      h1v.adx, day, note, session, h1v)
+
+
+def core_of(base: MarketBase, params: RangeScalpParams, memo: MarketMemo | None = None) -> MarketCore:
+    """``base`` plus the session VWAP and the M15 expansion state. ``memo``: the symbol's
+    MarketMemo, whose carried windows give the same values with less work; without it they are
+    computed from the base's bars alone (so the same values at any later time)."""
+    m5, m15, anchor = base.m5, base.m15, params.indicators.vwap_anchor_hour_utc
+    if memo is None:
+        state = m15_expansion(m15.tail(_EXPANSION_TAIL), params)
+        vwap = session_vwap_last(m5.time, m5.high, m5.low, m5.close, m5.volume, anchor)
+    else:
+        state = memo.m15_expansion(memo.m15_tail(m15, _EXPANSION_TAIL), params)
+        vwap = memo.window.session_vwap(m5, anchor)
+    # positional, in MarketCore's field order
+    return MarketCore(base.inputs, base.price, base.atr, base.atr_eff, base.atr_h1, base.atr_h1_prev, base.bb_upper,
+                      base.bb_middle, base.bb_lower, base.bb_width, base.adx, base.previous_day,
+                      base.previous_day_note, base.session_key, base.h1_values, vwap, state)
 
 
 def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo | None = None) -> RangeMarket:
@@ -585,8 +615,8 @@ def complete_market(core: MarketCore, params: RangeScalpParams, memo: MarketMemo
     # most once per M5 bar: 28 keyword arguments would cost the constructor a dictionary)
     return RangeMarket(
         core.inputs, core.price, core.atr, core.atr_eff, core.atr_h1, core.atr_h1_prev, core.bb_upper, core.bb_middle,
-        core.bb_lower, core.bb_width, core.vwap, core.expansion_state, core.adx, core.previous_day,
-        core.previous_day_note, core.session_key, h1v,
+        core.bb_lower, core.bb_width, core.adx, core.previous_day, core.previous_day_note, core.session_key, h1v,
+        core.vwap, core.expansion_state,
         m15v.atr, momentum, bb_expansion, _last(m5.volume), volume_avg, bos, m15v.body_expansion,
         m15v.body_expansion_ratio, m15v.divergence, late, m15v)
 
@@ -597,7 +627,7 @@ def compute_market(inputs: MarketInputs, params: RangeScalpParams, memo: MarketM
     ``memo``: the symbol's MarketMemo, to reuse results of identical inputs (see there)."""
     if memo is not None:
         return memo.market(inputs, params)
-    return complete_market(_market_core(inputs, params, None), params)
+    return complete_market(core_of(_market_base(inputs, params, None), params), params)
 
 
 def _h1_columns(raw: BarSeries) -> tuple[np.ndarray, ...]:
@@ -635,7 +665,8 @@ class MarketMemo:
         self._m15: tuple[RangeScalpParams, Bars, bool, M15Values] | None = None
         self._expansion: tuple[RangeScalpParams, Bars, str] | None = None
         self._problem: tuple[str, Bars, str | None] | None = None
-        self._core: tuple[MarketInputs, RangeScalpParams, MarketCore] | None = None
+        self._base: tuple[MarketInputs, RangeScalpParams, MarketBase] | None = None
+        self._core: tuple[MarketBase, RangeScalpParams, MarketCore] | None = None
         self._market: tuple[MarketInputs, RangeScalpParams, RangeMarket] | None = None
         self._h1_raw: tuple[tuple[np.ndarray, ...], int, int, Bars, BarSeries] | None = None
         self._m15_tails: dict[int, tuple[Bars, Bars]] = {}  # tail size -> (M15 bars, their tail)
@@ -755,25 +786,50 @@ class MarketMemo:
             and last.flow == inputs.flow and last.raw_m5_count == inputs.raw_m5_count
             and same_bars(last.m5, inputs.m5) and same_bars(last.h1, inputs.h1))
 
-    def core(self, inputs: MarketInputs, params: RangeScalpParams) -> MarketCore:
+    def base(self, inputs: MarketInputs, params: RangeScalpParams) -> MarketBase:
         market = self._market
         if self._same_inputs(market, inputs, params):
             assert market is not None
             self.hits += 1
             return market[2]
+        return self._base_of(inputs, params)
+
+    def _base_of(self, inputs: MarketInputs, params: RangeScalpParams) -> MarketBase:
+        base = self._base
+        if not self._count(self._same_inputs(base, inputs, params)):
+            base = self._base = (inputs, params, _market_base(inputs, params, self))
+        assert base is not None
+        return base[2]
+
+    def core(self, inputs: MarketInputs, params: RangeScalpParams) -> MarketCore:
+        return self.core_of(self.base(inputs, params), params)
+
+    def core_of(self, base: MarketBase, params: RangeScalpParams) -> MarketCore:
+        """``core_of(base, params)``, once per base object (a core is its own)."""
+        if isinstance(base, MarketCore):
+            return base
         core = self._core
-        if not self._count(self._same_inputs(core, inputs, params)):
-            core = self._core = (inputs, params, _market_core(inputs, params, self))
-        assert core is not None
+        if core is None or core[0] is not base or core[1] is not params:
+            core = self._core = (base, params, core_of(base, params, self))
         return core[2]
+
+    def complete(self, inputs: MarketInputs, core: MarketCore, params: RangeScalpParams) -> RangeMarket:
+        """``complete_market(core)``, kept as the market of ``inputs``, whose core ``core`` is
+        (from ``core(inputs)``: the market itself when it was kept already)."""
+        if isinstance(core, RangeMarket):
+            return core
+        market = complete_market(core, params, self)
+        self._market = (inputs, params, market)
+        return market
 
     def market(self, inputs: MarketInputs, params: RangeScalpParams) -> RangeMarket:
         market = self._market
         if not self._count(self._same_inputs(market, inputs, params)):
-            market = self._market = (inputs, params, complete_market(self.core(inputs, params), params, self))
+            core = self.core_of(self._base_of(inputs, params), params)
+            market = self._market = (inputs, params, complete_market(core, params, self))
         assert market is not None
         return market[2]
 
 
-def session_start_s(market: MarketCore, params: RangeScalpParams) -> int:
+def session_start_s(market: MarketBase, params: RangeScalpParams) -> int:
     return session_range_start(market.now_s, params.detection.session_starts_utc)

@@ -34,7 +34,9 @@ from typing import Any
 from config.range_scalp_model import RangeScalpParams
 from engines.frozen import direct_init
 from engines.range_data import RangeFlow, iso
-from engines.range_detection import RangeStructure, detect_range, nested_alignment, with_signals
+from engines.range_detection import (
+    Candidate, RangeStructure, build_range, detect_candidate, nested_alignment, with_signals,
+)
 from engines.range_exits import (
     INVALIDATION_EXIT_REASONS, ExitAction, ExitRecord, RangeHistory, RangeTrade, apply_exit_action, exit_action,
     reentry_allowed,
@@ -44,7 +46,8 @@ from engines.range_filters import (
     session_filter, trade_activity,
 )
 from engines.range_market import (
-    MarketInputs, MarketMemo, RangeMarket, complete_market, compute_market, market_core, read_inputs,
+    MarketBase, MarketInputs, MarketMemo, RangeMarket, complete_market, compute_market, core_of, market_base,
+    read_inputs,
 )
 from engines.range_scorer import ScoredSetup, resolve_conflicts, score_setup
 from engines.range_strategies import Setup, Signal, build_setup, find_signals
@@ -128,6 +131,50 @@ def _brief_no_trade(inputs: MarketInputs, checks: list[Check], failed: str,
     """``_no_trade`` of a brief evaluation: no notes, no candidates, reasons built when read."""
     bar_time = int(inputs.m5.time.item(-1)) if len(inputs.m5.time) else None
     return _BriefNoTrade(inputs.symbol, None, (), failed, {}, None, None, range_, tuple(checks), (), bar_time)
+
+
+class _FoundRange:
+    """The range of a brief evaluation that the ADX gate stopped, built when first read (the
+    monitor reads only such a decision's ``failed`` and ``summary()``, which never read it):
+    from the base's bars alone (``core_of`` and ``build_range`` without the memo, whose carried
+    values are the same values: engines/range_market.py), so it is the range the evaluation
+    would have built at once, and the memo's windows skip the range's VWAP, expansion state and
+    touches while the ADX gate is shut."""
+
+    __slots__ = ("_args", "_range")
+
+    def __init__(self, candidate: Candidate, base: MarketBase, params: RangeScalpParams) -> None:
+        self._args = (candidate, base, params)
+        self._range: RangeStructure | None = None
+
+    def value(self) -> RangeStructure:
+        if self._range is None:
+            candidate, base, params = self._args
+            self._range = build_range(candidate, core_of(base, params), params)
+        return self._range
+
+
+def _found_range_text(found: _FoundRange, passed_over: tuple[str, ...]) -> str:
+    return _range_text(found.value(), passed_over)
+
+
+class _AdxStopped(_BriefNoTrade):
+    """A brief decision that the ADX gate stopped: its ``range`` (a ``_FoundRange`` where the
+    constructor stores it) is built when read, and reads as that of ``_brief_no_trade``."""
+
+    @property  # type: ignore[override]
+    def range(self) -> RangeStructure:
+        return self.__dict__["range"].value()
+
+
+def _adx_stopped(inputs: MarketInputs, checks: list[Check], adx: Check, found: _FoundRange,
+                 passed_over: tuple[str, ...]) -> RangeDecision:
+    """``_brief_no_trade(inputs, checks + [range check, adx], "adx", range)`` with the range and
+    the range gate's reason built when read (``_FoundRange``)."""
+    bar_time = int(inputs.m5.time.item(-1)) if len(inputs.m5.time) else None
+    checks = checks + [Check("range", True, _found_range_text, (found, passed_over)), adx]
+    return _AdxStopped(inputs.symbol, None, (), "adx", {}, None, None, found,  # type: ignore[arg-type]
+                       tuple(checks), (), bar_time)
 
 
 @direct_init
@@ -224,8 +271,9 @@ def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpPar
     ``memo``: the symbol's MarketMemo (engines/range_market.py): results of identical inputs
     are reused, the decision is the same with or without it. ``brief``: a decision without a
     trade ends at its first failing gate: its checks and reasons stop there, it has no
-    candidates (and no invalidation signals on its range when ADX failed), and the reasons of its
-    passing gates are formatted only when read (the same text); ``failed``, ``summary()`` and
+    candidates (and no invalidation signals on its range when ADX failed; that range is built
+    only when read), and the reasons of its passing gates are formatted only when read (the same
+    text); ``failed``, ``summary()`` and
     every decision with a trade are exactly those of a full evaluation.
     Unreadable inputs (missing columns, naive datetimes, a bad quote) raise ValueError."""
     history = history or RangeHistory()
@@ -234,18 +282,19 @@ def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpPar
     checks = [data_quality(inputs, params, memo)]
     if not checks[0].passed:
         return no_trade(inputs, checks, "data_quality")
-    core = market_core(inputs, params, memo)  # all that detection and the ADX gate read
-
-    detected, passed_over = detect_range(core, params, memo)
-    if detected is None:
+    base = market_base(inputs, params, memo)  # all that detection's candidate and the ADX gate read
+    candidate, passed_over, facts = detect_candidate(base, params, memo)
+    if candidate is None:
         checks.append(Check("range", False, "no range: " + "; ".join(passed_over)))
         return no_trade(inputs, checks, "range")
-    checks.append(Check("range", True, _range_text, (detected, passed_over)))
-    adx = adx_gate(core, params)
+    adx = adx_gate(base, params)
     if brief and not adx[0].passed:
-        return _brief_no_trade(inputs, checks + [adx[0]], "adx", detected)
+        return _adx_stopped(inputs, checks, adx[0], _FoundRange(candidate, base, params), passed_over)
 
-    market = compute_market(inputs, params, memo) if memo is not None else complete_market(core, params)
+    core = core_of(base, params) if memo is None else memo.core_of(base, params)
+    detected = build_range(candidate, core, params, facts)
+    checks.append(Check("range", True, _range_text, (detected, passed_over)))
+    market = complete_market(core, params) if memo is None else memo.complete(inputs, core, params)
     gates = _run_gates(market, detected, params, history, news_blackout, now, adx, brief)
     checks += gates.checks
     range_ = gates.range

@@ -538,6 +538,30 @@ def test_brief_decisions_record_what_full_decisions_record() -> None:
     assert len(seen) >= 3  # several different gates decided
 
 
+def test_an_adx_stopped_brief_decision_builds_its_range_when_read_and_the_memo_goes_on() -> None:
+    """The ADX gate shut for stretches of bars (every ADX above 1e-6 'trends'): those brief decisions build their range only when read, the same range as a full
+    evaluation's before its invalidation signals, and the memo's windows, which skipped the
+    range's VWAP, expansion state and touches meanwhile, give the same decisions after them."""
+    p = params()
+    shut = params(scoring={"adx_trending": 1e-6, "adx_low": 5e-7})
+    bars = noisy_bars(1000)
+    memo, stopped, decided = MarketMemo(), 0, set()
+    for i, (window, now) in enumerate(windows(bars, p.data.lookback_m5_bars, 150)):
+        q = shut if (i // 12) % 2 == 0 else p
+        quote = (float(window.close[-1]), float(window.close[-1]) + 0.02)
+        full = evaluate_entry(window, None, quote, q, "TEST", now)
+        brief = evaluate_entry(window, None, quote, q, "TEST", now, memo=memo, brief=True)
+        assert (brief.failed, brief.summary(), brief.bar_time) == (full.failed, full.summary(), full.bar_time)
+        if brief.failed == "adx":
+            stopped += 1
+            assert brief.range == replace(full.range, invalidation_signals=())
+            assert brief.checks == full.checks[:3] and brief.reasons == full.reasons[:3]
+        else:
+            assert brief.checks == full.checks[:len(brief.checks)]
+            decided.add(brief.failed)
+    assert stopped >= 50 and len(decided) >= 2  # both kinds of stretch were evaluated
+
+
 def test_the_monitor_evaluates_with_the_symbols_memo_and_briefly(tmp_path) -> None:
     from tests.range_scalp.test_monitor_rig import EUR_SETUP_START, Rig
 
