@@ -116,10 +116,10 @@ class Bars:
 
     @classmethod
     def coerce(cls, bars: Any) -> "Bars":
+        if isinstance(bars, BarSeries):  # (first: the monitor's, every evaluation; never a Bars)
+            return cls.from_series(bars)
         if isinstance(bars, Bars):
             return bars
-        if isinstance(bars, BarSeries):
-            return cls.from_series(bars)
         if isinstance(bars, pd.DataFrame):
             return cls.from_frame(bars)
         raise BadBars(f"bars must be a BarSeries, a DataFrame or engines.micro_scalp_features.Bars, not {type(bars).__name__}")
@@ -574,6 +574,7 @@ class _Core(NamedTuple):
     adx: _Adx
     bollinger: "_BollingerWidths"
     pivots: "_Pivots"  # (pivot_left, pivot_right)
+    range_pivots: "_Pivots"  # (range_pivot_left, range_pivot_right): the range regime's, also read every time
 
 
 class _Store:
@@ -765,8 +766,8 @@ class Features:
 
     def _read_core(self) -> None:
         """Read the values every evaluation needs from their series at once (the columns, ATR,
-        session VWAP, EMA, ADX, the average range, the Bollinger width ratio and the micro
-        pivots): attributes, instead of a lazy read and a series lookup each."""
+        session VWAP, EMA, ADX, the average range, the Bollinger width ratio, the micro pivots
+        and the range regime's): attributes, instead of a lazy read and a series lookup each."""
         store, p, n = self._store(), self.params, self.n
         core = store.core
         if core is None or core.params is not p:
@@ -774,7 +775,8 @@ class Features:
                 p, self._series(_Atr, p.atr_period), self._series(_SessionVwap, p.vwap_anchor_hour_utc),
                 self._series(_Ema, p.ema_period), self._series(_Adx, p.adx_period),
                 self._series(_BollingerWidths, p.bb_period, p.bb_std),
-                self._series(_Pivots, p.pivot_left, p.pivot_right))
+                self._series(_Pivots, p.pivot_left, p.pivot_right),
+                self._series(_Pivots, p.range_pivot_left, p.range_pivot_right))
         self.cols: _Columns = store.columns
         """The bars and candle parts as plain float lists (``_Columns``): index them below ``n``
         (``cols.high[n - 1]`` is the signal bar's high), never from the end."""
@@ -808,6 +810,10 @@ class Features:
         """Micro structure pivots (pivot_left/right): indices of the swing pivot highs, ascending
         (read-only: a later evaluation's pivots are a new list)."""
         self.pivot_low: list[int] = core.pivots.lows
+        self.range_pivot_high: list[int] = core.range_pivots.highs
+        """The range regime's swing pivots (range_pivot_left/right; ``pivots(...)`` of those), as
+        ``pivot_high``: read by every evaluation's ``find_range``, so read here without a lookup."""
+        self.range_pivot_low: list[int] = core.range_pivots.lows
 
     def _store(self) -> _Store:
         """The memo's store (this evaluation's own once the memo has moved on, or without one),
@@ -922,7 +928,7 @@ def _width_ratio(widths: list[float], n: int, period: int) -> float | None:
     denominator = ind.pairwise_sum(widths[n - 20:n]) / 20
     if math.isnan(denominator) or denominator <= 0:
         return None
-    return ind.pairwise_sum(widths[n - 5:n]) / 5 / denominator
+    return list_mean(widths[n - 5:n]) / denominator  # (pairwise_sum(...) / 5, without its call)
 
 
 def compute_features(bars: Bars, bid: float, ask: float, p: MicroScalpParams,

@@ -186,7 +186,7 @@ def find_range(f: Features, p: MicroScalpParams) -> RangeStructure | None:
         high, low = float(np.max(b.high[start:][ph])), float(np.min(b.low[start:][pl]))
         return RangeStructure(high, low, count_respects(f, high, low, p, start)) if high > low else None
     # the pivots of bars[start:] are the pivots of all bars with ``left`` bars inside the slice
-    pivot_highs, pivot_lows = f.pivots(left, p.range_pivot_right)
+    pivot_highs, pivot_lows = f.range_pivot_high, f.range_pivot_low  # f.pivots(left, p.range_pivot_right)
     memo = f.kept(("range", left, p.range_pivot_right, p.range_lookback), SwingRange)
     if not memo.extremes(pivot_highs, pivot_lows, f.cols, start + left) or memo.high <= memo.low:
         return None

@@ -404,16 +404,22 @@ def compression_detail(inside: bool | None, mean_range: float, atr: float) -> st
     return f"inside_bars={inside} mean_range5={mean_range / atr:.2f}ATR"
 
 
+_WICKY_SHARE = 0.5       # a bar is mostly wick above this share of its range (``choppy``)
+_DISPLACEMENT_SHARE = 0.7  # a displacement bar's body is above this share
+
+
 def choppy(f: Features) -> bool:
     """Of the last 5 bars, >= 3 are mostly wick (wicks > 50 % of range) and < 2 are displacement
-    bars (body > 70 % of range). Bars without range count as neither (their shares are NaN)."""
+    bars (body > 70 % of range). Bars without range count as neither (their shares are NaN).
+
+    Counted in C: ``_WICKY_SHARE.__lt__(share)`` is ``share > 0.5`` for a float share (False for
+    NaN), and ``sum`` adds the True ones; the bodies are counted only when the wicks already
+    decide nothing (a per-bar Python loop costs several times more)."""
     c, n = f.cols, f.n
     first = n - 5 if n > 5 else 0
-    wicky = displaced = 0
-    for wick, body in zip(c.wick_share[first:n], c.body_share[first:n]):  # (a comparison is False for NaN)
-        wicky += wick > 0.5
-        displaced += body > 0.7
-    return wicky >= 3 and displaced < 2
+    if sum(map(_WICKY_SHARE.__lt__, c.wick_share[first:n])) < 3:
+        return False
+    return sum(map(_DISPLACEMENT_SHARE.__lt__, c.body_share[first:n])) < 2
 
 
 # ----------------------------------------------------------------------------------------------

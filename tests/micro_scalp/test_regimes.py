@@ -172,3 +172,19 @@ def test_find_range_kept_between_evaluations_matches_a_fresh_one():
         last = kept
         n += rng.choice((1, 1, 1, 2, 5))
     assert changes > 10  # the extremes moved (pivots left and entered the window) many times
+
+
+@pytest.mark.parametrize("left,right", [(3, 3), (2, 2), (4, 1)])
+def test_range_pivots_read_with_the_core_are_the_pivots_find_range_asks_for(left, right):
+    """``Features.range_pivot_high/low`` (read with the core series) are ``pivots(range_pivot_left,
+    range_pivot_right)`` of the same bars, through a growing memo too, whether or not they are the
+    micro pivots' parameters."""
+    params = MicroScalpParams(range_pivot_left=left, range_pivot_right=right)
+    rows = _random_walk(5)
+    memo = SeriesMemo()
+    for n in range(60, len(rows), 7):
+        bars = features(rows[:n]).bars
+        memo.begin(bars)
+        kept = compute_features(bars, 100.0, 100.1, params, memo)
+        fresh = compute_features(bars, 100.0, 100.1, params)
+        assert (kept.range_pivot_high, kept.range_pivot_low) == fresh.pivots(left, right), n

@@ -166,6 +166,14 @@ def test_choppy_needs_wicky_bars_and_few_displacement_bars():
     assert not choppy(features(drives))
 
 
+@pytest.mark.parametrize("wicky,flat,expected", [(3, 2, True), (2, 3, False)])
+def test_choppy_counts_bars_without_range_as_neither(wicky, flat, expected):
+    """A bar without range has NaN shares: neither mostly wick nor a displacement bar (the
+    counting compares NaN as False, as the shares' definition says)."""
+    rows = flat_base() + [(100.0, 100.4, 99.6, 100.05)] * wicky + [(100.0, 100.0, 100.0, 100.0)] * flat
+    assert choppy(features(rows)) is expected
+
+
 def test_volume_rules_and_missing_volume():
     rows = flat_base()
     assert volume_spike(features(rows, volume=[100.0] * 59 + [130.0]), P)
