@@ -190,6 +190,7 @@ class Mt5Broker:
         self._last_tick_stamp: dict[str, float] = {}
         self._timeframes: dict[str, int] = {}  # "M1" -> the module's TIMEFRAME_M1
         self._quotes: dict[str, tuple[Any, SymbolSpec, float, Quote]] = {}  # symbol -> (tick, spec, offset, quote)
+        self._whole_offset: tuple[float, int] = (0.0, 0)  # (an offset, ``int(round(offset))``): see ``_rates``
         self._rate_rows = getattr(module, "reads_rate_rows", False) is True  # see ``bar_rows``
 
     # ------------------------------------------------------------------ connection
@@ -699,15 +700,16 @@ class Mt5Broker:
         stamp = _tick_seconds(tick) if stamp is None else stamp
         # positional, in Quote's field order (symbol, bid, ask, time, spread_points): keyword
         # arguments cost a constructor a dictionary, and a quote is made at every new tick
+        # (``round`` of a quotient, always a float, is already an int: no ``int()`` around it)
         return Quote(spec.name, float(tick.bid), float(tick.ask), self._server_to_utc(stamp),
-                     int(round((tick.ask - tick.bid) / spec.point)))
+                     round((tick.ask - tick.bid) / spec.point))
 
     def quote(self, symbol: str) -> Quote:
         spec = self._specs.get(symbol) or self._spec(symbol)  # (``_spec``'s usual answer without its call)
         tick = self._call("symbol_info_tick", spec.broker_name)
         stamp = _tick_seconds(tick)
         self._observe_tick(spec.name, stamp)
-        if not (tick.bid > 0 and tick.ask > 0):
+        if not (tick.bid > 0.0 and tick.ask > 0.0):  # (float to float: the interpreter's fast comparison)
             raise BrokerError(10021, f"{spec.name}: no prices (bid {tick.bid}, ask {tick.ask})")
         # The same tick object as last time, read with the same spec and offset, makes the same
         # quote: reuse it. Only the simulated terminal keeps its answer while no new tick came; the
@@ -745,10 +747,16 @@ class Mt5Broker:
         # ``_spec`` and ``_timeframe``'s usual answers read without their calls (a read per bar and timeframe)
         spec = self._specs.get(symbol) or self._spec(symbol)
         code = self._timeframes.get(timeframe) or self._timeframe(timeframe)
+        count = count if type(count) is int else int(count)  # (a plain int as it is, without the call)
         if rows:
+            # the offset in whole seconds, kept while the offset stays the same (it changes only when
+            # measured again): ``int(round(...))`` costs some 1,400 instructions, at every bar read
+            offset, whole = self._offset_s, self._whole_offset
+            if whole[0] != offset:
+                whole = self._whole_offset = (offset, int(round(offset)))
             return self._call("copy_rates_from_pos_rows", spec.broker_name, code, 0 if include_forming else 1,
-                              int(count), int(round(self._offset_s)))
-        return self._call("copy_rates_from_pos", spec.broker_name, code, 0 if include_forming else 1, int(count))
+                              count, whole[1])
+        return self._call("copy_rates_from_pos", spec.broker_name, code, 0 if include_forming else 1, count)
 
     def ticks(self, symbol: str, start_utc: datetime, end_utc: datetime) -> TickSeries:
         """All ticks in [start, end), times in UTC epoch milliseconds (``engines.ticks.TickSeries``)."""

@@ -951,10 +951,14 @@ NEAR_STEPS = 2  # ``_bisect_near`` looks this far from its start before a full b
 def _bisect_near(values: memoryview, x: int, lo: int) -> int:
     """``bisect_right(values, x, lo)`` for an answer expected within ``NEAR_STEPS`` of ``lo``
     (a clock moving a bar at a time): the search is narrowed to there when the element just
-    beyond is greater than ``x`` (then so is every later one, ``values`` being sorted)."""
+    beyond is greater than ``x`` (then so is every later one, ``values`` being sorted). Bounds
+    by comparisons, not ``min``: a two-argument ``min`` costs more than the rest (once per instant)."""
     hi = lo + NEAR_STEPS
-    if hi >= len(values) or values[hi] > x:
-        return bisect_right(values, x, lo, min(hi, len(values)))
+    size = len(values)
+    if hi >= size:
+        return bisect_right(values, x, lo, size)
+    if values[hi] > x:
+        return bisect_right(values, x, lo, hi)
     return bisect_right(values, x, hi + 1)
 
 

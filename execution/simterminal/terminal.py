@@ -797,7 +797,9 @@ class SimTerminal(Mt5Constants):
 
     @staticmethod
     def _ms(when: datetime) -> int:
-        return int(round(when.timestamp() * 1000))
+        """``when`` in whole milliseconds since the epoch: ``round`` of a float (a timestamp) is
+        already the nearest int, so no ``int()`` around it (a call per instant)."""
+        return round(when.timestamp() * 1000)
 
     def _call_ms(self) -> int:
         """``_ms(self._call_now)``, computed once per call instant (several checks ask for it).
@@ -807,7 +809,7 @@ class SimTerminal(Mt5Constants):
         if memo is not None and memo[0] is now:
             return memo[1]
         clock = self._clock
-        ms = int(round(clock.timestamp() * 1000)) if clock.now() is now else self._ms(now)
+        ms = round(clock.timestamp() * 1000) if clock.now() is now else self._ms(now)  # (an int: see ``_ms``)
         self._call_ms_memo = (now, ms)
         return ms
 

@@ -60,6 +60,19 @@ def test_bar_rows_of_a_utc_plus_2_server_are_the_bars_rows(broker, sim):
             assert rows == [(row[0] - 7200,) + row[1:] for row in server] and len(rows) == count
 
 
+def test_bar_rows_follow_a_new_offset(broker, sim):
+    """The whole-second offset the rows are shifted by is kept per offset: an offset measured again
+    (a daylight-saving change) shifts the next read by the new one, a numpy count reads as an int."""
+    code = sim.TIMEFRAME_M1
+    server = sim.copy_rates_from_pos_rows("XAUUSD", code, 0, 3)
+    assert broker.bar_rows("XAUUSD", "M1", 3, include_forming=True) == [(r[0] - 7200,) + r[1:] for r in server]
+    broker._offset_s = 3600.4  # (rounded to whole seconds, as before)
+    assert broker.bar_rows("XAUUSD", "M1", np.int64(3), include_forming=True) == \
+        [(r[0] - 3600,) + r[1:] for r in server]
+    broker._offset_s = 7200.0
+    assert broker.bar_rows("XAUUSD", "M1", 3, include_forming=True) == [(r[0] - 7200,) + r[1:] for r in server]
+
+
 def test_ticks_for_a_utc_range(broker, clock):
     end = clock.now()
     start = end - timedelta(minutes=5)
