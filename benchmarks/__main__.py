@@ -19,6 +19,16 @@ MODULES = ["state_bench", "executor_bench", "notify_bench", "micro_bench", "rang
            "order_flow_bench", "reliability_bench", "restart_bench", "backtest_bench"]
 
 
+def interpreter_build() -> str:
+    """Which build of Python ran the figures, not only its version: builds of one version differ
+    by some 10 % in speed (README, Measured performance: a build without profile-guided and
+    link-time optimisation, as pyenv compiles by default, against Debian's optimised one), so
+    figures compare only between runs of the same build. ``sys.version``'s build date and
+    compiler tell builds apart; the executable's path says where it lives."""
+    build = " ".join(sys.version.split())
+    return f"{platform.python_implementation()} {build}, {sys.executable}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
@@ -40,11 +50,13 @@ def main(argv: list[str] | None = None) -> int:
             errors[name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc(file=sys.stderr)
     machine = {"python": platform.python_version(), "machine": platform.machine(),
-               "system": platform.system(), "cpus": __import__("os").cpu_count()}
+               "system": platform.system(), "cpus": __import__("os").cpu_count(),
+               "python_build": interpreter_build()}
     if args.json:
         print(json.dumps({"figures": figures, "errors": errors, "machine": machine}, indent=2, sort_keys=True))
     else:
-        print(f"benchmarks on {machine['system']} {machine['machine']}, {machine['cpus']} CPUs, Python {machine['python']}")
+        print(f"benchmarks on {machine['system']} {machine['machine']}, {machine['cpus']} CPUs, "
+              f"Python {machine['python']} ({machine['python_build']})")
         for key, value in figures.items():
             print(f"  {key:32} {value}")
         for name, error in errors.items():
