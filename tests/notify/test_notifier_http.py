@@ -65,7 +65,9 @@ def test_a_trading_loop_never_waits_for_a_slow_discord(discord, make_notifier):
     """Counted, not timed: while the server holds the first request, a 'trading thread' runs
     all of its steps, each enqueueing one message; none of them waited for Discord."""
     steps = 300
-    notifier = make_notifier(config=fast_config(queue_size=1000))
+    # the held request must stay in flight however slow the machine: with the fast 0.5 s timeout a
+    # loaded machine let it time out and be queued again mid-loop (queue depth 301)
+    notifier = make_notifier(config=fast_config(queue_size=1000, request_timeout_seconds=30.0))
     hold = discord.stall("default")
     assert notifier.notify(trade(0))
     discord.wait_for(1)
