@@ -139,7 +139,8 @@ class _FoundRange:
     from the base's bars alone (``core_of`` and ``build_range`` without the memo, whose carried
     values are the same values: engines/range_market.py), so it is the range the evaluation
     would have built at once, and the memo's windows skip the range's VWAP, expansion state and
-    touches while the ADX gate is shut."""
+    touches while the ADX gate is shut. It reads the caller's bars when built, so those must not
+    change after the evaluation (the bar feed's views are read-only; evaluate_entry says so)."""
 
     __slots__ = ("_args", "_range")
 
@@ -160,11 +161,13 @@ def _found_range_text(found: _FoundRange, passed_over: tuple[str, ...]) -> str:
 
 class _AdxStopped(_BriefNoTrade):
     """A brief decision that the ADX gate stopped: its ``range`` (a ``_FoundRange`` where the
-    constructor stores it) is built when read, and reads as that of ``_brief_no_trade``."""
+    constructor stores it) is built when read, and reads as that of ``_brief_no_trade``. A copy
+    made with ``dataclasses.replace`` is handed the built range: that is read as it is."""
 
     @property  # type: ignore[override]
     def range(self) -> RangeStructure:
-        return self.__dict__["range"].value()
+        kept = self.__dict__["range"]
+        return kept.value() if isinstance(kept, _FoundRange) else kept
 
 
 def _adx_stopped(inputs: MarketInputs, checks: list[Check], adx: Check, found: _FoundRange,
@@ -274,7 +277,9 @@ def evaluate_entry(bars_m5: Any, bars_h1: Any, quote: Any, params: RangeScalpPar
     candidates (and no invalidation signals on its range when ADX failed; that range is built
     only when read), and the reasons of its passing gates are formatted only when read (the same
     text); ``failed``, ``summary()`` and
-    every decision with a trade are exactly those of a full evaluation.
+    every decision with a trade are exactly those of a full evaluation. The bars must not change
+    while a brief decision is kept: one that the ADX gate stopped builds its range from them
+    when read (the bar feed hands out read-only views that never change).
     Unreadable inputs (missing columns, naive datetimes, a bad quote) raise ValueError."""
     history = history or RangeHistory()
     inputs = read_inputs(bars_m5, bars_h1, quote, params, symbol, now, flow, memo)

@@ -556,6 +556,7 @@ def test_an_adx_stopped_brief_decision_builds_its_range_when_read_and_the_memo_g
             stopped += 1
             assert brief.range == replace(full.range, invalidation_signals=())
             assert brief.checks == full.checks[:3] and brief.reasons == full.reasons[:3]
+            assert replace(brief, symbol="COPY").range == brief.range  # a copy is handed the built range
         else:
             assert brief.checks == full.checks[:len(brief.checks)]
             decided.add(brief.failed)
