@@ -24,9 +24,8 @@ def interpreter_build() -> str:
     by some 10 % in speed (README, Measured performance: a build without profile-guided and
     link-time optimisation, as pyenv compiles by default, against Debian's optimised one), so
     figures compare only between runs of the same build. ``sys.version``'s build date and
-    compiler tell builds apart; the executable's path says where it lives."""
-    build = " ".join(sys.version.split())
-    return f"{platform.python_implementation()} {build}, {sys.executable}"
+    compiler tell builds apart (the executable's path is left out: it may name the user)."""
+    return f"{platform.python_implementation()} {' '.join(sys.version.split())}"
 
 
 def main(argv: list[str] | None = None) -> int:
