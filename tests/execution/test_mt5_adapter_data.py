@@ -73,6 +73,40 @@ def test_bar_rows_follow_a_new_offset(broker, sim):
     assert broker.bar_rows("XAUUSD", "M1", 3, include_forming=True) == [(r[0] - 7200,) + r[1:] for r in server]
 
 
+
+def test_bar_rows_round_a_fractional_offset_to_the_nearest_second(broker, sim):
+    """The whole-second shift is the offset rounded, not truncated: 3600.6 s shifts the rows by
+    3601 s and -3600.6 s by -3601 s (a UTC-1 server), each kept for its own offset value."""
+    server = sim.copy_rates_from_pos_rows("XAUUSD", sim.TIMEFRAME_M1, 0, 3)
+    broker._offset_s = 3600.6
+    assert broker.bar_rows("XAUUSD", "M1", 3, include_forming=True) == [(r[0] - 3601,) + r[1:] for r in server]
+    broker._offset_s = -3600.6
+    assert broker.bar_rows("XAUUSD", "M1", 3, include_forming=True) == [(r[0] + 3601,) + r[1:] for r in server]
+    broker._offset_s = 3600.6  # (back to an offset seen before: the same rounding again)
+    assert broker.bar_rows("XAUUSD", "M1", 3, include_forming=True) == [(r[0] - 3601,) + r[1:] for r in server]
+
+
+def test_a_numpy_count_reaches_the_module_as_a_plain_int(broker, sim, monkeypatch):
+    """The real MetaTrader5 module wants a plain int count: a numpy integer handed to ``bars`` or
+    ``bar_rows`` is converted before the call (the simulator itself would accept either)."""
+    seen: list[type] = []
+
+    def recording(name):
+        original = getattr(sim, name)
+
+        def call(symbol, timeframe, start_pos, count, *rest):
+            seen.append(type(count))
+            return original(symbol, timeframe, start_pos, count, *rest)
+
+        monkeypatch.setattr(sim, name, call)
+
+    recording("copy_rates_from_pos")
+    recording("copy_rates_from_pos_rows")
+    assert len(broker.bar_rows("XAUUSD", "M1", np.int64(4))) == 4
+    assert len(broker.bars("XAUUSD", "M1", np.int32(5))) == 5
+    assert len(broker.bar_rows("XAUUSD", "M1", 3)) == 3
+    assert seen == [int, int, int]
+
 def test_ticks_for_a_utc_range(broker, clock):
     end = clock.now()
     start = end - timedelta(minutes=5)

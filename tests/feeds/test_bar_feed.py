@@ -116,6 +116,33 @@ def test_bad_bars_from_the_broker_never_replace_good_data(feed_stack, monkeypatc
     assert feed.get("XAUUSD", "M1", 10).to_frame().equals(good.to_frame())
 
 
+
+def test_a_fetched_bar_with_an_infinite_high_is_refused(feed_stack) -> None:
+    """An incremental fetch (a few bars, checked one by one) whose newest bar has a high of +inf
+    (open, close and low in place, so only the finiteness test can catch it) is refused and
+    counted with its reason."""
+    stack, feed = feed_stack
+    feed.step(stack.clock.now())
+    real_bars = stack.broker.bars
+    asked: list[int] = []
+
+    def infinite_high(symbol, timeframe, count, include_forming=False):
+        bars = real_bars(symbol, timeframe, count, include_forming)
+        if symbol != "XAUUSD":
+            return bars
+        asked.append(count)
+        data = bars.to_frame()
+        data.iloc[-1, data.columns.get_loc("high")] = np.inf
+        return BarSeries.from_frame(data)
+
+    serve(stack.broker, infinite_high)
+    stack.clock.advance(60)  # a new bar: fetched incrementally
+    feed.step(stack.clock.now())
+    assert asked and max(asked) <= 8  # (a few bars: the one-by-one check)
+    assert feed.stats.rejected == {"XAUUSD:M1": 1}
+    assert "XAUUSD M1: non-finite price at" in feed.stats.last_error
+
+
 def test_health_reports_data_age_per_feed(feed_stack) -> None:
     stack, feed = feed_stack
     feed.step(stack.clock.now())
@@ -185,6 +212,7 @@ def test_a_fetch_after_a_long_gap_is_a_full_fetch(feed_stack) -> None:
 @pytest.mark.parametrize("rows,index_change,message", [
     ([(10, 11, 9, np.nan)], None, "non-finite price at 2026-01-05 10:00:00+00:00"),
     ([(10, 11, 9, 10), (10, 11, 0, 10.5)], None, "non-positive price at 2026-01-05 10:01:00+00:00"),
+    ([(10, 11, 9, 10), (10, np.inf, 9, 10.5)], None, "non-finite price at 2026-01-05 10:01:00+00:00"),
     ([(10, 9, 11, 10)], None, "high/low do not contain"),
     (GOOD, "duplicate", "duplicate bar time 2026-01-05 10:01:00"),
     (GOOD, "reverse", "out of order"),

@@ -166,6 +166,20 @@ def test_choppy_needs_wicky_bars_and_few_displacement_bars():
     assert not choppy(features(drives))
 
 
+
+def test_choppy_shares_exactly_at_their_thresholds_do_not_count():
+    """A displacement bar needs a body share above 0.7 and a wicky bar a wick share above 0.5:
+    bars exactly at either share (prices in binary fractions, so the shares are exact) count as
+    neither."""
+    wicky = (100.0, 100.4, 99.6, 100.05)
+    at_70 = (100.0, 101.25, 100.0, 100.875)    # body 0.875 of range 1.25: share exactly 0.7
+    over_70 = (100.0, 101.25, 100.0, 100.9375)  # body share 0.75
+    at_50 = (100.0, 100.25, 99.75, 100.25)     # wicks 0.25 of range 0.5: share exactly 0.5
+    assert choppy(features(flat_base() + [wicky] * 3 + [at_70] * 2))       # no displacement bar
+    assert not choppy(features(flat_base() + [wicky] * 3 + [over_70] * 2))  # two displacement bars
+    assert not choppy(features(flat_base() + [wicky] * 2 + [at_50] * 3))   # only two wicky bars
+    assert choppy(features(flat_base() + [at_50] * 2 + [wicky] * 3))
+
 @pytest.mark.parametrize("wicky,flat,expected", [(3, 2, True), (2, 3, False)])
 def test_choppy_counts_bars_without_range_as_neither(wicky, flat, expected):
     """A bar without range has NaN shares: neither mostly wick nor a displacement bar (the

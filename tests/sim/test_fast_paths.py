@@ -8,15 +8,17 @@ when nothing is armed and memoizes per-instant answers.
 from __future__ import annotations
 
 import random
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from execution.simterminal import SimTerminal
+from execution.simterminal import SimTerminal, make_test_terminal
 from execution.simterminal import constants as c
 from execution.simterminal.market import TIMEFRAME_MS, SymbolMarket, _max_min_last, series_from_ticks
 from execution.simterminal.types import RATES_DTYPE
+from tests.sim.conftest import MONDAY_NOON
 from tests.sim.helpers import DATA, market_order
 from monitors.clock import FakeClock
 
@@ -473,6 +475,29 @@ def test_the_call_instant_reads_the_clocks_timestamp_only_while_the_clock_shows_
     terminal._call_ms_memo = None  # (the same instant object as above: its kept answer would be read)
     clock.advance(0.5)  # the clock has moved on since the call began
     assert terminal._call_ms() == SimTerminal._ms(instant) != SimTerminal._ms(clock.now())
+
+
+def test_an_instant_with_a_fractional_millisecond_rounds_to_the_nearest(tmp_path, clock: FakeClock) -> None:
+    """The terminal reads a clock at ``T - 0.4`` ms (``T - 1`` ms and 600 us) as millisecond ``T``,
+    not ``T - 1``: its quote there is the tick stamped ``T`` (the call instant, ``_call_ms``) and a
+    deal made there is stamped ``T`` (``_ms``)."""
+    first = make_test_terminal(tmp_path / "a", clock)
+    assert first.initialize()
+    start = MONDAY_NOON - timedelta(minutes=1)
+    times = first.copy_ticks_range("EURUSD", start, start + timedelta(seconds=59), c.COPY_TICKS_ALL)["time_msc"]
+    # a tick whose previous one is at least 2 ms earlier: at T - 1 ms the quote is still the previous one
+    gaps = np.flatnonzero(np.diff(times) >= 2) + 1
+    assert len(gaps) > 0
+    stamp, before = int(times[gaps[0]]), int(times[gaps[0] - 1])
+    instant = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=stamp * 1000 - 400)
+    later = FakeClock(instant)
+    mt5 = make_test_terminal(tmp_path / "b", later)  # (server time = UTC, as the fixture's)
+    assert mt5.initialize()
+    assert mt5.symbol_info_tick("EURUSD").time_msc == stamp != before
+    result = mt5.order_send(market_order(mt5, "EURUSD", "buy", 0.1))
+    assert result.retcode == mt5.TRADE_RETCODE_DONE
+    [deal] = mt5.history_deals_get(position=result.order)
+    assert deal.time_msc == stamp and mt5.positions_get()[0].time_msc == stamp
 
 
 def test_order_send_after_a_check_answers_as_a_fresh_send(mt5: SimTerminal, clock: FakeClock) -> None:
