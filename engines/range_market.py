@@ -824,11 +824,10 @@ class MarketMemo:
 
     def market(self, inputs: MarketInputs, params: RangeScalpParams) -> RangeMarket:
         market = self._market
-        if not self._count(self._same_inputs(market, inputs, params)):
-            core = self.core_of(self._base_of(inputs, params), params)
-            market = self._market = (inputs, params, complete_market(core, params, self))
-        assert market is not None
-        return market[2]
+        if self._count(self._same_inputs(market, inputs, params)):
+            assert market is not None
+            return market[2]
+        return self.complete(inputs, self.core_of(self._base_of(inputs, params), params), params)
 
 
 def session_start_s(market: MarketBase, params: RangeScalpParams) -> int:

@@ -119,18 +119,24 @@ class _BriefNoTrade(RangeDecision):
         return tuple(c.line() for c in self.checks)
 
 
+def _bar_time(inputs: MarketInputs) -> int | None:
+    """The newest M5 bar's open time, the decision's ``bar_time`` (None without bars)."""
+    return int(inputs.m5.time.item(-1)) if len(inputs.m5.time) else None
+
+
 def _no_trade(inputs: MarketInputs, checks: list[Check], failed: str, extra: tuple[str, ...] = (),
               range_: RangeStructure | None = None, candidates: tuple[ScoredSetup, ...] = ()) -> RangeDecision:
-    bar_time = int(inputs.m5.time.item(-1)) if len(inputs.m5.time) else None
     return RangeDecision(inputs.symbol, None, tuple(c.line() for c in checks) + extra, failed, {}, None, None,
-                         range_, tuple(checks), candidates, bar_time)
+                         range_, tuple(checks), candidates, _bar_time(inputs))
 
 
 def _brief_no_trade(inputs: MarketInputs, checks: list[Check], failed: str,
-                    range_: RangeStructure | None = None) -> RangeDecision:
-    """``_no_trade`` of a brief evaluation: no notes, no candidates, reasons built when read."""
-    bar_time = int(inputs.m5.time.item(-1)) if len(inputs.m5.time) else None
-    return _BriefNoTrade(inputs.symbol, None, (), failed, {}, None, None, range_, tuple(checks), (), bar_time)
+                    range_: "RangeStructure | _FoundRange | None" = None,
+                    kind: type[_BriefNoTrade] = _BriefNoTrade) -> RangeDecision:
+    """``_no_trade`` of a brief evaluation: no notes, no candidates, reasons built when read.
+    ``kind``: ``_AdxStopped`` for a range built when read (``_adx_stopped``)."""
+    return kind(inputs.symbol, None, (), failed, {}, None, None, range_, tuple(checks), (),  # type: ignore[arg-type]
+                _bar_time(inputs))
 
 
 class _FoundRange:
@@ -174,10 +180,8 @@ def _adx_stopped(inputs: MarketInputs, checks: list[Check], adx: Check, found: _
                  passed_over: tuple[str, ...]) -> RangeDecision:
     """``_brief_no_trade(inputs, checks + [range check, adx], "adx", range)`` with the range and
     the range gate's reason built when read (``_FoundRange``)."""
-    bar_time = int(inputs.m5.time.item(-1)) if len(inputs.m5.time) else None
-    checks = checks + [Check("range", True, _found_range_text, (found, passed_over)), adx]
-    return _AdxStopped(inputs.symbol, None, (), "adx", {}, None, None, found,  # type: ignore[arg-type]
-                       tuple(checks), (), bar_time)
+    range_check = Check("range", True, _found_range_text, (found, passed_over))
+    return _brief_no_trade(inputs, checks + [range_check, adx], "adx", found, _AdxStopped)
 
 
 @direct_init
